@@ -1,0 +1,178 @@
+"""Command-line parsing and ``main``: the one place where failures become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import ConfigError, XtsRefreshError
+from .notify import Redactor, close_logging, setup_logging
+from .settings import PathOverrides, Settings, collect_values, load_settings, log_file_path
+
+COMMANDS = ("refresh", "status", "check-config", "cron", "demo")
+OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--renew-before")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+UNEXPECTED_ERROR_CODE = 4
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``2h``, ``90m``, ``1h30m``, ``45s`` or ``3600``."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 2h, 90m or 1h30m")
+    return sum(float(number) * UNITS[unit] for number, unit in parts)
+
+
+def _path_options(parser: argparse.ArgumentParser, default: object) -> None:
+    group = parser.add_argument_group("files (relative paths start at the program's folder)")
+    group.add_argument("--env-file", metavar="PATH", default=default, help="settings file (.env)")
+    group.add_argument(
+        "--token-file",
+        metavar="PATH",
+        default=default,
+        help="interactive token file (xts_store_token.json)",
+    )
+    group.add_argument(
+        "--log-file", metavar="PATH", default=default, help="detailed log (xts_token_refresh.log)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command and option in INTERFACE.md."""
+    parser = argparse.ArgumentParser(
+        prog="xts_token_refresh.py",
+        description="Log in to XTS and save fresh session tokens where trading bots read them.",
+        epilog="With no command, refresh is meant. Exit codes: 0 ok, 1 login refused, 2 settings, "
+        "3 XTS unreachable, 4 local failure, 5 hook failed.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _path_options(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    refresh = commands.add_parser("refresh", help="log in and save the tokens (the default)")
+    refresh.add_argument(
+        "--if-needed", action="store_true", help="log in only where the stored token will not do"
+    )
+    refresh.add_argument(
+        "--renew-before",
+        type=parse_duration,
+        default=7200.0,
+        metavar="DURATION",
+        help="with --if-needed: renew tokens expiring within this (default 2h)",
+    )
+    refresh.add_argument(
+        "--verify",
+        action="store_true",
+        help="after saving, prove each new token works with one call",
+    )
+
+    status = commands.add_parser("status", help="report the stored tokens; never logs in")
+    status.add_argument("--verify", action="store_true", help="ask XTS whether each is accepted")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    commands.add_parser("check-config", help="validate settings and paths, reach the API root")
+
+    cron = commands.add_parser("cron", help="print, install or remove the crontab line")
+    cron.add_argument("action", choices=("print", "install", "uninstall"))
+    cron.add_argument("--at", default="09:00", metavar="HH:MM", help="time of day (09:00)")
+    cron.add_argument(
+        "--tz", default="Asia/Kolkata", metavar="ZONE", help="zone of --at (Asia/Kolkata)"
+    )
+    cron.add_argument("--days", default="daily", choices=("daily", "weekdays"))
+
+    commands.add_parser("demo", help="a complete refresh against the bundled simulator")
+    for sub in commands.choices.values():
+        _path_options(sub, argparse.SUPPRESS)
+    return parser
+
+
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``refresh`` inserted when no command is named."""
+    args = list(argv)
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in COMMANDS or arg in ("-h", "--help", "--version"):
+            return args
+        elif arg in OPTIONS_WITH_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return args  # an unknown command: let argparse say so
+    return ["refresh", *args]
+
+
+def _log_to_fallback_file(overrides: PathOverrides, redactor: Redactor) -> None:
+    """Send the rest of the run's lines to the log file too, as far as it can be known."""
+    try:
+        _, values = collect_values(overrides, os.environ)
+    except ConfigError:
+        values = {}
+    setup_logging(redactor, log_file_path(overrides, values))
+
+
+def run(args: argparse.Namespace, redactor: Redactor) -> int:
+    """Dispatch the parsed command; exceptions of the hierarchy propagate to ``main``."""
+    if args.command == "cron":
+        from .cron import cron_command
+
+        return cron_command(args.action, args.at, args.tz, args.days, os.environ)
+    if args.command == "demo":
+        from .demo import demo
+
+        return demo()
+    overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
+    try:
+        settings = load_settings(overrides, os.environ)
+    except ConfigError:
+        if args.command == "refresh":
+            _log_to_fallback_file(
+                overrides, redactor
+            )  # a cron run's config error belongs in its log too
+        raise
+    for secret in settings.secrets():
+        redactor.add(secret)
+    return _run_with_settings(args, settings, redactor)
+
+
+def _run_with_settings(args: argparse.Namespace, settings: Settings, redactor: Redactor) -> int:
+    from . import commands
+
+    if args.command == "refresh":
+        log = setup_logging(redactor, settings.log_file)
+        options = commands.RefreshOptions(args.if_needed, args.renew_before, args.verify)
+        return commands.refresh(settings, options, log, redactor)
+    log = setup_logging(redactor, None)
+    if args.command == "status":
+        return commands.status(
+            settings, verify=args.verify, as_json=args.json, log=log, redactor=redactor
+        )
+    return commands.check_config(settings, log)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the program; the process's exit code (INTERFACE.md, "Exit codes")."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A bare cron environment may have no UTF-8 locale: never die printing a ✓.
+        sys.stdout.reconfigure(errors="backslashreplace")
+    args = build_parser().parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
+    redactor = Redactor()
+    log = setup_logging(redactor, None)
+    try:
+        return run(args, redactor)
+    except XtsRefreshError as exc:
+        log.error("✗ %s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("✗ Interrupted; the previous token files are intact.")
+        return 130
+    except Exception:
+        log.exception("✗ Unexpected error; please report it with the log file. Details:")
+        return UNEXPECTED_ERROR_CODE
+    finally:
+        close_logging(log)

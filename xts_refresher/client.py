@@ -1,0 +1,398 @@
+"""The XTS client: logins, host lookup and token checks over HTTP, with retries and a deadline.
+
+Success is judged on the XTS body (``type`` and a token), never on the HTTP status alone (see
+XTS_NOTES.md). Transient failures are retried with exponential backoff and jitter, bounded by
+``XTS_RETRIES`` and by the run's deadline; a refusal is never retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from . import __version__
+from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
+from .settings import Credentials, Settings
+from .store import StoredToken
+from .timebox import run_within
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BACKOFF_SECONDS = 60.0
+HOSTLOOKUP_PASSWORD = "2021HostLookUpAccess"  # noqa: S105 - public, the same for every broker
+HOSTLOOKUP_VERSION = "interactive_1.0.1"
+USER_AGENT = f"xts-token-refresher/{__version__}"
+TOKEN_ERROR_PREFIXES = ("e-session-", "e-token-")
+
+
+class Deadline:
+    """The run's time budget: no request outlives it, and no retry starts after it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._end - time.monotonic())
+
+    def expired(self) -> bool:
+        """True once the budget is spent."""
+        return self.remaining() <= 0
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A successful login: the token, who it is for, and the answer's ``result`` object."""
+
+    session: str
+    token: str = field(repr=False)
+    user_id: str
+    api_root: str
+    result: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One HTTP request to XTS, as it is sent on every attempt."""
+
+    method: str
+    url: str
+    payload: dict[str, str] | None = field(default=None, repr=False)
+    params: dict[str, str] | None = None
+    headers: dict[str, str] | None = field(default=None, repr=False)
+
+
+class _TransientError(Exception):
+    """One attempt failed in a way worth retrying; ``retry_after`` is the server's wish."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def describe_xts_error(body: dict[str, Any]) -> str:
+    """XTS's own code and description, plus any field errors of a 400 answer."""
+    code = str(body.get("code") or "no code")
+    description = str(body.get("description") or "no description")
+    text = f"{code}: {description}"
+    result = body.get("result")
+    errors = result.get("errors") if isinstance(result, dict) else None
+    if isinstance(errors, list):
+        details = []
+        for item in errors:
+            if isinstance(item, dict):
+                messages = item.get("messages")
+                details.append("; ".join(map(str, messages)) if isinstance(messages, list) else "")
+        details = [d for d in details if d]
+        if details:
+            text += f" ({'; '.join(details)})"
+    return text
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # the HTTP-date form: fall back to our own backoff
+
+
+def _is_rate_limit(body: dict[str, Any]) -> bool:
+    return str(body.get("code", "")).startswith("e-apirl")
+
+
+class XtsClient:
+    """Talks to one broker's XTS API root on behalf of one run."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        deadline: Deadline,
+        log: logging.Logger,
+    ) -> None:
+        self.settings = settings
+        self.deadline = deadline
+        self.log = log
+        self.http = requests.Session()
+        self.http.headers["User-Agent"] = USER_AGENT
+        if settings.ca_bundle is not None:
+            self.http.verify = str(settings.ca_bundle)
+        else:
+            self.http.verify = settings.verify_ssl
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.http.close()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def login(self, session: str) -> LoginResult:
+        """Log in to ``session`` ("interactive" or "marketdata")."""
+        if session == "interactive":
+            return self.login_interactive()
+        return self.login_marketdata()
+
+    def login_interactive(self) -> LoginResult:
+        """Log in to the interactive (order) session, through a host lookup when configured."""
+        creds = self.settings.credentials("interactive")
+        payload = self._login_payload(creds)
+        if self.settings.hostlookup_url:
+            unique_key, base = self.lookup_host(self.settings.hostlookup_url)
+            payload["uniqueKey"] = unique_key
+            url, root = f"{base}/user/session", base
+        else:
+            root = self.settings.api_root
+            url = f"{root}/interactive/user/session"
+        return self._login("interactive", url, payload, root)
+
+    def login_marketdata(self) -> LoginResult:
+        """Log in to the market-data session (this ends any earlier market-data session)."""
+        creds = self.settings.credentials("marketdata")
+        root = self.settings.api_root
+        url = f"{root}{self.settings.marketdata_path}/auth/login"
+        return self._login("marketdata", url, self._login_payload(creds), root)
+
+    def _login_payload(self, creds: Credentials) -> dict[str, str]:
+        return {"appKey": creds.app_key, "secretKey": creds.secret, "source": self.settings.source}
+
+    def _login(self, session: str, url: str, payload: dict[str, str], root: str) -> LoginResult:
+        def token_present(body: dict[str, Any]) -> None:
+            result = body.get("result")
+            token = result.get("token") if isinstance(result, dict) else None
+            if body.get("type") == "success" and not (isinstance(token, str) and token.strip()):
+                raise _TransientError("XTS answered success without a token")
+
+        label = f"{session} login"
+        body = self._call("POST", url, label, payload=payload, check=token_present)
+        if body.get("type") != "success":
+            raise LoginRefusedError(f"XTS refused the {label}: {describe_xts_error(body)}.")
+        result: dict[str, Any] = body["result"]
+        user_id = str(result.get("userID") or "")
+        return LoginResult(session, result["token"].strip(), user_id, root, result)
+
+    def lookup_host(self, lookup_url: str) -> tuple[str, str]:
+        """The unique key and connection string a clustered deployment assigns to this run."""
+        payload = {"accesspassword": HOSTLOOKUP_PASSWORD, "version": HOSTLOOKUP_VERSION}
+
+        def fields(body: dict[str, Any]) -> dict[str, str]:
+            result = body.get("result")
+            found = (
+                {str(k).lower(): v for k, v in result.items()} if isinstance(result, dict) else {}
+            )
+            return {
+                name: str(found.get(name.lower()) or "")
+                for name in ("uniqueKey", "connectionString")
+            }
+
+        def complete(body: dict[str, Any]) -> None:
+            if body.get("type") in ("success", True) and not all(fields(body).values()):
+                raise _TransientError("the host lookup answer has no uniqueKey or connectionString")
+
+        body = self._call("POST", lookup_url, "host lookup", payload=payload, check=complete)
+        if body.get("type") not in ("success", True):
+            raise XtsUnavailableError(
+                f"The host lookup at {lookup_url} failed: {describe_xts_error(body)}.",
+                "Check XTS_HOSTLOOKUP_URL with your broker.",
+            )
+        found = fields(body)
+        return found["uniqueKey"], found["connectionString"].rstrip("/")
+
+    def verify(self, stored: StoredToken) -> str:
+        """Prove with one cheap authenticated call that XTS accepts ``stored``.
+
+        Returns a short note on how it was accepted; raises TokenRejectedError when XTS says
+        the token is invalid, XtsUnavailableError when XTS could not be asked.
+        """
+        if stored.session == "interactive":
+            base = stored.api_root
+            if not self.settings.hostlookup_url:
+                base = f"{base}/interactive"
+            url = f"{base}/user/balance"
+            params = {"clientID": stored.user_id}
+        else:
+            url = f"{stored.api_root}{self.settings.marketdata_path}/config/clientConfig"
+            params = {}
+        label = f"{stored.session} token check"
+        body = self._call(
+            "GET",
+            url,
+            label,
+            params=params,
+            headers={"Authorization": stored.token},
+            rate_limit_is_answer=True,
+        )
+        if body.get("type") == "success":
+            return "accepted"
+        if _is_rate_limit(body):
+            return "accepted (rate-limited, which proves the token was recognised)"
+        code = str(body.get("code", ""))
+        if (
+            code.startswith(TOKEN_ERROR_PREFIXES)
+            or "invalid token" in str(body.get("description", "")).lower()
+        ):
+            raise TokenRejectedError(
+                f"XTS rejected the {stored.session} token: {describe_xts_error(body)}."
+            )
+        return f"accepted (XTS answered {describe_xts_error(body)})"
+
+    def probe(self, url: str) -> int:
+        """The HTTP status of ``url`` (so DNS, TCP and TLS work); XtsUnavailableError if not."""
+        timeout = min(self.settings.timeout, max(self.deadline.remaining(), 0.001))
+        try:
+            with self.http.get(url, timeout=timeout, stream=True, allow_redirects=False) as answer:
+                return answer.status_code
+        except requests.RequestException as exc:
+            raise XtsUnavailableError(
+                f"{url} cannot be reached: {self._explain(exc)}.",
+                "Check the URL, DNS, the firewall and the certificate settings.",
+            ) from None
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        label: str,
+        *,
+        payload: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        check: Callable[[dict[str, Any]], None] | None = None,
+        rate_limit_is_answer: bool = False,
+    ) -> dict[str, Any]:
+        """The XTS JSON body of ``method url``, retrying transient failures.
+
+        Raises XtsUnavailableError once the retries or the deadline are spent.
+        """
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                body = self._attempt(_Request(method, url, payload, params, headers))
+                if _is_rate_limit(body) and not rate_limit_is_answer:
+                    raise _TransientError(f"rate limit: {describe_xts_error(body)}")
+                if check is not None:
+                    check(body)
+                return body
+            except _TransientError as failure:
+                reason, wait = failure.reason, self._backoff(attempt, failure.retry_after)
+            if attempt == attempts:
+                break
+            if wait >= self.deadline.remaining():
+                raise XtsUnavailableError(
+                    f"The {label} failed ({reason}) and XTS_DEADLINE ({self.deadline.seconds:g} s) "
+                    f"leaves no time for another try after {attempt} attempt(s).",
+                )
+            self.log.warning(
+                "⚠ The %s failed (%s), attempt %d of %d; retrying in %.1f s.",
+                label,
+                reason,
+                attempt,
+                attempts,
+                wait,
+            )
+            time.sleep(wait)
+        raise XtsUnavailableError(f"The {label} failed after {attempts} attempt(s): {reason}.")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter, at least what the server asked for."""
+        exponential = min(MAX_BACKOFF_SECONDS, self.settings.retry_backoff * 2.0 ** (attempt - 1))
+        wait = exponential * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, MAX_BACKOFF_SECONDS))
+        return wait
+
+    def _attempt(self, request: _Request) -> dict[str, Any]:
+        """One request, answered whole within the time left; _TransientError when it fails.
+
+        requests' timeout bounds each socket read, not the whole exchange: a server that
+        trickles its headers or body one byte at a time, or a resolver that hangs, would stretch
+        one request without limit, so the whole exchange is bounded by run_within.
+        """
+        budget = min(self.settings.timeout, self.deadline.remaining())
+        if budget <= 0:
+            raise _TransientError("XTS_DEADLINE reached")
+        try:
+            status, answer_headers, raw = run_within(
+                budget, lambda: self._exchange(request, budget)
+            )
+        except TimeoutError:
+            raise _TransientError(f"no complete answer within {budget:g} s") from None
+        except requests.RequestException as exc:
+            raise _TransientError(self._explain(exc)) from None
+        return self._decode(status, answer_headers, raw)
+
+    def _exchange(self, request: _Request, budget: float) -> tuple[int, Mapping[str, str], bytes]:
+        """The status, headers and body of one request (blocking)."""
+        with warnings.catch_warnings():
+            # verify_ssl=false is announced once per run, loudly; not once per request.
+            warnings.simplefilter("ignore")
+            answer = self.http.request(
+                request.method,
+                request.url,
+                json=request.payload,
+                params=request.params,
+                headers=request.headers,
+                timeout=budget,
+                stream=True,
+                allow_redirects=False,
+            )
+        with answer:
+            return answer.status_code, answer.headers, self._read_body(answer)
+
+    @staticmethod
+    def _decode(status: int, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
+        """The XTS JSON object of an answer; _TransientError for anything else, 5xx and 429."""
+        retry_after = _retry_after_seconds(headers.get("Retry-After"))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "type" not in body:
+            kind = headers.get("Content-Type", "no content type").split(";")[0]
+            where = f" (redirect to {headers['Location']})" if "Location" in headers else ""
+            raise _TransientError(
+                f"HTTP {status}{where}, {len(raw)} bytes of {kind} that is not XTS JSON",
+                retry_after,
+            )
+        if status >= 500 or status == 429:
+            raise _TransientError(f"HTTP {status}: {describe_xts_error(body)}", retry_after)
+        return body
+
+    @staticmethod
+    def _read_body(answer: requests.Response) -> bytes:
+        """The body, refused past MAX_BODY_BYTES (a runaway answer cannot fill the memory)."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in answer.iter_content(65536):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _TransientError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _explain(exc: requests.RequestException) -> str:
+        """A one-line reason for a requests failure, without its long nested repr."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            return "TLS failed (certificate not trusted or handshake broken; see XTS_CA_BUNDLE)"
+        if isinstance(exc, requests.exceptions.Timeout):
+            return "timed out"
+        text = str(exc)
+        if "Name or service not known" in text or "Failed to resolve" in text:
+            return "the host name does not resolve (DNS)"
+        if "Connection refused" in text:
+            return "connection refused"
+        if "Connection reset" in text or "RemoteDisconnected" in text or "aborted" in text:
+            return "the connection was reset"
+        return f"{type(exc).__name__}: {text[:200]}"

@@ -1,0 +1,197 @@
+"""The ``cron`` command: the crontab line, in this machine's time zone, installed or removed.
+
+XTS markets keep Indian time, but cron reads the schedule in the machine's zone, so a VPS on
+UTC running ``0 9 * * *`` refreshes at 14:30 IST, after the open. The line is converted here,
+uses absolute paths, and carries a marker so ``install`` replaces only its own line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+
+from .errors import ConfigError
+from .settings import APP_DIR
+
+MARKER = "# xts-token-refresh:"
+DAY_SPECS = {"daily": None, "weekdays": (1, 5)}
+# Offsets for the two zones that matter most, where the machine has no zoneinfo database.
+FALLBACK_ZONES = {
+    "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30)),
+    "UTC": timezone.utc,
+    "Etc/UTC": timezone.utc,
+}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A crontab time converted to the machine's zone, with what the operator should know."""
+
+    minute: int
+    hour: int
+    days: str
+    notes: tuple[str, ...]
+
+
+def named_zone(name: str) -> tzinfo:
+    """The time zone called ``name``; ConfigError when it is unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        if name in FALLBACK_ZONES:
+            return FALLBACK_ZONES[name]
+        raise ConfigError(
+            f"Unknown time zone {name!r}.", "Use a name such as Asia/Kolkata."
+        ) from None
+
+
+def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
+    """The zone cron reads its schedule in, and its name.
+
+    That is the system's zone (``/etc/localtime``); ``TZ`` overrides it for machines whose cron
+    daemon runs with another zone, and for tests.
+    """
+    name = environ.get("TZ", "").lstrip(":")
+    if name:
+        return named_zone(name), name
+    localtime = Path("/etc/localtime")
+    target = os.path.realpath(localtime)
+    if "zoneinfo/" in target:
+        name = target.split("zoneinfo/", 1)[1]
+        return named_zone(name), name
+    try:
+        from zoneinfo import ZoneInfo
+
+        with localtime.open("rb") as handle:
+            return ZoneInfo.from_file(handle), "the system's local zone"
+    except (OSError, ValueError):
+        return timezone.utc, "UTC"
+
+
+def parse_at(text: str) -> tuple[int, int]:
+    """The hour and minute of ``HH:MM``; ConfigError otherwise."""
+    found = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not found or int(found[1]) > 23 or int(found[2]) > 59:
+        raise ConfigError(f"--at {text!r} is not a time of day.", "Use HH:MM, e.g. --at 08:45.")
+    return int(found[1]), int(found[2])
+
+
+def _has_dst(zone: tzinfo, year: int) -> bool:
+    winter = datetime(year, 1, 1, 12, tzinfo=zone).utcoffset()
+    summer = datetime(year, 7, 1, 12, tzinfo=zone).utcoffset()
+    return winter != summer
+
+
+def convert(
+    at: str,
+    zone_name: str,
+    days: str,
+    machine: tzinfo,
+    machine_name: str,
+    *,
+    today: date | None = None,
+) -> Schedule:
+    """``at`` in ``zone_name`` as a crontab time in ``machine``'s zone.
+
+    When the conversion crosses midnight the day-of-week range moves with it.
+    """
+    if days not in DAY_SPECS:
+        raise ConfigError(f"--days {days!r} is not known.", "Use --days daily or --days weekdays.")
+    hour, minute = parse_at(at)
+    source = named_zone(zone_name)
+    day = today or datetime.now(source).date()
+    wanted = datetime(day.year, day.month, day.day, hour, minute, tzinfo=source)
+    local = wanted.astimezone(machine)
+    shift = (local.date() - day).days
+    span = DAY_SPECS[days]
+    day_field = "*" if span is None else f"{span[0] + shift}-{span[1] + shift}"
+    notes = [f"{at} {zone_name} is {local:%H:%M} in this machine's zone ({machine_name})"]
+    if shift:
+        notes.append("the conversion crosses midnight, so the days of the week move by one")
+    if _has_dst(machine, day.year) or _has_dst(source, day.year):
+        notes.append(
+            f"WARNING: {machine_name if _has_dst(machine, day.year) else zone_name} observes "
+            f"daylight saving time, so the job will run an hour off {at} {zone_name} for part of "
+            "the year. To avoid it, set the machine's zone to UTC or Asia/Kolkata "
+            "(timedatectl set-timezone UTC) and run `cron install` again, or use the systemd "
+            "timer, whose OnCalendar= takes a zone."
+        )
+    return Schedule(local.minute, local.hour, day_field, tuple(notes))
+
+
+def crontab_line(schedule: Schedule, app_dir: Path = APP_DIR) -> str:
+    """The crontab line that runs the wrapper at ``schedule``, output appended to its log."""
+
+    def quoted(path: Path) -> str:
+        # cron turns an unescaped % into a newline.
+        return shlex.quote(str(path)).replace("%", "\\%")
+
+    command = (
+        f"{quoted(app_dir / 'refresh_xts_token.sh')} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
+    )
+    when = f"{schedule.minute} {schedule.hour} * * {schedule.days}"
+    return f"{when} {command} {MARKER}{app_dir}"
+
+
+def read_crontab() -> list[str]:
+    """The current user's crontab lines ([] when there is none)."""
+    try:
+        listing = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise ConfigError(
+            "The crontab command is not installed.",
+            "Install cron (Debian/Ubuntu: apt-get install cron), or use the systemd timer.",
+        ) from None
+    if listing.returncode != 0:
+        if "no crontab" in listing.stderr.lower():
+            return []
+        raise ConfigError(f"crontab -l failed: {listing.stderr.strip()}")
+    return listing.stdout.splitlines()
+
+
+def write_crontab(lines: list[str]) -> None:
+    """Replace the current user's crontab with ``lines``."""
+    text = "\n".join(lines) + "\n" if lines else ""
+    done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ConfigError(f"crontab refused the new table: {done.stderr.strip()}")
+
+
+def is_own_line(line: str, app_dir: Path = APP_DIR) -> bool:
+    """True for the line this installation put in the crontab."""
+    return line.rstrip().endswith(f"{MARKER}{app_dir}")
+
+
+def cron_command(action: str, at: str, zone: str, days: str, environ: Mapping[str, str]) -> int:
+    """``cron print|install|uninstall``; exit 0, or ConfigError (2)."""
+    if action == "uninstall":
+        lines = read_crontab()
+        kept = [line for line in lines if not is_own_line(line)]
+        if len(kept) == len(lines):
+            print(f"Nothing to remove: no xts-token-refresh line for {APP_DIR} in the crontab.")
+            return 0
+        write_crontab(kept)
+        print(f"✓ Removed the xts-token-refresh line for {APP_DIR}; other lines are untouched.")
+        return 0
+    machine, machine_name = machine_zone(environ)
+    schedule = convert(at, zone, days, machine, machine_name)
+    line = crontab_line(schedule)
+    for note in schedule.notes:
+        print(f"# {note}", file=sys.stderr)
+    if action == "print":
+        print(line)
+        return 0
+    lines = [existing for existing in read_crontab() if not is_own_line(existing)]
+    write_crontab([*lines, line])
+    print(f"✓ Installed in the crontab: {line}")
+    print("  Check it with `crontab -l`; remove it with `xts_token_refresh.py cron uninstall`.")
+    return 0

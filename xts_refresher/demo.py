@@ -1,0 +1,78 @@
+"""The ``demo`` command: a complete refresh against the bundled simulator, nothing to set up.
+
+It starts the XTS simulator on 127.0.0.1, writes its token files and log into a temporary
+folder, runs ``refresh --verify`` and ``status`` exactly as a real run would, shows the token
+file (token masked), and cleans up. No ``.env``, no credentials and no network are needed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .commands import RefreshOptions, refresh, status
+from .notify import Redactor, close_logging, setup_logging
+from .settings import Credentials, Settings
+from .simulator import (
+    DEMO_INTERACTIVE_KEY,
+    DEMO_INTERACTIVE_SECRET,
+    DEMO_MARKETDATA_KEY,
+    DEMO_MARKETDATA_SECRET,
+    DEMO_USER_ID,
+    XtsSimulator,
+)
+from .store import mask
+
+
+def demo_settings(api_root: str, folder: Path) -> Settings:
+    """Settings that point at a simulator at ``api_root`` and keep every file in ``folder``."""
+    return Settings(
+        api_root=api_root,
+        interactive=Credentials(DEMO_INTERACTIVE_KEY, DEMO_INTERACTIVE_SECRET),
+        marketdata=Credentials(DEMO_MARKETDATA_KEY, DEMO_MARKETDATA_SECRET),
+        marketdata_path="/apimarketdata",
+        source="WEBAPI",
+        user_id=DEMO_USER_ID,
+        verify_ssl=True,
+        ca_bundle=None,
+        timeout=10.0,
+        retries=2,
+        deadline=60.0,
+        retry_backoff=0.2,
+        hostlookup_url=None,
+        post_refresh_hook=None,
+        telegram=None,
+        healthcheck_url=None,
+        env_file=folder / ".env",
+        token_file=folder / "xts_store_token.json",
+        marketdata_token_file=folder / "xts_marketdata_token.json",
+        log_file=folder / "xts_token_refresh.log",
+    )
+
+
+def demo() -> int:
+    """Run the demonstration; the refresh's exit code (0 when all is well)."""
+    with tempfile.TemporaryDirectory(prefix="xts-demo-") as tmp, XtsSimulator() as simulator:
+        folder = Path(tmp)
+        settings = demo_settings(simulator.url, folder)
+        print(f"Demo: the bundled XTS simulator listens on {simulator.url}; files go to {folder}.")
+        print("Nothing leaves this machine, and the credentials are the simulator's own.\n")
+        print("$ xts_token_refresh.py refresh --verify")
+        redactor = Redactor(settings.secrets())
+        log = setup_logging(redactor, settings.log_file)
+        try:
+            code = refresh(settings, RefreshOptions(verify=True), log, redactor)
+            print("\n$ xts_token_refresh.py status")
+            status_code = status(settings, verify=False, as_json=False, log=log, redactor=redactor)
+        finally:
+            close_logging(log)
+        print(f"\n$ cat {settings.token_file}   (token masked here; the file holds it whole)")
+        if settings.token_file.exists():
+            shown = json.loads(settings.token_file.read_text(encoding="utf-8"))
+            shown["token"] = mask(shown["token"])
+            print(json.dumps(shown, indent=2, ensure_ascii=False))
+        print(f"\nThe simulator saw {len(simulator.requests())} requests. Exit code: {code}.")
+        if code == 0 and status_code == 0:
+            print("✓ Demo complete: put your broker's settings in .env and run the same refresh.")
+        return code or status_code

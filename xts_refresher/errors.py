@@ -1,0 +1,98 @@
+"""One exception hierarchy for the whole program.
+
+Every class carries the exit code the contract gives it (see INTERFACE.md, "Exit codes"), and a
+hint that tells the operator what to do next, so ``main`` maps any failure to its code and its
+final ``✗`` line in one place. This module imports nothing heavy: ``load_token`` uses it.
+"""
+
+from __future__ import annotations
+
+
+class XtsRefreshError(Exception):
+    """Base of every failure the program reports; ``exit_code`` is what the process exits with."""
+
+    exit_code: int = 1
+    default_hint: str = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = self.default_hint if hint is None else hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class LoginRefusedError(XtsRefreshError):
+    """XTS refused the login (credentials, app key, wrong user): a person must act. Exit 1."""
+
+    exit_code = 1
+    default_hint = "Check the API key and secret in .env (and XTS_USER_ID), then run again."
+
+
+class ConfigError(XtsRefreshError):
+    """A setting, a flag or a dependency is missing or malformed. Exit 2."""
+
+    exit_code = 2
+    default_hint = (
+        "Fix the setting (see .env.example), then run `xts_token_refresh.py check-config`."
+    )
+
+
+class XtsUnavailableError(XtsRefreshError):
+    """XTS could not be reached or answered with something other than XTS JSON. Exit 3."""
+
+    exit_code = 3
+    default_hint = (
+        "XTS did not answer properly; check the network and the broker's status, then run again."
+    )
+
+
+class TokenRejectedError(XtsUnavailableError):
+    """A freshly saved token failed its authenticated check (``--verify``). Exit 3."""
+
+    default_hint = (
+        "The broker rejected the new token; run the refresh again, then contact the broker."
+    )
+
+
+class LocalError(XtsRefreshError):
+    """Something on this machine failed: saving a token, or waiting for the run lock. Exit 4."""
+
+    exit_code = 4
+    default_hint = "Check the disk, the folder's permissions and the path, then run again."
+
+
+class TokenSaveError(LocalError):
+    """A token could not be written; the previous token file is left as it was."""
+
+
+class LockTimeoutError(LocalError):
+    """Another run held the lock longer than this run's deadline."""
+
+    default_hint = "Wait for the other run to finish, or stop it if it is stuck, then run again."
+
+
+class HookFailedError(XtsRefreshError):
+    """Tokens were saved, but XTS_POST_REFRESH_HOOK failed or timed out. Exit 5."""
+
+    exit_code = 5
+    default_hint = (
+        "The tokens are saved; fix the hook command (XTS_POST_REFRESH_HOOK) and run it by hand."
+    )
+
+
+class TokenUnavailableError(XtsRefreshError):
+    """A stored token cannot be used: its file is missing, corrupt, or the token has expired.
+
+    ``state`` is ``"missing"``, ``"corrupt"`` or ``"expired"``; ``path`` is the file read.
+    This is the one exception :func:`xts_token_refresh.load_token` raises.
+    """
+
+    exit_code = 1
+    default_hint = "Run `xts_token_refresh.py` to log in again."
+
+    def __init__(self, message: str, *, state: str, path: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.state = state
+        self.path = path

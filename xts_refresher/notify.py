@@ -1,0 +1,155 @@
+"""Telling people: the console and log file, Telegram, and the health-check pings.
+
+Nothing here may change a run's outcome: a notification that fails is logged and forgotten,
+and each is bounded in time. Every line passes through a Redactor first, so no secret, bot
+token or session token reaches stdout, the log, Telegram or a ping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from logging.handlers import WatchedFileHandler
+from pathlib import Path
+
+from .settings import TelegramSettings
+from .store import mask
+from .timebox import run_within
+
+LOGGER_NAME = "xts_token_refresh"
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+TELEGRAM_SECONDS = 10.0
+PING_SECONDS = 5.0
+
+# Shapes of secrets that were never registered (a JWT, a Telegram bot token) are masked too.
+SECRET_SHAPES = (
+    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"),
+)
+
+
+class Redactor(logging.Filter):
+    """Masks known secrets in every log record and in any text it is given.
+
+    The secrets of the settings are known from the start; session tokens are added the moment
+    XTS hands them over, before anything could print them.
+    """
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        for secret in secrets or []:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        """Mask ``secret`` from now on (values under four characters would mask ordinary text)."""
+        if len(secret) >= 4:
+            self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret, and anything shaped like one, masked."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, mask(secret))
+        for shape in SECRET_SHAPES:
+            text = shape.sub(lambda found: mask(found.group(0)), text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message in place; never drop a record."""
+        record.msg = self.redact(record.getMessage())
+        record.args = ()
+        if record.exc_info:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """The console shows messages as written; the ✓/✗/⚠ symbols carry the level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+def setup_logging(redactor: Redactor, log_file: Path | None) -> logging.Logger:
+    """The run's logger: plain lines on stdout, timestamped lines in ``log_file``.
+
+    The file is created with mode 0600 and written through a WatchedFileHandler, which reopens
+    it after logrotate renames it. A log file that cannot be opened costs a warning, not the run.
+    """
+    log = logging.getLogger(LOGGER_NAME)
+    for old in list(log.handlers):
+        log.removeHandler(old)
+        old.close()
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(_ConsoleFormatter())
+    console.addFilter(redactor)
+    log.addHandler(console)
+    if log_file is not None:
+        try:
+            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            handler = WatchedFileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            log.warning(
+                "⚠ Cannot write the log file %s (%s); logging to the console only.",
+                log_file,
+                exc.strerror,
+            )
+        else:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            handler.addFilter(redactor)
+            log.addHandler(handler)
+    return log
+
+
+def close_logging(log: logging.Logger) -> None:
+    """Flush and close the run's handlers (the demo runs several commands in one process)."""
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+
+
+def send_telegram(telegram: TelegramSettings, text: str, log: logging.Logger) -> bool:
+    """Send ``text`` to the configured chat; True when Telegram accepted it."""
+    import requests
+
+    url = f"{telegram.api_url}/bot{telegram.bot_token}/sendMessage"
+    payload = {"chat_id": telegram.chat_id, "text": text, "disable_web_page_preview": True}
+
+    def post() -> requests.Response:
+        return requests.post(url, json=payload, timeout=TELEGRAM_SECONDS)
+
+    try:
+        answer = run_within(TELEGRAM_SECONDS + 2, post)
+        accepted = answer.ok and answer.json().get("ok") is True
+        reason = "" if accepted else f"HTTP {answer.status_code}"
+    except (requests.RequestException, ValueError, AttributeError, TimeoutError) as exc:
+        accepted, reason = False, type(exc).__name__
+    if not accepted:
+        # The bot token is part of the URL; say nothing of it, only what went wrong.
+        log.warning("⚠ The Telegram notification was not delivered (%s).", reason)
+    return accepted
+
+
+def ping_healthcheck(base_url: str | None, suffix: str, log: logging.Logger) -> bool:
+    """GET ``<base_url>/<suffix>`` (healthchecks.io's protocol); True on a 2xx answer."""
+    if not base_url:
+        return False
+    import requests
+
+    def get() -> requests.Response:
+        return requests.get(f"{base_url}/{suffix}", timeout=PING_SECONDS)
+
+    try:
+        answer = run_within(PING_SECONDS + 1, get)
+    except (requests.RequestException, TimeoutError) as exc:
+        log.warning("⚠ The health-check ping /%s failed (%s).", suffix, type(exc).__name__)
+        return False
+    if not answer.ok:
+        log.warning("⚠ The health-check ping /%s answered HTTP %d.", suffix, answer.status_code)
+    return answer.ok

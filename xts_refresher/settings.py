@@ -1,0 +1,370 @@
+"""Settings: read from flags, the process environment and ``.env``, validated before any traffic.
+
+Precedence is flag > process environment > ``.env`` > default. Every relative path resolves
+against the folder that holds ``xts_token_refresh.py`` (cron starts jobs in ``$HOME``). All
+problems are collected and reported together, each naming its variable, so one edit fixes them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+APP_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_ENV_FILE = ".env"
+DEFAULT_TOKEN_FILE = "xts_store_token.json"  # noqa: S105 - a file name
+DEFAULT_MARKETDATA_TOKEN_FILE = "xts_marketdata_token.json"  # noqa: S105
+DEFAULT_LOG_FILE = "xts_token_refresh.log"
+DEFAULT_MARKETDATA_PATH = "/apimarketdata"
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+TELEGRAM_MODES = ("all", "failure", "off")
+MAX_RETRIES = 20
+# Placeholders from .env.example: sending them to the broker would only earn a refusal.
+PLACEHOLDER_PREFIXES = ("your_", "your-", "<")
+
+# Every variable the program reads; the process environment is consulted for these only.
+KNOWN_VARIABLES = (
+    "XTS_API_ROOT",
+    "XTS_INTERACTIVE_API_KEY",
+    "XTS_INTERACTIVE_API_SECRET",
+    "XTS_MARKETDATA_API_KEY",
+    "XTS_MARKETDATA_API_SECRET",
+    "XTS_MARKETDATA_PATH",
+    "XTS_API_SOURCE",
+    "XTS_USER_ID",
+    "XTS_VERIFY_SSL",
+    "XTS_CA_BUNDLE",
+    "XTS_TIMEOUT",
+    "XTS_RETRIES",
+    "XTS_DEADLINE",
+    "XTS_RETRY_BACKOFF",
+    "XTS_HOSTLOOKUP_URL",
+    "XTS_POST_REFRESH_HOOK",
+    "XTS_TOKEN_FILE",
+    "XTS_MARKETDATA_TOKEN_FILE",
+    "XTS_LOG_FILE",
+    "TELEGRAM_TOKEN",
+    "TELEGRAM_CHAT_ID",
+    "TELEGRAM_NOTIFY",
+    "TELEGRAM_API_URL",
+    "HEALTHCHECK_URL",
+)
+SECRET_VARIABLES = (
+    "XTS_INTERACTIVE_API_KEY",
+    "XTS_INTERACTIVE_API_SECRET",
+    "XTS_MARKETDATA_API_KEY",
+    "XTS_MARKETDATA_API_SECRET",
+    "TELEGRAM_TOKEN",
+)
+
+
+@dataclass(frozen=True)
+class PathOverrides:
+    """The path flags every command takes; None where the flag was not given."""
+
+    env_file: str | None = None
+    token_file: str | None = None
+    log_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One XTS app key and its secret."""
+
+    app_key: str = field(repr=False)
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """Where notifications go, and which ones."""
+
+    bot_token: str = field(repr=False)
+    chat_id: str
+    notify: str
+    api_url: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, validated. Paths are absolute."""
+
+    api_root: str
+    interactive: Credentials | None
+    marketdata: Credentials | None
+    marketdata_path: str
+    source: str
+    user_id: str | None
+    verify_ssl: bool
+    ca_bundle: Path | None
+    timeout: float
+    retries: int
+    deadline: float
+    retry_backoff: float
+    hostlookup_url: str | None
+    post_refresh_hook: str | None
+    telegram: TelegramSettings | None
+    healthcheck_url: str | None
+    env_file: Path
+    token_file: Path
+    marketdata_token_file: Path
+    log_file: Path
+
+    @property
+    def sessions(self) -> tuple[str, ...]:
+        """The configured sessions, interactive first."""
+        names = []
+        if self.interactive is not None:
+            names.append("interactive")
+        if self.marketdata is not None:
+            names.append("marketdata")
+        return tuple(names)
+
+    def credentials(self, session: str) -> Credentials:
+        """The app key and secret of ``session``; KeyError when it is not configured."""
+        creds = self.interactive if session == "interactive" else self.marketdata
+        if creds is None:
+            raise KeyError(session)
+        return creds
+
+    def token_path(self, session: str) -> Path:
+        """The token file of ``session``."""
+        return self.token_file if session == "interactive" else self.marketdata_token_file
+
+    @property
+    def lock_file(self) -> Path:
+        """The run lock, beside the interactive token file."""
+        return self.token_file.with_name(self.token_file.name + ".lock")
+
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold, for redaction."""
+        values: list[str] = []
+        for creds in (self.interactive, self.marketdata):
+            if creds is not None:
+                values += [creds.app_key, creds.secret]
+        if self.telegram is not None:
+            values.append(self.telegram.bot_token)
+        return values
+
+
+def resolve_path(value: str | os.PathLike[str]) -> Path:
+    """``value`` as an absolute path; a relative one is taken from the program's folder."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else APP_DIR / path
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a ``.env`` file; empty values and bare names are left out.
+
+    A UTF-8 byte-order mark (Windows editors add one) is dropped before parsing, and no
+    ``${VAR}`` interpolation is done: a secret holding ``$`` stays as written.
+    """
+    from dotenv import dotenv_values
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text.", "Save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the settings file {path}: {exc.strerror}.",
+            "Check its path and that the user running the job can read it.",
+        ) from None
+    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {key: value for key, value in parsed.items() if value}
+
+
+def env_file_is_exposed(path: Path) -> bool:
+    """True when ``path`` exists and its group or others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(stat.S_IMODE(mode) & 0o077)
+
+
+def collect_values(
+    overrides: PathOverrides, environ: Mapping[str, str]
+) -> tuple[Path, dict[str, str]]:
+    """The settings file's path and the merged raw values (process environment over ``.env``)."""
+    env_file = resolve_path(overrides.env_file or DEFAULT_ENV_FILE)
+    values: dict[str, str] = {}
+    if overrides.env_file is not None or env_file.exists():
+        if overrides.env_file is not None and not env_file.exists():
+            raise ConfigError(
+                f"The settings file {env_file} (--env-file) does not exist.",
+                "Give the path of your .env file.",
+            )
+        values.update(read_env_file(env_file))
+    for name in KNOWN_VARIABLES:
+        if environ.get(name):
+            values[name] = environ[name]
+    return env_file, values
+
+
+class _Validator:
+    """Turns raw strings into typed values, collecting every problem instead of stopping."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.values.get(name, "").strip()
+        if value.lower().startswith(PLACEHOLDER_PREFIXES):
+            self.problems.append(f"{name} still holds the placeholder from .env.example.")
+            return None
+        return value or default
+
+    def url(self, name: str, *, required: bool = False) -> str | None:
+        value = self.text(name)
+        if value is None:
+            if required and not self.values.get(name, "").strip():
+                self.problems.append(f"{name} is not set (e.g. {name}=https://ttblaze.iifl.com).")
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problems.append(f"{name} must be an http(s) URL, e.g. https://host:port/path.")
+            return None
+        try:
+            _ = parts.port
+        except ValueError:
+            self.problems.append(f"{name} has an invalid port.")
+            return None
+        return value.rstrip("/")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.values.get(name, "").strip().lower()
+        if not value:
+            return default
+        if value in TRUE_WORDS:
+            return True
+        if value in FALSE_WORDS:
+            return False
+        self.problems.append(f"{name} must be true or false (or 1/0, yes/no), not {value!r}.")
+        return default
+
+    def number(self, name: str, default: float, *, minimum: float = 0.001) -> float:
+        value = self.values.get(name, "").strip()
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not number >= minimum or number == float("inf"):
+            self.problems.append(
+                f"{name} must be a number of seconds >= {minimum:g}, not {value!r}."
+            )
+            return default
+        return number
+
+    def whole(self, name: str, default: int, maximum: int) -> int:
+        value = self.values.get(name, "").strip()
+        if not value:
+            return default
+        if not value.isdigit() or int(value) > maximum:
+            self.problems.append(
+                f"{name} must be a whole number from 0 to {maximum}, not {value!r}."
+            )
+            return default
+        return int(value)
+
+    def pair(self, key_name: str, secret_name: str) -> Credentials | None:
+        key, secret = self.text(key_name), self.text(secret_name)
+        if key and secret:
+            return Credentials(key, secret)
+        if key or secret:
+            missing = secret_name if key else key_name
+            self.problems.append(f"{missing} is not set, but its partner is: set both or neither.")
+        return None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.values.get(name, "").strip().lower() or default
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+            return default
+        return value
+
+
+def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Settings:
+    """Validated settings from flags, ``environ`` and ``.env``; ConfigError lists every problem."""
+    env_file, values = collect_values(overrides, environ)
+    check = _Validator(values)
+    api_root = check.url("XTS_API_ROOT", required=True)
+    interactive = check.pair("XTS_INTERACTIVE_API_KEY", "XTS_INTERACTIVE_API_SECRET")
+    marketdata = check.pair("XTS_MARKETDATA_API_KEY", "XTS_MARKETDATA_API_SECRET")
+    if interactive is None and marketdata is None and not check.problems:
+        check.problems.append(
+            "No session is configured: set XTS_INTERACTIVE_API_KEY and XTS_INTERACTIVE_API_SECRET "
+            "(and, for market data, XTS_MARKETDATA_API_KEY and XTS_MARKETDATA_API_SECRET)."
+        )
+    md_path = "/" + (check.text("XTS_MARKETDATA_PATH") or DEFAULT_MARKETDATA_PATH).strip("/")
+    ca_bundle_text = check.text("XTS_CA_BUNDLE")
+    ca_bundle = resolve_path(ca_bundle_text) if ca_bundle_text else None
+    if ca_bundle is not None and not ca_bundle.is_file():
+        check.problems.append(f"XTS_CA_BUNDLE points to {ca_bundle}, which is not a readable file.")
+    telegram = _telegram(check)
+    settings = Settings(
+        api_root=api_root or "",
+        interactive=interactive,
+        marketdata=marketdata,
+        marketdata_path=md_path,
+        source=check.text("XTS_API_SOURCE", "WEBAPI") or "WEBAPI",
+        user_id=check.text("XTS_USER_ID"),
+        verify_ssl=check.boolean("XTS_VERIFY_SSL", True),
+        ca_bundle=ca_bundle,
+        timeout=check.number("XTS_TIMEOUT", 30.0),
+        retries=check.whole("XTS_RETRIES", 4, MAX_RETRIES),
+        deadline=check.number("XTS_DEADLINE", 300.0),
+        retry_backoff=check.number("XTS_RETRY_BACKOFF", 2.0, minimum=0.0),
+        hostlookup_url=check.url("XTS_HOSTLOOKUP_URL"),
+        post_refresh_hook=check.text("XTS_POST_REFRESH_HOOK"),
+        telegram=telegram,
+        healthcheck_url=check.url("HEALTHCHECK_URL"),
+        env_file=env_file,
+        token_file=resolve_path(
+            overrides.token_file or values.get("XTS_TOKEN_FILE") or DEFAULT_TOKEN_FILE
+        ),
+        marketdata_token_file=resolve_path(
+            values.get("XTS_MARKETDATA_TOKEN_FILE") or DEFAULT_MARKETDATA_TOKEN_FILE
+        ),
+        log_file=log_file_path(overrides, values),
+    )
+    if settings.token_file == settings.marketdata_token_file:
+        check.problems.append("XTS_TOKEN_FILE and XTS_MARKETDATA_TOKEN_FILE must differ.")
+    if check.problems:
+        listing = "\n".join(f"  - {problem}" for problem in check.problems)
+        raise ConfigError(
+            f"The settings in {env_file} (or the environment) are not valid:\n{listing}\n",
+            "Fix them (every setting is described in .env.example), then run check-config.",
+        )
+    return settings
+
+
+def _telegram(check: _Validator) -> TelegramSettings | None:
+    bot_token = check.text("TELEGRAM_TOKEN")
+    chat_id = check.text("TELEGRAM_CHAT_ID")
+    notify = check.choice("TELEGRAM_NOTIFY", TELEGRAM_MODES, "all")
+    api_url = check.url("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL
+    if bool(bot_token) != bool(chat_id):
+        missing = "TELEGRAM_CHAT_ID" if bot_token else "TELEGRAM_TOKEN"
+        check.problems.append(f"{missing} is not set, but its partner is: set both or neither.")
+        return None
+    if not bot_token or not chat_id or notify == "off":
+        return None
+    return TelegramSettings(bot_token, chat_id, notify, api_url)
+
+
+def log_file_path(overrides: PathOverrides, values: Mapping[str, str]) -> Path:
+    """The detailed log's path: --log-file, else XTS_LOG_FILE, else the default."""
+    return resolve_path(overrides.log_file or values.get("XTS_LOG_FILE") or DEFAULT_LOG_FILE)

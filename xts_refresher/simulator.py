@@ -1,0 +1,589 @@
+"""A local HTTP server that answers like an XTS broker, for tests and the ``demo`` command.
+
+It simulates the interactive and market-data login endpoints, the cheap token checks
+(``user/balance``, ``config/clientConfig``), logout and host lookup, following
+``XTS_NOTES.md`` (endpoints, answer and error shapes). It also plays a fake Telegram Bot API
+(``/bot<token>/sendMessage``) and a fake healthchecks.io (``/ping/...``) so tests can count
+notifications and pings. Every request is recorded; faults can be queued per route to make
+the next answers fail (errors, HTML proxy pages, rate limits, hangs, resets, trickled bodies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import re
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+DEMO_INTERACTIVE_KEY = "demo-interactive-key"
+DEMO_INTERACTIVE_SECRET = "demo-interactive-secret"
+DEMO_MARKETDATA_KEY = "demo-marketdata-key"
+DEMO_MARKETDATA_SECRET = "demo-marketdata-secret"
+DEMO_USER_ID = "DEMO01"
+
+CODE_BAD_CREDENTIALS_INTERACTIVE = "e-user-0005"
+CODE_BAD_CREDENTIALS_MARKETDATA = "e-response-0005"
+BAD_CREDENTIALS_DESCRIPTION = "Invalid credentials. Please check your App Key and Secret Key."
+
+ROUTES = (
+    "interactive_login",
+    "interactive_logout",
+    "interactive_balance",
+    "marketdata_login",
+    "marketdata_config",
+    "hostlookup",
+    "telegram",
+    "healthcheck",
+    "unknown",
+)
+KINDS = ("interactive", "marketdata")
+
+_MD_PREFIXES = ("/apimarketdata", "/apibinarymarketdata")
+_TELEGRAM_PATH = re.compile(r".*/bot[^/]+/sendMessage")
+_MAX_BODY = 10 * 1024 * 1024
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj).encode("utf-8")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _error(code: str, description: str, result: Any = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "description": description, "result": result or {}}
+
+
+def _success(code: str, description: str, result: Any, kind: Any = "success") -> dict[str, Any]:
+    return {"type": kind, "code": code, "description": description, "result": result}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the simulator received it."""
+
+    route: str
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    at: float
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to answer instead of the normal behaviour, for one request.
+
+    ``delay`` waits before answering (a hung server) and ends early, without answering, when
+    the simulator stops. ``trickle`` sends the headers, then the body one byte per ``trickle``
+    seconds (which defeats per-read client timeouts). ``reset`` answers nothing and resets
+    the TCP connection. Build faults with the factory class methods.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+    trickle: float = 0.0
+    reset: bool = False
+
+    @classmethod
+    def json(cls, obj: Any, status: int = 200) -> Fault:
+        """Return a fault answering ``obj`` as JSON."""
+        return cls.raw(_json_bytes(obj), status=status)
+
+    @classmethod
+    def xts_error(cls, code: str, description: str, status: int = 400, result: Any = None) -> Fault:
+        """Return a fault answering an XTS error body."""
+        return cls.raw(_json_bytes(_error(code, description, result)), status=status)
+
+    @classmethod
+    def html(cls, status: int = 502) -> Fault:
+        """Return a fault answering an nginx-style HTML error page."""
+        title = f"{status} {HTTPStatus(status).phrase}"
+        page = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        )
+        return cls.raw(page.encode("ascii"), status=status, content_type="text/html")
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | None = None) -> Fault:
+        """Return a fault answering HTTP 429 with the XTS rate-limit error."""
+        base = cls.xts_error("e-apirl-0004", "Rate Limit reached", status=429)
+        if retry_after is None:
+            return base
+        return cls(
+            status=429, body=base.body, headers=(*base.headers, ("Retry-After", f"{retry_after:g}"))
+        )
+
+    @classmethod
+    def raw(cls, body: bytes, status: int = 200, content_type: str = "application/json") -> Fault:
+        """Return a fault answering arbitrary bytes."""
+        return cls(status=status, body=body, headers=(("Content-Type", content_type),))
+
+    @classmethod
+    def hang(cls, seconds: float) -> Fault:
+        """Return a fault that waits ``seconds`` and then answers a 504 HTML page."""
+        page = cls.html(504)
+        return cls(status=504, body=page.body, headers=page.headers, delay=seconds)
+
+    @classmethod
+    def connection_reset(cls) -> Fault:
+        """Return a fault that resets the connection without answering."""
+        return cls(reset=True)
+
+    @classmethod
+    def slow_body(cls, body: bytes, per_byte: float, status: int = 200) -> Fault:
+        """Return a fault that sends ``body`` one byte every ``per_byte`` seconds."""
+        return cls(
+            status=status,
+            body=body,
+            headers=(("Content-Type", "application/json"),),
+            trickle=per_byte,
+        )
+
+
+@dataclass
+class _Token:
+    kind: str
+    app_key: str
+    exp: float
+    valid: bool = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Handlers stuck on a slow client must not make server_close() wait for them.
+    block_on_close = False
+    sim: XtsSimulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Keep test output clean: clients vanishing mid-answer is expected here."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0 closes every connection after one answer, so nothing lingers at stop().
+    protocol_version = "HTTP/1.0"
+    timeout = 30
+    server_version = "nginx/1.18.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default per-request stderr logging."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    # Every method goes through the same recorder, so unexpected ones show up as "unknown".
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_GET  # noqa: N815
+
+    def _dispatch(self) -> None:
+        self.close_connection = True
+        sim = cast(_Server, self.server).sim
+        try:
+            self._serve(sim)
+        except OSError:
+            pass  # the client went away; nothing left to answer
+        except Exception as exc:  # a simulator bug must show as a 500, not a hung client
+            with contextlib.suppress(OSError):
+                self._send(500, _json_bytes(_error("e-sim-0500", repr(exc))), ())
+
+    def _serve(self, sim: XtsSimulator) -> None:
+        try:
+            length = min(max(int(self.headers.get("Content-Length", "0")), 0), _MAX_BODY)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length else b""
+        parsed: Any = None
+        if body:
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(body)
+        split = urlsplit(self.path)
+        request = RecordedRequest(
+            route=_route(self.command, split.path, parsed),
+            method=self.command,
+            path=split.path,
+            query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            json=parsed,
+            at=time.time(),
+        )
+        fault = sim._record(request)
+        if fault is not None:
+            self._send_fault(sim, fault)
+            return
+        status, answer = sim._answer(request)
+        if isinstance(answer, bytes):
+            self._send(status, answer, (("Content-Type", "text/plain; charset=utf-8"),))
+        else:
+            self._send(status, _json_bytes(answer), (("Content-Type", "application/json"),))
+
+    def _send(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_fault(self, sim: XtsSimulator, fault: Fault) -> None:
+        if fault.delay > 0 and sim._stopping.wait(fault.delay):
+            return  # stopping: leave without answering so stop() stays fast
+        if fault.reset:
+            # Linger 0 turns close() into a TCP RST instead of an orderly FIN; the socket is
+            # really closed when finish() drops the last file object on it.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        if fault.trickle <= 0:
+            self._send(fault.status, fault.body, fault.headers)
+            return
+        self._send(fault.status, b"", (*fault.headers, ("Content-Length", str(len(fault.body)))))
+        for index in range(len(fault.body)):
+            if sim._stopping.wait(fault.trickle):
+                return
+            self.wfile.write(fault.body[index : index + 1])
+
+
+def _route(method: str, path: str, body: Any) -> str:
+    if path.endswith("/interactive/user/session"):
+        if method == "POST":
+            return "interactive_login"
+        if method == "DELETE":
+            return "interactive_logout"
+    # Clustered deployments log in at {connectionString}/user/session with a uniqueKey.
+    has_unique_key = isinstance(body, dict) and "uniqueKey" in body
+    if method == "POST" and path.endswith("/user/session") and has_unique_key:
+        return "interactive_login"
+    if method == "GET" and path.endswith("/interactive/user/balance"):
+        return "interactive_balance"
+    if method == "POST" and any(path.endswith(p + "/auth/login") for p in _MD_PREFIXES):
+        return "marketdata_login"
+    if method == "GET" and any(path.endswith(p + "/config/clientConfig") for p in _MD_PREFIXES):
+        return "marketdata_config"
+    if method == "POST" and path.lower().endswith("/hostlookup"):
+        return "hostlookup"
+    if method in ("GET", "POST") and _TELEGRAM_PATH.fullmatch(path):
+        return "telegram"
+    if method in ("GET", "POST", "HEAD") and path.startswith("/ping/"):
+        return "healthcheck"
+    return "unknown"
+
+
+def _required(name: str) -> dict[str, Any]:
+    messages = [f'"{name}" is required']
+    return {"field": [name], "location": "body", "messages": messages, "types": ["any.required"]}
+
+
+def _login_fields(request: RecordedRequest) -> dict[str, Any]:
+    if isinstance(request.json, dict):
+        return request.json
+    form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in form.items()}
+
+
+class XtsSimulator:
+    """A fake XTS broker (plus Telegram and healthchecks.io) serving on a local port."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token_lifetime: int = 86400,
+        application_expiry_date: str = "30-12-2028",
+    ) -> None:
+        self.token_lifetime = token_lifetime
+        self.application_expiry_date = application_expiry_date
+        self.interactive_user_override: str | None = None
+        self.marketdata_user_override: str | None = None
+        self.hostlookup_style: str = "standard"
+        self.last_unique_key: str | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._accounts: dict[tuple[str, str], tuple[str, str]] = {}
+        self._faults: dict[str, list[Fault]] = {route: [] for route in ROUTES}
+        self._requests: list[RecordedRequest] = []
+        self._tokens: dict[str, _Token] = {}
+        self._issued: dict[str, list[str]] = {kind: [] for kind in KINDS}
+        self._md_current: dict[str, str] = {}
+        self._messages = 0
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        # Bind now so that url is known before start(), e.g. to build a test's config.
+        self._server = _Server((host, port), _Handler)
+        self._server.sim = self
+        self.add_account(DEMO_INTERACTIVE_KEY, DEMO_INTERACTIVE_SECRET, DEMO_USER_ID)
+        self.add_account(DEMO_MARKETDATA_KEY, DEMO_MARKETDATA_SECRET, DEMO_USER_ID, "marketdata")
+
+    @property
+    def url(self) -> str:
+        """Return the base URL, e.g. ``http://127.0.0.1:54321``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> XtsSimulator:
+        """Serve in a daemon thread; return self."""
+        if self._stopped:
+            raise RuntimeError("a stopped XtsSimulator cannot be restarted")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"xts-simulator-{self.url}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, waking hung or trickling handlers; return None. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=1.0)
+        self._server.server_close()
+
+    def __enter__(self) -> XtsSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def add_account(
+        self, app_key: str, secret: str, user_id: str, kind: str = "interactive"
+    ) -> None:
+        """Accept ``app_key``/``secret`` on the ``kind`` login endpoint; return None."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown account kind {kind!r}; expected one of {KINDS}")
+        with self._lock:
+            self._accounts[(kind, app_key)] = (secret, user_id)
+
+    def add_fault(self, route: str, fault: Fault, times: int = 1) -> None:
+        """Make the next ``times`` requests on ``route`` get ``fault``; return None."""
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
+        if times < 0:
+            raise ValueError("times must not be negative")
+        with self._lock:
+            self._faults[route].extend([fault] * times)
+
+    def requests(self, route: str | None = None) -> list[RecordedRequest]:
+        """Return a copy of the recorded requests in arrival order, optionally for one route."""
+        with self._lock:
+            return [r for r in self._requests if route is None or r.route == route]
+
+    def count(self, route: str) -> int:
+        """Return how many requests arrived on ``route``."""
+        return len(self.requests(route))
+
+    def clear(self) -> None:
+        """Forget recorded requests (accounts, tokens and faults stay); return None."""
+        with self._lock:
+            self._requests.clear()
+
+    def issued_tokens(self, kind: str) -> list[str]:
+        """Return the tokens handed out for ``kind`` ("interactive"/"marketdata"), in order."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown token kind {kind!r}; expected one of {KINDS}")
+        with self._lock:
+            return list(self._issued[kind])
+
+    def is_token_valid(self, token: str) -> bool:
+        """Return True when ``token`` was issued, is not invalidated and has not expired."""
+        with self._lock:
+            return self._valid_kind(token) is not None
+
+    def invalidate_tokens(self) -> None:
+        """Make every token issued so far answer "Invalid Token"; return None."""
+        with self._lock:
+            for info in self._tokens.values():
+                info.valid = False
+
+    # Internals below run on handler threads.
+
+    def _valid_kind(self, token: str) -> str | None:
+        info = self._tokens.get(token)
+        if info is None or not info.valid or time.time() >= info.exp:
+            return None
+        return info.kind
+
+    def _record(self, request: RecordedRequest) -> Fault | None:
+        with self._lock:
+            self._requests.append(request)
+            queue = self._faults[request.route]
+            return queue.pop(0) if queue else None
+
+    def _answer(self, request: RecordedRequest) -> tuple[int, Any]:
+        """Return the normal (status, JSON object or plain-text bytes) for a request."""
+        route = request.route
+        if route == "interactive_login":
+            return self._login(request, "interactive")
+        if route == "marketdata_login":
+            return self._login(request, "marketdata")
+        if route == "interactive_logout":
+            return self._authorized(request, "interactive", logout=True)
+        if route == "interactive_balance":
+            return self._authorized(request, "interactive")
+        if route == "marketdata_config":
+            return self._authorized(request, "marketdata")
+        if route == "hostlookup":
+            return 200, self._hostlookup()
+        if route == "telegram":
+            with self._lock:
+                self._messages += 1
+                return 200, {"ok": True, "result": {"message_id": self._messages}}
+        if route == "healthcheck":
+            return 200, b"OK"
+        description = f"Route not found: {request.method} {request.path}"
+        return 404, _error("e-route-0404", description)
+
+    def _login(self, request: RecordedRequest, kind: str) -> tuple[int, Any]:
+        fields = _login_fields(request)
+        names = ("appKey", "secretKey", "source")
+        errors = [
+            _required(n) for n in names if not isinstance(fields.get(n), str) or not fields[n]
+        ]
+        if errors:
+            return 400, _error("e-validation-0001", "Bad Request", {"errors": errors})
+        app_key = fields["appKey"]
+        with self._lock:
+            account = self._accounts.get((kind, app_key))
+        if account is None or account[0] != fields["secretKey"]:
+            code = CODE_BAD_CREDENTIALS_INTERACTIVE
+            if kind == "marketdata":
+                code = CODE_BAD_CREDENTIALS_MARKETDATA
+            return 400, _error(code, BAD_CREDENTIALS_DESCRIPTION)
+        override = self.interactive_user_override
+        if kind == "marketdata":
+            override = self.marketdata_user_override
+        user = override if override is not None else account[1]
+        token = self._issue(kind, app_key, user)
+        if kind == "marketdata":
+            result: dict[str, Any] = {
+                "token": token,
+                "userID": user,
+                "appVersion": "5.0.15",
+                "application_expiry_date": self.application_expiry_date,
+            }
+            return 200, _success("s-response-0010", "Provided Valid Credentials", result)
+        result = {
+            "enums": {"orderSide": ["BUY", "SELL"]},
+            "clientCodes": [user],
+            "exchangeSegmentArray": [{}],
+            "token": token,
+            "userID": user,
+            "isInvestorClient": True,
+            "isOneTouchUser": False,
+        }
+        return 200, _success("s-user-0001", "Valid User.", result)
+
+    def _issue(self, kind: str, app_key: str, user: str) -> str:
+        now = int(time.time())
+        exp = now + self.token_lifetime
+        user_id = f"{user}_{secrets.token_hex(10).upper()}"
+        payload = {"userID": user_id, "publicKey": secrets.token_hex(16), "iat": now, "exp": exp}
+        # The signature is random: clients must read the JWT without verifying it.
+        parts = ({"alg": "HS256", "typ": "JWT"}, payload)
+        encoded = [_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in parts]
+        token = ".".join((*encoded, _b64url(secrets.token_bytes(32))))
+        with self._lock:
+            if kind == "marketdata":
+                # One market-data session per app key, as the real server enforces.
+                previous = self._tokens.get(self._md_current.get(app_key, ""))
+                if previous is not None:
+                    previous.valid = False
+                self._md_current[app_key] = token
+            self._tokens[token] = _Token(kind=kind, app_key=app_key, exp=exp)
+            self._issued[kind].append(token)
+        return token
+
+    def _authorized(
+        self, request: RecordedRequest, kind: str, *, logout: bool = False
+    ) -> tuple[int, Any]:
+        token = request.headers.get("authorization")
+        if not token:
+            return 400, _error("e-token-0002", "Please Provide token to Authenticate")
+        with self._lock:
+            if self._valid_kind(token) != kind:
+                return 400, _error("e-session-0007", "Invalid Token")
+            if logout:
+                self._tokens[token].valid = False
+        if logout:
+            return 200, _success("s-user-0002", "User logged out successfully", {"token": token})
+        if kind == "marketdata":
+            result: Any = {
+                "exchangeSegments": {"NSECM": 1, "NSEFO": 2, "NSECD": 3, "BSECM": 11, "MCXFO": 51},
+                "xtsMessageCode": {"touchlineEvent": 1501, "marketDepthEvent": 1502},
+                "publishFormat": ["Binary", "JSON"],
+                "broadCastMode": ["Full", "Partial"],
+            }
+            description = "Fetched client config successfully"
+        else:
+            limits = {"cashAvailable": "100000", "netMarginAvailable": "100000"}
+            balance = {"limitHeader": "ALL|ALL|ALL", "limitObject": {"RMSSubLimits": limits}}
+            result = {"BalanceList": [balance]}
+            description = "Get Balance successfully!"
+        return 200, _success("s-user-0001", description, result)
+
+    def _hostlookup(self) -> dict[str, Any]:
+        unique_key = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+        self.last_unique_key = unique_key
+        connection = f"{self.url}/interactive"
+        described = "Hostlookup successful"
+        if self.hostlookup_style == "pascal":
+            keys = ("UniqueKey", "ConnectionString", "TimeStamp", "Remarks")
+            values = (unique_key, connection, "0", "")
+            return _success("hostlookup", described, dict(zip(keys, values)), kind=True)
+        keys = ("uniqueKey", "connectionString", "timeStamp", "remarks")
+        values = (unique_key, connection, "0", "")
+        return _success("hostlookup", described, dict(zip(keys, values)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the simulator in the foreground until Ctrl-C; return the exit code."""
+    parser = argparse.ArgumentParser(description="Run a fake XTS broker on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any)")
+    args = parser.parse_args(argv)
+    sim = XtsSimulator(port=args.port).start()
+    print(f"XTS simulator listening on {sim.url}  (Ctrl-C to stop)")
+    print("Fake demo credentials (they only work against this simulator):")
+    print(f"  user ID:             {DEMO_USER_ID}")
+    print(f"  interactive key:     {DEMO_INTERACTIVE_KEY}  secret: {DEMO_INTERACTIVE_SECRET}")
+    print(f"  market-data key:     {DEMO_MARKETDATA_KEY}  secret: {DEMO_MARKETDATA_SECRET}")
+    print("  market-data path:    /apimarketdata (or /apibinarymarketdata)")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

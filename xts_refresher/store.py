@@ -1,0 +1,305 @@
+"""Token files: their shape, reading them, writing them atomically, and the run lock.
+
+Only the standard library is imported here, so trading programs can read a token (through
+``xts_token_refresh.load_token``) without paying for the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
+
+SESSIONS = ("interactive", "marketdata")
+TOKEN_FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """One session token as the token file holds it.
+
+    ``extra`` keeps the session-specific fields (``isInvestorClient`` and ``clientCodes`` for the
+    interactive session, ``application_expiry_date`` for market data) in the order XTS sent them.
+    """
+
+    token: str = field(repr=False)
+    user_id: str
+    session: str
+    api_root: str
+    timestamp: datetime
+    expires_at: datetime | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def refreshed_at(self) -> datetime:
+        """The local time of the login, to the second."""
+        return self.timestamp.replace(microsecond=0)
+
+    def seconds_left(self, now: datetime | None = None) -> float | None:
+        """Seconds until the token expires (negative once expired), or None when unknown."""
+        if self.expires_at is None:
+            return None
+        current = now or datetime.now(timezone.utc)
+        return (self.expires_at - current).total_seconds()
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """True when the token's ``exp`` claim is in the past."""
+        left = self.seconds_left(now)
+        return left is not None and left <= 0
+
+    def masked(self) -> str:
+        """The token's first six characters, the most any output may show."""
+        return mask(self.token)
+
+    def to_json(self) -> dict[str, Any]:
+        """The token file's JSON object, in the contract's key order."""
+        data: dict[str, Any] = {
+            "token": self.token,
+            "userID": self.user_id,
+            "timestamp": self.timestamp.isoformat(),
+            "refreshed_at": self.refreshed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "session": self.session,
+            "api_root": self.api_root,
+        }
+        data.update(self.extra)
+        return data
+
+
+def mask(secret: str) -> str:
+    """A secret shown as its first six characters (fewer for short ones) and an ellipsis."""
+    return secret[: min(6, len(secret) // 3)] + "…"
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, decoded without checking the signature; {} when it is not a JWT.
+
+    The signing key is the broker's, so the signature cannot be checked here; the claims are
+    only used to know when the token dies.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def expiry_from_token(token: str) -> datetime | None:
+    """The token's ``exp`` claim as an aware local datetime, or None when it cannot be read."""
+    exp = jwt_claims(token).get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(exp, timezone.utc).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _parse_local_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse_token_json(data: Any, path: Path, session: str) -> StoredToken:
+    """A StoredToken from a token file's decoded JSON; TokenUnavailableError('corrupt') if bad."""
+
+    def corrupt(why: str) -> TokenUnavailableError:
+        return TokenUnavailableError(
+            f"The token file {path} is corrupt: {why}.", state="corrupt", path=str(path)
+        )
+
+    if not isinstance(data, dict):
+        raise corrupt("it is not a JSON object")
+    token = data.get("token")
+    if not isinstance(token, str) or not token:
+        raise corrupt("it has no token")
+    timestamp = _parse_local_time(data.get("timestamp"))
+    if timestamp is None:
+        raise corrupt("its timestamp is missing or malformed")
+    stored_session = data.get("session", session)
+    if stored_session != session:
+        raise corrupt(f"it holds the {stored_session!r} session, not {session!r}")
+    expires_at = _parse_local_time(data.get("expires_at"))
+    if expires_at is None:
+        expires_at = expiry_from_token(token)
+    elif expires_at.tzinfo is None:
+        expires_at = expires_at.astimezone()
+    known = {"token", "userID", "timestamp", "refreshed_at", "expires_at", "session", "api_root"}
+    return StoredToken(
+        token=token,
+        user_id=str(data.get("userID") or ""),
+        session=session,
+        api_root=str(data.get("api_root") or ""),
+        timestamp=timestamp,
+        expires_at=expires_at,
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def read_token_file(path: Path, session: str = "interactive") -> StoredToken:
+    """The token stored at ``path``, expired or not.
+
+    Raises TokenUnavailableError with state ``missing`` or ``corrupt``.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise TokenUnavailableError(
+            f"No token file at {path}.", state="missing", path=str(path)
+        ) from None
+    except OSError as exc:
+        raise TokenUnavailableError(
+            f"The token file {path} cannot be read: {exc.strerror}.",
+            state="corrupt",
+            path=str(path),
+            hint="Check the file's owner and mode (0600, owned by the user running the bot).",
+        ) from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise TokenUnavailableError(
+            f"The token file {path} is corrupt: it is not valid JSON.",
+            state="corrupt",
+            path=str(path),
+        ) from None
+    return parse_token_json(data, path, session)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems refuse fsync on a folder; the rename itself is still atomic.
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Replace ``path`` with ``content`` so a reader sees the old file or the new one, whole.
+
+    The temporary file is created in the same folder with mode 0600 (whatever the umask),
+    written, fsynced, then renamed over ``path``; a symbolic link at ``path`` is replaced, not
+    followed. On any failure the temporary file is removed, the old file is untouched, and
+    TokenSaveError says why.
+    """
+    folder = path.parent
+    tmp = folder / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, TOKEN_FILE_MODE)
+    except OSError as exc:
+        raise TokenSaveError(
+            f"Cannot create a file in {folder}: {exc.strerror}; the previous token is kept."
+        ) from None
+    try:
+        try:
+            os.fchmod(fd, TOKEN_FILE_MODE)
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if path.is_dir() and not path.is_symlink():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        raise TokenSaveError(
+            f"Cannot save the token to {path}: {reason}; the previous token is kept."
+        ) from None
+    _fsync_folder(folder)
+
+
+def save_token(path: Path, stored: StoredToken) -> None:
+    """Write ``stored`` to ``path`` atomically with mode 0600 (see write_atomically)."""
+    content = json.dumps(stored.to_json(), indent=2, ensure_ascii=False) + "\n"
+    write_atomically(path, content.encode("utf-8"))
+
+
+class RunLock:
+    """An exclusive lock file beside the interactive token file: one refresh at a time.
+
+    Two refreshes racing (cron plus a person at the keyboard, or a slow run overtaken by the
+    next) would both log in, and the second market-data login silently kills the first one's
+    token after it was saved. ``fcntl.flock`` closes that race on Linux and macOS; the kernel
+    drops the lock when its holder dies, so a crashed run never blocks the next. The holder
+    writes its pid and start time into the file so a waiting run can name it.
+    """
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait_seconds: float) -> None:
+        """Take the lock, waiting at most ``wait_seconds``; LockTimeoutError names the holder."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, TOKEN_FILE_MODE)
+        except OSError as exc:
+            raise TokenSaveError(
+                f"Cannot open the lock file {self.path}: {exc.strerror}."
+            ) from None
+        give_up = time.monotonic() + max(wait_seconds, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    holder = self._holder(fd)
+                    os.close(fd)
+                    raise LockTimeoutError(
+                        f"Another refresh ({holder}) held the lock {self.path} "
+                        f"for more than {wait_seconds:.0f} s."
+                    ) from None
+                time.sleep(self.POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+        self._fd = fd
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        return text or "holder unknown"
+
+    def release(self) -> None:
+        """Let the next run in; the lock file itself stays (removing it would reopen the race)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""XTS token refresher: log in to XTS every morning and leave fresh tokens for trading bots.
+
+Run it (usually from cron, through refresh_xts_token.sh)::
+
+    xts_token_refresh.py [refresh|status|check-config|cron|demo] [options]
+
+or read a stored token from a trading program, without importing the HTTP stack::
+
+    from xts_token_refresh import load_token
+    stored = load_token()            # raises TokenUnavailableError: missing, corrupt, expired
+    xt._set_common_variables(stored.token, stored.user_id, stored.extra["isInvestorClient"])
+
+The contract (commands, settings, files, exit codes) is documented in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from xts_refresher.errors import TokenUnavailableError, XtsRefreshError
+from xts_refresher.store import StoredToken, read_token_file
+
+__all__ = ["StoredToken", "TokenUnavailableError", "XtsRefreshError", "load_token", "main"]
+
+APP_DIR = Path(__file__).resolve().parent
+DEFAULT_FILES = {"interactive": "xts_store_token.json", "marketdata": "xts_marketdata_token.json"}
+PATH_VARIABLES = {"interactive": "XTS_TOKEN_FILE", "marketdata": "XTS_MARKETDATA_TOKEN_FILE"}
+
+
+def _configured_path(session: str) -> Path:
+    """The token file the refresher writes for ``session``: the environment, .env, or default."""
+    variable = PATH_VARIABLES[session]
+    value = os.environ.get(variable)
+    env_file = APP_DIR / ".env"
+    if not value:
+        try:
+            text = env_file.read_bytes()
+        except OSError:
+            text = b""
+        if variable.encode() in text:  # parse .env only when it names the file
+            from xts_refresher.settings import read_env_file
+
+            value = read_env_file(env_file).get(variable)
+    path = Path(value or DEFAULT_FILES[session]).expanduser()
+    return path if path.is_absolute() else APP_DIR / path
+
+
+def load_token(
+    path: str | os.PathLike[str] | None = None, session: str = "interactive"
+) -> StoredToken:
+    """The stored, unexpired token of ``session`` ("interactive" or "marketdata").
+
+    ``path`` defaults to where the refresher saves that session (XTS_TOKEN_FILE or
+    XTS_MARKETDATA_TOKEN_FILE from the environment or the .env beside this file, else the
+    default name beside this file). Returns a StoredToken: ``token``, ``user_id``,
+    ``refreshed_at``, ``expires_at`` (aware datetime or None), ``seconds_left()``, ``extra``
+    (``isInvestorClient`` and ``clientCodes``, or ``application_expiry_date``).
+
+    Raises TokenUnavailableError (``.state`` is "missing", "corrupt" or "expired") with a
+    message that says which file and what to do.
+    """
+    if session not in PATH_VARIABLES:
+        raise ValueError(f"session must be 'interactive' or 'marketdata', not {session!r}")
+    token_path = Path(path) if path is not None else _configured_path(session)
+    stored = read_token_file(token_path, session)
+    if stored.is_expired():
+        raise TokenUnavailableError(
+            f"The {session} token in {token_path} expired at {stored.expires_at}.",
+            state="expired",
+            path=str(token_path),
+        )
+    return stored
+
+
+def main() -> int:
+    """Run the command line; the exit code."""
+    try:
+        from xts_refresher.cli import main as cli_main
+    except ImportError as exc:
+        print(
+            f"✗ A required package is missing ({exc.name}). Run `./refresh_xts_token.sh --setup`"
+            " (or `pip install -r requirements.txt` in your virtualenv)."
+        )
+        return 2
+    return cli_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
