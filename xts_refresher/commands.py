@@ -371,10 +371,10 @@ class RefreshRun:
     ) -> None:
         telegram = self.settings.telegram
         saved = [o for o in outcomes if o.saved is not None]
-        if telegram is None or (not errors and telegram.notify == "failure"):
+        if telegram is None or not (errors or self.warnings or saved):
+            return  # (--if-needed that kept every token has nothing worth a message)
+        if not errors and not self.warnings and telegram.notify == "failure":
             return
-        if not errors and not saved and not self.warnings:
-            return  # --if-needed kept every token: nothing happened worth a message
         host = socket.gethostname()
         if errors:
             lines = [f"❌ XTS token refresh FAILED on {host} (exit code {code})"]

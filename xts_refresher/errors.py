@@ -20,7 +20,8 @@ class XtsRefreshError(Exception):
         self.hint = self.default_hint if hint is None else hint
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        separator = "\n" if "\n" in self.message else " "
+        return f"{self.message}{separator}{self.hint}".strip()
 
 
 class LoginRefusedError(XtsRefreshError):

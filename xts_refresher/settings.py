@@ -344,9 +344,13 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
         check.problems.append("XTS_TOKEN_FILE and XTS_MARKETDATA_TOKEN_FILE must differ.")
     if check.problems:
         listing = "\n".join(f"  - {problem}" for problem in check.problems)
+        where = f"The settings in {env_file} (or the environment)"
+        if not env_file.exists():
+            where = f"There is no {env_file}, and the settings in the environment"
         raise ConfigError(
-            f"The settings in {env_file} (or the environment) are not valid:\n{listing}\n",
-            "Fix them (every setting is described in .env.example), then run check-config.",
+            f"{where} are not valid:\n{listing}",
+            "Fix them (every setting is described in .env.example; "
+            "`./refresh_xts_token.sh --setup` creates .env from it), then run check-config.",
         )
     return settings
 

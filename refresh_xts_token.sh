@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+#
+# Cron wrapper for the XTS token refresher.
+#
+# Cron starts jobs with PATH=/usr/bin:/bin, no locale and $HOME as the working folder. This
+# wrapper finds its own folder (also through a symlink), works from there, runs the program
+# with the project's virtualenv, passes every argument on and exits with the program's exact
+# exit code (0 ok, 1 login refused, 2 settings, 3 XTS unreachable, 4 local, 5 hook).
+#
+#   ./refresh_xts_token.sh [COMMAND] [OPTIONS]   run xts_token_refresh.py (default: refresh)
+#   ./refresh_xts_token.sh --setup               create .venv, install requirements, create .env
+
+set -euo pipefail
+
+readonly RULE="=================================================="
+readonly THIN_RULE="--------------------------------------------------"
+readonly PROGRAM="xts_token_refresh.py"
+readonly EXIT_CONFIG=2
+
+# The folder holding this script, following symlinks (readlink -f is not on every macOS).
+script_dir() {
+  local source="${BASH_SOURCE[0]}"
+  local dir
+  while [[ -L "${source}" ]]; do
+    dir="$(cd -P "$(dirname "${source}")" && pwd)"
+    source="$(readlink "${source}")"
+    [[ "${source}" == /* ]] || source="${dir}/${source}"
+  done
+  cd -P "$(dirname "${source}")" && pwd
+}
+
+# Prints the virtualenv folder to use, or nothing: XTS_VENV, else .venv, else venv.
+find_venv() {
+  local candidate
+  for candidate in "${XTS_VENV:-}" .venv venv; do
+    if [[ -n "${candidate}" && -x "${candidate}/bin/python" ]]; then
+      printf '%s\n' "${candidate}"
+      return 0
+    fi
+  done
+  if [[ -n "${XTS_VENV:-}" ]]; then
+    echo "⚠ XTS_VENV=${XTS_VENV} has no bin/python; looking for .venv and venv instead." >&2
+  fi
+}
+
+# What each exit code means, for the closing line.
+explain_exit() {
+  case "$1" in
+    1) echo "XTS refused the login: check the API key, secret and XTS_USER_ID in .env" ;;
+    2) echo "usage, settings or a missing dependency: see the message above" ;;
+    3) echo "XTS unreachable or failing after the retries: check the network and the broker" ;;
+    4) echo "local failure: a token could not be saved, or another run held the lock" ;;
+    5) echo "tokens saved, but the post-refresh hook failed" ;;
+    *) echo "unexpected failure: see xts_token_refresh.log" ;;
+  esac
+}
+
+setup() {
+  local python="${XTS_PYTHON:-python3}"
+  echo "Setting up the XTS token refresher in $(pwd)"
+  if ! command -v "${python}" >/dev/null 2>&1; then
+    echo "✗ ${python} was not found: install Python 3.9 or newer (apt-get install python3 python3-venv)."
+    return "${EXIT_CONFIG}"
+  fi
+  if [[ -x .venv/bin/python ]]; then
+    echo "✓ .venv already exists"
+  elif "${python}" -m venv .venv; then
+    echo "✓ Created .venv with $("${python}" --version 2>&1)"
+  else
+    echo "✗ Could not create .venv: on Debian/Ubuntu run 'apt-get install python3-venv', then again."
+    return "${EXIT_CONFIG}"
+  fi
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt; then
+    echo "✗ pip could not install requirements.txt into .venv (see above)."
+    return "${EXIT_CONFIG}"
+  fi
+  echo "✓ Installed requirements.txt into .venv"
+  if [[ -e .env ]]; then
+    echo "✓ .env already exists: left as it is"
+  else
+    (umask 077 && cp .env.example .env)
+    chmod 600 .env
+    echo "✓ Created .env from .env.example (mode 600): put your broker's settings in it"
+  fi
+  chmod +x refresh_xts_token.sh "${PROGRAM}"
+  echo "✓ Scripts are executable"
+  echo
+  echo "Next: edit .env, then run ./${PROGRAM} check-config and ./refresh_xts_token.sh"
+}
+
+main() {
+  local dir
+  dir="$(script_dir)"
+  cd "${dir}"
+
+  if [[ "${1:-}" == "--setup" ]]; then
+    setup
+    return
+  fi
+
+  echo "${RULE}"
+  echo "XTS Token Refresh - $(date '+%Y-%m-%d %H:%M:%S')"
+  echo "Working Directory: ${dir}"
+  echo "${RULE}"
+
+  local venv python
+  venv="$(find_venv)"
+  if [[ -n "${venv}" ]]; then
+    VIRTUAL_ENV="$(cd "${venv}" && pwd)"
+    python="${VIRTUAL_ENV}/bin/python"
+    export VIRTUAL_ENV
+    export PATH="${VIRTUAL_ENV}/bin:${PATH}"
+    echo "✓ Virtual environment activated (${VIRTUAL_ENV})"
+  elif command -v python3 >/dev/null 2>&1; then
+    python="$(command -v python3)"
+    echo "⚠ No virtualenv found (XTS_VENV, .venv or venv): using ${python}."
+    echo "  Run ./refresh_xts_token.sh --setup to create one."
+  else
+    echo "✗ No virtualenv and no python3 on PATH (${PATH})."
+    echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
+    return "${EXIT_CONFIG}"
+  fi
+
+  # One interpreter start-up reports the version and finds (without importing) the packages.
+  local probe version missing
+  probe="$("${python}" -c 'import sys, importlib.util as u
+print(sys.version.split()[0])
+print(" ".join(m for m in ("requests", "dotenv") if u.find_spec(m) is None))' 2>&1)" || {
+    echo "✗ ${python} does not run: ${probe}"
+    echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
+    return "${EXIT_CONFIG}"
+  }
+  version="$(head -n 1 <<<"${probe}")"
+  missing="$(sed -n 2p <<<"${probe}")"
+  echo "Python version: Python ${version}"
+  if [[ -n "${missing}" ]]; then
+    echo "✗ Required packages missing: ${missing}"
+    echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
+    return "${EXIT_CONFIG}"
+  fi
+  echo "✓ Required packages found"
+  echo
+  echo "Running XTS token refresh script..."
+  echo "${THIN_RULE}"
+  local code=0
+  "${python}" "${PROGRAM}" "$@" || code=$?
+  echo "${THIN_RULE}"
+  if [[ "${code}" -eq 0 ]]; then
+    echo "✓ Token refresh completed successfully (exit code: 0)"
+  else
+    echo "✗ Token refresh failed (exit code: ${code}): $(explain_exit "${code}")"
+  fi
+  echo "${RULE}"
+  return "${code}"
+}
+
+main "$@"

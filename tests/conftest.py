@@ -1,0 +1,186 @@
+"""Shared test fixtures: the simulator, distinctive fake secrets, and running the real script.
+
+Every test drives ``xts_token_refresh.py`` as a subprocess the way cron does: a bare
+environment (``PATH=/usr/bin:/bin`` and nothing else unless the test adds it), started from
+``/``, against the bundled XTS simulator on 127.0.0.1. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xts_refresher.simulator import XtsSimulator
+
+APP_DIR = Path(__file__).resolve().parent.parent
+SCRIPT = APP_DIR / "xts_token_refresh.py"
+WRAPPER = APP_DIR / "refresh_xts_token.sh"
+PYTHON = sys.executable
+CRON_PATH = "/usr/bin:/bin"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Distinctive fake secrets: any of them appearing in an output is a leak.
+USER_ID = "CK68"
+INTERACTIVE_KEY = "ik-FAKE-7f3a9c-interactive-key"
+INTERACTIVE_SECRET = "is-FAKE-Qx81Zr-interactive-secret"
+MARKETDATA_KEY = "mk-FAKE-2b6e4d-marketdata-key"
+MARKETDATA_SECRET = "ms-FAKE-Lp05Wn-marketdata-secret"
+BOT_TOKEN = "987654321:AAFakeBotTokenZZtestonly_x9y8w7v6u5t4"
+SECRETS = (INTERACTIVE_KEY, INTERACTIVE_SECRET, MARKETDATA_KEY, MARKETDATA_SECRET, BOT_TOKEN)
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally when a tool is missing; under CI=true a missing tool is a failure."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Run:
+    """A finished run of the script: its exit code and everything it wrote."""
+
+    code: int
+    stdout: str
+    stderr: str
+    log: str
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr together."""
+        return self.stdout + self.stderr
+
+
+class Project:
+    """One test's world: a simulator with the fake accounts, a folder, a .env, and a runner."""
+
+    def __init__(self, sim: XtsSimulator, folder: Path) -> None:
+        self.sim = sim
+        self.folder = folder
+        self.env_file = folder / "test.env"
+        self.token_file = folder / "xts_store_token.json"
+        self.md_token_file = folder / "xts_marketdata_token.json"
+        self.log_file = folder / "xts_token_refresh.log"
+        self.settings: dict[str, str] = {
+            "XTS_API_ROOT": sim.url,
+            "XTS_INTERACTIVE_API_KEY": INTERACTIVE_KEY,
+            "XTS_INTERACTIVE_API_SECRET": INTERACTIVE_SECRET,
+            "XTS_USER_ID": USER_ID,
+            "XTS_TOKEN_FILE": str(self.token_file),
+            "XTS_MARKETDATA_TOKEN_FILE": str(self.md_token_file),
+            "XTS_LOG_FILE": str(self.log_file),
+            "XTS_TIMEOUT": "5",
+            "XTS_RETRIES": "2",
+            "XTS_DEADLINE": "60",
+            "XTS_RETRY_BACKOFF": "0.05",
+        }
+        self.runs: list[Run] = []
+
+    def with_marketdata(self) -> Project:
+        """Configure the market-data session too."""
+        self.settings["XTS_MARKETDATA_API_KEY"] = MARKETDATA_KEY
+        self.settings["XTS_MARKETDATA_API_SECRET"] = MARKETDATA_SECRET
+        return self
+
+    def with_telegram(self, notify: str = "all") -> Project:
+        """Send Telegram notifications to the simulator."""
+        self.settings.update(
+            TELEGRAM_TOKEN=BOT_TOKEN,
+            TELEGRAM_CHAT_ID="4242",
+            TELEGRAM_NOTIFY=notify,
+            TELEGRAM_API_URL=self.sim.url,
+        )
+        return self
+
+    def write_env(self) -> Path:
+        """Write the settings to this project's .env file (mode 600); its path."""
+        lines = [f"{name}={value}" for name, value in self.settings.items()]
+        self.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.env_file.chmod(0o600)
+        return self.env_file
+
+    def run(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        use_env_file: bool = True,
+        preexec: object = None,
+    ) -> Run:
+        """Run the script with ``args`` (plus --env-file) as cron would; the finished Run."""
+        argv: list[str] = [PYTHON, str(SCRIPT), *args]
+        if use_env_file:
+            argv += ["--env-file", str(self.write_env())]
+        return self._finish(run_process(argv, env=env, timeout=timeout, preexec=preexec))
+
+    def _finish(self, done: subprocess.CompletedProcess[str]) -> Run:
+        log = self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
+        run = Run(done.returncode, done.stdout, done.stderr, log)
+        self.runs.append(run)
+        assert_no_secrets(self, run.output, run.log)
+        return run
+
+    def secrets(self) -> list[str]:
+        """Every secret this project knows: the fake keys and every token the simulator issued."""
+        tokens = self.sim.issued_tokens("interactive") + self.sim.issued_tokens("marketdata")
+        return [*SECRETS, *tokens]
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    cwd: str = "/",
+    preexec: object = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with cron's bare environment (plus ``env``), from ``/``."""
+    full_env = {"PATH": CRON_PATH, **(env or {})}
+    return subprocess.run(
+        list(argv),
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=preexec,  # type: ignore[arg-type]
+    )
+
+
+def assert_no_secrets(project: Project, *texts: str) -> None:
+    """Fail when any secret or session token appears in ``texts``."""
+    for secret in project.secrets():
+        for text in texts:
+            assert secret not in text, f"a secret leaked: {secret[:8]}..."
+
+
+def token_json(path: Path) -> dict[str, object]:
+    """The decoded token file."""
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def sim() -> Iterator[XtsSimulator]:
+    """A running XTS simulator with the tests' fake accounts."""
+    with XtsSimulator() as simulator:
+        simulator.add_account(INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID, "interactive")
+        simulator.add_account(MARKETDATA_KEY, MARKETDATA_SECRET, USER_ID, "marketdata")
+        yield simulator
+
+
+@pytest.fixture
+def project(sim: XtsSimulator, tmp_path: Path) -> Project:
+    """A Project on the running simulator, its files in a fresh folder."""
+    return Project(sim, tmp_path)
