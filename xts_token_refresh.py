@@ -77,14 +77,26 @@ def load_token(
 
 def main() -> int:
     """Run the command line; the exit code."""
-    try:
-        from xts_refresher.cli import main as cli_main
-    except ImportError as exc:
+    from importlib.util import find_spec
+
+    missing = [name for name in ("requests", "dotenv") if find_spec(name) is None]
+    if missing:
+        venv_python = APP_DIR / ".venv" / "bin" / "python"
+        if (
+            venv_python.exists()
+            and Path(sys.prefix).resolve() != venv_python.parent.parent.resolve()
+        ):
+            # Started with the system python (e.g. `./xts_token_refresh.py` or a hand-written
+            # cron line): continue in the project's virtualenv, which has the packages.
+            argv = [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]]
+            os.execv(venv_python, argv)  # noqa: S606 - the same program, in its virtualenv
         print(
-            f"✗ A required package is missing ({exc.name}). Run `./refresh_xts_token.sh --setup`"
-            " (or `pip install -r requirements.txt` in your virtualenv)."
+            f"✗ Required packages are missing ({', '.join(missing)}). Run "
+            "`./refresh_xts_token.sh --setup` (or pip install -r requirements.txt in your venv)."
         )
         return 2
+    from xts_refresher.cli import main as cli_main
+
     return cli_main()
 
 

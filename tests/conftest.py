@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,7 @@ class Project:
         env: Mapping[str, str] | None = None,
         timeout: float = 120,
         use_env_file: bool = True,
-        preexec: object = None,
+        preexec: Callable[[], object] | None = None,
     ) -> Run:
         """Run the script with ``args`` (plus --env-file) as cron would; the finished Run."""
         argv: list[str] = [PYTHON, str(SCRIPT), *args]
@@ -138,7 +138,7 @@ def run_process(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     cwd: str = "/",
-    preexec: object = None,
+    preexec: Callable[[], object] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` with cron's bare environment (plus ``env``), from ``/``."""
     full_env = {"PATH": CRON_PATH, **(env or {})}
@@ -151,7 +151,7 @@ def run_process(
         timeout=timeout,
         check=False,
         stdin=subprocess.DEVNULL,
-        preexec_fn=preexec,  # type: ignore[arg-type]
+        preexec_fn=preexec,
     )
 
 

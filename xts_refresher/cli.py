@@ -171,8 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("✗ Interrupted; the previous token files are intact.")
         return 130
-    except Exception:
-        log.exception("✗ Unexpected error; please report it with the log file. Details:")
+    except Exception as exc:
+        # The traceback goes to the log file only; the console gets the one-line reason.
+        log.exception(
+            "✗ Unexpected error (%s: %s); please report it with the log file.",
+            type(exc).__name__,
+            exc,
+        )
         return UNEXPECTED_ERROR_CODE
     finally:
         close_logging(log)

@@ -82,7 +82,7 @@ class _TransientError(Exception):
 def describe_xts_error(body: dict[str, Any]) -> str:
     """XTS's own code and description, plus any field errors of a 400 answer."""
     code = str(body.get("code") or "no code")
-    description = str(body.get("description") or "no description")
+    description = str(body.get("description") or "no description").strip().rstrip(".")
     text = f"{code}: {description}"
     result = body.get("result")
     errors = result.get("errors") if isinstance(result, dict) else None

@@ -1,0 +1,581 @@
+"""The ``refresh`` command end to end: the real script against the simulator over real sockets."""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from conftest import (
+    APP_DIR,
+    INTERACTIVE_KEY,
+    INTERACTIVE_SECRET,
+    PYTHON,
+    SCRIPT,
+    USER_ID,
+    Project,
+    run_process,
+    token_json,
+)
+
+from xts_refresher.simulator import CODE_BAD_CREDENTIALS_INTERACTIVE, Fault
+
+STDOUT_LINES = (
+    "=" * 62,
+    "XTS Token Refresh Cron Job Started",
+    "Starting XTS token refresh process...",
+    "✓ XTS token refreshed successfully!",
+)
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def jwt_payload(token: str) -> dict[str, object]:
+    """The unverified claims of a JWT."""
+    part = token.split(".")[1]
+    data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    assert isinstance(data, dict)
+    return data
+
+
+def refreshed(project: Project) -> bytes:
+    """Make a first successful refresh and return the token file's bytes."""
+    run = project.run()
+    assert run.code == 0, run.output
+    project.sim.clear()
+    return project.token_file.read_bytes()
+
+
+def last_line(run_output: str) -> str:
+    """The last non-empty line printed."""
+    return [line for line in run_output.splitlines() if line.strip()][-1]
+
+
+# -- success ------------------------------------------------------------------------------------
+
+
+def test_refresh_writes_the_contract_token_file(project: Project) -> None:
+    """One JSON login; the contract's stdout lines; the contract's token file, mode 0600."""
+    run = project.run()
+    assert run.code == 0, run.output
+    for line in STDOUT_LINES:
+        assert line in run.stdout
+    assert re.search(r"^Execution Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", run.stdout, re.M)
+    assert f"✓ Token saved to: {project.token_file}" in run.stdout
+    logins = project.sim.requests("interactive_login")
+    assert len(logins) == 1
+    assert logins[0].headers["content-type"] == "application/json"
+    assert logins[0].json == {
+        "appKey": INTERACTIVE_KEY,
+        "secretKey": INTERACTIVE_SECRET,
+        "source": "WEBAPI",
+    }
+    data = token_json(project.token_file)
+    token = str(data["token"])
+    assert token == project.sim.issued_tokens("interactive")[0]
+    assert list(data)[:7] == [
+        "token",
+        "userID",
+        "timestamp",
+        "refreshed_at",
+        "expires_at",
+        "session",
+        "api_root",
+    ]
+    assert data["userID"] == USER_ID
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", str(data["timestamp"]))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", str(data["refreshed_at"]))
+    assert str(data["timestamp"]).replace("T", " ").startswith(str(data["refreshed_at"]))
+    exp = jwt_payload(token)["exp"]
+    assert isinstance(exp, int)
+    expires = datetime.fromisoformat(str(data["expires_at"]))
+    assert expires.utcoffset() is not None
+    assert expires == datetime.fromtimestamp(exp, timezone.utc)
+    assert data["session"] == "interactive"
+    assert data["api_root"] == project.sim.url
+    assert data["isInvestorClient"] is True
+    assert data["clientCodes"] == [USER_ID]
+    assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO .*refreshed", run.log, re.M)
+    assert token[:6] + "…" in run.stdout  # only a masked prefix is ever shown
+
+
+def test_token_file_is_0600_even_under_umask_000(project: Project) -> None:
+    """The token file is owner-only from the moment it exists, whatever the umask."""
+    run = project.run(preexec=lambda: os.umask(0))
+    assert run.code == 0, run.output
+    assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(project.log_file.stat().st_mode) == 0o600
+
+
+def test_marketdata_session_is_saved_with_its_own_fields(project: Project) -> None:
+    """With market-data keys set, both sessions log in and the market-data file carries its date."""
+    run = project.with_marketdata().run()
+    assert run.code == 0, run.output
+    assert run.stdout.count("✓ Token saved to: ") == 2
+    (login,) = project.sim.requests("marketdata_login")
+    assert login.path == "/apimarketdata/auth/login"
+    data = token_json(project.md_token_file)
+    assert data["session"] == "marketdata"
+    assert data["application_expiry_date"] == project.sim.application_expiry_date
+    assert "clientCodes" not in data
+    assert stat.S_IMODE(project.md_token_file.stat().st_mode) == 0o600
+
+
+def test_root_prefix_trailing_slash_and_binary_marketdata_path(project: Project) -> None:
+    """A root's path prefix is kept, its trailing slash tolerated; XTS_MARKETDATA_PATH is used."""
+    project.with_marketdata().settings.update(
+        XTS_API_ROOT=project.sim.url + "/xts/", XTS_MARKETDATA_PATH="/apibinarymarketdata"
+    )
+    run = project.run()
+    assert run.code == 0, run.output
+    assert project.sim.requests("interactive_login")[0].path == "/xts/interactive/user/session"
+    assert project.sim.requests("marketdata_login")[0].path == "/xts/apibinarymarketdata/auth/login"
+    assert token_json(project.token_file)["api_root"] == project.sim.url + "/xts"
+
+
+def test_flag_beats_environment_beats_env_file(project: Project, tmp_path: Path) -> None:
+    """Precedence is --token-file > process environment > .env."""
+    from_env_file = tmp_path / "from-env-file.json"
+    from_environment = tmp_path / "from-environment.json"
+    from_flag = tmp_path / "from-flag.json"
+    project.settings["XTS_TOKEN_FILE"] = str(from_env_file)
+    assert project.run().code == 0
+    assert from_env_file.exists()
+    assert project.run(env={"XTS_TOKEN_FILE": str(from_environment)}).code == 0
+    assert from_environment.exists()
+    run = project.run("--token-file", str(from_flag), env={"XTS_TOKEN_FILE": str(from_environment)})
+    assert run.code == 0
+    assert f"✓ Token saved to: {from_flag}" in run.stdout
+
+
+def test_relative_paths_start_at_the_script_folder(project: Project) -> None:
+    """A relative XTS_TOKEN_FILE resolves against the script's folder, not the cwd (/)."""
+    relative = os.path.relpath(project.folder / "relative.json", APP_DIR)
+    project.settings["XTS_TOKEN_FILE"] = relative
+    run = project.run()
+    assert run.code == 0, run.output
+    assert (project.folder / "relative.json").exists()
+
+
+def test_env_file_with_bom_crlf_export_and_quotes(project: Project) -> None:
+    """A .env saved by a Windows editor, with export prefixes and quotes, still works."""
+    lines = [f'export {k}="{v}"' for k, v in project.settings.items()]
+    raw = "\ufeff" + "\r\n".join(lines) + "\r\n"
+    env_file = project.folder / "windows.env"
+    env_file.write_bytes(raw.encode("utf-8"))
+    env_file.chmod(0o600)
+    run = project.run("--env-file", str(env_file), use_env_file=False)
+    assert run.code == 0, run.output
+    assert project.sim.requests("interactive_login")[0].json["secretKey"] == INTERACTIVE_SECRET
+
+
+def test_env_file_readable_by_others_is_warned_about(project: Project) -> None:
+    """Every run warns while .env can be read by group or others."""
+    env_file = project.write_env()
+    env_file.chmod(0o644)
+    run = project.run("--env-file", str(env_file), use_env_file=False)
+    assert run.code == 0
+    assert f"chmod 600 {env_file}" in run.stdout
+
+
+def test_options_without_a_command_mean_refresh(project: Project) -> None:
+    """`xts_token_refresh.py --if-needed` is `refresh --if-needed`."""
+    assert project.run().code == 0
+    run = project.run("--if-needed")
+    assert run.code == 0, run.output
+    assert project.sim.count("interactive_login") == 1
+    assert "no login needed" in run.stdout
+
+
+# -- refusals (exit 1) and settings (exit 2) ----------------------------------------------------
+
+
+def test_refused_credentials_exit_1_without_retry(project: Project) -> None:
+    """A refused login: exit 1, XTS's code and description, no retry, the old file kept."""
+    before = refreshed(project)
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Zt55"
+    run = project.run()
+    assert run.code == 1
+    assert CODE_BAD_CREDENTIALS_INTERACTIVE in run.stdout
+    assert "Invalid credentials" in run.stdout
+    assert last_line(run.stdout).startswith("✗")
+    assert "Check the API key" in last_line(run.stdout)
+    assert "is-FAKE-wrong-secret-Zt55" not in run.output + run.log
+    assert project.sim.count("interactive_login") == 1
+    assert project.token_file.read_bytes() == before
+
+
+def test_login_for_another_user_is_refused_and_not_saved(project: Project) -> None:
+    """With XTS_USER_ID set, an answer for another user is exit 1 and nothing is saved."""
+    before = refreshed(project)
+    project.sim.interactive_user_override = "ZZ99"
+    run = project.run()
+    assert run.code == 1
+    assert "ZZ99" in run.stdout
+    assert f"XTS_USER_ID={USER_ID}" in run.stdout
+    assert project.token_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"XTS_API_ROOT": ""}, "XTS_API_ROOT"),
+        ({"XTS_API_ROOT": "ttblaze.iifl.com"}, "XTS_API_ROOT"),
+        ({"XTS_VERIFY_SSL": "maybe"}, "XTS_VERIFY_SSL"),
+        ({"XTS_TIMEOUT": "thirty"}, "XTS_TIMEOUT"),
+        ({"XTS_RETRIES": "-1"}, "XTS_RETRIES"),
+        ({"XTS_DEADLINE": "0"}, "XTS_DEADLINE"),
+        ({"XTS_INTERACTIVE_API_SECRET": ""}, "XTS_INTERACTIVE_API_SECRET"),
+        ({"XTS_INTERACTIVE_API_KEY": "your_interactive_api_key"}, "XTS_INTERACTIVE_API_KEY"),
+        ({"TELEGRAM_TOKEN": "987654321:AAFakeBotTokenZZtestonly_x9y8w7v6u5t4"}, "TELEGRAM_CHAT_ID"),
+        ({"TELEGRAM_NOTIFY": "sometimes"}, "TELEGRAM_NOTIFY"),
+        ({"XTS_CA_BUNDLE": "/nonexistent/ca.pem"}, "XTS_CA_BUNDLE"),
+    ],
+)
+def test_bad_settings_exit_2_before_any_traffic(
+    project: Project, change: dict[str, str], named: str
+) -> None:
+    """A missing or malformed setting is exit 2 naming the variable; nothing is sent to XTS."""
+    project.settings.update(change)
+    run = project.run()
+    assert run.code == 2, run.output
+    assert named in run.stdout
+    assert last_line(run.stdout).startswith("Fix them") or "✗" in run.stdout
+    assert project.sim.requests() == []
+    assert not project.token_file.exists()
+    assert named in run.log  # a cron run's configuration error reaches its log too
+
+
+def test_missing_env_file_flag_exit_2(project: Project) -> None:
+    """--env-file naming a missing file is exit 2 with the path."""
+    run = project.run("--env-file", "/nonexistent/xts.env", use_env_file=False)
+    assert run.code == 2
+    assert "/nonexistent/xts.env" in run.stdout
+    assert project.sim.requests() == []
+
+
+def test_usage_errors_exit_2_and_version_exit_0(project: Project) -> None:
+    """An unknown command or option is exit 2; --version and --help are exit 0."""
+    assert project.run("frobnicate").code == 2
+    assert project.run("--no-such-option").code == 2
+    version = project.run("--version", use_env_file=False)
+    assert version.code == 0
+    assert "1.0.0" in version.stdout
+    assert project.run("--help", use_env_file=False).code == 0
+
+
+def test_strict_booleans_accept_any_case_and_warn_when_off(project: Project) -> None:
+    """XTS_VERIFY_SSL=False (any case) is valid: verification is off and said so loudly."""
+    project.settings["XTS_VERIFY_SSL"] = "False"
+    run = project.run()
+    assert run.code == 0, run.output
+    assert "TLS certificate checks are OFF" in run.stdout
+
+
+# -- XTS unreachable or failing (exit 3) --------------------------------------------------------
+
+TRANSIENT_FAULTS: dict[str, Callable[[], Fault]] = {
+    "html-503": lambda: Fault.html(503),
+    "html-502": lambda: Fault.html(502),
+    "xts-500": lambda: Fault.json({"type": "error", "code": "e-x", "description": "x"}, 500),
+    "rate-limit-429": Fault.rate_limited,
+    "rate-limit-code-200": lambda: Fault.json(
+        {"type": "error", "code": "e-apirl-0004", "description": "Rate Limit reached"}
+    ),
+    "empty-body": lambda: Fault.raw(b""),
+    "truncated-json": lambda: Fault.raw(b'{"type": "success", "result": {"tok'),
+    "json-list": lambda: Fault.raw(b"[1, 2, 3]"),
+    "success-without-token": lambda: Fault.json({"type": "success", "result": {"userID": "CK68"}}),
+    "connection-reset": Fault.connection_reset,
+}
+
+
+@pytest.mark.parametrize("fault", sorted(TRANSIENT_FAULTS))
+def test_transient_failures_are_retried_then_exit_3(project: Project, fault: str) -> None:
+    """Each transient failure is retried XTS_RETRIES times, then exit 3; the old file is kept."""
+    before = refreshed(project)
+    project.sim.add_fault("interactive_login", TRANSIENT_FAULTS[fault](), times=10)
+    run = project.run()
+    assert run.code == 3, run.output
+    assert project.sim.count("interactive_login") == 3  # 1 + XTS_RETRIES=2
+    assert run.stdout.count("retrying in") == 2
+    assert last_line(run.stdout).startswith("✗ Token refresh failed (exit code 3)")
+    assert "Traceback" not in run.output
+    assert project.token_file.read_bytes() == before
+
+
+def test_a_transient_failure_then_success_is_exit_0(project: Project) -> None:
+    """Two proxy errors, then a good answer: the run succeeds on the third attempt."""
+    project.sim.add_fault("interactive_login", Fault.html(502), times=2)
+    run = project.run()
+    assert run.code == 0, run.output
+    assert project.sim.count("interactive_login") == 3
+    assert project.token_file.exists()
+
+
+def test_retry_after_is_respected(project: Project) -> None:
+    """A 429 with Retry-After: 1 delays the next attempt by at least a second."""
+    project.sim.add_fault("interactive_login", Fault.rate_limited(retry_after=1))
+    run = project.run()
+    assert run.code == 0, run.output
+    first, second = project.sim.requests("interactive_login")
+    assert second.at - first.at >= 0.95
+
+
+def test_connection_refused_exit_3(project: Project) -> None:
+    """A closed port is exit 3 after the retries, with a plain reason."""
+    project.settings["XTS_API_ROOT"] = f"http://127.0.0.1:{closed_port()}"
+    run = project.run()
+    assert run.code == 3
+    assert "connection refused" in run.stdout
+
+
+def test_hung_server_is_bounded_by_the_timeout(project: Project) -> None:
+    """A server that never answers costs XTS_TIMEOUT per attempt, not forever."""
+    project.settings.update(XTS_TIMEOUT="1", XTS_RETRIES="1")
+    project.sim.add_fault("interactive_login", Fault.hang(60), times=2)
+    started = time.monotonic()
+    run = project.run()
+    assert run.code == 3
+    assert time.monotonic() - started < 15
+    assert project.sim.count("interactive_login") == 2
+
+
+def test_a_trickling_body_is_bounded_by_the_timeout(project: Project) -> None:
+    """A body sent one byte at a time cannot stretch a request past XTS_TIMEOUT."""
+    project.settings.update(XTS_TIMEOUT="1", XTS_RETRIES="0")
+    body = json.dumps({"type": "success", "result": {"token": "x" * 200}}).encode()
+    project.sim.add_fault("interactive_login", Fault.slow_body(body, per_byte=0.1))
+    started = time.monotonic()
+    run = project.run()
+    assert run.code == 3
+    assert time.monotonic() - started < 10
+    assert "no complete answer within 1 s" in run.stdout
+
+
+def test_deadline_stops_the_retries(project: Project) -> None:
+    """No retry starts after XTS_DEADLINE, however many retries are allowed."""
+    project.settings.update(XTS_DEADLINE="2", XTS_RETRIES="20", XTS_RETRY_BACKOFF="0.4")
+    project.sim.add_fault("interactive_login", Fault.html(503), times=100)
+    started = time.monotonic()
+    run = project.run()
+    assert run.code == 3
+    assert time.monotonic() - started < 10
+    assert "XTS_DEADLINE" in run.stdout
+    assert 1 < project.sim.count("interactive_login") < 21
+
+
+# -- local failures (exit 4) --------------------------------------------------------------------
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (12000, 12000))
+
+
+def test_a_failed_save_is_exit_4_and_keeps_the_previous_file(project: Project) -> None:
+    """A token file that cannot be written (file size limit) is exit 4; the old file is intact."""
+    before = refreshed(project)
+    big = {"type": "success", "result": {"token": "t" * 20000, "userID": USER_ID}}
+    project.sim.add_fault("interactive_login", Fault.json(big))
+    run = project.run(preexec=_limit_file_size)
+    assert run.code == 4, run.output
+    assert "the previous token is kept" in run.stdout
+    assert project.token_file.read_bytes() == before
+    assert [p.name for p in project.folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_folder_at_the_token_path_is_exit_4(project: Project) -> None:
+    """A folder where the token file should be is exit 4, and the folder is left alone."""
+    project.token_file.mkdir()
+    run = project.run()
+    assert run.code == 4
+    assert str(project.token_file) in run.stdout
+    assert project.token_file.is_dir()
+
+
+def test_a_symlink_at_the_token_path_is_replaced_not_followed(project: Project) -> None:
+    """The token is never written through a symbolic link."""
+    victim = project.folder / "victim.txt"
+    victim.write_text("do not touch\n")
+    project.token_file.symlink_to(victim)
+    run = project.run()
+    assert run.code == 0, run.output
+    assert not project.token_file.is_symlink()
+    assert victim.read_text() == "do not touch\n"
+    assert token_json(project.token_file)["userID"] == USER_ID
+
+
+def test_a_held_lock_makes_the_next_run_wait_then_exit_4(project: Project) -> None:
+    """While another process holds the run lock past the deadline, a run exits 4 naming it."""
+    before = refreshed(project)
+    project.settings["XTS_DEADLINE"] = "2"
+    lock_path = Path(str(project.token_file) + ".lock")
+    with lock_path.open("w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        holder.write("pid 424242 since 2024-10-13 09:00:00\n")
+        holder.flush()
+        started = time.monotonic()
+        run = project.run()
+        waited = time.monotonic() - started
+    assert run.code == 4
+    assert "pid 424242" in run.stdout
+    assert 1.5 < waited < 10
+    assert project.sim.count("interactive_login") == 0
+    assert project.token_file.read_bytes() == before
+
+
+def test_concurrent_runs_take_turns_and_readers_never_see_a_partial_file(project: Project) -> None:
+    """Four simultaneous runs all succeed one after the other; a reader only sees whole files."""
+    assert project.run().code == 0
+    env_file = project.write_env()
+    seen_bad: list[str] = []
+    reads = 0
+    stop = threading.Event()
+
+    def reader() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                data = json.loads(project.token_file.read_bytes())
+                assert data["token"]
+                reads += 1
+            except FileNotFoundError:
+                seen_bad.append("missing")
+            except (ValueError, KeyError, AssertionError) as exc:
+                seen_bad.append(repr(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        runs = [
+            subprocess.Popen(
+                [PYTHON, str(SCRIPT), "--env-file", str(env_file)],
+                env={"PATH": "/usr/bin:/bin"},
+                cwd="/",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(4)
+        ]
+        codes = [run.wait(timeout=60) for run in runs]
+        for run in runs:
+            assert run.stdout is not None
+            run.stdout.close()
+    finally:
+        stop.set()
+        thread.join()
+    assert codes == [0, 0, 0, 0]
+    assert seen_bad == []
+    assert reads > 0
+    assert project.sim.count("interactive_login") == 5
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+    assert [p.name for p in project.folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# -- notifications -------------------------------------------------------------------------------
+
+
+def test_telegram_down_never_changes_the_outcome_nor_leaks_the_bot_token(project: Project) -> None:
+    """Telegram on a closed port costs a warning, not the run, and the bot token is not shown."""
+    project.with_telegram().settings["TELEGRAM_API_URL"] = f"http://127.0.0.1:{closed_port()}"
+    run = project.run()
+    assert run.code == 0, run.output
+    assert "Telegram notification was not delivered" in run.stdout
+
+
+def test_a_hanging_telegram_delays_the_run_by_at_most_about_15_s(project: Project) -> None:
+    """Telegram that never answers is abandoned; the run still exits 0 in bounded time."""
+    project.with_telegram().sim.add_fault("telegram", Fault.hang(60))
+    started = time.monotonic()
+    run = project.run()
+    assert run.code == 0, run.output
+    assert time.monotonic() - started < 20
+    assert project.sim.count("telegram") == 1
+
+
+# -- load_token -----------------------------------------------------------------------------------
+
+LOAD = """
+import json, sys
+sys.path.insert(0, {app!r})
+from xts_token_refresh import load_token, TokenUnavailableError
+try:
+    t = load_token({path})
+    print(json.dumps({{"user": t.user_id, "token": t.token[:6], "left": t.seconds_left() > 0,
+                      "investor": t.extra["isInvestorClient"],
+                      "requests": "requests" in sys.modules}}))
+except TokenUnavailableError as exc:
+    print(json.dumps({{"state": exc.state, "message": str(exc)}}))
+"""
+
+
+def load_in_subprocess(path: Path | None, env: dict[str, str] | None = None) -> dict[str, object]:
+    """What a trading program gets from load_token(path), run in a fresh interpreter."""
+    code = LOAD.format(app=str(APP_DIR), path=repr(str(path)) if path else "")
+    done = run_process([PYTHON, "-c", code], env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_load_token_reads_the_token_without_importing_requests(project: Project) -> None:
+    """load_token returns the stored token and its metadata, and never imports requests."""
+    assert project.run().code == 0
+    got = load_in_subprocess(project.token_file)
+    assert got == {
+        "user": USER_ID,
+        "token": project.sim.issued_tokens("interactive")[0][:6],
+        "left": True,
+        "investor": True,
+        "requests": False,
+    }
+    via_env = load_in_subprocess(None, env={"XTS_TOKEN_FILE": str(project.token_file)})
+    assert via_env["user"] == USER_ID
+
+
+def test_load_token_raises_one_documented_exception(project: Project, tmp_path: Path) -> None:
+    """Missing, corrupt and expired token files raise TokenUnavailableError with their state."""
+    missing = load_in_subprocess(tmp_path / "none.json")
+    assert missing["state"] == "missing"
+    assert "none.json" in str(missing["message"])
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"token": ')
+    assert load_in_subprocess(corrupt)["state"] == "corrupt"
+    expired = tmp_path / "expired.json"
+    expired.write_text(
+        json.dumps(
+            {
+                "token": "not-a-jwt-token-value",
+                "userID": USER_ID,
+                "timestamp": "2024-10-13T09:00:00.123456",
+                "refreshed_at": "2024-10-13 09:00:00",
+                "expires_at": "2024-10-14T09:00:00+05:30",
+                "session": "interactive",
+            }
+        )
+    )
+    got = load_in_subprocess(expired)
+    assert got["state"] == "expired"
+    assert "xts_token_refresh.py" in str(got["message"])
