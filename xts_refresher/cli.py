@@ -16,14 +16,17 @@ from .settings import PathOverrides, Settings, collect_values, load_settings, lo
 
 COMMANDS = ("refresh", "status", "check-config", "cron", "demo")
 OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--renew-before")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 UNEXPECTED_ERROR_CODE = 4
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``2h``, ``90m``, ``1h30m``, ``45s`` or ``3600``."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip().lower())
-    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+    """Seconds in ``2h``, ``90m``, ``1h30m``, ``45s`` or ``3600`` (a bare number is seconds)."""
+    cleaned = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):
+        return float(cleaned)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 2h, 90m or 1h30m")
     return sum(float(number) * UNITS[unit] for number, unit in parts)
 

@@ -68,6 +68,7 @@ class _Request:
     payload: dict[str, str] | None = field(default=None, repr=False)
     params: dict[str, str] | None = None
     headers: dict[str, str] | None = field(default=None, repr=False)
+    rate_limit_is_answer: bool = False
 
 
 class _TransientError(Exception):
@@ -278,7 +279,8 @@ class XtsClient:
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                body = self._attempt(_Request(method, url, payload, params, headers))
+                request = _Request(method, url, payload, params, headers, rate_limit_is_answer)
+                body = self._attempt(request)
                 if _is_rate_limit(body) and not rate_limit_is_answer:
                     raise _TransientError(f"rate limit: {describe_xts_error(body)}")
                 if check is not None:
@@ -330,7 +332,7 @@ class XtsClient:
             raise _TransientError(f"no complete answer within {budget:g} s") from None
         except requests.RequestException as exc:
             raise _TransientError(self._explain(exc)) from None
-        return self._decode(status, answer_headers, raw)
+        return self._decode(status, answer_headers, raw, request.rate_limit_is_answer)
 
     def _exchange(self, request: _Request, budget: float) -> tuple[int, Mapping[str, str], bytes]:
         """The status, headers and body of one request (blocking)."""
@@ -351,8 +353,14 @@ class XtsClient:
             return answer.status_code, answer.headers, self._read_body(answer)
 
     @staticmethod
-    def _decode(status: int, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
-        """The XTS JSON object of an answer; _TransientError for anything else, 5xx and 429."""
+    def _decode(
+        status: int, headers: Mapping[str, str], raw: bytes, rate_limit_is_answer: bool
+    ) -> dict[str, Any]:
+        """The XTS JSON object of an answer; _TransientError for anything else, 5xx and 429.
+
+        With ``rate_limit_is_answer`` (token checks), an XTS rate-limit body is an answer even
+        with HTTP 429: XTS only rate-limits a token it recognised.
+        """
         retry_after = _retry_after_seconds(headers.get("Retry-After"))
         try:
             body = json.loads(raw)
@@ -365,6 +373,8 @@ class XtsClient:
                 f"HTTP {status}{where}, {len(raw)} bytes of {kind} that is not XTS JSON",
                 retry_after,
             )
+        if status == 429 and rate_limit_is_answer and _is_rate_limit(body):
+            return body
         if status >= 500 or status == 429:
             raise _TransientError(f"HTTP {status}: {describe_xts_error(body)}", retry_after)
         return body

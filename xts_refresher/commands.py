@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -130,17 +131,34 @@ def app_key_expiry(value: Any) -> datetime | None:
     return None
 
 
+def foreign_token(settings: Settings, stored: StoredToken) -> tuple[str, str] | None:
+    """The state and reason when ``stored`` belongs to another user or API root, else None.
+
+    With host lookup the interactive root is whatever the lookup assigned, so it is not compared.
+    """
+    if settings.user_id and base_user(stored.user_id) != base_user(settings.user_id):
+        return "wrong-user", (
+            f"the stored token is for user {stored.user_id or 'unknown'}, "
+            f"not XTS_USER_ID={settings.user_id}"
+        )
+    checks_root = stored.session == "marketdata" or not settings.hostlookup_url
+    if checks_root and stored.api_root.rstrip("/") != settings.api_root:
+        return "wrong-root", (
+            f"the stored token is for {stored.api_root or 'an unknown API root'}, "
+            f"not XTS_API_ROOT={settings.api_root}"
+        )
+    return None
+
+
 def renewal_reason(settings: Settings, session: str, renew_before: float) -> str | None:
     """Why ``session`` needs a login under ``--if-needed``; None when its token will do."""
     try:
         stored = read_token_file(settings.token_path(session), session)
     except TokenUnavailableError as exc:
         return f"the stored token is {exc.state}"
-    if settings.user_id and base_user(stored.user_id) != base_user(settings.user_id):
-        return f"the stored token is for user {stored.user_id or 'unknown'}"
-    checks_root = session == "marketdata" or not settings.hostlookup_url
-    if checks_root and stored.api_root.rstrip("/") != settings.api_root:
-        return f"the stored token is for {stored.api_root or 'an unknown API root'}"
+    foreign = foreign_token(settings, stored)
+    if foreign is not None:
+        return foreign[1]
     left = stored.seconds_left()
     if left is None:
         return "the stored token's expiry cannot be read"
@@ -305,7 +323,7 @@ class RefreshRun:
             self._check_user(stored)
             save_token(path, stored)
         except XtsRefreshError as exc:
-            self.log.error("✗ %s: %s", title, exc)
+            self.log.error("✗ %s: %s", title, exc.message)
             return SessionOutcome(session, error=exc)
         self.log.info("✓ %s refreshed successfully!", title)
         self.log.info("✓ Token saved to: %s", path)
@@ -427,13 +445,11 @@ def session_report(settings: Settings, session: str, renew_before: float) -> dic
         seconds_left=None if left is None else int(left),
         time_left=None if left is None else format_duration(left),
     )
+    foreign = foreign_token(settings, stored)
     if left is not None and left <= 0:
         report.update(state="expired", message=f"Expired {format_duration(left)} ago.")
-    elif settings.user_id and base_user(stored.user_id) != base_user(settings.user_id):
-        report.update(
-            state="wrong-user",
-            message=f"For user {stored.user_id}, not XTS_USER_ID={settings.user_id}.",
-        )
+    elif foreign is not None:
+        report.update(state=foreign[0], message=f"{foreign[1][0].upper()}{foreign[1][1:]}.")
     elif left is not None and left <= renew_before:
         report.update(state="expiring", usable=True)
     else:
@@ -446,7 +462,13 @@ def session_report(settings: Settings, session: str, renew_before: float) -> dic
 def status(
     settings: Settings, *, verify: bool, as_json: bool, log: logging.Logger, redactor: Redactor
 ) -> int:
-    """The ``status`` command: 0 when every configured session is usable, else 1."""
+    """The ``status`` command: 0 when every configured session is usable, else 1.
+
+    With ``as_json`` the standard output holds the JSON document and nothing else: the log's
+    console lines (a retried token check, say) go to standard error instead.
+    """
+    if as_json:
+        _console_to_stderr(log)
     reports = [session_report(settings, s, DEFAULT_RENEW_BEFORE) for s in settings.sessions]
     if verify:
         _verify_reports(settings, reports, log, redactor)
@@ -476,6 +498,13 @@ def status(
     return 0 if ok else 1
 
 
+def _console_to_stderr(log: logging.Logger) -> None:
+    """Move ``log``'s console handler from standard output to standard error."""
+    for handler in log.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
 def _verify_reports(
     settings: Settings, reports: list[dict[str, Any]], log: logging.Logger, redactor: Redactor
 ) -> None:
@@ -487,7 +516,8 @@ def _verify_reports(
             stored = read_token_file(Path(report["path"]), report["session"])
             redactor.add(stored.token)
             try:
-                report["message"] = client.verify(stored).capitalize() + "."
+                note = client.verify(stored)
+                report["message"] = f"{note[0].upper()}{note[1:]}."
                 report["verified"] = True
             except XtsRefreshError as exc:
                 report.update(usable=False, verified=False, message=str(exc))

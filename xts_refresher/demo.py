@@ -7,8 +7,11 @@ file (token masked), and cleans up. No ``.env``, no credentials and no network a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .commands import RefreshOptions, refresh, status
@@ -23,6 +26,8 @@ from .simulator import (
     XtsSimulator,
 )
 from .store import mask
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def demo_settings(api_root: str, folder: Path) -> Settings:
@@ -51,8 +56,35 @@ def demo_settings(api_root: str, folder: Path) -> Settings:
     )
 
 
+@contextlib.contextmanager
+def proxies_bypassed_for_loopback() -> Iterator[None]:
+    """Let requests reach 127.0.0.1 directly while an HTTP(S) proxy is set in the environment.
+
+    A machine that reaches the internet through ``http_proxy``/``https_proxy`` would otherwise
+    send the demo's loopback traffic to the proxy, which cannot reach this machine's simulator.
+    """
+    saved = {name: os.environ.get(name) for name in ("no_proxy", "NO_PROXY")}
+    present = [v for v in saved.values() if v]
+    merged = ",".join([*present[:1], *LOOPBACK_HOSTS])
+    try:
+        for name in saved:
+            os.environ[name] = merged
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def demo() -> int:
     """Run the demonstration; the refresh's exit code (0 when all is well)."""
+    with proxies_bypassed_for_loopback():
+        return _demo()
+
+
+def _demo() -> int:
     with tempfile.TemporaryDirectory(prefix="xts-demo-") as tmp, XtsSimulator() as simulator:
         folder = Path(tmp)
         settings = demo_settings(simulator.url, folder)

@@ -1,0 +1,455 @@
+"""``status`` and ``check-config``: the read-only commands of a pre-market check.
+
+Every test runs the real script cron-style against the simulator over real sockets. Neither
+command may ever log in, so each test also checks what the simulator received.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import USER_ID, Project, Run, token_json
+
+from xts_refresher.simulator import Fault
+
+TOP_KEYS = {"ok", "checked_at", "verified", "sessions"}
+SESSION_KEYS = {
+    "session",
+    "state",
+    "usable",
+    "path",
+    "user_id",
+    "refreshed_at",
+    "expires_at",
+    "seconds_left",
+    "time_left",
+    "verified",
+    "message",
+}
+LOGIN_ROUTES = ("interactive_login", "marketdata_login", "hostlookup")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def b64url(data: dict[str, Any]) -> str:
+    """``data`` as JSON in unpadded base64url, as a JWT part."""
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def forge_jwt(user_id: str, exp: float) -> str:
+    """A JWT shaped like XTS's, for ``user_id``, expiring at epoch ``exp`` (unsigned)."""
+    claims = {"userID": f"{user_id}_ABCDEF0123", "iat": int(exp) - 86400, "exp": int(exp)}
+    return ".".join((b64url({"alg": "HS256", "typ": "JWT"}), b64url(claims), "c2lnbmF0dXJl"))
+
+
+def write_token_file(
+    path: Path, *, user_id: str, exp: float, api_root: str, session: str = "interactive"
+) -> str:
+    """Write a token file in the contract's shape holding a forged token; the token."""
+    token = forge_jwt(user_id, exp)
+    now = datetime.now()
+    data = {
+        "token": token,
+        "userID": user_id,
+        "timestamp": now.isoformat(),
+        "refreshed_at": f"{now:%Y-%m-%d %H:%M:%S}",
+        "expires_at": datetime.fromtimestamp(exp, timezone.utc).astimezone().isoformat(),
+        "session": session,
+        "api_root": api_root,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return token
+
+
+def status_json(project: Project, *args: str) -> tuple[Run, dict[str, Any]]:
+    """Run ``status --json`` (plus ``args``); the run and its document, whose shape is checked."""
+    run = project.run("status", "--json", *args)
+    document = json.loads(run.stdout)  # stdout holds the JSON document and nothing else
+    assert isinstance(document, dict)
+    assert set(document) == TOP_KEYS
+    assert isinstance(document["ok"], bool)
+    assert isinstance(document["verified"], bool)
+    checked_at = datetime.fromisoformat(document["checked_at"])
+    assert checked_at.tzinfo is not None
+    assert abs((datetime.now(timezone.utc) - checked_at).total_seconds()) < 60
+    for entry in document["sessions"]:
+        assert set(entry) == SESSION_KEYS, entry
+    assert run.code == (0 if document["ok"] else 1)
+    return run, document
+
+
+def by_session(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``sessions`` entries of a status document, by session name."""
+    return {entry["session"]: entry for entry in document["sessions"]}
+
+
+def logins(project: Project) -> int:
+    """How many login (and host-lookup) requests the simulator received."""
+    return sum(project.sim.count(route) for route in LOGIN_ROUTES)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, noted, closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+def test_status_json_reports_fresh_tokens_without_logging_in(project: Project) -> None:
+    """After a refresh, ``status --json`` reports both sessions fresh with the file's own values,
+    in the documented shape, exits 0, and sends no request at all to XTS."""
+    project.with_marketdata()
+    assert project.run().code == 0
+    files = {"interactive": project.token_file, "marketdata": project.md_token_file}
+    before = {name: path.read_bytes() for name, path in files.items()}
+    project.sim.clear()
+
+    run, document = status_json(project)
+
+    assert run.code == 0
+    assert document["ok"] is True
+    assert document["verified"] is False
+    assert [entry["session"] for entry in document["sessions"]] == ["interactive", "marketdata"]
+    for name, entry in by_session(document).items():
+        stored = token_json(files[name])
+        assert entry["state"] == "fresh"
+        assert entry["usable"] is True
+        assert entry["path"] == str(files[name])
+        assert entry["user_id"] == USER_ID
+        assert entry["refreshed_at"] == stored["refreshed_at"]
+        assert entry["expires_at"] == stored["expires_at"]
+        assert isinstance(entry["seconds_left"], int)
+        assert 86400 - 120 < entry["seconds_left"] <= 86400
+        assert re.fullmatch(r"23h \d\dm", entry["time_left"])
+        assert entry["verified"] is None
+        assert entry["message"] is None
+    assert project.sim.requests() == []
+    assert {name: path.read_bytes() for name, path in files.items()} == before
+
+
+def test_status_text_names_state_user_and_time_left(project: Project) -> None:
+    """Plain ``status`` prints, per session, a ✓, the state, the user, the expiry, the time left
+    in human units and the file; it exits 0 and logs nothing in."""
+    assert project.run().code == 0
+    logins_before = logins(project)
+
+    run = project.run("status")
+
+    assert run.code == 0
+    assert re.search(r"^✓ interactive\s+fresh\s+user CK68$", run.stdout, re.MULTILINE)
+    assert re.search(r"\(23h \d\dm left\)", run.stdout)
+    assert f"file {project.token_file}" in run.stdout
+    assert str(token_json(project.token_file)["expires_at"]) in run.stdout
+    assert "✗" not in run.stdout
+    assert logins(project) == logins_before
+
+
+def test_status_reports_a_token_inside_the_renewal_window_as_expiring_but_usable(
+    project: Project,
+) -> None:
+    """A one-hour token (inside the 2 h window) is ``expiring``: still usable, so exit 0."""
+    project.sim.token_lifetime = 3600
+    assert project.run().code == 0
+    logins_before = logins(project)
+
+    run, document = status_json(project)
+
+    entry = by_session(document)["interactive"]
+    assert run.code == 0
+    assert document["ok"] is True
+    assert entry["state"] == "expiring"
+    assert entry["usable"] is True
+    assert 3600 - 120 < entry["seconds_left"] <= 3600
+    assert re.fullmatch(r"\d\dm", entry["time_left"])
+    assert logins(project) == logins_before
+
+
+def _expired(project: Project) -> None:
+    write_token_file(
+        project.token_file, user_id=USER_ID, exp=time.time() - 600, api_root=project.sim.url
+    )
+
+
+def _missing(project: Project) -> None:
+    assert not project.token_file.exists()
+
+
+def _corrupt(project: Project) -> None:
+    project.token_file.write_bytes(b"\x00\xffnot json at all{")
+
+
+def _wrong_user(project: Project) -> None:
+    write_token_file(
+        project.token_file, user_id="ZZ99", exp=time.time() + 86400, api_root=project.sim.url
+    )
+
+
+def _wrong_root(project: Project) -> None:
+    write_token_file(
+        project.token_file,
+        user_id=USER_ID,
+        exp=time.time() + 86400,
+        api_root="https://other.example",
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "state", "words"),
+    [
+        (_expired, "expired", "Expired 10m ago"),
+        (_missing, "missing", "No token file at"),
+        (_corrupt, "corrupt", "not valid JSON"),
+        (_wrong_user, "wrong-user", "not XTS_USER_ID=CK68"),
+        (_wrong_root, "wrong-root", "is for https://other.example, not XTS_API_ROOT="),
+    ],
+    ids=["expired", "missing", "corrupt", "wrong-user", "wrong-root"],
+)
+def test_status_reports_an_unusable_token_and_exits_1(
+    project: Project, make: Callable[[Project], None], state: str, words: str
+) -> None:
+    """An expired, missing, corrupt or other user's token file is reported with its one-word
+    state and a message, makes ``status`` exit 1, is left untouched, and causes no login."""
+    make(project)
+    before = project.token_file.read_bytes() if project.token_file.exists() else None
+
+    run, document = status_json(project)
+
+    entry = by_session(document)["interactive"]
+    assert run.code == 1
+    assert document["ok"] is False
+    assert entry["state"] == state
+    assert entry["usable"] is False
+    assert words in entry["message"]
+    text = project.run("status")
+    assert text.code == 1
+    assert re.search(rf"^✗ interactive\s+{re.escape(state)}\b", text.stdout, re.MULTILINE)
+    assert "✗ At least one session cannot trade" in text.stdout
+    after = project.token_file.read_bytes() if project.token_file.exists() else None
+    assert after == before
+    assert project.sim.requests() == []
+
+
+def test_status_exits_1_when_only_one_of_two_sessions_is_usable(project: Project) -> None:
+    """Exit 0 needs every configured session: a fresh interactive token with no market-data
+    token is exit 1, and the interactive entry still says it is usable."""
+    assert project.run().code == 0
+    project.with_marketdata()
+
+    run, document = status_json(project)
+
+    sessions = by_session(document)
+    assert run.code == 1
+    assert sessions["interactive"]["state"] == "fresh"
+    assert sessions["interactive"]["usable"] is True
+    assert sessions["marketdata"]["state"] == "missing"
+    assert sessions["marketdata"]["path"] == str(project.md_token_file)
+    assert project.sim.count("marketdata_login") == 0
+
+
+def test_status_verify_asks_xts_once_per_session_with_the_stored_token(project: Project) -> None:
+    """``status --verify`` sends one balance request (Authorization = the stored interactive
+    token, clientID = the user) and one market-data clientConfig request (Authorization = the
+    stored market-data token), marks both verified, exits 0, and never logs in."""
+    project.with_marketdata()
+    assert project.run().code == 0
+    project.sim.clear()
+
+    run, document = status_json(project, "--verify")
+
+    assert run.code == 0
+    assert document["verified"] is True
+    assert [r.route for r in project.sim.requests()] == ["interactive_balance", "marketdata_config"]
+    (balance,) = project.sim.requests("interactive_balance")
+    assert balance.headers["authorization"] == token_json(project.token_file)["token"]
+    assert balance.query == {"clientID": USER_ID}
+    assert balance.path == "/interactive/user/balance"
+    (config,) = project.sim.requests("marketdata_config")
+    assert config.headers["authorization"] == token_json(project.md_token_file)["token"]
+    assert config.path == "/apimarketdata/config/clientConfig"
+    for entry in document["sessions"]:
+        assert entry["verified"] is True
+        assert entry["usable"] is True
+        assert entry["message"].startswith("Accepted")
+
+
+def test_status_verify_reports_a_token_xts_no_longer_accepts_as_rejected(
+    project: Project,
+) -> None:
+    """A token that is unexpired locally but invalidated at XTS (a login elsewhere) is
+    ``rejected`` under ``--verify``: not usable, exit 1, XTS's code in the message, file kept."""
+    assert project.run().code == 0
+    before = project.token_file.read_bytes()
+    project.sim.invalidate_tokens()
+    project.sim.clear()
+
+    run, document = status_json(project, "--verify")
+
+    entry = by_session(document)["interactive"]
+    assert run.code == 1
+    assert document["ok"] is False
+    assert entry["state"] == "rejected"
+    assert entry["usable"] is False
+    assert entry["verified"] is False
+    assert "e-session-0007" in entry["message"]
+    assert "Invalid Token" in entry["message"]
+    assert project.sim.count("interactive_balance") >= 1
+    assert logins(project) == 0
+    assert project.token_file.read_bytes() == before
+    text = project.run("status", "--verify")
+    assert text.code == 1
+    assert "NOT accepted" in text.stdout
+    assert re.search(r"^✗ interactive\s+rejected\b", text.stdout, re.MULTILINE)
+
+
+def test_status_verify_counts_a_rate_limit_body_as_accepted(project: Project) -> None:
+    """XTS's rate-limit answer (``e-apirl-0004`` in an HTTP 200 body) proves the token was
+    recognised: verified, exit 0, after exactly one balance request."""
+    assert project.run().code == 0
+    project.sim.clear()
+    project.sim.add_fault(
+        "interactive_balance", Fault.xts_error("e-apirl-0004", "Rate Limit reached", status=200), 3
+    )
+
+    run, document = status_json(project, "--verify")
+
+    entry = by_session(document)["interactive"]
+    assert run.code == 0
+    assert entry["verified"] is True
+    assert entry["state"] == "fresh"
+    assert "rate-limited" in entry["message"]
+    assert project.sim.count("interactive_balance") == 1
+
+
+def test_status_verify_counts_an_http_429_rate_limit_as_accepted(project: Project) -> None:
+    """The rate-limit answer XTS also sends as HTTP 429 (``Fault.rate_limited()``) counts as
+    accepted too: verified, exit 0, one balance request (no retry needed)."""
+    assert project.run().code == 0
+    project.sim.clear()
+    project.sim.add_fault("interactive_balance", Fault.rate_limited(), 3)
+
+    run, document = status_json(project, "--verify")
+
+    entry = by_session(document)["interactive"]
+    assert entry["verified"] is True
+    assert run.code == 0
+    assert project.sim.count("interactive_balance") == 1
+
+
+def test_status_verify_with_xts_down_is_not_usable_and_json_stays_clean(project: Project) -> None:
+    """When XTS cannot be asked (proxy 503 pages on every try), ``status --verify --json`` says
+    so (verified false, exit 1, state unchanged) and its stdout is still pure JSON: the retry
+    warnings go to stderr."""
+    assert project.run().code == 0
+    project.sim.clear()
+    project.sim.add_fault("interactive_balance", Fault.html(503), 3)
+
+    run, document = status_json(project, "--verify")
+
+    entry = by_session(document)["interactive"]
+    assert run.code == 1
+    assert entry["verified"] is False
+    assert entry["usable"] is False
+    assert entry["state"] == "fresh"
+    assert "HTTP 503" in entry["message"]
+    assert "retrying" in run.stderr
+    assert project.sim.count("interactive_balance") == 3
+
+
+def test_status_verify_does_not_ask_about_unusable_tokens(project: Project) -> None:
+    """``--verify`` only checks tokens worth checking: a missing file is reported as missing
+    and no request is sent."""
+    run, document = status_json(project, "--verify")
+
+    entry = by_session(document)["interactive"]
+    assert run.code == 1
+    assert entry["state"] == "missing"
+    assert entry["verified"] is None
+    assert project.sim.requests() == []
+
+
+# -- check-config -------------------------------------------------------------------------------
+
+
+def test_check_config_passes_against_the_simulator_without_logging_in(project: Project) -> None:
+    """With valid settings, writable folders and a reachable root, ``check-config`` exits 0,
+    reaches the API root once, and sends no login; it writes no token file."""
+    project.with_marketdata()
+
+    run = project.run("check-config")
+
+    assert run.code == 0, run.output
+    assert "✓ Ready" in run.stdout
+    assert f"✓ {project.sim.url} answers" in run.stdout
+    assert logins(project) == 0
+    assert len(project.sim.requests()) == 1
+    assert not project.token_file.exists()
+    assert not project.md_token_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("XTS_VERIFY_SSL", "maybe"),
+        ("XTS_TIMEOUT", "soon"),
+        ("XTS_API_ROOT", "ttblaze.iifl.com"),
+        ("TELEGRAM_NOTIFY", "sometimes"),
+    ],
+)
+def test_check_config_exits_2_for_an_invalid_setting(
+    project: Project, name: str, value: str
+) -> None:
+    """An invalid setting is exit 2, the message names the variable, and nothing is sent."""
+    project.settings[name] = value
+
+    run = project.run("check-config")
+
+    assert run.code == 2
+    assert name in run.stdout
+    assert "✗" in run.stdout
+    assert project.sim.requests() == []
+
+
+def test_check_config_exits_2_when_the_token_folder_does_not_exist(
+    project: Project, tmp_path: Path
+) -> None:
+    """A token file in a folder that does not exist cannot be saved: exit 2 before any
+    network traffic, and the message names the folder."""
+    missing = tmp_path / "no-such-folder"
+    project.settings["XTS_TOKEN_FILE"] = str(missing / "xts_store_token.json")
+
+    run = project.run("check-config")
+
+    assert run.code == 2
+    assert f"the folder {missing} does not exist" in run.stdout
+    assert project.sim.requests() == []
+    assert not missing.exists()
+
+
+def test_check_config_exits_3_when_the_api_root_is_unreachable(project: Project) -> None:
+    """A root nobody answers on (a closed loopback port) is exit 3, quickly, with a reason."""
+    port = closed_port()
+    project.settings["XTS_API_ROOT"] = f"http://127.0.0.1:{port}"
+
+    started = time.monotonic()
+    run = project.run("check-config")
+
+    assert run.code == 3
+    assert f"127.0.0.1:{port} cannot be reached: connection refused" in run.stdout
+    assert time.monotonic() - started < 10
+    assert project.sim.requests() == []
