@@ -11,6 +11,8 @@
 #   ./refresh_xts_token.sh --setup               create .venv, install requirements, create .env
 
 set -euo pipefail
+# An exported CDPATH would make `cd` print folders and change where relative paths lead.
+unset CDPATH
 
 readonly RULE="=================================================="
 readonly THIN_RULE="--------------------------------------------------"
@@ -43,31 +45,62 @@ find_venv() {
   fi
 }
 
-# What each exit code means, for the closing line.
+# The command the arguments name (refresh when they name none), for the closing line.
+command_of() {
+  local arg skip=0
+  for arg in "$@"; do
+    if [[ "${skip}" -eq 1 ]]; then
+      skip=0
+      continue
+    fi
+    case "${arg}" in
+      --env-file | --token-file | --log-file | --renew-before) skip=1 ;;
+      -h | --help | --version) echo "${arg}" && return 0 ;;
+      -*) ;;
+      *) echo "${arg}" && return 0 ;;
+    esac
+  done
+  echo "refresh"
+}
+
+# What exit code $1 of command $2 means, for the closing line.
 explain_exit() {
-  case "$1" in
-    1) echo "XTS refused the login: check the API key, secret and XTS_USER_ID in .env" ;;
-    2) echo "usage, settings or a missing dependency: see the message above" ;;
-    3) echo "XTS unreachable or failing after the retries: check the network and the broker" ;;
-    4) echo "local failure: a token could not be saved, or another run held the lock" ;;
-    5) echo "tokens saved, but the post-refresh hook failed" ;;
-    *) echo "unexpected failure: see xts_token_refresh.log" ;;
+  case "$1:$2" in
+    1:status) echo "a token is missing, expired or not accepted: run a refresh" ;;
+    1:*) echo "XTS refused the login: check the API key, secret and XTS_USER_ID in .env" ;;
+    2:*) echo "usage, settings or a missing dependency: see the message above" ;;
+    3:*) echo "XTS unreachable or failing after the retries: check the network and the broker" ;;
+    4:*) echo "local failure: a token could not be saved, or another run held the lock" ;;
+    5:*) echo "tokens saved, but the post-refresh hook failed" ;;
+    *) echo "unexpected failure: see the messages above and xts_token_refresh.log" ;;
   esac
 }
 
 setup() {
   local python="${XTS_PYTHON:-python3}"
-  echo "Setting up the XTS token refresher in $(pwd)"
+  echo "Setting up the XTS token refresher in ${PWD}"
   if ! command -v "${python}" >/dev/null 2>&1; then
     echo "✗ ${python} was not found: install Python 3.9 or newer (apt-get install python3 python3-venv)."
+    return "${EXIT_CONFIG}"
+  fi
+  if [[ ! -f .env.example ]]; then
+    echo "✗ .env.example is missing from ${PWD}: restore it from the project's files."
     return "${EXIT_CONFIG}"
   fi
   if [[ -x .venv/bin/python ]]; then
     echo "✓ .venv already exists"
   elif "${python}" -m venv .venv; then
-    echo "✓ Created .venv with $("${python}" --version 2>&1)"
+    local created
+    created="$(.venv/bin/python --version 2>&1)" || created="${python}"
+    echo "✓ Created .venv with ${created}"
   else
-    echo "✗ Could not create .venv: on Debian/Ubuntu run 'apt-get install python3-venv', then again."
+    echo "✗ Could not create .venv: on Debian/Ubuntu run 'apt-get install python3-venv',"
+    echo "  remove the partial folder (rm -rf .venv), then run ./refresh_xts_token.sh --setup again."
+    return "${EXIT_CONFIG}"
+  fi
+  if ! .venv/bin/python -c 'import pip' >/dev/null 2>&1; then
+    echo "✗ .venv has no pip (python3-venv was missing when it was made): on Debian/Ubuntu run"
+    echo "  'apt-get install python3-venv', then rm -rf .venv and ./refresh_xts_token.sh --setup."
     return "${EXIT_CONFIG}"
   fi
   if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt; then
@@ -75,7 +108,7 @@ setup() {
     return "${EXIT_CONFIG}"
   fi
   echo "✓ Installed requirements.txt into .venv"
-  if [[ -e .env ]]; then
+  if [[ -e .env || -L .env ]]; then
     echo "✓ .env already exists: left as it is"
   else
     (umask 077 && cp .env.example .env)
@@ -99,7 +132,9 @@ main() {
   fi
 
   echo "${RULE}"
-  echo "XTS Token Refresh - $(date '+%Y-%m-%d %H:%M:%S')"
+  local now
+  now="$(date '+%Y-%m-%d %H:%M:%S')"
+  echo "XTS Token Refresh - ${now}"
   echo "Working Directory: ${dir}"
   echo "${RULE}"
 
@@ -122,7 +157,7 @@ main() {
   fi
 
   # One interpreter start-up reports the version and finds (without importing) the packages.
-  local probe version missing
+  local probe version="" missing=""
   probe="$("${python}" -c 'import sys, importlib.util as u
 print(sys.version.split()[0])
 print(" ".join(m for m in ("requests", "dotenv") if u.find_spec(m) is None))' 2>&1)" || {
@@ -130,8 +165,7 @@ print(" ".join(m for m in ("requests", "dotenv") if u.find_spec(m) is None))' 2>
     echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
     return "${EXIT_CONFIG}"
   }
-  version="$(head -n 1 <<<"${probe}")"
-  missing="$(sed -n 2p <<<"${probe}")"
+  { IFS= read -r version || true; IFS= read -r missing || true; } <<<"${probe}"
   echo "Python version: Python ${version}"
   if [[ -n "${missing}" ]]; then
     echo "✗ Required packages missing: ${missing}"
@@ -145,10 +179,15 @@ print(" ".join(m for m in ("requests", "dotenv") if u.find_spec(m) is None))' 2>
   local code=0
   "${python}" "${PROGRAM}" "$@" || code=$?
   echo "${THIN_RULE}"
+  local command title meaning
+  command="$(command_of "$@")"
+  title="Token refresh"
+  [[ "${command}" == "refresh" ]] || title="${PROGRAM} ${command}"
   if [[ "${code}" -eq 0 ]]; then
-    echo "✓ Token refresh completed successfully (exit code: 0)"
+    echo "✓ ${title} completed successfully (exit code: 0)"
   else
-    echo "✗ Token refresh failed (exit code: ${code}): $(explain_exit "${code}")"
+    meaning="$(explain_exit "${code}" "${command}")"
+    echo "✗ ${title} failed (exit code: ${code}): ${meaning}"
   fi
   echo "${RULE}"
   return "${code}"

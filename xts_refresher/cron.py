@@ -7,6 +7,7 @@ uses absolute paths, and carries a marker so ``install`` replaces only its own l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -54,27 +55,61 @@ def named_zone(name: str) -> tzinfo:
         ) from None
 
 
+def _zone_from_file(path: Path, label: str) -> tuple[tzinfo, str]:
+    """The zone stored in the TZif file ``path`` (e.g. /etc/localtime), and its name."""
+    target = os.path.realpath(path)
+    if "zoneinfo/" in target:
+        name = target.split("zoneinfo/", 1)[1]
+        with contextlib.suppress(ConfigError):
+            return named_zone(name), name
+    from zoneinfo import ZoneInfo
+
+    try:
+        with open(target, "rb") as handle:
+            return ZoneInfo.from_file(handle), label
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"Cannot read the time zone file {path}.", "Set TZ to a name such as Asia/Kolkata."
+        ) from None
+
+
+def system_zone() -> tuple[tzinfo, str]:
+    """The system's zone (``/etc/localtime``), which the cron daemon uses; UTC when unreadable."""
+    localtime = Path("/etc/localtime")
+    try:
+        return _zone_from_file(localtime, "the system's local zone")
+    except ConfigError:
+        return timezone.utc, "UTC"
+
+
 def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
     """The zone cron reads its schedule in, and its name.
 
     That is the system's zone (``/etc/localtime``); ``TZ`` overrides it for machines whose cron
-    daemon runs with another zone, and for tests.
+    daemon runs with another zone, and for tests. ``TZ`` may name a zone (``Asia/Kolkata``) or a
+    zone file (``:/etc/localtime``).
     """
     name = environ.get("TZ", "").lstrip(":")
+    if name.startswith("/"):
+        return _zone_from_file(Path(name), name)
     if name:
         return named_zone(name), name
-    localtime = Path("/etc/localtime")
-    target = os.path.realpath(localtime)
-    if "zoneinfo/" in target:
-        name = target.split("zoneinfo/", 1)[1]
-        return named_zone(name), name
-    try:
-        from zoneinfo import ZoneInfo
+    return system_zone()
 
-        with localtime.open("rb") as handle:
-            return ZoneInfo.from_file(handle), "the system's local zone"
-    except (OSError, ValueError):
-        return timezone.utc, "UTC"
+
+def day_field(days: str, shift: int) -> str:
+    """The crontab day-of-week field of ``days`` moved by ``shift`` days (0 is Sunday)."""
+    span = DAY_SPECS[days]
+    if span is None:
+        return "*"
+    moved = sorted({(day + shift) % 7 for day in range(span[0], span[1] + 1)})
+    runs: list[list[int]] = []
+    for day in moved:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def parse_at(text: str) -> tuple[int, int]:
@@ -112,11 +147,9 @@ def convert(
     wanted = datetime(day.year, day.month, day.day, hour, minute, tzinfo=source)
     local = wanted.astimezone(machine)
     shift = (local.date() - day).days
-    span = DAY_SPECS[days]
-    day_field = "*" if span is None else f"{span[0] + shift}-{span[1] + shift}"
     notes = [f"{at} {zone_name} is {local:%H:%M} in this machine's zone ({machine_name})"]
     if shift:
-        notes.append("the conversion crosses midnight, so the days of the week move by one")
+        notes.append("the conversion crosses midnight, so the days of the week move with it")
     if _has_dst(machine, day.year) or _has_dst(source, day.year):
         notes.append(
             f"WARNING: {machine_name if _has_dst(machine, day.year) else zone_name} observes "
@@ -125,7 +158,7 @@ def convert(
             "(timedatectl set-timezone UTC) and run `cron install` again, or use the systemd "
             "timer, whose OnCalendar= takes a zone."
         )
-    return Schedule(local.minute, local.hour, day_field, tuple(notes))
+    return Schedule(local.minute, local.hour, day_field(days, shift), tuple(notes))
 
 
 def crontab_line(schedule: Schedule, app_dir: Path = APP_DIR) -> str:
@@ -171,6 +204,28 @@ def is_own_line(line: str, app_dir: Path = APP_DIR) -> bool:
     return line.rstrip().endswith(f"{MARKER}{app_dir}")
 
 
+def _setup_warnings(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -> list[str]:
+    """What would make the installed line misfire on this machine."""
+    warnings = []
+    if environ.get("TZ"):
+        system, system_name = system_zone()
+        now = datetime.now(timezone.utc)
+        if now.astimezone(system).utcoffset() != now.astimezone(machine).utcoffset():
+            warnings.append(
+                f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
+                f"but the cron daemon reads its schedule in the system's zone ({system_name}) "
+                "unless it runs with the same TZ. If in doubt, run again without TZ "
+                "(env -u TZ ./xts_token_refresh.py cron install)."
+            )
+    wrapper = APP_DIR / "refresh_xts_token.sh"
+    if not os.access(wrapper, os.X_OK):
+        warnings.append(
+            f"WARNING: {wrapper} is not executable, so cron cannot start it: "
+            "run ./refresh_xts_token.sh --setup (or chmod +x refresh_xts_token.sh)."
+        )
+    return warnings
+
+
 def cron_command(action: str, at: str, zone: str, days: str, environ: Mapping[str, str]) -> int:
     """``cron print|install|uninstall``; exit 0, or ConfigError (2)."""
     if action == "uninstall":
@@ -185,13 +240,18 @@ def cron_command(action: str, at: str, zone: str, days: str, environ: Mapping[st
     machine, machine_name = machine_zone(environ)
     schedule = convert(at, zone, days, machine, machine_name)
     line = crontab_line(schedule)
-    for note in schedule.notes:
+    notes = [*schedule.notes, *_setup_warnings(machine, machine_name, environ)]
+    for note in notes:
         print(f"# {note}", file=sys.stderr)
     if action == "print":
         print(line)
         return 0
     lines = [existing for existing in read_crontab() if not is_own_line(existing)]
     write_crontab([*lines, line])
+    with contextlib.suppress(OSError):  # cron's shell would create it world-readable (umask 022)
+        os.close(
+            os.open(APP_DIR / "cron_output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        )
     print(f"✓ Installed in the crontab: {line}")
     print("  Check it with `crontab -l`; remove it with `xts_token_refresh.py cron uninstall`.")
     return 0

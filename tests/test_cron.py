@@ -1,0 +1,543 @@
+"""``xts_token_refresh.py cron print|install|uninstall`` and a real cron daemon running the job.
+
+``cron print`` is run as a subprocess with ``TZ`` naming the machine's zone, so every
+conversion (IST to UTC, to IST itself, to a zone west of UTC, across midnight in both
+directions) is checked with the real script. ``install``/``uninstall`` change the real crontab
+of the user running the tests; it is saved first and restored afterwards, under a lock so that
+two test sessions on one machine never interleave. The last test starts Debian's cron daemon
+(when none runs), installs a per-minute line and waits for the job to refresh a token from
+the simulator in the pytest process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import (
+    APP_DIR,
+    PYTHON,
+    SCRIPT,
+    USER_ID,
+    WRAPPER,
+    Project,
+    assert_no_secrets,
+    run_process,
+    skip_or_fail,
+    token_json,
+)
+
+MARKER = f"# xts-token-refresh:{APP_DIR}"
+TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CRONTAB_LOCK = Path("/tmp/xts-token-refresh-tests.crontab.lock")
+UNRELATED = [
+    'MAILTO=""',
+    "# the operator's own notes stay where they are",
+    "17 4 * * * /bin/true # an unrelated job",
+    "0 1 * * * /opt/other/refresh_xts_token.sh # xts-token-refresh:/opt/other",
+]
+JOB_WAIT_SECONDS = 130
+IST = ZoneInfo("Asia/Kolkata")
+
+
+def expected_line(minute: int, hour: int, days: str) -> str:
+    """The crontab line ``cron print`` must give for this checkout."""
+    wrapper = shlex.quote(str(WRAPPER))
+    log = shlex.quote(str(APP_DIR / "cron_output.log"))
+    return f"{minute} {hour} * * {days} {wrapper} >> {log} 2>&1 {MARKER}"
+
+
+def cron_cli(
+    action: str, *args: str, tz: str | None = "UTC", home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``xts_token_refresh.py cron <action> <args>`` with ``TZ=tz`` in a bare environment."""
+    env = {"HOME": str(home or Path("/"))}
+    if tz is not None:
+        env["TZ"] = tz
+    return run_process([PYTHON, str(SCRIPT), "cron", action, *args], env=env, timeout=30)
+
+
+def ist_today_at(hour: int, minute: int) -> datetime:
+    """Today's ``hour:minute`` in IST (the date cron.py converts for)."""
+    today = datetime.now(IST).date()
+    return datetime(today.year, today.month, today.day, hour, minute, tzinfo=IST)
+
+
+# -- cron print ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine_tz", "args", "when", "crosses"),
+    [
+        ("UTC", [], (30, 3, "*"), False),
+        ("UTC", ["--days", "weekdays"], (30, 3, "1-5"), False),
+        ("Etc/UTC", ["--at", "08:45", "--tz", "Asia/Kolkata"], (15, 3, "*"), False),
+        ("Asia/Kolkata", [], (0, 9, "*"), False),
+        ("Asia/Kolkata", ["--days", "weekdays"], (0, 9, "1-5"), False),
+        ("Asia/Kolkata", ["--at", "23:00", "--tz", "UTC"], (30, 4, "*"), True),
+        (
+            "Asia/Kolkata",
+            ["--at", "23:00", "--tz", "UTC", "--days", "weekdays"],
+            (30, 4, "2-6"),
+            True,
+        ),
+        ("Asia/Tokyo", ["--days", "weekdays"], (30, 12, "1-5"), False),
+        # Two days apart (UTC+14 to UTC-11): Monday 00:30 there is Saturday 23:30 here.
+        (
+            "Pacific/Pago_Pago",
+            ["--at", "00:30", "--tz", "Pacific/Kiritimati", "--days", "weekdays"],
+            (30, 23, "0-3,6"),
+            True,
+        ),
+    ],
+)
+def test_cron_print_converts_to_the_machine_zone(
+    machine_tz: str, args: list[str], when: tuple[int, int, str], crosses: bool
+) -> None:
+    """``cron print`` gives the IST (or --tz) time in the machine's zone, days shifted with it.
+
+    The line is exactly: the schedule, the wrapper's absolute path, ``>> <abs>/cron_output.log
+    2>&1`` and the marker comment; the explanation (and the note that the conversion crosses
+    midnight) goes to stderr, not into the line.
+    """
+    done = cron_cli("print", *args, tz=machine_tz)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == expected_line(*when) + "\n"
+    assert done.stderr.startswith("# ")
+    assert f"in this machine's zone ({machine_tz})" in done.stderr
+    assert ("crosses midnight" in done.stderr) == crosses
+
+
+@pytest.mark.parametrize("days", ["daily", "weekdays"])
+def test_cron_print_west_of_utc_moves_to_the_previous_evening(days: str) -> None:
+    """America/New_York: 09:00 IST is the evening before (22:30 or 23:30 by season).
+
+    Weekdays move to Sunday-Thursday (``0-4``), and stderr warns that New York's daylight
+    saving time makes the IST time drift by an hour part of the year, and how to avoid it.
+    """
+    local = ist_today_at(9, 0).astimezone(ZoneInfo("America/New_York"))
+    assert local.date() < ist_today_at(9, 0).date()
+
+    done = cron_cli("print", "--days", days, tz="America/New_York")
+
+    assert done.returncode == 0, done.stderr
+    assert local.hour in (22, 23)
+    field = "*" if days == "daily" else "0-4"
+    assert done.stdout == expected_line(local.minute, local.hour, field) + "\n"
+    assert "crosses midnight" in done.stderr
+    assert "WARNING: America/New_York observes daylight saving time" in done.stderr
+    assert "timedatectl set-timezone UTC" in done.stderr
+
+
+@pytest.mark.parametrize("machine_tz", ["UTC", "Asia/Kolkata"])
+def test_no_daylight_saving_warning_where_there_is_none(machine_tz: str) -> None:
+    """UTC and IST have no daylight saving time: no drift warning, no midnight note."""
+    done = cron_cli("print", "--days", "weekdays", tz=machine_tz)
+
+    assert done.returncode == 0, done.stderr
+    assert "daylight saving" not in done.stderr
+    assert "crosses midnight" not in done.stderr
+
+
+def test_tz_may_name_a_zone_file() -> None:
+    """``TZ=:/etc/localtime`` (the glibc form) is the system zone, as with no TZ at all."""
+    if not Path("/etc/localtime").exists():
+        skip_or_fail("this machine has no /etc/localtime")
+
+    by_file = cron_cli("print", tz=":/etc/localtime")
+    by_system = cron_cli("print", tz=None)
+
+    assert by_file.returncode == 0, by_file.stderr
+    assert by_system.returncode == 0, by_system.stderr
+    assert by_file.stdout == by_system.stdout
+    assert by_file.stdout.endswith(f" {MARKER}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "machine_tz", "message"),
+    [
+        (["--at", "25:00"], "UTC", "--at '25:00' is not a time of day"),
+        (["--at", "09:60"], "UTC", "--at '09:60' is not a time of day"),
+        (["--at", "9"], "UTC", "Use HH:MM"),
+        (["--at", "nine"], "UTC", "--at 'nine' is not a time of day"),
+        (["--tz", "Mars/Olympus_Mons"], "UTC", "Unknown time zone 'Mars/Olympus_Mons'"),
+        (["--tz", "../../etc/passwd"], "UTC", "Unknown time zone"),
+        (["--days", "sundays"], "UTC", "argument --days: invalid choice: 'sundays'"),
+        ([], "Bogus/Zone", "Unknown time zone 'Bogus/Zone'"),
+    ],
+)
+def test_bad_cron_options_exit_2(args: list[str], machine_tz: str, message: str) -> None:
+    """A bad ``--at``, ``--tz``, ``--days`` (or machine TZ) exits 2, says why, prints no line."""
+    done = cron_cli("print", *args, tz=machine_tz)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stdout + done.stderr
+    assert "refresh_xts_token.sh" not in done.stdout
+
+
+# -- install / uninstall against the real crontab ----------------------------------------------
+
+
+class Crontab:
+    """The current user's real crontab, read and written with the ``crontab`` program."""
+
+    def read(self) -> list[str]:
+        """Its lines; [] when the user has no crontab."""
+        done = run_process(["crontab", "-l"])
+        if done.returncode != 0:
+            assert "no crontab" in done.stderr.lower(), done.stderr
+            return []
+        return done.stdout.splitlines()
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Replace it with ``lines``."""
+        text = "".join(f"{line}\n" for line in lines)
+        done = subprocess.run(
+            ["crontab", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"PATH": TOOL_PATH},
+        )
+        assert done.returncode == 0, done.stderr
+
+    def remove(self) -> None:
+        """Delete it altogether (as if the user never had one)."""
+        run_process(["crontab", "-r"])
+
+
+@pytest.fixture
+def crontab() -> Iterator[Crontab]:
+    """The real crontab, saved before the test and restored after it, whatever happens.
+
+    A lock file serialises the tests of every pytest session on the machine that touch it.
+    """
+    if shutil.which("crontab", path=TOOL_PATH) is None:
+        skip_or_fail("the crontab program is not installed (Debian: apt-get install cron)")
+    with CRONTAB_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = Crontab()
+        saved = run_process(["crontab", "-l"])
+        had_one = saved.returncode == 0
+        if not had_one:
+            assert "no crontab" in saved.stderr.lower(), saved.stderr
+        try:
+            yield table
+        finally:
+            if had_one:
+                done = subprocess.run(
+                    ["crontab", "-"],
+                    input=saved.stdout,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env={"PATH": TOOL_PATH},
+                )
+                assert done.returncode == 0, done.stderr
+            else:
+                table.remove()
+
+
+@pytest.fixture
+def app_cron_output() -> Iterator[tuple[Path, bool]]:
+    """This checkout's cron_output.log and whether it existed; removed again if the test made
+    it (and it is still empty), so the checkout is left as it was found.
+    """
+    path = APP_DIR / "cron_output.log"
+    existed = path.exists()
+    yield path, existed
+    if not existed and path.exists() and path.stat().st_size == 0:
+        path.unlink()
+
+
+def own_lines(lines: Sequence[str]) -> list[str]:
+    """The lines this checkout's ``cron install`` owns."""
+    return [line for line in lines if line.endswith(MARKER)]
+
+
+def test_install_replaces_only_its_own_line(
+    crontab: Crontab, app_cron_output: tuple[Path, bool]
+) -> None:
+    """``install`` keeps every other line (even another installation's), never duplicates its
+    own, replaces it when the time changes, leaves the crontab alone on a bad option, and
+    creates cron_output.log owner-only; ``uninstall`` removes exactly that one line.
+    """
+    crontab.write(UNRELATED)
+    cron_output, existed = app_cron_output
+
+    first = cron_cli("install")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"✓ Installed in the crontab: {expected_line(30, 3, '*')}" in first.stdout
+    assert cron_output.exists()
+    if not existed:  # created owner-only, not world-readable by cron's shell
+        assert stat.S_IMODE(cron_output.stat().st_mode) == 0o600
+    assert crontab.read() == [*UNRELATED, expected_line(30, 3, "*")]
+
+    again = cron_cli("install")
+    assert again.returncode == 0, again.stderr
+    assert crontab.read() == [*UNRELATED, expected_line(30, 3, "*")]
+
+    moved = cron_cli("install", "--at", "08:45", "--days", "weekdays")
+    assert moved.returncode == 0, moved.stderr
+    lines = crontab.read()
+    assert lines == [*UNRELATED, expected_line(15, 3, "1-5")]
+    assert len(own_lines(lines)) == 1
+
+    refused = cron_cli("install", "--at", "99:99")
+    assert refused.returncode == 2
+    assert crontab.read() == lines
+
+    removed = cron_cli("uninstall")
+    assert removed.returncode == 0, removed.stderr
+    assert "✓ Removed the xts-token-refresh line" in removed.stdout
+    assert crontab.read() == UNRELATED
+
+    nothing = cron_cli("uninstall")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "Nothing to remove" in nothing.stdout
+    assert crontab.read() == UNRELATED
+
+
+def test_install_and_uninstall_without_a_crontab(
+    crontab: Crontab, app_cron_output: tuple[Path, bool]
+) -> None:
+    """A user with no crontab at all: ``install`` creates one with the line, ``uninstall``
+    leaves it empty; ``uninstall`` on no crontab is not an error.
+    """
+    crontab.remove()
+    assert crontab.read() == []
+
+    nothing = cron_cli("uninstall")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "Nothing to remove" in nothing.stdout
+
+    installed = cron_cli("install", tz="Asia/Kolkata")
+    assert installed.returncode == 0, installed.stderr
+    assert crontab.read() == [expected_line(0, 9, "*")]
+
+    removed = cron_cli("uninstall")
+    assert removed.returncode == 0, removed.stderr
+    assert crontab.read() == []
+
+
+# -- the real cron daemon -----------------------------------------------------------------------
+
+
+def cron_is_running() -> bool:
+    """True when a process called ``cron`` runs (what ``pgrep -x cron`` says, without procps)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text(encoding="utf-8").strip() == "cron":
+                return True
+        except OSError:
+            continue  # the process ended meanwhile
+    return False
+
+
+@pytest.fixture
+def cron_daemon() -> Iterator[subprocess.Popen[bytes] | None]:
+    """A running cron daemon: the machine's own, or one this fixture starts and later stops."""
+    daemon = shutil.which("cron", path=TOOL_PATH)
+    if daemon is None:
+        skip_or_fail("the cron daemon is not installed (Debian: apt-get install cron)")
+        return
+    if cron_is_running():
+        yield None  # someone else's daemon: use it, never stop it
+        return
+    if os.geteuid() != 0:
+        skip_or_fail("no cron daemon runs, and only root can start one")
+    started = subprocess.Popen(
+        [daemon, "-f"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.5)
+        assert started.poll() is None, f"cron -f exited at once with {started.returncode}"
+        yield started
+    finally:
+        started.terminate()
+        try:
+            started.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            started.kill()
+            started.wait(timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition()`` twice a second for up to ``seconds``; its last value."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return bool(condition())
+
+
+def job_venv() -> str:
+    """``XTS_VENV=... `` for a checkout without .venv/venv (the wrapper finds .venv itself)."""
+    if any((APP_DIR / name / "bin" / "python").exists() for name in (".venv", "venv")):
+        return ""
+    return f"XTS_VENV={shlex.quote(sys.prefix)} "
+
+
+@pytest.mark.timeout(240)
+def test_cron_daemon_runs_the_wrapper(
+    project: Project,
+    tmp_path: Path,
+    crontab: Crontab,
+    cron_daemon: subprocess.Popen[bytes] | None,
+) -> None:
+    """The real cron daemon runs a per-minute line: the wrapper, in cron's bare environment
+    (PATH=/usr/bin:/bin, no LANG, started in $HOME), finds its virtualenv, logs in to the
+    simulator and saves the token; the output log has the banner and the exit-code-0 line.
+    The test then removes its line and leaves the crontab as it was.
+    """
+    env_file = project.write_env()
+    output = tmp_path / "cron_output.log"
+    test_marker = f"# xts-token-refresh-test:{tmp_path}"
+    command = (
+        f"{job_venv()}{shlex.quote(str(WRAPPER))} --env-file {shlex.quote(str(env_file))}"
+        f" >> {shlex.quote(str(output))} 2>&1"
+    ).replace("%", "\\%")
+    job = f"* * * * * {command} {test_marker}"
+    before = crontab.read()
+    # cron notices a new table by the spool folder's mtime, in whole seconds: a change in the
+    # same second as its last look (or the previous test's clean-up) would go unnoticed.
+    time.sleep(1.1)
+    crontab.write([*before, job])
+
+    try:
+        appeared = wait_for(project.token_file.exists, JOB_WAIT_SECONDS / 2)
+        if not appeared:  # write it again, in a later second, in case cron missed the change
+            crontab.write([*before, job])
+            appeared = wait_for(project.token_file.exists, JOB_WAIT_SECONDS / 2)
+
+        def finished() -> bool:
+            text = output.read_text(encoding="utf-8") if output.exists() else ""
+            return "(exit code: " in text
+
+        done = wait_for(finished, 30) if appeared else False
+    finally:
+        crontab.write([line for line in crontab.read() if not line.endswith(test_marker)])
+    log = output.read_text(encoding="utf-8") if output.exists() else "(no cron output)"
+    assert appeared, f"cron did not run the job within {JOB_WAIT_SECONDS} s; output:\n{log}"
+    assert done, log
+    assert crontab.read() == before
+
+    first_run = log.split("XTS Token Refresh - ")[1]
+    for line in (
+        f"Working Directory: {APP_DIR}",
+        "✓ Virtual environment activated",
+        "Python version: Python 3.",
+        "✓ Required packages found",
+        "XTS Token Refresh Cron Job Started",
+        "✓ XTS token refreshed successfully!",
+        f"✓ Token saved to: {project.token_file}",
+        "✓ Token refresh completed successfully (exit code: 0)",
+    ):
+        assert line in first_run, f"{line!r} missing from the cron output:\n{log}"
+    saved = token_json(project.token_file)
+    assert saved["userID"] == USER_ID
+    assert saved["token"] in project.sim.issued_tokens("interactive")
+    assert project.sim.count("interactive_login") >= 1
+    assert_no_secrets(project, log, project.log_file.read_text(encoding="utf-8"))
+
+
+# -- the documents that schedule it -------------------------------------------------------------
+
+DOC = APP_DIR / "CRON_SETUP.md"
+UNITS = APP_DIR / "systemd"
+INVOCATION = re.compile(
+    r"(xts_token_refresh\.py|refresh_xts_token\.sh)((?:[ \t]+[^\s`|>#;&)\"]+)*)"
+)
+
+
+def documented_invocations() -> list[tuple[str, list[str]]]:
+    """Every ``xts_token_refresh.py ...`` and ``refresh_xts_token.sh ...`` that CRON_SETUP.md
+    tells the reader to type: in ```bash blocks and in inline code (output blocks are plain).
+    """
+    commands: list[str] = []
+    fence: str | None = None
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            fence = None if fence is not None else line.strip()[3:]
+            continue
+        if fence == "bash":
+            commands.append(line)
+        elif fence is None:
+            commands += re.findall(r"`([^`]+)`", line)
+    found = []
+    for command in commands:
+        if command.lstrip().startswith("chmod"):
+            continue  # file names given to chmod, not invocations
+        for match in INVOCATION.finditer(command):
+            found.append((match[1], match[2].split()))
+    return found
+
+
+def test_cron_setup_commands_are_real() -> None:
+    """Every command line CRON_SETUP.md shows parses with the program's own parser (the wrapper
+    passes its arguments on; ``--setup`` is the wrapper's own), so no documented flag is made up.
+    """
+    from xts_refresher.cli import build_parser, with_default_command
+
+    invocations = documented_invocations()
+    assert len(invocations) >= 20
+    seen = {" ".join(args) for _, args in invocations}
+    for expected in ("cron install", "cron install --days weekdays", "cron uninstall", "status"):
+        assert expected in seen, expected
+    assert "--setup" in seen and "--if-needed" in seen
+    for program, args in invocations:
+        if program == "refresh_xts_token.sh" and args == ["--setup"]:
+            continue
+        try:
+            build_parser().parse_args(with_default_command(args))
+        except SystemExit as exc:
+            pytest.fail(f"CRON_SETUP.md shows `{program} {' '.join(args)}`: exit {exc.code}")
+
+
+def test_systemd_units_are_valid() -> None:
+    """The example units: a oneshot service running the wrapper in the project folder as a
+    named user, and a persistent timer at 09:00 Asia/Kolkata; systemd-analyze (when present)
+    accepts both once the placeholders are filled in, and the timer fires at 03:30 UTC.
+    """
+    service = (UNITS / "xts-token-refresh.service").read_text(encoding="utf-8")
+    timer = (UNITS / "xts-token-refresh.timer").read_text(encoding="utf-8")
+    settings = {
+        line.split("=", 1)[0]: line.split("=", 1)[1]
+        for line in (service + timer).splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert settings["Type"] == "oneshot"
+    assert settings["ExecStart"] == "/path/to/xts-token-refresher/refresh_xts_token.sh"
+    assert settings["WorkingDirectory"] == "/path/to/xts-token-refresher"
+    assert settings["User"] == "your_user"
+    assert settings["OnCalendar"] == "*-*-* 09:00:00 Asia/Kolkata"
+    assert settings["Persistent"] == "true"
+    assert settings["WantedBy"] == "timers.target"
+
+    analyze = shutil.which("systemd-analyze", path=TOOL_PATH)
+    if analyze is None:
+        return  # the text above is all a machine without systemd can check
+    calendar = run_process(
+        [analyze, "calendar", "--iterations=2", settings["OnCalendar"]], env={"TZ": "UTC"}
+    )
+    assert calendar.returncode == 0, calendar.stderr
+    assert "03:30:00 UTC" in calendar.stdout

@@ -1,0 +1,354 @@
+"""``refresh_xts_token.sh``, the cron wrapper, run the way cron runs it.
+
+Every run has cron's bare environment (``env -i PATH=/usr/bin:/bin HOME=<tmp>``, started from
+``/``), sometimes through a chain of symlinks, with LANG unset or ``LC_ALL=C``. The wrapper
+must find its folder and virtualenv by itself, print the banner users grep for, pass every
+argument on and exit with the program's exact code. Tests that break the installation
+(no virtualenv, no packages, ``--setup``) work on a copy of the project in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from conftest import (
+    APP_DIR,
+    PYTHON,
+    SECRETS,
+    USER_ID,
+    WRAPPER,
+    Project,
+    assert_no_secrets,
+    run_process,
+    token_json,
+)
+
+from xts_refresher.simulator import Fault
+
+LOCALES: dict[str, dict[str, str]] = {"LANG-unset": {}, "LC_ALL=C": {"LC_ALL": "C"}}
+BANNER = (
+    "==================================================",
+    "XTS Token Refresh - ",
+    "✓ Virtual environment activated",
+    "Python version: Python 3.",
+    "✓ Required packages found",
+    "Running XTS token refresh script...",
+)
+SUCCESS_LINE = "✓ Token refresh completed successfully (exit code: 0)"
+WRONG_SECRET = "is-FAKE-Wr0ngS3cret-not-the-real-one"
+PREVIOUS_TOKEN = b'{"token": "previous-run-token", "userID": "CK68"}\n'
+PROJECT_FILES = ("xts_token_refresh.py", "refresh_xts_token.sh", "requirements.txt", ".env.example")
+# The network settings an operator's shell would have; --setup's pip needs them to reach PyPI.
+PASSED_THROUGH = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
+
+
+def venv_override() -> dict[str, str]:
+    """XTS_VENV for a checkout without .venv/venv (tests then run with pytest's virtualenv)."""
+    if any((APP_DIR / name / "bin" / "python").exists() for name in (".venv", "venv")):
+        return {}
+    return {"XTS_VENV": sys.prefix}
+
+
+def run_wrapper(
+    wrapper: Path | str,
+    *args: str,
+    home: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``wrapper`` with ``args`` under ``env -i PATH=/usr/bin:/bin HOME=home`` from ``/``."""
+    return run_process(
+        [str(wrapper), *args],
+        env={"HOME": str(home), **venv_override(), **(env or {})},
+        timeout=timeout,
+    )
+
+
+def output_of(done: subprocess.CompletedProcess[str]) -> str:
+    """stdout and stderr together."""
+    return done.stdout + done.stderr
+
+
+def assert_clean(project: Project, done: subprocess.CompletedProcess[str]) -> None:
+    """No fake secret, wrong secret or issued token appears in the run's output or log."""
+    log = project.log_file.read_text(encoding="utf-8") if project.log_file.exists() else ""
+    assert_no_secrets(project, output_of(done), log)
+    assert WRONG_SECRET not in output_of(done) + log
+
+
+def symlink_chain(folder: Path) -> Path:
+    """``folder/bin/xts-refresh`` -> ``refresh`` (relative) -> the real wrapper (absolute)."""
+    links = folder / "bin"
+    links.mkdir()
+    (links / "refresh").symlink_to(WRAPPER)
+    (links / "xts-refresh").symlink_to("refresh")
+    return links / "xts-refresh"
+
+
+def env_file_with_space(project: Project) -> Path:
+    """The project's settings, written to a path with a space in it (mode 600)."""
+    folder = project.folder / "my settings"
+    folder.mkdir(exist_ok=True)
+    path = folder / "broker settings.env"
+    shutil.copyfile(project.write_env(), path)
+    path.chmod(0o600)
+    return path
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of the project's program files (no virtualenv, no .env) in ``destination``."""
+    destination.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy2(APP_DIR / name, destination / name)
+    shutil.copytree(
+        APP_DIR / "xts_refresher",
+        destination / "xts_refresher",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return destination
+
+
+def empty_venv(folder: Path) -> Path:
+    """A virtualenv with no packages at all (not even pip)."""
+    done = subprocess.run(
+        [PYTHON, "-m", "venv", "--without-pip", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def arrange(project: Project, scenario: str) -> tuple[int, int]:
+    """Set the simulator and settings up for ``scenario``; (exit code, logins XTS should see)."""
+    if scenario == "refused":
+        project.settings["XTS_INTERACTIVE_API_SECRET"] = WRONG_SECRET
+        return 1, 1
+    if scenario == "bad-setting":
+        project.settings["XTS_VERIFY_SSL"] = "maybe"
+        return 2, 0
+    if scenario == "xts-failing":
+        project.settings["XTS_RETRIES"] = "1"
+        project.sim.add_fault("interactive_login", Fault.html(503), times=10)
+        return 3, 2
+    return 0, 1
+
+
+@pytest.mark.parametrize("locale", LOCALES.values(), ids=list(LOCALES))
+@pytest.mark.parametrize("how", ["direct", "symlink"])
+@pytest.mark.parametrize("scenario", ["success", "refused", "bad-setting", "xts-failing"])
+def test_exit_code_propagates(
+    project: Project, tmp_path: Path, scenario: str, how: str, locale: dict[str, str]
+) -> None:
+    """The wrapper exits with the program's exact code (0, 1, 2, 3) and says so in its banner.
+
+    Run under cron's bare environment from ``/``, directly or through a relative-then-absolute
+    symlink chain, with LANG unset or LC_ALL=C; ``--env-file`` (a path with spaces) is passed
+    on intact. A failure leaves the previous token file as it was.
+    """
+    expected, logins = arrange(project, scenario)
+    env_file = env_file_with_space(project)
+    project.token_file.write_bytes(PREVIOUS_TOKEN)
+    project.token_file.chmod(0o600)
+    wrapper = symlink_chain(tmp_path) if how == "symlink" else WRAPPER
+
+    done = run_wrapper(wrapper, "--env-file", str(env_file), home=tmp_path, env=locale)
+
+    out = output_of(done)
+    assert done.returncode == expected, out
+    assert_clean(project, done)
+    for line in BANNER:
+        assert line in done.stdout, f"{line!r} missing from:\n{out}"
+    assert f"Working Directory: {APP_DIR}\n" in done.stdout
+    assert "\\u" not in out and "\\x" not in out, "a ✓ or ✗ was mangled by the C locale"
+    assert project.sim.count("interactive_login") == logins
+    if expected == 0:
+        assert SUCCESS_LINE in done.stdout
+        assert "✓ XTS token refreshed successfully!" in done.stdout
+        assert f"✓ Token saved to: {project.token_file}" in done.stdout
+        saved = token_json(project.token_file)
+        assert saved["token"] == project.sim.issued_tokens("interactive")[-1]
+        assert saved["userID"] == USER_ID
+        assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
+    else:
+        assert f"✗ Token refresh failed (exit code: {expected}): " in done.stdout
+        assert "completed successfully" not in done.stdout
+        assert project.token_file.read_bytes() == PREVIOUS_TOKEN
+    if scenario == "bad-setting":
+        assert "XTS_VERIFY_SSL must be true or false" in out
+    if scenario == "refused":
+        assert "XTS refused the login" in done.stdout
+
+
+def test_arguments_are_passed_on(project: Project, tmp_path: Path) -> None:
+    """Commands and options reach the program: ``status`` (1, then 0), ``status --json``, ``-h``.
+
+    ``status`` before any refresh exits 1 through the wrapper; after a refresh it exits 0 and
+    reports the user; ``--json`` gives the JSON document; ``status`` never logs in. The closing
+    line names the command that ran, so a status check is not mistaken for a failed login.
+    """
+    env_file = str(project.write_env())
+
+    before = run_wrapper(WRAPPER, "status", "--env-file", env_file, home=tmp_path)
+    assert before.returncode == 1, output_of(before)
+    assert (
+        "✗ xts_token_refresh.py status failed (exit code: 1): a token is missing" in before.stdout
+    )
+    assert "XTS refused the login" not in before.stdout
+    assert "missing" in before.stdout
+
+    refresh = run_wrapper(WRAPPER, "--env-file", env_file, home=tmp_path)
+    assert refresh.returncode == 0, output_of(refresh)
+
+    after = run_wrapper(WRAPPER, "status", "--json", "--env-file", env_file, home=tmp_path)
+    assert after.returncode == 0, output_of(after)
+    document = after.stdout.split("-" * 50 + "\n")[1]
+    report = json.loads(document)
+    assert report["ok"] is True
+    assert report["sessions"][0]["user_id"] == USER_ID
+    assert "✓ xts_token_refresh.py status completed successfully (exit code: 0)" in after.stdout
+    assert project.sim.count("interactive_login") == 1
+
+    usage = run_wrapper(WRAPPER, "cron", "--help", home=tmp_path)
+    assert usage.returncode == 0
+    assert "--days" in usage.stdout
+    assert "✓ xts_token_refresh.py cron completed successfully (exit code: 0)" in usage.stdout
+    for done in (before, refresh, after, usage):
+        assert_clean(project, done)
+
+
+def test_readable_env_file_is_warned_about(project: Project, tmp_path: Path) -> None:
+    """A .env that group or others can read still works, but every run says ``chmod 600``."""
+    env_file = project.write_env()
+    env_file.chmod(0o644)
+
+    done = run_wrapper(WRAPPER, "--env-file", str(env_file), home=tmp_path)
+
+    assert done.returncode == 0, output_of(done)
+    assert f"chmod 600 {env_file}" in done.stdout
+    assert_clean(project, done)
+
+
+def test_missing_packages_exit_2_with_setup_hint(project: Project, tmp_path: Path) -> None:
+    """A virtualenv without requests and python-dotenv: exit 2, the ``--setup`` hint, no login."""
+    copy = copy_project(tmp_path / "copy")
+    venv = empty_venv(tmp_path / "empty-venv")
+    env_file = str(project.write_env())
+
+    done = run_wrapper(
+        copy / "refresh_xts_token.sh",
+        "--env-file",
+        env_file,
+        home=tmp_path,
+        env={"XTS_VENV": str(venv)},
+    )
+
+    out = output_of(done)
+    assert done.returncode == 2, out
+    assert f"✓ Virtual environment activated ({venv})" in done.stdout
+    assert "✗ Required packages missing: requests dotenv" in done.stdout
+    assert "✗ Token refresh failed (exit code: 2): run ./refresh_xts_token.sh --setup" in out
+    assert "Running XTS token refresh script" not in out
+    assert project.sim.count("interactive_login") == 0
+    assert not project.token_file.exists()
+    assert_clean(project, done)
+
+
+def test_missing_virtualenv_exit_2_with_setup_hint(project: Project, tmp_path: Path) -> None:
+    """No XTS_VENV (a wrong one), no .venv, no venv: python3 from PATH with a warning, then exit 2.
+
+    The python3 found first on PATH has no packages, so the outcome does not depend on what
+    the machine's own python3 happens to have installed.
+    """
+    copy = copy_project(tmp_path / "copy")
+    venv = empty_venv(tmp_path / "empty-venv")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    python3 = bin_dir / "python3"
+    python3.write_text(f'#!/bin/sh\nexec "{venv}/bin/python" "$@"\n', encoding="utf-8")
+    python3.chmod(0o755)
+    env_file = str(project.write_env())
+
+    done = run_wrapper(
+        copy / "refresh_xts_token.sh",
+        "--env-file",
+        env_file,
+        home=tmp_path,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "XTS_VENV": str(tmp_path / "no-such-venv")},
+    )
+
+    out = output_of(done)
+    assert done.returncode == 2, out
+    assert f"XTS_VENV={tmp_path / 'no-such-venv'} has no bin/python" in done.stderr
+    assert f"⚠ No virtualenv found (XTS_VENV, .venv or venv): using {python3}" in done.stdout
+    assert "Virtual environment activated" not in out
+    assert "✗ Required packages missing: requests dotenv" in done.stdout
+    assert "✗ Token refresh failed (exit code: 2): run ./refresh_xts_token.sh --setup" in out
+    assert project.sim.count("interactive_login") == 0
+    assert not project.token_file.exists()
+    assert_clean(project, done)
+
+
+def test_setup_twice_on_a_fresh_copy(project: Project, tmp_path: Path) -> None:
+    """``--setup`` builds a working installation and is safe to run again.
+
+    First run (scripts not yet executable, started with ``bash``): .venv created with the
+    requirements, .env copied from .env.example with mode 600, scripts made executable. Second
+    run: exit 0, .env left as the user edited it. Then the new installation refreshes a token
+    against the simulator through its own .venv.
+    """
+    copy = copy_project(tmp_path / "copy")
+    for name in ("refresh_xts_token.sh", "xts_token_refresh.py"):
+        (copy / name).chmod(0o644)
+    passed = {k: v for k, v in os.environ.items() if k.startswith("PIP_") or k in PASSED_THROUGH}
+    # --setup is typed by a person, whose PATH has /usr/local/bin (where some images keep
+    # python3) in front of cron's two folders.
+    env = {"HOME": str(tmp_path), "PATH": "/usr/local/bin:/usr/bin:/bin", **passed}
+
+    first = run_process(
+        ["/bin/bash", str(copy / "refresh_xts_token.sh"), "--setup"], env=env, timeout=280
+    )
+    assert first.returncode == 0, output_of(first)
+    assert "✓ Created .venv" in first.stdout
+    assert "✓ Installed requirements.txt into .venv" in first.stdout
+    assert "✓ Created .env from .env.example (mode 600)" in first.stdout
+    env_path = copy / ".env"
+    assert env_path.read_bytes() == (copy / ".env.example").read_bytes()
+    assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
+    for name in ("refresh_xts_token.sh", "xts_token_refresh.py"):
+        assert (copy / name).stat().st_mode & 0o111 == 0o111, name
+    imports = run_process([str(copy / ".venv/bin/python"), "-c", "import requests, dotenv"])
+    assert imports.returncode == 0, imports.stderr
+
+    with env_path.open("a", encoding="utf-8") as handle:
+        handle.write("# edited by the operator: keep me\n")
+    edited = env_path.read_bytes()
+    second = run_process([str(copy / "refresh_xts_token.sh"), "--setup"], env=env, timeout=280)
+    assert second.returncode == 0, output_of(second)
+    assert "✓ .venv already exists" in second.stdout
+    assert "✓ .env already exists: left as it is" in second.stdout
+    assert env_path.read_bytes() == edited
+    assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
+
+    run = run_process(
+        [str(copy / "refresh_xts_token.sh"), "--env-file", str(project.write_env())],
+        env={"HOME": str(tmp_path)},
+    )
+    assert run.returncode == 0, output_of(run)
+    assert f"✓ Virtual environment activated ({copy / '.venv'})" in run.stdout
+    assert SUCCESS_LINE in run.stdout
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+    for done in (first, second, run):
+        for secret in SECRETS:
+            assert secret not in output_of(done)
+    assert_clean(project, run)
