@@ -71,8 +71,11 @@ class _Request:
     rate_limit_is_answer: bool = False
 
 
-class _TransientError(Exception):
-    """One attempt failed in a way worth retrying; ``retry_after`` is the server's wish."""
+class RetryableError(XtsUnavailableError):
+    """One attempt failed in a way worth retrying; ``retry_after`` is the server's wish.
+
+    The retry loop turns the last one into a plain XtsUnavailableError (exit 3).
+    """
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -110,6 +113,53 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 def _is_rate_limit(body: dict[str, Any]) -> bool:
     return str(body.get("code", "")).startswith("e-apirl")
+
+
+def require_token(body: dict[str, Any]) -> None:
+    """RetryableError when XTS says success but hands over no token (not a usable answer)."""
+    result = body.get("result")
+    token = result.get("token") if isinstance(result, dict) else None
+    if body.get("type") == "success" and not (isinstance(token, str) and token.strip()):
+        raise RetryableError("XTS answered success without a token")
+
+
+def login_result(session: str, body: dict[str, Any], root: str) -> LoginResult:
+    """The LoginResult of a login answer's XTS body; LoginRefusedError when XTS refused."""
+    if body.get("type") != "success":
+        raise LoginRefusedError(f"XTS refused the {session} login: {describe_xts_error(body)}.")
+    require_token(body)
+    result: dict[str, Any] = body["result"]
+    user_id = result.get("userID")
+    return LoginResult(
+        session, result["token"].strip(), str(user_id) if user_id else "", root, result
+    )
+
+
+def decode_answer(
+    status: int, headers: Mapping[str, str], raw: bytes, rate_limit_is_answer: bool = False
+) -> dict[str, Any]:
+    """The XTS JSON object of an answer; RetryableError for anything else, 5xx and 429.
+
+    With ``rate_limit_is_answer`` (token checks), an XTS rate-limit body is an answer even
+    with HTTP 429: XTS only rate-limits a token it recognised.
+    """
+    retry_after = _retry_after_seconds(headers.get("Retry-After"))
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "type" not in body:
+        kind = headers.get("Content-Type", "no content type").split(";")[0]
+        where = f" (redirect to {headers['Location']})" if "Location" in headers else ""
+        raise RetryableError(
+            f"HTTP {status}{where}, {len(raw)} bytes of {kind} that is not XTS JSON",
+            retry_after,
+        )
+    if status == 429 and rate_limit_is_answer and _is_rate_limit(body):
+        return body
+    if status >= 500 or status == 429:
+        raise RetryableError(f"HTTP {status}: {describe_xts_error(body)}", retry_after)
+    return body
 
 
 class XtsClient:
@@ -167,19 +217,8 @@ class XtsClient:
         return {"appKey": creds.app_key, "secretKey": creds.secret, "source": self.settings.source}
 
     def _login(self, session: str, url: str, payload: dict[str, str], root: str) -> LoginResult:
-        def token_present(body: dict[str, Any]) -> None:
-            result = body.get("result")
-            token = result.get("token") if isinstance(result, dict) else None
-            if body.get("type") == "success" and not (isinstance(token, str) and token.strip()):
-                raise _TransientError("XTS answered success without a token")
-
-        label = f"{session} login"
-        body = self._call("POST", url, label, payload=payload, check=token_present)
-        if body.get("type") != "success":
-            raise LoginRefusedError(f"XTS refused the {label}: {describe_xts_error(body)}.")
-        result: dict[str, Any] = body["result"]
-        user_id = str(result.get("userID") or "")
-        return LoginResult(session, result["token"].strip(), user_id, root, result)
+        body = self._call("POST", url, f"{session} login", payload=payload, check=require_token)
+        return login_result(session, body, root)
 
     def lookup_host(self, lookup_url: str) -> tuple[str, str]:
         """The unique key and connection string a clustered deployment assigns to this run."""
@@ -197,7 +236,7 @@ class XtsClient:
 
         def complete(body: dict[str, Any]) -> None:
             if body.get("type") in ("success", True) and not all(fields(body).values()):
-                raise _TransientError("the host lookup answer has no uniqueKey or connectionString")
+                raise RetryableError("the host lookup answer has no uniqueKey or connectionString")
 
         body = self._call("POST", lookup_url, "host lookup", payload=payload, check=complete)
         if body.get("type") not in ("success", True):
@@ -282,11 +321,11 @@ class XtsClient:
                 request = _Request(method, url, payload, params, headers, rate_limit_is_answer)
                 body = self._attempt(request)
                 if _is_rate_limit(body) and not rate_limit_is_answer:
-                    raise _TransientError(f"rate limit: {describe_xts_error(body)}")
+                    raise RetryableError(f"rate limit: {describe_xts_error(body)}")
                 if check is not None:
                     check(body)
                 return body
-            except _TransientError as failure:
+            except RetryableError as failure:
                 reason, wait = failure.reason, self._backoff(attempt, failure.retry_after)
             if attempt == attempts:
                 break
@@ -315,7 +354,7 @@ class XtsClient:
         return wait
 
     def _attempt(self, request: _Request) -> dict[str, Any]:
-        """One request, answered whole within the time left; _TransientError when it fails.
+        """One request, answered whole within the time left; RetryableError when it fails.
 
         requests' timeout bounds each socket read, not the whole exchange: a server that
         trickles its headers or body one byte at a time, or a resolver that hangs, would stretch
@@ -323,16 +362,16 @@ class XtsClient:
         """
         budget = min(self.settings.timeout, self.deadline.remaining())
         if budget <= 0:
-            raise _TransientError("XTS_DEADLINE reached")
+            raise RetryableError("XTS_DEADLINE reached")
         try:
             status, answer_headers, raw = run_within(
                 budget, lambda: self._exchange(request, budget)
             )
         except TimeoutError:
-            raise _TransientError(f"no complete answer within {budget:g} s") from None
+            raise RetryableError(f"no complete answer within {budget:g} s") from None
         except requests.RequestException as exc:
-            raise _TransientError(self._explain(exc)) from None
-        return self._decode(status, answer_headers, raw, request.rate_limit_is_answer)
+            raise RetryableError(self._explain(exc)) from None
+        return decode_answer(status, answer_headers, raw, request.rate_limit_is_answer)
 
     def _exchange(self, request: _Request, budget: float) -> tuple[int, Mapping[str, str], bytes]:
         """The status, headers and body of one request (blocking)."""
@@ -353,33 +392,6 @@ class XtsClient:
             return answer.status_code, answer.headers, self._read_body(answer)
 
     @staticmethod
-    def _decode(
-        status: int, headers: Mapping[str, str], raw: bytes, rate_limit_is_answer: bool
-    ) -> dict[str, Any]:
-        """The XTS JSON object of an answer; _TransientError for anything else, 5xx and 429.
-
-        With ``rate_limit_is_answer`` (token checks), an XTS rate-limit body is an answer even
-        with HTTP 429: XTS only rate-limits a token it recognised.
-        """
-        retry_after = _retry_after_seconds(headers.get("Retry-After"))
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or "type" not in body:
-            kind = headers.get("Content-Type", "no content type").split(";")[0]
-            where = f" (redirect to {headers['Location']})" if "Location" in headers else ""
-            raise _TransientError(
-                f"HTTP {status}{where}, {len(raw)} bytes of {kind} that is not XTS JSON",
-                retry_after,
-            )
-        if status == 429 and rate_limit_is_answer and _is_rate_limit(body):
-            return body
-        if status >= 500 or status == 429:
-            raise _TransientError(f"HTTP {status}: {describe_xts_error(body)}", retry_after)
-        return body
-
-    @staticmethod
     def _read_body(answer: requests.Response) -> bytes:
         """The body, refused past MAX_BODY_BYTES (a runaway answer cannot fill the memory)."""
         chunks: list[bytes] = []
@@ -387,7 +399,7 @@ class XtsClient:
         for chunk in answer.iter_content(65536):
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise _TransientError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
+                raise RetryableError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
             chunks.append(chunk)
         return b"".join(chunks)
 
