@@ -32,7 +32,15 @@ from .errors import (
 )
 from .notify import Redactor, ping_healthcheck, send_telegram
 from .settings import APP_DIR, SECRET_VARIABLES, Settings, env_file_is_exposed
-from .store import RunLock, StoredToken, expiry_from_token, jwt_claims, read_token_file, save_token
+from .store import (
+    RunLock,
+    StoredToken,
+    expiry_from_token,
+    jwt_claims,
+    read_token_file,
+    remove_stale_temporaries,
+    save_token,
+)
 
 BANNER_RULE = "=" * 62
 DEFAULT_RENEW_BEFORE = 2 * 3600.0
@@ -285,12 +293,13 @@ class RefreshRun:
             outcomes = [SessionOutcome(s, error=exc) for s in self.settings.sessions]
         code = max([o.exit_code for o in outcomes] + [hook_error.exit_code if hook_error else 0])
         self._report(outcomes, hook_error, code)
-        ping_healthcheck(self.settings.healthcheck_url, str(code), self.log)
         return code
 
     def _refresh_locked(self) -> list[SessionOutcome]:
         lock = RunLock(self.settings.lock_file)
         lock.acquire(self.deadline.remaining())
+        for session in self.settings.sessions:
+            remove_stale_temporaries(self.settings.token_path(session))
         client = XtsClient(self.settings, self.deadline, self.log)
         try:
             outcomes = [self._refresh_session(client, s) for s in self.settings.sessions]
@@ -376,13 +385,15 @@ class RefreshRun:
     def _report(
         self, outcomes: list[SessionOutcome], hook_error: HookFailedError | None, code: int
     ) -> None:
+        """Notify, ping, then print the closing line (last, so operators can tail for it)."""
         errors = [o.error for o in outcomes if o.error] + ([hook_error] if hook_error else [])
+        self._notify(outcomes, errors, code)
+        ping_healthcheck(self.settings.healthcheck_url, str(code), self.log)
         if errors:
             worst = max(errors, key=lambda e: e.exit_code)
             self.log.error("✗ Token refresh failed (exit code %d): %s", code, worst)
         else:
             self.log.info("✓ Every configured session holds a fresh token (exit code 0).")
-        self._notify(outcomes, errors, code)
 
     def _notify(
         self, outcomes: list[SessionOutcome], errors: list[XtsRefreshError], code: int

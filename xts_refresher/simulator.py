@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -91,7 +92,8 @@ class Fault:
     ``delay`` waits before answering (a hung server) and ends early, without answering, when
     the simulator stops. ``trickle`` sends the headers, then the body one byte per ``trickle``
     seconds (which defeats per-read client timeouts). ``reset`` answers nothing and resets
-    the TCP connection. Build faults with the factory class methods.
+    the TCP connection; with ``cut_after`` >= 0 it first sends the headers (announcing the
+    whole body) and that many bytes of the body. Build faults with the factory class methods.
     """
 
     status: int = 200
@@ -100,6 +102,7 @@ class Fault:
     delay: float = 0.0
     trickle: float = 0.0
     reset: bool = False
+    cut_after: int = -1
 
     @classmethod
     def json(cls, obj: Any, status: int = 200) -> Fault:
@@ -147,6 +150,17 @@ class Fault:
     def connection_reset(cls) -> Fault:
         """Return a fault that resets the connection without answering."""
         return cls(reset=True)
+
+    @classmethod
+    def cut_off(cls, body: bytes, after: int, status: int = 200) -> Fault:
+        """Return a fault that resets the connection after ``after`` bytes of ``body``."""
+        return cls(
+            status=status,
+            body=body,
+            headers=(("Content-Type", "application/json"),),
+            reset=True,
+            cut_after=after,
+        )
 
     @classmethod
     def slow_body(cls, body: bytes, per_byte: float, status: int = 200) -> Fault:
@@ -249,6 +263,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_fault(self, sim: XtsSimulator, fault: Fault) -> None:
         if fault.delay > 0 and sim._stopping.wait(fault.delay):
             return  # stopping: leave without answering so stop() stays fast
+        if fault.reset and fault.cut_after >= 0:
+            headers = (*fault.headers, ("Content-Length", str(len(fault.body))))
+            self._send(fault.status, fault.body[: fault.cut_after], headers)
+            self.wfile.flush()
         if fault.reset:
             # Linger 0 turns close() into a TCP RST instead of an orderly FIN; the socket is
             # really closed when finish() drops the last file object on it.
@@ -312,6 +330,7 @@ class XtsSimulator:
         *,
         token_lifetime: int = 86400,
         application_expiry_date: str = "30-12-2028",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.token_lifetime = token_lifetime
         self.application_expiry_date = application_expiry_date
@@ -333,6 +352,11 @@ class XtsSimulator:
         # Bind now so that url is known before start(), e.g. to build a test's config.
         self._server = _Server((host, port), _Handler)
         self._server.sim = self
+        self._scheme = "http"
+        if tls is not None:
+            # Serve HTTPS with the caller's certificate (tests of TLS failures and XTS_CA_BUNDLE).
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self.add_account(DEMO_INTERACTIVE_KEY, DEMO_INTERACTIVE_SECRET, DEMO_USER_ID)
         self.add_account(DEMO_MARKETDATA_KEY, DEMO_MARKETDATA_SECRET, DEMO_USER_ID, "marketdata")
 
@@ -340,7 +364,7 @@ class XtsSimulator:
     def url(self) -> str:
         """Return the base URL, e.g. ``http://127.0.0.1:54321``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def start(self) -> XtsSimulator:
         """Serve in a daemon thread; return self."""

@@ -10,6 +10,7 @@ import base64
 import binascii
 import errno
 import fcntl
+import glob
 import json
 import os
 import time
@@ -236,6 +237,22 @@ def write_atomically(path: Path, content: bytes) -> None:
     _fsync_folder(folder)
 
 
+def remove_stale_temporaries(path: Path) -> int:
+    """Delete the temporary files that killed runs left beside ``path``; how many went.
+
+    Only a writer holding the run lock may call this: every other writer's temporary file is
+    then a leftover of a run that died between creating it and renaming it.
+    """
+    removed = 0
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            leftover.unlink()
+            removed += 1
+        except OSError:
+            continue  # not ours to force: a later run tries again
+    return removed
+
+
 def save_token(path: Path, stored: StoredToken) -> None:
     """Write ``stored`` to ``path`` atomically with mode 0600 (see write_atomically)."""
     content = json.dumps(stored.to_json(), indent=2, ensure_ascii=False) + "\n"
@@ -280,9 +297,12 @@ class RunLock:
                         f"for more than {wait_seconds:.0f} s."
                     ) from None
                 time.sleep(self.POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+        except OSError:
+            pass  # naming the holder is a courtesy; a full disk must not stop the run here
 
     @staticmethod
     def _holder(fd: int) -> str:
