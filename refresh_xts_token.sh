@@ -131,6 +131,17 @@ main() {
     return
   fi
 
+  # With --json, standard output carries the program's JSON alone: the wrapper's own lines go
+  # to standard error (file descriptor 3 keeps the real standard output for the program).
+  exec 3>&1
+  local arg
+  for arg in "$@"; do
+    if [[ "${arg}" == "--json" ]]; then
+      exec 1>&2
+      break
+    fi
+  done
+
   echo "${RULE}"
   local now
   now="$(date '+%Y-%m-%d %H:%M:%S')"
@@ -177,7 +188,7 @@ print(" ".join(m for m in ("requests", "dotenv") if u.find_spec(m) is None))' 2>
   echo "Running XTS token refresh script..."
   echo "${THIN_RULE}"
   local code=0
-  "${python}" "${PROGRAM}" "$@" || code=$?
+  "${python}" "${PROGRAM}" "$@" >&3 || code=$?
   echo "${THIN_RULE}"
   local command title meaning
   command="$(command_of "$@")"

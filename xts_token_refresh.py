@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 from xts_refresher.errors import TokenUnavailableError, XtsRefreshError
 from xts_refresher.store import StoredToken, read_token_file
@@ -26,24 +27,43 @@ from xts_refresher.store import StoredToken, read_token_file
 __all__ = ["StoredToken", "TokenUnavailableError", "XtsRefreshError", "load_token", "main"]
 
 APP_DIR = Path(__file__).resolve().parent
-DEFAULT_FILES = {"interactive": "xts_store_token.json", "marketdata": "xts_marketdata_token.json"}
-PATH_VARIABLES = {"interactive": "XTS_TOKEN_FILE", "marketdata": "XTS_MARKETDATA_TOKEN_FILE"}
+DEFAULT_FILES = MappingProxyType(
+    {"interactive": "xts_store_token.json", "marketdata": "xts_marketdata_token.json"}
+)
+PATH_VARIABLES = MappingProxyType(
+    {"interactive": "XTS_TOKEN_FILE", "marketdata": "XTS_MARKETDATA_TOKEN_FILE"}
+)
+
+
+def _env_file_value(variable: str) -> str | None:
+    """``variable`` as the .env beside this file sets it, or None.
+
+    A deliberately small reader (``export``, quotes, a byte-order mark, comments) so that a
+    trading program needs neither python-dotenv nor read access to anything but this line.
+    """
+    try:
+        text = (APP_DIR / ".env").read_text(encoding="utf-8-sig", errors="replace")
+    except OSError:
+        return None
+    found = None
+    for line in text.splitlines():
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        if not sep or name.strip() != variable:
+            continue
+        value = value.strip()
+        if value[:1] in ("'", '"'):
+            closing = value.find(value[0], 1)
+            value = value[1:closing] if closing > 0 else value[1:]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        found = value or None
+    return found
 
 
 def _configured_path(session: str) -> Path:
     """The token file the refresher writes for ``session``: the environment, .env, or default."""
     variable = PATH_VARIABLES[session]
-    value = os.environ.get(variable)
-    env_file = APP_DIR / ".env"
-    if not value:
-        try:
-            text = env_file.read_bytes()
-        except OSError:
-            text = b""
-        if variable.encode() in text:  # parse .env only when it names the file
-            from xts_refresher.settings import read_env_file
-
-            value = read_env_file(env_file).get(variable)
+    value = os.environ.get(variable) or _env_file_value(variable)
     path = Path(value or DEFAULT_FILES[session]).expanduser()
     return path if path.is_absolute() else APP_DIR / path
 

@@ -117,7 +117,9 @@ class Project:
         argv: list[str] = [PYTHON, str(SCRIPT), *args]
         if use_env_file:
             argv += ["--env-file", str(self.write_env())]
-        return self._finish(run_process(argv, env=env, timeout=timeout, preexec=preexec))
+        # Even a run whose settings file is missing logs here, not beside the script.
+        full_env = {"XTS_LOG_FILE": str(self.log_file), **(env or {})}
+        return self._finish(run_process(argv, env=full_env, timeout=timeout, preexec=preexec))
 
     def _finish(self, done: subprocess.CompletedProcess[str]) -> Run:
         log = self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
@@ -169,6 +171,35 @@ def token_json(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
+
+
+IGNORED_LEFTOVERS = (".venv/", "venv/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/",
+                     ".hypothesis/", "__pycache__/")  # fmt: skip
+
+
+def project_folder_files() -> set[str] | None:
+    """Untracked and ignored files in the project folder (None outside a git checkout)."""
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=APP_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None
+    paths = {line[3:] for line in done.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(part in p for part in IGNORED_LEFTOVERS)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project_folder_stays_clean() -> Iterator[None]:
+    """No test may leave a token, log or lock file beside the real script."""
+    before = project_folder_files()
+    yield
+    after = project_folder_files()
+    if before is not None and after is not None:
+        assert after <= before, f"tests left files in {APP_DIR}: {sorted(after - before)}"
 
 
 @pytest.fixture

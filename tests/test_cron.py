@@ -121,6 +121,22 @@ def test_cron_print_converts_to_the_machine_zone(
     assert ("crosses midnight" in done.stderr) == crosses
 
 
+def test_cron_print_passes_the_path_flags_on_as_absolute_paths(tmp_path: Path) -> None:
+    """``cron print --env-file X --token-file Y --log-file Z`` puts those flags, absolute and
+    quoted (``%`` escaped for cron), into the job's command, before the redirect."""
+    env_file = tmp_path / "my 100%.env"
+    relative_token = os.path.relpath(tmp_path / "tok.json", APP_DIR)
+    done = cron_cli(
+        "print", "--env-file", str(env_file), "--token-file", relative_token,
+        "--log-file", str(tmp_path / "x.log"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    quoted_env = shlex.quote(str(env_file)).replace("%", "\\%")
+    wrapper = shlex.quote(str(WRAPPER))
+    assert f"{wrapper} --env-file {quoted_env} --token-file {tmp_path / 'tok.json'} " in done.stdout
+    assert f"--log-file {tmp_path / 'x.log'} >> " in done.stdout
+
+
 @pytest.mark.parametrize("days", ["daily", "weekdays"])
 def test_cron_print_west_of_utc_moves_to_the_previous_evening(days: str) -> None:
     """America/New_York: 09:00 IST is the evening before (22:30 or 23:30 by season).

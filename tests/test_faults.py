@@ -340,6 +340,21 @@ def test_fault_tls_trusted_through_ca_bundle(tls_project: Project, certificate: 
     assert token_json(tls_project.token_file)["api_root"] == tls_project.sim.url
 
 
+def test_fault_tls_ca_bundle_beats_requests_ca_bundle(
+    tls_project: Project, certificate: Path
+) -> None:
+    """REQUESTS_CA_BUNDLE in the environment (another program's setting) does not override
+    XTS_CA_BUNDLE, nor XTS_VERIFY_SSL."""
+    other_bundle = certificate.parent / "key.pem"  # any file that does not trust the server
+    tls_project.settings["XTS_CA_BUNDLE"] = str(certificate)
+    run = tls_project.run(env={"REQUESTS_CA_BUNDLE": str(other_bundle)})
+    assert run.code == 0, run.output
+    del tls_project.settings["XTS_CA_BUNDLE"]
+    tls_project.settings["XTS_VERIFY_SSL"] = "false"
+    run = tls_project.run(env={"CURL_CA_BUNDLE": str(other_bundle)})
+    assert run.code == 0, run.output
+
+
 def test_fault_tls_verification_off_warns(tls_project: Project) -> None:
     """XTS_VERIFY_SSL=false reaches the untrusted server, and every run says it is unsafe."""
     tls_project.settings["XTS_VERIFY_SSL"] = "false"

@@ -294,3 +294,25 @@ def test_the_hook_does_not_inherit_secret_variables_from_the_process(
     for secret in SECRETS:
         assert secret not in text
     assert os.path.isabs(seen["XTS_TOKEN_FILE"])
+
+
+def test_a_hook_that_starts_the_bot_in_the_background_returns_at_once(
+    project: Project, tmp_path: Path
+) -> None:
+    """A hook that starts a long-running process in the background (the bot) and exits: the
+    run finishes at once with exit 0 and the background process keeps running."""
+    pid_file = tmp_path / "bot.pid"
+    project.settings["XTS_POST_REFRESH_HOOK"] = (
+        f"sleep 60 & echo $! > {shlex.quote(str(pid_file))}; echo bot restarted"
+    )
+    started = time.monotonic()
+    run = project.run()
+    elapsed = time.monotonic() - started
+    bot = int(pid_file.read_text())
+    try:
+        assert run.code == 0, run.output
+        assert "hook: bot restarted" in run.stdout
+        assert elapsed < 8  # not the hook's 10 s floor, nor the bot's 60 s
+        assert pid_is_running(bot)
+    finally:
+        os.kill(bot, 9)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import stat
@@ -260,7 +261,7 @@ def test_bad_settings_exit_2_before_any_traffic(
     run = project.run()
     assert run.code == 2, run.output
     assert named in run.stdout
-    assert last_line(run.stdout).startswith("Fix them") or "✗" in run.stdout
+    assert last_line(run.stdout).startswith("✗ Fix them")
     assert project.sim.requests() == []
     assert not project.token_file.exists()
     assert named in run.log  # a cron run's configuration error reaches its log too
@@ -579,3 +580,40 @@ def test_load_token_raises_one_documented_exception(project: Project, tmp_path: 
     got = load_in_subprocess(expired)
     assert got["state"] == "expired"
     assert "xts_token_refresh.py" in str(got["message"])
+
+
+def test_load_token_never_needs_python_dotenv(tmp_path: Path) -> None:
+    """A bot reads the token path from the .env beside the script (export, quotes, comments)
+    with the standard library only: dotenv is never imported."""
+    copy = tmp_path / "app"
+    copy.mkdir()
+    shutil.copy(SCRIPT, copy / SCRIPT.name)
+    shutil.copytree(APP_DIR / "xts_refresher", copy / "xts_refresher")
+    token = tmp_path / "elsewhere.json"
+    token.write_text(
+        json.dumps({"token": "opaque-token-abc", "userID": USER_ID,
+                    "timestamp": datetime.now().isoformat(), "session": "interactive"})
+    )  # fmt: skip
+    (copy / ".env").write_text(
+        f"\ufeff# settings\nXTS_TOKEN_FILE=wrong.json\nexport XTS_TOKEN_FILE='{token}'  # here\n"
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(copy)!r})\n"
+        "from xts_token_refresh import load_token\n"
+        "t = load_token()\n"
+        "print(t.user_id, 'dotenv' in sys.modules, 'requests' in sys.modules)"
+    )
+    done = run_process([PYTHON, "-c", code])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [USER_ID, "False", "False"]
+
+
+def test_a_token_without_readable_expiry_ages_out_after_a_day(tmp_path: Path) -> None:
+    """A non-JWT token refreshed long ago is expired for load_token (assumed 24 h lifetime)."""
+    old = tmp_path / "old.json"
+    old.write_text(
+        json.dumps({"token": "opaque-token-abc", "userID": USER_ID,
+                    "timestamp": "2020-01-01T09:00:00.000000", "expires_at": None,
+                    "session": "interactive"})
+    )  # fmt: skip
+    assert load_in_subprocess(old)["state"] == "expired"

@@ -212,11 +212,10 @@ def test_arguments_are_passed_on(project: Project, tmp_path: Path) -> None:
 
     after = run_wrapper(WRAPPER, "status", "--json", "--env-file", env_file, home=tmp_path)
     assert after.returncode == 0, output_of(after)
-    document = after.stdout.split("-" * 50 + "\n")[1]
-    report = json.loads(document)
+    report = json.loads(after.stdout)  # with --json, stdout is the JSON alone
     assert report["ok"] is True
     assert report["sessions"][0]["user_id"] == USER_ID
-    assert "✓ xts_token_refresh.py status completed successfully (exit code: 0)" in after.stdout
+    assert "✓ xts_token_refresh.py status completed successfully (exit code: 0)" in after.stderr
     assert project.sim.count("interactive_login") == 1
 
     usage = run_wrapper(WRAPPER, "cron", "--help", home=tmp_path)

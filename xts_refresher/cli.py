@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
+from types import MappingProxyType
 
 from . import __version__
-from .errors import ConfigError, XtsRefreshError
+from .errors import ConfigError, UnexpectedError, XtsRefreshError
 from .notify import Redactor, close_logging, setup_logging
-from .settings import PathOverrides, Settings, collect_values, load_settings, log_file_path
+from .settings import (
+    PathOverrides,
+    Settings,
+    collect_values,
+    load_settings,
+    log_file_path,
+    resolve_path,
+)
 
 COMMANDS = ("refresh", "status", "check-config", "cron", "demo")
 OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--renew-before")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-UNEXPECTED_ERROR_CODE = 4
+UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
+SETUP_HINT = "Run `./refresh_xts_token.sh --setup` (or pip install -r requirements.txt)."
 
 
 def parse_duration(text: str) -> float:
@@ -115,7 +124,7 @@ def _log_to_fallback_file(overrides: PathOverrides, redactor: Redactor) -> None:
     try:
         _, values = collect_values(overrides, os.environ)
     except ConfigError:
-        values = {}
+        values = dict(os.environ)  # the .env itself is unreadable: the environment may still say
     setup_logging(redactor, log_file_path(overrides, values))
 
 
@@ -124,7 +133,18 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     if args.command == "cron":
         from .cron import cron_command
 
-        return cron_command(args.action, args.at, args.tz, args.days, os.environ)
+        # The path flags given to `cron` are passed on by the job, as absolute paths.
+        flags = (
+            ("--env-file", args.env_file),
+            ("--token-file", args.token_file),
+            ("--log-file", args.log_file),
+        )
+        arguments = tuple(
+            part for flag, value in flags if value for part in (flag, str(resolve_path(value)))
+        )
+        return cron_command(
+            args.action, args.at, args.tz, args.days, environ=os.environ, arguments=arguments
+        )
     if args.command == "demo":
         from .demo import demo
 
@@ -158,6 +178,15 @@ def _run_with_settings(args: argparse.Namespace, settings: Settings, redactor: R
     return commands.check_config(settings, log)
 
 
+def report_failure(log: logging.Logger, failure: XtsRefreshError) -> None:
+    """The failure's ✗ lines; the hint (what to do) always comes on the last line."""
+    if "\n" in failure.message:
+        log.error("✗ %s", failure.message)
+        log.error("✗ %s", failure.hint)
+    else:
+        log.error("✗ %s", failure)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the program; the process's exit code (INTERFACE.md, "Exit codes")."""
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -169,18 +198,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, redactor)
     except XtsRefreshError as exc:
-        log.error("✗ %s", exc)
+        report_failure(log, exc)
         return exc.exit_code
+    except ImportError as exc:  # requests or python-dotenv installed but broken
+        broken = ConfigError(f"A required package cannot be imported ({exc}).", SETUP_HINT)
+        report_failure(log, broken)
+        return broken.exit_code
     except KeyboardInterrupt:
         log.error("✗ Interrupted; the previous token files are intact.")
         return 130
     except Exception as exc:
         # The traceback goes to the log file only; the console gets the one-line reason.
-        log.exception(
-            "✗ Unexpected error (%s: %s); please report it with the log file.",
-            type(exc).__name__,
-            exc,
-        )
-        return UNEXPECTED_ERROR_CODE
+        failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
+        log.exception("✗ %s", failure)
+        return failure.exit_code
     finally:
         close_logging(log)

@@ -176,10 +176,11 @@ class XtsClient:
         self.log = log
         self.http = requests.Session()
         self.http.headers["User-Agent"] = USER_AGENT
-        if settings.ca_bundle is not None:
-            self.http.verify = str(settings.ca_bundle)
-        else:
-            self.http.verify = settings.verify_ssl
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the
+        # environment override a session's verify, which would silently defeat XTS_CA_BUNDLE.
+        self.tls_verify: bool | str = (
+            str(settings.ca_bundle) if settings.ca_bundle is not None else settings.verify_ssl
+        )
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -289,7 +290,9 @@ class XtsClient:
         """The HTTP status of ``url`` (so DNS, TCP and TLS work); XtsUnavailableError if not."""
         timeout = min(self.settings.timeout, max(self.deadline.remaining(), 0.001))
         try:
-            with self.http.get(url, timeout=timeout, stream=True, allow_redirects=False) as answer:
+            with self.http.get(
+                url, timeout=timeout, stream=True, allow_redirects=False, verify=self.tls_verify
+            ) as answer:
                 return answer.status_code
         except requests.RequestException as exc:
             raise XtsUnavailableError(
@@ -387,6 +390,7 @@ class XtsClient:
                 timeout=budget,
                 stream=True,
                 allow_redirects=False,
+                verify=self.tls_verify,
             )
         with answer:
             return answer.status_code, answer.headers, self._read_body(answer)

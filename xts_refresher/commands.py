@@ -15,10 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from .client import Deadline, LoginResult, XtsClient
@@ -28,6 +30,7 @@ from .errors import (
     LoginRefusedError,
     TokenRejectedError,
     TokenUnavailableError,
+    UnexpectedError,
     XtsRefreshError,
 )
 from .notify import Redactor, ping_healthcheck, send_telegram
@@ -48,7 +51,9 @@ APP_KEY_WARNING_DAYS = 14
 HOOK_MAX_SECONDS = 120.0
 HOOK_MIN_SECONDS = 10.0
 USABLE_STATES = ("fresh", "expiring")
-SESSION_TITLES = {"interactive": "XTS token", "marketdata": "XTS market-data token"}
+SESSION_TITLES = MappingProxyType(
+    {"interactive": "XTS token", "marketdata": "XTS market-data token"}
+)
 
 
 @dataclass(frozen=True)
@@ -122,11 +127,14 @@ def warn_about_setup(settings: Settings, log: logging.Logger) -> None:
             "⚠ TLS certificate checks are OFF (XTS_VERIFY_SSL=false): anyone on the "
             "network path can read your API secret. Prefer XTS_CA_BUNDLE."
         )
-    if settings.api_root.startswith("http://") and not is_loopback_url(settings.api_root):
-        log.warning(
-            "⚠ XTS_API_ROOT uses plain http: your API secret crosses the network "
-            "unencrypted. Use https."
-        )
+    urls = {"XTS_API_ROOT": settings.api_root, "XTS_HOSTLOOKUP_URL": settings.hostlookup_url}
+    if settings.telegram is not None:
+        urls["TELEGRAM_API_URL"] = settings.telegram.api_url
+    for name, url in urls.items():
+        if url and url.startswith("http://") and not is_loopback_url(url):
+            log.warning(
+                "⚠ %s uses plain http: secrets cross the network unencrypted. Use https.", name
+            )
 
 
 def app_key_expiry(value: Any) -> datetime | None:
@@ -167,9 +175,9 @@ def renewal_reason(settings: Settings, session: str, renew_before: float) -> str
     foreign = foreign_token(settings, stored)
     if foreign is not None:
         return foreign[1]
-    left = stored.seconds_left()
-    if left is None:
+    if stored.expires_at is None:
         return "the stored token's expiry cannot be read"
+    left = stored.seconds_left()
     if left <= renew_before:
         return f"the stored token expires in {format_duration(left)}" if left > 0 else "expired"
     return None
@@ -211,36 +219,40 @@ def run_hook(
     )
     limit = min(HOOK_MAX_SECONDS, max(HOOK_MIN_SECONDS, deadline.remaining()))
     log.info("Running the post-refresh hook...")
-    try:
-        hook = subprocess.Popen(  # noqa: S602 - the operator's own shell command, by design
-            command,
-            shell=True,
-            env=env,
-            cwd=APP_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise HookFailedError(f"The post-refresh hook could not start: {exc.strerror}.") from None
-    try:
-        output, _ = hook.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        os.killpg(hook.pid, signal.SIGKILL)
-        output, _ = hook.communicate()
+    # Output goes to a file, not a pipe: a hook that starts the bot in the background leaves
+    # the bot holding its output, and waiting for a pipe to close would wait for the bot.
+    with tempfile.TemporaryFile() as output:
+        try:
+            hook = subprocess.Popen(  # noqa: S602 - the operator's own shell command, by design
+                command,
+                shell=True,
+                env=env,
+                cwd=APP_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise HookFailedError(f"The hook could not start: {exc.strerror}.") from None
+        try:
+            hook.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(hook.pid, signal.SIGKILL)
+            hook.wait()
+            _log_hook_output(output, log)
+            raise HookFailedError(
+                f"The post-refresh hook did not finish within {limit:.0f} s and was stopped."
+            ) from None
         _log_hook_output(output, log)
-        raise HookFailedError(
-            f"The post-refresh hook did not finish within {limit:.0f} s and was stopped."
-        ) from None
-    _log_hook_output(output, log)
     if hook.returncode != 0:
         raise HookFailedError(f"The post-refresh hook failed with exit code {hook.returncode}.")
     log.info("✓ Post-refresh hook finished.")
 
 
-def _log_hook_output(output: bytes, log: logging.Logger) -> None:
-    for line in output.decode("utf-8", "replace").splitlines()[-50:]:
+def _log_hook_output(output: IO[bytes], log: logging.Logger) -> None:
+    output.seek(0)
+    for line in output.read(1_000_000).decode("utf-8", "replace").splitlines()[-50:]:
         log.info("  hook: %s", line)
 
 
@@ -276,38 +288,47 @@ class RefreshRun:
         outcomes: list[SessionOutcome] = []
         hook_error: HookFailedError | None = None
         try:
-            outcomes = self._refresh_locked()
-            saved = [o.session for o in outcomes if o.saved is not None]
-            if saved and self.settings.post_refresh_hook:
-                try:
-                    run_hook(
-                        self.settings.post_refresh_hook,
-                        self.settings,
-                        saved,
-                        self.deadline,
-                        self.log,
-                    )
-                except HookFailedError as exc:
-                    hook_error = exc
+            outcomes, hook_error = self._refresh_locked()
         except LocalError as exc:
             outcomes = [SessionOutcome(s, error=exc) for s in self.settings.sessions]
+        except Exception as exc:  # a bug: the operator and the monitor must still hear of it
+            self.log.exception("Unexpected error during the refresh:")
+            failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
+            outcomes = [SessionOutcome(s, error=failure) for s in self.settings.sessions]
         code = max([o.exit_code for o in outcomes] + [hook_error.exit_code if hook_error else 0])
         self._report(outcomes, hook_error, code)
         return code
 
-    def _refresh_locked(self) -> list[SessionOutcome]:
+    def _refresh_locked(self) -> tuple[list[SessionOutcome], HookFailedError | None]:
+        """Log in, save, verify and run the hook, all under the run lock.
+
+        The hook runs under the lock too, so a second run cannot log in again (and cut off the
+        market-data stream) while the hook is restarting the bot.
+        """
         lock = RunLock(self.settings.lock_file)
         lock.acquire(self.deadline.remaining())
-        for session in self.settings.sessions:
-            remove_stale_temporaries(self.settings.token_path(session))
-        client = XtsClient(self.settings, self.deadline, self.log)
         try:
-            outcomes = [self._refresh_session(client, s) for s in self.settings.sessions]
-            if self.options.verify:
-                outcomes = [self._verify(client, o) for o in outcomes]
-            return outcomes
+            for session in self.settings.sessions:
+                remove_stale_temporaries(self.settings.token_path(session))
+            client = XtsClient(self.settings, self.deadline, self.log)
+            try:
+                outcomes = [self._refresh_session(client, s) for s in self.settings.sessions]
+                if self.options.verify:
+                    outcomes = [self._verify(client, o) for o in outcomes]
+            finally:
+                client.close()
+            # A token that --verify saw rejected is nothing to restart a bot for.
+            fresh = [o.session for o in outcomes if o.saved is not None and o.error is None]
+            if not (fresh and self.settings.post_refresh_hook):
+                return outcomes, None
+            try:
+                run_hook(
+                    self.settings.post_refresh_hook, self.settings, fresh, self.deadline, self.log
+                )
+            except HookFailedError as exc:
+                return outcomes, exc
+            return outcomes, None
         finally:
-            client.close()
             lock.release()
 
     def _refresh_session(self, client: XtsClient, session: str) -> SessionOutcome:
@@ -321,7 +342,7 @@ class RefreshRun:
                     "✓ The %s is still valid until %s (%s left); no login needed.",
                     title,
                     kept.expires_at.isoformat() if kept.expires_at else "?",
-                    format_duration(kept.seconds_left() or 0),
+                    format_duration(kept.seconds_left()),
                 )
                 return SessionOutcome(session, kept=kept)
             self.log.info("Logging in to the %s session: %s.", session, reason)
@@ -453,20 +474,20 @@ def session_report(settings: Settings, session: str, renew_before: float) -> dic
         user_id=stored.user_id,
         refreshed_at=f"{stored.refreshed_at:%Y-%m-%d %H:%M:%S}",
         expires_at=stored.expires_at.isoformat() if stored.expires_at else None,
-        seconds_left=None if left is None else int(left),
-        time_left=None if left is None else format_duration(left),
+        seconds_left=int(left),
+        time_left=format_duration(left),
     )
     foreign = foreign_token(settings, stored)
-    if left is not None and left <= 0:
+    if left <= 0:
         report.update(state="expired", message=f"Expired {format_duration(left)} ago.")
     elif foreign is not None:
         report.update(state=foreign[0], message=f"{foreign[1][0].upper()}{foreign[1][1:]}.")
-    elif left is not None and left <= renew_before:
+    elif left <= renew_before:
         report.update(state="expiring", usable=True)
     else:
         report.update(state="fresh", usable=True)
-        if left is None:
-            report.update(message="The token's expiry cannot be read.")
+    if stored.expires_at is None and report["message"] is None:
+        report["message"] = "The token carries no readable expiry: assumed 24 h after the login."
     return report
 
 
@@ -480,6 +501,11 @@ def status(
     """
     if as_json:
         _console_to_stderr(log)
+
+    def show(text: str) -> None:
+        # XTS wrote some of these messages: mask anything shaped like a token before printing.
+        print(redactor.redact(text))
+
     reports = [session_report(settings, s, DEFAULT_RENEW_BEFORE) for s in settings.sessions]
     if verify:
         _verify_reports(settings, reports, log, redactor)
@@ -491,21 +517,21 @@ def status(
             "verified": verify,
             "sessions": reports,
         }
-        print(json.dumps(document, indent=2))
+        show(json.dumps(document, indent=2))
         return 0 if ok else 1
     for r in reports:
         mark = "✓" if r["usable"] else "✗"
-        print(f"{mark} {r['session']:<12} {r['state']:<10} user {r['user_id'] or '-'}")
+        show(f"{mark} {r['session']:<12} {r['state']:<10} user {r['user_id'] or '-'}")
         left = f" ({r['time_left']} left)" if (r["seconds_left"] or 0) > 0 else ""
         when = f"refreshed at {r['refreshed_at'] or '-'}, expires at {r['expires_at'] or '-'}"
-        print(f"    {when}{left}")
-        print(f"    file {r['path']}")
+        show(f"    {when}{left}")
+        show(f"    file {r['path']}")
         if r["verified"] is not None:
-            print(f"    checked with XTS: {'accepted' if r['verified'] else 'NOT accepted'}")
+            show(f"    checked with XTS: {'accepted' if r['verified'] else 'NOT accepted'}")
         if r["message"]:
-            print(f"    {r['message']}")
+            show(f"    {r['message']}")
     if not ok:
-        print("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
+        show("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
     return 0 if ok else 1
 
 

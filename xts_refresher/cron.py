@@ -17,18 +17,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from types import MappingProxyType
 
 from .errors import ConfigError
 from .settings import APP_DIR
 
 MARKER = "# xts-token-refresh:"
-DAY_SPECS = {"daily": None, "weekdays": (1, 5)}
+DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
 # Offsets for the two zones that matter most, where the machine has no zoneinfo database.
-FALLBACK_ZONES = {
-    "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30)),
-    "UTC": timezone.utc,
-    "Etc/UTC": timezone.utc,
-}
+FALLBACK_ZONES = MappingProxyType(
+    {
+        "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30)),
+        "UTC": timezone.utc,
+        "Etc/UTC": timezone.utc,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -161,16 +164,19 @@ def convert(
     return Schedule(local.minute, local.hour, day_field(days, shift), tuple(notes))
 
 
-def crontab_line(schedule: Schedule, app_dir: Path = APP_DIR) -> str:
-    """The crontab line that runs the wrapper at ``schedule``, output appended to its log."""
+def crontab_line(
+    schedule: Schedule, app_dir: Path = APP_DIR, arguments: tuple[str, ...] = ()
+) -> str:
+    """The crontab line that runs the wrapper (with ``arguments``) at ``schedule``, output
+    appended to its log."""
 
-    def quoted(path: Path) -> str:
+    def quoted(word: str | Path) -> str:
         # cron turns an unescaped % into a newline.
-        return shlex.quote(str(path)).replace("%", "\\%")
+        return shlex.quote(str(word)).replace("%", "\\%")
 
-    command = (
-        f"{quoted(app_dir / 'refresh_xts_token.sh')} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
-    )
+    words = [str(app_dir / "refresh_xts_token.sh"), *arguments]
+    wrapper = " ".join(quoted(word) for word in words)
+    command = f"{wrapper} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
     when = f"{schedule.minute} {schedule.hour} * * {schedule.days}"
     return f"{when} {command} {MARKER}{app_dir}"
 
@@ -226,7 +232,15 @@ def _setup_warnings(machine: tzinfo, machine_name: str, environ: Mapping[str, st
     return warnings
 
 
-def cron_command(action: str, at: str, zone: str, days: str, environ: Mapping[str, str]) -> int:
+def cron_command(
+    action: str,
+    at: str,
+    zone: str,
+    days: str,
+    *,
+    environ: Mapping[str, str],
+    arguments: tuple[str, ...] = (),
+) -> int:
     """``cron print|install|uninstall``; exit 0, or ConfigError (2)."""
     if action == "uninstall":
         lines = read_crontab()
@@ -239,7 +253,7 @@ def cron_command(action: str, at: str, zone: str, days: str, environ: Mapping[st
         return 0
     machine, machine_name = machine_zone(environ)
     schedule = convert(at, zone, days, machine, machine_name)
-    line = crontab_line(schedule)
+    line = crontab_line(schedule, arguments=arguments)
     notes = [*schedule.notes, *_setup_warnings(machine, machine_name, environ)]
     for note in notes:
         print(f"# {note}", file=sys.stderr)

@@ -74,6 +74,13 @@ class LockTimeoutError(LocalError):
     default_hint = "Wait for the other run to finish, or stop it if it is stuck, then run again."
 
 
+class UnexpectedError(XtsRefreshError):
+    """A failure no check foresaw (a bug). Exit 4; the traceback is in the log file."""
+
+    exit_code = 4
+    default_hint = "Please report it, with the log file (xts_token_refresh.log)."
+
+
 class HookFailedError(XtsRefreshError):
     """Tokens were saved, but XTS_POST_REFRESH_HOOK failed or timed out. Exit 5."""
 

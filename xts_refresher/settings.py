@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,7 +160,7 @@ class Settings:
 def resolve_path(value: str | os.PathLike[str]) -> Path:
     """``value`` as an absolute path; a relative one is taken from the program's folder."""
     path = Path(value).expanduser()
-    return path if path.is_absolute() else APP_DIR / path
+    return Path(os.path.normpath(path if path.is_absolute() else APP_DIR / path))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -168,8 +169,13 @@ def read_env_file(path: Path) -> dict[str, str]:
     A UTF-8 byte-order mark (Windows editors add one) is dropped before parsing, and no
     ``${VAR}`` interpolation is done: a secret holding ``$`` stays as written.
     """
-    from dotenv import dotenv_values
-
+    try:
+        from dotenv import dotenv_values
+    except ImportError:
+        raise ConfigError(
+            "python-dotenv is not installed.",
+            "Run `./refresh_xts_token.sh --setup` (or pip install -r requirements.txt).",
+        ) from None
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -272,7 +278,7 @@ class _Validator:
         value = self.values.get(name, "").strip()
         if not value:
             return default
-        if not value.isdigit() or int(value) > maximum:
+        if not re.fullmatch(r"[0-9]+", value) or int(value) > maximum:
             self.problems.append(
                 f"{name} must be a whole number from 0 to {maximum}, not {value!r}."
             )

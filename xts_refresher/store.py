@@ -15,7 +15,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
 
 SESSIONS = ("interactive", "marketdata")
 TOKEN_FILE_MODE = 0o600
+ASSUMED_LIFETIME = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,28 @@ class StoredToken:
         """The local time of the login, to the second."""
         return self.timestamp.replace(microsecond=0)
 
-    def seconds_left(self, now: datetime | None = None) -> float | None:
-        """Seconds until the token expires (negative once expired), or None when unknown."""
-        if self.expires_at is None:
-            return None
+    @property
+    def effective_expiry(self) -> datetime:
+        """``expires_at``; for a token without a readable ``exp``, 24 h after the login.
+
+        XTS tokens have lived ``exp - iat`` = 86,400 s; assuming so beats calling a token of
+        last year fresh.
+        """
+        if self.expires_at is not None:
+            return self.expires_at
+        try:
+            return self.timestamp.astimezone() + ASSUMED_LIFETIME
+        except (ValueError, OverflowError, OSError):
+            return datetime.min.replace(tzinfo=timezone.utc)  # an absurd login time: expired
+
+    def seconds_left(self, now: datetime | None = None) -> float:
+        """Seconds until the token expires (negative once expired), see effective_expiry."""
         current = now or datetime.now(timezone.utc)
-        return (self.expires_at - current).total_seconds()
+        return (self.effective_expiry - current).total_seconds()
 
     def is_expired(self, now: datetime | None = None) -> bool:
-        """True when the token's ``exp`` claim is in the past."""
-        left = self.seconds_left(now)
-        return left is not None and left <= 0
+        """True when the token's (effective) expiry is in the past."""
+        return self.seconds_left(now) <= 0
 
     def masked(self) -> str:
         """The token's first six characters, the most any output may show."""
@@ -67,7 +79,7 @@ class StoredToken:
         data: dict[str, Any] = {
             "token": self.token,
             "userID": self.user_id,
-            "timestamp": self.timestamp.isoformat(),
+            "timestamp": self.timestamp.isoformat(timespec="microseconds"),
             "refreshed_at": self.refreshed_at.strftime("%Y-%m-%d %H:%M:%S"),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "session": self.session,
@@ -142,7 +154,10 @@ def parse_token_json(data: Any, path: Path, session: str) -> StoredToken:
     if expires_at is None:
         expires_at = expiry_from_token(token)
     elif expires_at.tzinfo is None:
-        expires_at = expires_at.astimezone()
+        try:
+            expires_at = expires_at.astimezone()
+        except (ValueError, OverflowError, OSError):
+            raise corrupt("its expires_at is out of range") from None
     known = {"token", "userID", "timestamp", "refreshed_at", "expires_at", "session", "api_root"}
     return StoredToken(
         token=token,
