@@ -144,7 +144,8 @@ main() {
 
   echo "${RULE}"
   local now
-  now="$(date '+%Y-%m-%d %H:%M:%S')"
+  # bash's own clock saves a date process; bash 3 (macOS) has none and falls back to date.
+  printf -v now '%(%Y-%m-%d %H:%M:%S)T' -1 2>/dev/null || now="$(date '+%Y-%m-%d %H:%M:%S')"
   echo "XTS Token Refresh - ${now}"
   echo "Working Directory: ${dir}"
   echo "${RULE}"

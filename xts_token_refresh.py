@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from types import MappingProxyType
 
 from xts_refresher.errors import TokenUnavailableError, XtsRefreshError
@@ -26,7 +25,9 @@ from xts_refresher.store import StoredToken, read_token_file
 
 __all__ = ["StoredToken", "TokenUnavailableError", "XtsRefreshError", "load_token", "main"]
 
-APP_DIR = Path(__file__).resolve().parent
+# os.path rather than pathlib: a trading program importing load_token pays for no more than
+# reading the file needs (see benchmarks/bench.py).
+APP_DIR = os.path.dirname(os.path.realpath(__file__))
 DEFAULT_FILES = MappingProxyType(
     {"interactive": "xts_store_token.json", "marketdata": "xts_marketdata_token.json"}
 )
@@ -42,7 +43,8 @@ def _env_file_value(variable: str) -> str | None:
     trading program needs neither python-dotenv nor read access to anything but this line.
     """
     try:
-        text = (APP_DIR / ".env").read_text(encoding="utf-8-sig", errors="replace")
+        with open(os.path.join(APP_DIR, ".env"), encoding="utf-8-sig", errors="replace") as env:
+            text = env.read()
     except OSError:
         return None
     found = None
@@ -60,12 +62,15 @@ def _env_file_value(variable: str) -> str | None:
     return found
 
 
-def _configured_path(session: str) -> Path:
+def _configured_path(session: str) -> str:
     """The token file the refresher writes for ``session``: the environment, .env, or default."""
     variable = PATH_VARIABLES[session]
     value = os.environ.get(variable) or _env_file_value(variable)
-    path = Path(value or DEFAULT_FILES[session]).expanduser()
-    return path if path.is_absolute() else APP_DIR / path
+    try:
+        path = os.path.expanduser(value or DEFAULT_FILES[session])
+    except RuntimeError:  # ~name of a user that does not exist: taken literally
+        path = value or DEFAULT_FILES[session]
+    return os.path.normpath(os.path.join(APP_DIR, path))
 
 
 def load_token(
@@ -84,7 +89,7 @@ def load_token(
     """
     if session not in PATH_VARIABLES:
         raise ValueError(f"session must be 'interactive' or 'marketdata', not {session!r}")
-    token_path = Path(path) if path is not None else _configured_path(session)
+    token_path = os.fspath(path) if path is not None else _configured_path(session)
     stored = read_token_file(token_path, session)
     if stored.is_expired():
         raise TokenUnavailableError(
@@ -101,14 +106,12 @@ def main() -> int:
 
     missing = [name for name in ("requests", "dotenv") if find_spec(name) is None]
     if missing:
-        venv_python = APP_DIR / ".venv" / "bin" / "python"
-        if (
-            venv_python.exists()
-            and Path(sys.prefix).resolve() != venv_python.parent.parent.resolve()
-        ):
+        venv = os.path.join(APP_DIR, ".venv")
+        venv_python = os.path.join(venv, "bin", "python")
+        if os.path.exists(venv_python) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
             # Started with the system python (e.g. `./xts_token_refresh.py` or a hand-written
             # cron line): continue in the project's virtualenv, which has the packages.
-            argv = [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]]
+            argv = [venv_python, os.path.realpath(__file__), *sys.argv[1:]]
             os.execv(venv_python, argv)  # noqa: S606 - the same program, in its virtualenv
         print(
             f"✗ Required packages are missing ({', '.join(missing)}). Run "

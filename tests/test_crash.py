@@ -21,9 +21,12 @@ KILLED_RUNS = int(os.environ.get("XTS_CRASH_RUNS", "50"))
 
 
 def test_sigkill_at_random_moments_never_exposes_a_partial_token(project: Project) -> None:
-    """50 refreshes killed at random moments: readers see only whole tokens XTS issued."""
+    """Refreshes killed at random moments: readers see only whole tokens XTS issued."""
     project.with_marketdata()
+    started = time.monotonic()
     assert project.run().code == 0
+    # Kill moments spread over a whole run (a little past its end, so some runs save).
+    run_seconds = time.monotonic() - started
     env_file = project.write_env()
     files = (project.token_file, project.md_token_file)
     bad_reads: list[str] = []
@@ -55,7 +58,7 @@ def test_sigkill_at_random_moments_never_exposes_a_partial_token(project: Projec
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 1.1 * run_seconds))
             run.send_signal(signal.SIGKILL)
             outcomes.append(run.wait(timeout=30))
     finally:
@@ -67,7 +70,7 @@ def test_sigkill_at_random_moments_never_exposes_a_partial_token(project: Projec
     issued = set(project.sim.issued_tokens("interactive") + project.sim.issued_tokens("marketdata"))
     assert seen <= issued  # every token read was one XTS really issued, whole
     assert len(seen) > 2  # some killed runs got as far as saving a new token
-    assert outcomes.count(-signal.SIGKILL) > KILLED_RUNS // 2  # most runs really were killed
+    assert outcomes.count(-signal.SIGKILL) > KILLED_RUNS // 3  # many runs really were killed
 
     final = project.run()
     assert final.code == 0, final.output

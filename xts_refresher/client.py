@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ HOSTLOOKUP_PASSWORD = "2021HostLookUpAccess"  # noqa: S105 - public, the same fo
 HOSTLOOKUP_VERSION = "interactive_1.0.1"
 USER_AGENT = f"xts-token-refresher/{__version__}"
 TOKEN_ERROR_PREFIXES = ("e-session-", "e-token-")
+TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
 
 
 class Deadline:
@@ -83,10 +85,18 @@ class RetryableError(XtsUnavailableError):
         self.retry_after = retry_after
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of white space folded into single spaces.
+
+    XTS writes some of what is printed: a line break in it could forge a ✓ line on stdout.
+    """
+    return " ".join(text.split())
+
+
 def describe_xts_error(body: dict[str, Any]) -> str:
     """XTS's own code and description, plus any field errors of a 400 answer."""
-    code = str(body.get("code") or "no code")
-    description = str(body.get("description") or "no description").strip().rstrip(".")
+    code = one_line(str(body.get("code") or "no code"))
+    description = one_line(str(body.get("description") or "no description")).rstrip(".")
     text = f"{code}: {description}"
     result = body.get("result")
     errors = result.get("errors") if isinstance(result, dict) else None
@@ -95,7 +105,8 @@ def describe_xts_error(body: dict[str, Any]) -> str:
         for item in errors:
             if isinstance(item, dict):
                 messages = item.get("messages")
-                details.append("; ".join(map(str, messages)) if isinstance(messages, list) else "")
+                joined = "; ".join(map(str, messages)) if isinstance(messages, list) else ""
+                details.append(one_line(joined))
         details = [d for d in details if d]
         if details:
             text += f" ({'; '.join(details)})"
@@ -124,15 +135,26 @@ def require_token(body: dict[str, Any]) -> None:
 
 
 def login_result(session: str, body: dict[str, Any], root: str) -> LoginResult:
-    """The LoginResult of a login answer's XTS body; LoginRefusedError when XTS refused."""
+    """The LoginResult of a login answer's XTS body; LoginRefusedError when XTS refused.
+
+    A token that is not printable ASCII could not travel in an Authorization header (and
+    would be mangled in the file and the logs): such an answer is not a usable one.
+    """
     if body.get("type") != "success":
         raise LoginRefusedError(f"XTS refused the {session} login: {describe_xts_error(body)}.")
     require_token(body)
     result: dict[str, Any] = body["result"]
-    user_id = result.get("userID")
-    return LoginResult(
-        session, result["token"].strip(), str(user_id) if user_id else "", root, result
-    )
+    token = result["token"].strip()
+    if not TOKEN_SHAPE.fullmatch(token):
+        raise RetryableError("XTS answered a token that is not printable ASCII")
+    # Lone UTF-16 surrogates (valid in JSON, not in UTF-8) are spelled out, not kept.
+    raw_user = str(result.get("userID") or "").encode("utf-8", "backslashreplace").decode()
+    user_id = one_line(raw_user)
+    return LoginResult(session, token, user_id, root, result)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def decode_answer(
@@ -145,8 +167,8 @@ def decode_answer(
     """
     retry_after = _retry_after_seconds(headers.get("Retry-After"))
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # not JSON, NaN/Infinity, or nested past all reason
         body = None
     if not isinstance(body, dict) or "type" not in body:
         kind = headers.get("Content-Type", "no content type").split(";")[0]

@@ -11,11 +11,8 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -131,7 +128,7 @@ def warn_about_setup(settings: Settings, log: logging.Logger) -> None:
     if settings.telegram is not None:
         urls["TELEGRAM_API_URL"] = settings.telegram.api_url
     for name, url in urls.items():
-        if url and url.startswith("http://") and not is_loopback_url(url):
+        if url and url.lower().startswith("http://") and not is_loopback_url(url):
             log.warning(
                 "⚠ %s uses plain http: secrets cross the network unencrypted. Use https.", name
             )
@@ -211,6 +208,10 @@ def run_hook(
 
     The hook sees where the tokens are, never the tokens or the API secrets themselves.
     """
+    import signal  # imported here: most runs have no hook, and every import costs start-up
+    import subprocess
+    import tempfile
+
     env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
     env.update(
         XTS_TOKEN_FILE=str(settings.token_file),

@@ -93,7 +93,7 @@ def setup_logging(redactor: Redactor, log_file: Path | None) -> logging.Logger:
     if log_file is not None:
         try:
             os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-            handler = WatchedFileHandler(log_file, encoding="utf-8")
+            handler = WatchedFileHandler(log_file, encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
             log.warning(
                 "⚠ Cannot write the log file %s (%s); logging to the console only.",

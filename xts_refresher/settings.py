@@ -7,6 +7,7 @@ problems are collected and reported together, each naming its variable, so one e
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -159,7 +160,9 @@ class Settings:
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:
     """``value`` as an absolute path; a relative one is taken from the program's folder."""
-    path = Path(value).expanduser()
+    path = Path(value)
+    with contextlib.suppress(RuntimeError):  # ~name of an unknown user: taken literally
+        path = path.expanduser()
     return Path(os.path.normpath(path if path.is_absolute() else APP_DIR / path))
 
 
@@ -237,14 +240,14 @@ class _Validator:
             if required and not self.values.get(name, "").strip():
                 self.problems.append(f"{name} is not set (e.g. {name}=https://ttblaze.iifl.com).")
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problems.append(f"{name} must be an http(s) URL, e.g. https://host:port/path.")
-            return None
         try:
+            parts = urlsplit(value)
             _ = parts.port
         except ValueError:
-            self.problems.append(f"{name} has an invalid port.")
+            self.problems.append(f"{name} is not a valid URL (check the brackets and the port).")
+            return None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            self.problems.append(f"{name} must be an http(s) URL, e.g. https://host:port/path.")
             return None
         return value.rstrip("/")
 
@@ -259,7 +262,9 @@ class _Validator:
         self.problems.append(f"{name} must be true or false (or 1/0, yes/no), not {value!r}.")
         return default
 
-    def number(self, name: str, default: float, *, minimum: float = 0.001) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.001, maximum: float = 86400.0
+    ) -> float:
         value = self.values.get(name, "").strip()
         if not value:
             return default
@@ -267,9 +272,10 @@ class _Validator:
             number = float(value)
         except ValueError:
             number = float("nan")
-        if not number >= minimum or number == float("inf"):
+        if not minimum <= number <= maximum:
             self.problems.append(
-                f"{name} must be a number of seconds >= {minimum:g}, not {value!r}."
+                f"{name} must be a number of seconds from {minimum:g} to {maximum:g}, "
+                f"not {value!r}."
             )
             return default
         return number
@@ -278,7 +284,7 @@ class _Validator:
         value = self.values.get(name, "").strip()
         if not value:
             return default
-        if not re.fullmatch(r"[0-9]+", value) or int(value) > maximum:
+        if not re.fullmatch(r"[0-9]{1,6}", value) or int(value) > maximum:
             self.problems.append(
                 f"{name} must be a whole number from 0 to {maximum}, not {value!r}."
             )
@@ -306,6 +312,9 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
     """Validated settings from flags, ``environ`` and ``.env``; ConfigError lists every problem."""
     env_file, values = collect_values(overrides, environ)
     check = _Validator(values)
+    for name in sorted(n for n, v in values.items() if "\x00" in v):
+        check.problems.append(f"{name} contains a NUL byte.")
+        values[name] = ""
     api_root = check.url("XTS_API_ROOT", required=True)
     interactive = check.pair("XTS_INTERACTIVE_API_KEY", "XTS_INTERACTIVE_API_SECRET")
     marketdata = check.pair("XTS_MARKETDATA_API_KEY", "XTS_MARKETDATA_API_SECRET")
@@ -317,7 +326,7 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
     md_path = "/" + (check.text("XTS_MARKETDATA_PATH") or DEFAULT_MARKETDATA_PATH).strip("/")
     ca_bundle_text = check.text("XTS_CA_BUNDLE")
     ca_bundle = resolve_path(ca_bundle_text) if ca_bundle_text else None
-    if ca_bundle is not None and not ca_bundle.is_file():
+    if ca_bundle is not None and not _is_file(ca_bundle):
         check.problems.append(f"XTS_CA_BUNDLE points to {ca_bundle}, which is not a readable file.")
     telegram = _telegram(check)
     settings = Settings(
@@ -329,10 +338,10 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
         user_id=check.text("XTS_USER_ID"),
         verify_ssl=check.boolean("XTS_VERIFY_SSL", True),
         ca_bundle=ca_bundle,
-        timeout=check.number("XTS_TIMEOUT", 30.0),
+        timeout=check.number("XTS_TIMEOUT", 30.0, maximum=3600.0),
         retries=check.whole("XTS_RETRIES", 4, MAX_RETRIES),
         deadline=check.number("XTS_DEADLINE", 300.0),
-        retry_backoff=check.number("XTS_RETRY_BACKOFF", 2.0, minimum=0.0),
+        retry_backoff=check.number("XTS_RETRY_BACKOFF", 2.0, minimum=0.0, maximum=60.0),
         hostlookup_url=check.url("XTS_HOSTLOOKUP_URL"),
         post_refresh_hook=check.text("XTS_POST_REFRESH_HOOK"),
         telegram=telegram,
@@ -373,6 +382,13 @@ def _telegram(check: _Validator) -> TelegramSettings | None:
     if not bot_token or not chat_id or notify == "off":
         return None
     return TelegramSettings(bot_token, chat_id, notify, api_url)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
 
 
 def log_file_path(overrides: PathOverrides, values: Mapping[str, str]) -> Path:

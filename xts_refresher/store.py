@@ -1,25 +1,27 @@
 """Token files: their shape, reading them, writing them atomically, and the run lock.
 
-Only the standard library is imported here, so trading programs can read a token (through
-``xts_token_refresh.load_token``) without paying for the HTTP stack.
+Only the standard library is imported here, and only what reading a token needs at import
+time (pathlib, typing, glob and base64 are imported where they are used, or only for the type
+checker), so trading programs read a token (``xts_token_refresh.load_token``) about as fast as
+they read the JSON file themselves (see benchmarks/bench.py).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import errno
 import fcntl
-import glob
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any
 
 from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 SESSIONS = ("interactive", "marketdata")
 TOKEN_FILE_MODE = 0o600
@@ -103,10 +105,13 @@ def jwt_claims(token: str) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3:
         return {}
+    import base64
+    import binascii
+
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
 
@@ -131,7 +136,7 @@ def _parse_local_time(value: Any) -> datetime | None:
         return None
 
 
-def parse_token_json(data: Any, path: Path, session: str) -> StoredToken:
+def parse_token_json(data: Any, path: str | os.PathLike[str], session: str) -> StoredToken:
     """A StoredToken from a token file's decoded JSON; TokenUnavailableError('corrupt') if bad."""
 
     def corrupt(why: str) -> TokenUnavailableError:
@@ -144,6 +149,8 @@ def parse_token_json(data: Any, path: Path, session: str) -> StoredToken:
     token = data.get("token")
     if not isinstance(token, str) or not token:
         raise corrupt("it has no token")
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise corrupt("its token is not printable ASCII")
     timestamp = _parse_local_time(data.get("timestamp"))
     if timestamp is None:
         raise corrupt("its timestamp is missing or malformed")
@@ -170,13 +177,14 @@ def parse_token_json(data: Any, path: Path, session: str) -> StoredToken:
     )
 
 
-def read_token_file(path: Path, session: str = "interactive") -> StoredToken:
+def read_token_file(path: str | os.PathLike[str], session: str = "interactive") -> StoredToken:
     """The token stored at ``path``, expired or not.
 
     Raises TokenUnavailableError with state ``missing`` or ``corrupt``.
     """
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except FileNotFoundError:
         raise TokenUnavailableError(
             f"No token file at {path}.", state="missing", path=str(path)
@@ -190,7 +198,7 @@ def read_token_file(path: Path, session: str = "interactive") -> StoredToken:
         ) from None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise TokenUnavailableError(
             f"The token file {path} is corrupt: it is not valid JSON.",
             state="corrupt",
@@ -258,6 +266,8 @@ def remove_stale_temporaries(path: Path) -> int:
     Only a writer holding the run lock may call this: every other writer's temporary file is
     then a leftover of a run that died between creating it and renaming it.
     """
+    import glob
+
     removed = 0
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
@@ -270,7 +280,11 @@ def remove_stale_temporaries(path: Path) -> int:
 
 def save_token(path: Path, stored: StoredToken) -> None:
     """Write ``stored`` to ``path`` atomically with mode 0600 (see write_atomically)."""
-    content = json.dumps(stored.to_json(), indent=2, ensure_ascii=False) + "\n"
+    try:
+        # ASCII-only and standard JSON (no NaN): every bot's JSON reader must take it.
+        content = json.dumps(stored.to_json(), indent=2, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise TokenSaveError(f"The token for {path} cannot be written as JSON: {exc}.") from None
     write_atomically(path, content.encode("utf-8"))
 
 
