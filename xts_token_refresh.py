@@ -52,14 +52,27 @@ def _env_file_value(variable: str) -> str | None:
         name, sep, value = line.strip().removeprefix("export ").partition("=")
         if not sep or name.strip() != variable:
             continue
-        value = value.strip()
-        if value[:1] in ("'", '"'):
-            closing = value.find(value[0], 1)
-            value = value[1:closing] if closing > 0 else value[1:]
-        else:
-            value = value.split(" #", 1)[0].strip()
-        found = value or None
+        found = _unquote(value.strip()) or None
     return found
+
+
+def _unquote(value: str) -> str:
+    """A .env value as python-dotenv reads it: quotes removed, a backslash before the quote or
+    a backslash decoded inside quotes, and a ``#`` comment (after white space) dropped from a
+    bare value."""
+    quote = value[:1]
+    if quote in ("'", '"'):
+        out, index = [], 1
+        while index < len(value) and value[index] != quote:
+            if value[index] == "\\" and index + 1 < len(value) and value[index + 1] in quote + "\\":
+                index += 1
+            out.append(value[index])
+            index += 1
+        return "".join(out)
+    for index, char in enumerate(value):
+        if char == "#" and index > 0 and value[index - 1].isspace():
+            return value[:index].strip()
+    return value
 
 
 def _configured_path(session: str) -> str:
@@ -70,7 +83,7 @@ def _configured_path(session: str) -> str:
         path = os.path.expanduser(value or DEFAULT_FILES[session])
     except RuntimeError:  # ~name of a user that does not exist: taken literally
         path = value or DEFAULT_FILES[session]
-    return os.path.normpath(os.path.join(APP_DIR, path))
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(APP_DIR, path))
 
 
 def load_token(
@@ -93,7 +106,8 @@ def load_token(
     stored = read_token_file(token_path, session)
     if stored.is_expired():
         raise TokenUnavailableError(
-            f"The {session} token in {token_path} expired at {stored.expires_at}.",
+            f"The {session} token in {token_path} expired at {stored.effective_expiry}"
+            + ("." if stored.expires_at else " (assumed: 24 h after its login; it has no exp)."),
             state="expired",
             path=str(token_path),
         )
@@ -108,7 +122,12 @@ def main() -> int:
     if missing:
         venv = os.path.join(APP_DIR, ".venv")
         venv_python = os.path.join(venv, "bin", "python")
-        if os.path.exists(venv_python) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
+        if (
+            os.path.exists(venv_python)
+            and os.path.realpath(sys.prefix) != os.path.realpath(venv)
+            and not os.environ.get("XTS_REEXECUTED")  # once: a broken .venv must not loop
+        ):
+            os.environ["XTS_REEXECUTED"] = "1"
             # Started with the system python (e.g. `./xts_token_refresh.py` or a hand-written
             # cron line): continue in the project's virtualenv, which has the packages.
             argv = [venv_python, os.path.realpath(__file__), *sys.argv[1:]]

@@ -177,6 +177,13 @@ CASES: dict[str, FaultCase] = {
     "json-not-an-object": FaultCase(
         queue(Fault.raw(b'["success"]')), 3, "not XTS JSON", RETRIES, True
     ),
+    "number-out-of-range": FaultCase(
+        queue(Fault.raw(json.dumps(success_body("a.b.c")).replace("true", "1e999").encode())),
+        3,
+        "not XTS JSON",
+        RETRIES,
+        True,
+    ),
     "success-without-token": FaultCase(
         queue(Fault.json({"type": "success", "result": {"userID": USER_ID}})),
         3,

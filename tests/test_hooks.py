@@ -13,12 +13,13 @@ import json
 import os
 import shlex
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import SECRETS, Project, assert_no_secrets, token_json
+from conftest import SCRIPT, SECRETS, Project, assert_no_secrets, token_json
 
 from xts_refresher.settings import SECRET_VARIABLES
 from xts_refresher.simulator import Fault
@@ -316,3 +317,22 @@ def test_a_hook_that_starts_the_bot_in_the_background_returns_at_once(
         assert pid_is_running(bot)
     finally:
         os.kill(bot, 9)
+
+
+def test_a_hook_that_runs_the_refresher_fails_at_once_instead_of_deadlocking(
+    project: Project,
+) -> None:
+    """The hook runs under the run lock: a refresh it starts stops at once (exit 4) with a
+    clear reason, the hook fails (exit 5), and the tokens stay saved."""
+    env_file = project.write_env()
+    project.settings["XTS_POST_REFRESH_HOOK"] = (
+        f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} --if-needed "
+        f"--env-file {shlex.quote(str(env_file))}"
+    )
+    project.settings["XTS_DEADLINE"] = "60"
+    started = time.monotonic()
+    run = project.run()
+    assert run.code == 5, run.output
+    assert time.monotonic() - started < 8
+    assert "A hook must not run the refresher" in run.stdout
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]

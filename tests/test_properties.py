@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID, Project
+from conftest import IN_CI, INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID, Project
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
@@ -65,7 +65,8 @@ from xts_token_refresh import load_token
 # -- hypothesis settings --------------------------------------------------------------------------
 # No deadline: the machine is small and shared, and a slow example is not a failure. No example
 # database: every run starts from the same explicit examples plus fresh random ones.
-FAST = settings(deadline=None, database=None, max_examples=200)
+# Under CI the examples are derived from the tests themselves: the same run every time.
+FAST = settings(deadline=None, database=None, max_examples=200, derandomize=IN_CI)
 E2E = settings(FAST, max_examples=5)  # each example is a real subprocess run (~0.3 s)
 BUG = settings(FAST, max_examples=25)  # the regression tests: mostly their explicit examples
 
@@ -1213,3 +1214,37 @@ def test_real_script_on_known_bad_answers(
     """The end-to-end face of the bugs above: the same contract ending as any other answer,
     and a token XTS hands over never printed."""
     _check_real_run(fault, *args, secret=secret)
+
+
+PATH_CHARS = st.text(st.sampled_from("abc/._-0189 #'\"\\"), min_size=1, max_size=20)
+
+
+def _env_value_forms(path: str, comment: str, form: str) -> str:
+    """How an operator might write XTS_TOKEN_FILE's value in .env."""
+    if form == "single":
+        return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'" + comment
+    if form == "double":
+        return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"' + comment
+    bare = "".join(path.split()).replace("#", "").replace("'", "").replace('"', "") or "x"
+    return bare + comment
+
+
+@settings(FAST, max_examples=300)
+@given(
+    path=PATH_CHARS,
+    comment=st.sampled_from(["", " # note", "\t# note", "  #x"]),
+    form=st.sampled_from(["bare", "single", "double"]),
+)
+def test_load_tokens_env_reader_agrees_with_python_dotenv(
+    path: str, comment: str, form: str
+) -> None:
+    """load_token's small .env reader finds the token file python-dotenv (the refresher) finds."""
+    import io
+
+    from dotenv import dotenv_values
+
+    import xts_token_refresh
+
+    value = _env_value_forms(path, comment, form)
+    expected = dotenv_values(stream=io.StringIO(f"XTS_TOKEN_FILE={value}\n"), interpolate=False)
+    assert xts_token_refresh._unquote(value) == expected["XTS_TOKEN_FILE"]

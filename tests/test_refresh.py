@@ -616,4 +616,7 @@ def test_a_token_without_readable_expiry_ages_out_after_a_day(tmp_path: Path) ->
                     "timestamp": "2020-01-01T09:00:00.000000", "expires_at": None,
                     "session": "interactive"})
     )  # fmt: skip
-    assert load_in_subprocess(old)["state"] == "expired"
+    got = load_in_subprocess(old)
+    assert got["state"] == "expired"
+    assert "2020-01-02" in str(got["message"])
+    assert "None" not in str(got["message"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -157,6 +158,14 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; ValueError for one too large to be finite (1e999)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
 def decode_answer(
     status: int, headers: Mapping[str, str], raw: bytes, rate_limit_is_answer: bool = False
 ) -> dict[str, Any]:
@@ -167,7 +176,7 @@ def decode_answer(
     """
     retry_after = _retry_after_seconds(headers.get("Retry-After"))
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):  # not JSON, NaN/Infinity, or nested past all reason
         body = None
     if not isinstance(body, dict) or "type" not in body:

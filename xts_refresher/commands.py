@@ -47,7 +47,6 @@ DEFAULT_RENEW_BEFORE = 2 * 3600.0
 APP_KEY_WARNING_DAYS = 14
 HOOK_MAX_SECONDS = 120.0
 HOOK_MIN_SECONDS = 10.0
-USABLE_STATES = ("fresh", "expiring")
 SESSION_TITLES = MappingProxyType(
     {"interactive": "XTS token", "marketdata": "XTS market-data token"}
 )
@@ -217,6 +216,7 @@ def run_hook(
         XTS_TOKEN_FILE=str(settings.token_file),
         XTS_MARKETDATA_TOKEN_FILE=str(settings.marketdata_token_file),
         XTS_REFRESHED_SESSIONS=",".join(sessions),
+        XTS_REFRESH_LOCK_HELD=str(settings.lock_file),
     )
     limit = min(HOOK_MAX_SECONDS, max(HOOK_MIN_SECONDS, deadline.remaining()))
     log.info("Running the post-refresh hook...")
@@ -252,8 +252,9 @@ def run_hook(
 
 
 def _log_hook_output(output: IO[bytes], log: logging.Logger) -> None:
-    output.seek(0)
-    for line in output.read(1_000_000).decode("utf-8", "replace").splitlines()[-50:]:
+    size = output.seek(0, os.SEEK_END)
+    output.seek(max(0, size - 64_000))  # the tail is what says why a hook failed
+    for line in output.read().decode("utf-8", "replace").splitlines()[-50:]:
         log.info("  hook: %s", line)
 
 
@@ -306,6 +307,13 @@ class RefreshRun:
         The hook runs under the lock too, so a second run cannot log in again (and cut off the
         market-data stream) while the hook is restarting the bot.
         """
+        if os.environ.get("XTS_REFRESH_LOCK_HELD") == str(self.settings.lock_file):
+            # Waiting would deadlock: the parent holds the lock until this hook returns.
+            raise LocalError(
+                "This refresh was started by XTS_POST_REFRESH_HOOK, while the refresh that "
+                "runs the hook holds the lock.",
+                "A hook must not run the refresher: the tokens are already fresh when it runs.",
+            )
         lock = RunLock(self.settings.lock_file)
         lock.acquire(self.deadline.remaining())
         try:

@@ -163,7 +163,9 @@ def resolve_path(value: str | os.PathLike[str]) -> Path:
     path = Path(value)
     with contextlib.suppress(RuntimeError):  # ~name of an unknown user: taken literally
         path = path.expanduser()
-    return Path(os.path.normpath(path if path.is_absolute() else APP_DIR / path))
+    # A relative path is tidied (no "dir/../"); an absolute one is kept as written, since ".."
+    # after a symlink leads elsewhere than the text suggests.
+    return path if path.is_absolute() else Path(os.path.normpath(APP_DIR / path))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
