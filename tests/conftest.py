@@ -8,6 +8,7 @@ environment (``PATH=/usr/bin:/bin`` and nothing else unless the test adds it), s
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -155,6 +156,14 @@ def run_process(
         stdin=subprocess.DEVNULL,
         preexec_fn=preexec,
     )
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, noted, closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def assert_no_secrets(project: Project, *texts: str) -> None:

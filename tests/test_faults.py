@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from conftest import (
     USER_ID,
     Project,
     Run,
+    closed_port,
     skip_or_fail,
     token_json,
 )
@@ -38,14 +38,6 @@ from xts_refresher.simulator import Fault, XtsSimulator
 
 LOGIN = "interactive_login"
 NOT_JWT = "opaque-session-token-without-dots-0123456789"
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def success_body(token: str) -> dict[str, object]:

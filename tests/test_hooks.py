@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, SECRETS, Project, assert_no_secrets, token_json
+from conftest import SCRIPT, SECRETS, Project, assert_no_secrets, closed_port, token_json
 
 from xts_refresher.settings import SECRET_VARIABLES
 from xts_refresher.simulator import Fault
@@ -44,14 +43,6 @@ def assert_pings_carry_no_secret(project: Project) -> None:
     for request in project.sim.requests("healthcheck"):
         seen = [request.path, json.dumps(request.query), json.dumps(request.headers)]
         assert_no_secrets(project, *seen, request.body.decode("utf-8", "replace"))
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, noted, closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def read_env_dump(path: Path) -> dict[str, str]:

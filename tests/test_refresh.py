@@ -10,7 +10,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from conftest import (
     SCRIPT,
     USER_ID,
     Project,
+    closed_port,
     run_process,
     token_json,
 )
@@ -40,14 +40,6 @@ STDOUT_LINES = (
     "Starting XTS token refresh process...",
     "✓ XTS token refreshed successfully!",
 )
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def jwt_payload(token: str) -> dict[str, object]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import USER_ID, Project, Run, token_json
+from conftest import USER_ID, Project, Run, closed_port, token_json
 
 from xts_refresher.simulator import Fault
 
@@ -98,14 +97,6 @@ def by_session(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def logins(project: Project) -> int:
     """How many login (and host-lookup) requests the simulator received."""
     return sum(project.sim.count(route) for route in LOGIN_ROUTES)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, noted, closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 # -- status -------------------------------------------------------------------------------------
