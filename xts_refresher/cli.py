@@ -154,9 +154,8 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
         settings = load_settings(overrides, os.environ)
     except ConfigError:
         if args.command == "refresh":
-            _log_to_fallback_file(
-                overrides, redactor
-            )  # a cron run's config error belongs in its log too
+            # A cron run's configuration error belongs in its log too.
+            _log_to_fallback_file(overrides, redactor)
         raise
     for secret in settings.secrets():
         redactor.add(secret)
