@@ -444,3 +444,14 @@ def test_check_config_exits_3_when_the_api_root_is_unreachable(project: Project)
     assert f"127.0.0.1:{port} cannot be reached: connection refused" in run.stdout
     assert time.monotonic() - started < 10
     assert project.sim.requests() == []
+
+
+def test_status_json_with_bad_settings_keeps_stdout_empty(project: Project) -> None:
+    """``status --json`` with invalid settings: exit 2, the ✗ lines on stderr, stdout empty
+    (a script parsing the JSON gets nothing rather than prose)."""
+    project.settings["XTS_VERIFY_SSL"] = "maybe"
+    run = project.run("status", "--json")
+    assert run.code == 2
+    assert run.stdout == ""
+    assert "✗" in run.stderr
+    assert "XTS_VERIFY_SSL" in run.stderr

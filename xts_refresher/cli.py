@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Sequence
 from types import MappingProxyType
+from typing import TextIO
 
 from . import __version__
 from .errors import ConfigError, UnexpectedError, XtsRefreshError
@@ -169,12 +170,17 @@ def _run_with_settings(args: argparse.Namespace, settings: Settings, redactor: R
         log = setup_logging(redactor, settings.log_file)
         options = commands.RefreshOptions(args.if_needed, args.renew_before, args.verify)
         return commands.refresh(settings, options, log, redactor)
-    log = setup_logging(redactor, None)
+    log = setup_logging(redactor, None, console_stream(args))
     if args.command == "status":
         return commands.status(
             settings, verify=args.verify, as_json=args.json, log=log, redactor=redactor
         )
     return commands.check_config(settings, log)
+
+
+def console_stream(args: argparse.Namespace) -> TextIO:
+    """Where the console lines go: stderr when stdout carries JSON (``status --json``)."""
+    return sys.stderr if getattr(args, "json", False) else sys.stdout
 
 
 def report_failure(log: logging.Logger, failure: XtsRefreshError) -> None:
@@ -193,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
     redactor = Redactor()
-    log = setup_logging(redactor, None)
+    log = setup_logging(redactor, None, console_stream(args))
     try:
         return run(args, redactor)
     except XtsRefreshError as exc:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -505,11 +504,9 @@ def status(
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1.
 
-    With ``as_json`` the standard output holds the JSON document and nothing else: the log's
-    console lines (a retried token check, say) go to standard error instead.
+    With ``as_json`` the standard output holds the JSON document alone (``cli`` sends the
+    console's log lines to standard error).
     """
-    if as_json:
-        _console_to_stderr(log)
 
     def show(text: str) -> None:
         # XTS wrote some of these messages: mask anything shaped like a token before printing.
@@ -542,13 +539,6 @@ def status(
     if not ok:
         show("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
     return 0 if ok else 1
-
-
-def _console_to_stderr(log: logging.Logger) -> None:
-    """Move ``log``'s console handler from standard output to standard error."""
-    for handler in log.handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-            handler.setStream(sys.stderr)
 
 
 def _verify_reports(

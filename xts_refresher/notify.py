@@ -13,6 +13,7 @@ import re
 import sys
 from logging.handlers import WatchedFileHandler
 from pathlib import Path
+from typing import TextIO
 
 from .settings import TelegramSettings
 from .store import mask
@@ -74,8 +75,11 @@ class _ConsoleFormatter(logging.Formatter):
         return record.getMessage()
 
 
-def setup_logging(redactor: Redactor, log_file: Path | None) -> logging.Logger:
-    """The run's logger: plain lines on stdout, timestamped lines in ``log_file``.
+def setup_logging(
+    redactor: Redactor, log_file: Path | None, console_stream: TextIO | None = None
+) -> logging.Logger:
+    """The run's logger: plain lines on ``console_stream`` (stdout unless given), timestamped
+    lines in ``log_file``.
 
     The file is created with mode 0600 and written through a WatchedFileHandler, which reopens
     it after logrotate renames it. A log file that cannot be opened costs a warning, not the run.
@@ -86,7 +90,7 @@ def setup_logging(redactor: Redactor, log_file: Path | None) -> logging.Logger:
         old.close()
     log.setLevel(logging.INFO)
     log.propagate = False
-    console = logging.StreamHandler(sys.stdout)
+    console = logging.StreamHandler(console_stream or sys.stdout)
     console.setFormatter(_ConsoleFormatter())
     console.addFilter(redactor)
     log.addHandler(console)
