@@ -13,6 +13,12 @@
 set -euo pipefail
 # An exported CDPATH would make `cd` print folders and change where relative paths lead.
 unset CDPATH
+# A reader that goes away (`refresh_xts_token.sh | head -1`) must not cost the refresh: SIGPIPE
+# would kill this script at its next echo, and under `set -e` an echo failing with EPIPE would
+# end it. So SIGPIPE is ignored (Python ignores it anyway and handles EPIPE itself; its own
+# child processes get the default back) and the wrapper's echo lines fail quietly.
+trap '' PIPE
+echo() { builtin echo "$@" 2>/dev/null || true; }
 
 readonly RULE="=================================================="
 readonly THIN_RULE="--------------------------------------------------"
@@ -55,9 +61,15 @@ command_of() {
     fi
     case "${arg}" in
       --env-file | --token-file | --log-file | --renew-before) skip=1 ;;
-      -h | --help | --version) echo "${arg}" && return 0 ;;
+      -h | --help | --version)
+        echo "${arg}"
+        return 0
+        ;;
       -*) ;;
-      *) echo "${arg}" && return 0 ;;
+      *)
+        echo "${arg}"
+        return 0
+        ;;
     esac
   done
   echo "refresh"
@@ -74,6 +86,15 @@ explain_exit() {
     5:*) echo "tokens saved, but the post-refresh hook failed" ;;
     *) echo "unexpected failure: see the messages above and xts_token_refresh.log" ;;
   esac
+}
+
+# The wrapper's own usage, shown above the program's --help (which knows nothing of --setup).
+usage() {
+  echo "Usage: refresh_xts_token.sh [COMMAND] [OPTIONS]   run ${PROGRAM} in the project's virtualenv"
+  echo "                                                  (default: refresh), as cron does"
+  echo "       refresh_xts_token.sh --setup               create .venv, install requirements.txt,"
+  echo "                                                  create .env from .env.example (mode 600)"
+  echo
 }
 
 setup() {
@@ -141,6 +162,11 @@ main() {
       break
     fi
   done
+
+  case "$(command_of "$@")" in
+    -h | --help) usage ;;
+    *) ;;
+  esac
 
   echo "${RULE}"
   local now

@@ -21,13 +21,11 @@ import sys
 from types import MappingProxyType
 
 from xts_refresher.errors import TokenUnavailableError, XtsRefreshError
+from xts_refresher.paths import APP_DIR, resolve
 from xts_refresher.store import StoredToken, read_token_file
 
 __all__ = ["StoredToken", "TokenUnavailableError", "XtsRefreshError", "load_token", "main"]
 
-# os.path rather than pathlib: a trading program importing load_token pays for no more than
-# reading the file needs (see benchmarks/bench.py).
-APP_DIR = os.path.dirname(os.path.realpath(__file__))
 DEFAULT_FILES = MappingProxyType(
     {"interactive": "xts_store_token.json", "marketdata": "xts_marketdata_token.json"}
 )
@@ -78,12 +76,7 @@ def _unquote(value: str) -> str:
 def _configured_path(session: str) -> str:
     """The token file the refresher writes for ``session``: the environment, .env, or default."""
     variable = PATH_VARIABLES[session]
-    value = os.environ.get(variable) or _env_file_value(variable)
-    try:
-        path = os.path.expanduser(value or DEFAULT_FILES[session])
-    except RuntimeError:  # ~name of a user that does not exist: taken literally
-        path = value or DEFAULT_FILES[session]
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(APP_DIR, path))
+    return resolve(os.environ.get(variable) or _env_file_value(variable) or DEFAULT_FILES[session])
 
 
 def load_token(
@@ -91,7 +84,8 @@ def load_token(
 ) -> StoredToken:
     """The stored, unexpired token of ``session`` ("interactive" or "marketdata").
 
-    ``path`` defaults to where the refresher saves that session (XTS_TOKEN_FILE or
+    ``path`` (a relative one is taken from this file's folder, as the refresher takes it)
+    defaults to where the refresher saves that session (XTS_TOKEN_FILE or
     XTS_MARKETDATA_TOKEN_FILE from the environment or the .env beside this file, else the
     default name beside this file). Returns a StoredToken: ``token``, ``user_id``,
     ``refreshed_at``, ``expires_at`` (aware datetime or None), ``seconds_left()``, ``extra``
@@ -102,7 +96,7 @@ def load_token(
     """
     if session not in PATH_VARIABLES:
         raise ValueError(f"session must be 'interactive' or 'marketdata', not {session!r}")
-    token_path = os.fspath(path) if path is not None else _configured_path(session)
+    token_path = resolve(os.fspath(path)) if path is not None else _configured_path(session)
     stored = read_token_file(token_path, session)
     if stored.is_expired():
         raise TokenUnavailableError(
@@ -132,10 +126,17 @@ def main() -> int:
             # cron line): continue in the project's virtualenv, which has the packages.
             argv = [venv_python, os.path.realpath(__file__), *sys.argv[1:]]
             os.execv(venv_python, argv)  # noqa: S606 - the same program, in its virtualenv
-        print(
-            f"✗ Required packages are missing ({', '.join(missing)}). Run "
-            "`./refresh_xts_token.sh --setup` (or pip install -r requirements.txt in your venv)."
-        )
+        try:
+            print(
+                f"✗ Required packages are missing ({', '.join(missing)}). Run "
+                "`./refresh_xts_token.sh --setup` (or pip install -r requirements.txt in your "
+                "venv).",
+                flush=True,
+            )
+        except BrokenPipeError:  # the reader went away (`| head`): the exit code still says it
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
         return 2
     from xts_refresher.cli import main as cli_main
 

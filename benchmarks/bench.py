@@ -1,4 +1,4 @@
-"""Benchmark of the XTS token refresher against its floors (issue 5, "Performance").
+"""Benchmark of the XTS token refresher against its floors (README, "Performance").
 
 Run it from the repository (about a minute on an idle 2-core machine)::
 
@@ -487,7 +487,7 @@ def format_table(document: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table (or JSON); 0 when every target is met, else 1."""
     parser = argparse.ArgumentParser(
-        description="Benchmark the XTS token refresher against its floors (issue 5)."
+        description="Benchmark the XTS token refresher against its floors (README, Performance)."
     )
     parser.add_argument(
         "--runs", type=int, default=DEFAULT_RUNS, help=f"measured rounds ({DEFAULT_RUNS})"

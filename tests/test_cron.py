@@ -204,6 +204,22 @@ def test_bad_cron_options_exit_2(args: list[str], machine_tz: str, message: str)
     assert "refresh_xts_token.sh" not in done.stdout
 
 
+def test_cron_help_explains_every_argument() -> None:
+    """``cron --help`` describes the command, each action and ``--days``."""
+    done = run_process([PYTHON, str(SCRIPT), "cron", "--help"], env={"COLUMNS": "100"})
+
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "this machine's time zone" in text
+    for words in (
+        "print: show the line",
+        "install: put it in the crontab",
+        "uninstall: remove it",
+        "--days {daily,weekdays} daily, or weekdays: Monday to Friday in India",
+    ):
+        assert words in text, done.stdout
+
+
 # -- install / uninstall against the real crontab ----------------------------------------------
 
 
@@ -354,10 +370,10 @@ def test_install_and_uninstall_without_a_crontab(
 
 
 def cron_is_running() -> bool:
-    """True when a process called ``cron`` runs (what ``pgrep -x cron`` says, without procps)."""
+    """True when a process called ``cron`` or ``crond`` runs (``pgrep -x``, without procps)."""
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if comm.read_text(encoding="utf-8").strip() == "cron":
+            if comm.read_text(encoding="utf-8").strip() in ("cron", "crond"):
                 return True
         except OSError:
             continue  # the process ended meanwhile
@@ -394,6 +410,94 @@ def cron_daemon() -> Iterator[subprocess.Popen[bytes] | None]:
         except subprocess.TimeoutExpired:
             started.kill()
             started.wait(timeout=10)
+
+
+NO_DAEMON = "WARNING: no cron daemon runs on this machine"
+AS_ROOT = "WARNING: this installs the line into root's crontab"
+DAEMON_GONE_SECONDS = 150
+
+
+def no_cron_daemon() -> None:
+    """Return once no cron daemon runs. A test of another session on this machine stops the
+    daemon it started when it ends (waited for here, up to 150 s); the machine's own daemon
+    cannot be stopped from a test: skipped, and a failure under CI, where nothing starts cron.
+    """
+    if not wait_for(lambda: not cron_is_running(), DAEMON_GONE_SECONDS):
+        skip_or_fail("a cron daemon runs (the machine's own), so 'no daemon' cannot be seen")
+
+
+def test_install_without_a_cron_daemon_warns_and_still_installs(
+    crontab: Crontab, app_cron_output: tuple[Path, bool]
+) -> None:
+    """With no cron daemon running, ``install`` still installs the line but warns (a ``#``
+    note on stderr) that it would never run, and how to start cron; as root it also warns
+    that the job would run as root. ``print`` (a line for anywhere) warns of neither.
+
+    The test first makes sure no cron daemon runs (see ``no_cron_daemon``).
+    """
+    no_cron_daemon()
+    crontab.write(UNRELATED)
+
+    done = cron_cli("install")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert crontab.read() == [*UNRELATED, expected_line(30, 3, "*")]
+    assert NO_DAEMON in done.stderr
+    assert "systemctl enable --now cron" in done.stderr
+    assert "service cron start" in done.stderr
+    assert (AS_ROOT in done.stderr) == (os.geteuid() == 0)
+    assert all(line.startswith("# ") for line in done.stderr.splitlines()), done.stderr
+    if os.geteuid() == 0:
+        assert "dedicated unprivileged user" in done.stderr
+    printed = cron_cli("print")
+    assert printed.returncode == 0, printed.stderr
+    assert NO_DAEMON not in printed.stderr
+    assert AS_ROOT not in printed.stderr
+
+
+def test_install_with_the_cron_daemon_running_does_not_warn_of_it(
+    crontab: Crontab,
+    cron_daemon: subprocess.Popen[bytes] | None,
+    app_cron_output: tuple[Path, bool],
+) -> None:
+    """With Debian's cron daemon running, ``install`` has no "no cron daemon" warning (the
+    root warning still depends only on who installs)."""
+    done = cron_cli("install")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert NO_DAEMON not in done.stderr
+    assert (AS_ROOT in done.stderr) == (os.geteuid() == 0)
+    assert own_lines(crontab.read()) == [expected_line(30, 3, "*")]
+
+
+@pytest.mark.parametrize("style", ["crond", "busybox crond"])
+def test_install_recognises_other_cron_daemons(
+    crontab: Crontab, app_cron_output: tuple[Path, bool], tmp_path: Path, style: str
+) -> None:
+    """A process called ``crond`` (cronie, busybox's symlink) or started as ``busybox crond``
+    counts as a cron daemon. Here each is a plain shell process with that name (the name is
+    all the check reads), started once no real cron daemon runs."""
+    no_cron_daemon()
+    script = tmp_path / "crond"
+    script.write_text("#!/bin/sh\nsleep 60\n", encoding="utf-8")
+    script.chmod(0o755)
+    if style == "crond":  # the process's name (comm) is crond
+        argv, executable = [str(script)], None
+    else:  # comm is sh, the command line is `busybox crond -f`
+        argv, executable = ["busybox", "crond", "-f"], "/bin/sh"
+    fake = subprocess.Popen(argv, executable=executable, cwd=tmp_path, start_new_session=True)
+    try:
+        time.sleep(0.3)
+        assert fake.poll() is None
+        done = cron_cli("install")
+    finally:
+        fake.kill()
+        fake.wait(timeout=10)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert NO_DAEMON not in done.stderr
+    without = cron_cli("install")
+    assert NO_DAEMON in without.stderr
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
@@ -527,6 +631,36 @@ def test_cron_setup_commands_are_real() -> None:
             build_parser().parse_args(with_default_command(args))
         except SystemExit as exc:
             pytest.fail(f"CRON_SETUP.md shows `{program} {' '.join(args)}`: exit {exc.code}")
+
+
+DOCUMENT_NAME = re.compile(r"\b[A-Za-z][\w-]*\.md\b")
+SHIPPED_SUFFIXES = (".py", ".sh", ".md", ".service", ".timer", ".example", ".toml", ".txt")
+
+
+def documents_named(text: str) -> set[str]:
+    """The ``*.md`` file names ``text`` mentions (``see README.md``, ``[x](CRON_SETUP.md#y)``)."""
+    return set(DOCUMENT_NAME.findall(text))
+
+
+def test_documents_point_only_inside_the_repository() -> None:
+    """Every ``*.md`` document that a file of the project names (a docstring's "see ...",
+    a link in a guide) is a file of the repository, beside the script."""
+    gone = "INTERFACE" + ".md"  # spelled in two parts, or this file would name it
+    assert documents_named(f'see {gone}, "Exit codes"; [x](CRON_SETUP.md#3)') == {
+        gone,
+        "CRON_SETUP.md",
+    }
+    missing = []
+    for path in sorted(APP_DIR.rglob("*")):
+        relative = path.relative_to(APP_DIR)
+        if any(part.startswith((".", "__pycache__")) or "venv" in part for part in relative.parts):
+            continue
+        if not path.is_file() or not path.name.endswith(SHIPPED_SUFFIXES):
+            continue
+        for name in documents_named(path.read_text(encoding="utf-8", errors="replace")):
+            if not (APP_DIR / name).is_file():
+                missing.append(f"{relative} names {name}")
+    assert missing == []
 
 
 def test_systemd_units_are_valid() -> None:

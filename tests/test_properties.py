@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis): whatever XTS answers and whatever the settings hold, the
-program ends in a contract exit code (INTERFACE.md, "Exit codes"), never in a stray exception.
+program ends in a contract exit code (README, "Exit codes"), never in a stray exception.
 
 Three groups:
 

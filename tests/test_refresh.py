@@ -136,6 +136,7 @@ def test_marketdata_session_is_saved_with_its_own_fields(project: Project) -> No
 
 def test_root_prefix_trailing_slash_and_binary_marketdata_path(project: Project) -> None:
     """A root's path prefix is kept, its trailing slash tolerated; XTS_MARKETDATA_PATH is used."""
+    project.sim.api_prefix = "/xts"
     project.with_marketdata().settings.update(
         XTS_API_ROOT=project.sim.url + "/xts/", XTS_MARKETDATA_PATH="/apibinarymarketdata"
     )
@@ -144,6 +145,20 @@ def test_root_prefix_trailing_slash_and_binary_marketdata_path(project: Project)
     assert project.sim.requests("interactive_login")[0].path == "/xts/interactive/user/session"
     assert project.sim.requests("marketdata_login")[0].path == "/xts/apibinarymarketdata/auth/login"
     assert token_json(project.token_file)["api_root"] == project.sim.url + "/xts"
+
+
+def test_a_typo_in_the_marketdata_path_is_a_404_not_a_login(project: Project) -> None:
+    """The simulator serves only the paths a broker serves: a misspelt XTS_MARKETDATA_PATH gets
+    a 404, as from a real server, so the run fails instead of passing by accident."""
+    project.with_marketdata().settings["XTS_MARKETDATA_PATH"] = "/apimarketdat"
+    run = project.run()
+    assert run.code == 1, run.output
+    assert project.sim.count("marketdata_login") == 0
+    (sent,) = project.sim.requests("unknown")
+    assert sent.path == "/apimarketdat/auth/login"
+    assert "e-route-0404" in run.stdout
+    assert project.sim.count("interactive_login") == 1
+    assert not project.md_token_file.exists()
 
 
 def test_flag_beats_environment_beats_env_file(project: Project, tmp_path: Path) -> None:
@@ -212,7 +227,8 @@ def test_refused_credentials_exit_1_without_retry(project: Project) -> None:
     assert CODE_BAD_CREDENTIALS_INTERACTIVE in run.stdout
     assert "Invalid credentials" in run.stdout
     assert last_line(run.stdout).startswith("✗")
-    assert "Check the API key" in last_line(run.stdout)
+    assert "Fix XTS_INTERACTIVE_API_KEY and XTS_INTERACTIVE_API_SECRET" in last_line(run.stdout)
+    assert last_line(run.stdout).lower().count("check your") <= 1  # XTS's words, once
     assert "is-FAKE-wrong-secret-Zt55" not in run.output + run.log
     assert project.sim.count("interactive_login") == 1
     assert project.token_file.read_bytes() == before

@@ -351,3 +351,24 @@ def test_setup_twice_on_a_fresh_copy(project: Project, tmp_path: Path) -> None:
         for secret in SECRETS:
             assert secret not in output_of(done)
     assert_clean(project, run)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_tells_of_setup_too(tmp_path: Path, flag: str) -> None:
+    """``refresh_xts_token.sh --help`` shows the wrapper's own usage (``--setup`` is the
+    wrapper's, the program knows nothing of it) above the program's help, and exits 0;
+    a command's help (``cron --help``) is the program's alone."""
+    done = run_wrapper(WRAPPER, flag, home=tmp_path)
+
+    assert done.returncode == 0, output_of(done)
+    assert "refresh_xts_token.sh --setup" in done.stdout
+    assert "Usage: refresh_xts_token.sh [COMMAND] [OPTIONS]" in done.stdout
+    wrapper_usage = done.stdout.index("refresh_xts_token.sh --setup")
+    assert wrapper_usage < done.stdout.index("usage: xts_token_refresh.py")
+    for command in ("refresh", "status", "check-config", "cron", "demo"):
+        assert f"\n    {command} " in done.stdout, command
+    assert done.stderr == ""
+
+    command_help = run_wrapper(WRAPPER, "cron", flag, home=tmp_path)
+    assert command_help.returncode == 0, output_of(command_help)
+    assert "--setup" not in command_help.stdout

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from . import __version__
 from .errors import ConfigError, UnexpectedError, XtsRefreshError
-from .notify import Redactor, close_logging, setup_logging
+from .notify import Redactor, close_logging, console_survives_closed_pipes, setup_logging
 from .settings import (
     PathOverrides,
     Settings,
@@ -56,7 +56,7 @@ def _path_options(parser: argparse.ArgumentParser, default: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command and option in INTERFACE.md."""
+    """The parser of every command and option (README.md, "Commands")."""
     parser = argparse.ArgumentParser(
         prog="xts_token_refresh.py",
         description="Log in to XTS and save fresh session tokens where trading bots read them.",
@@ -67,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     _path_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    refresh = commands.add_parser("refresh", help="log in and save the tokens (the default)")
+    refresh = commands.add_parser(
+        "refresh",
+        help="log in and save the tokens (the default)",
+        description="Log in to every configured XTS session and save the new tokens "
+        "atomically, mode 0600, where the trading bots read them. Exit codes: 0 every session "
+        "holds a fresh token, 1 login refused, 2 settings, 3 XTS unreachable, 4 local failure, "
+        '5 hook failed (README.md, "Exit codes").',
+    )
     refresh.add_argument(
         "--if-needed", action="store_true", help="log in only where the stored token will not do"
     )
@@ -84,21 +91,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="after saving, prove each new token works with one call",
     )
 
-    status = commands.add_parser("status", help="report the stored tokens; never logs in")
+    status = commands.add_parser(
+        "status",
+        help="report the stored tokens; never logs in",
+        description="Report each stored token (user, refreshed at, expires at, time left); "
+        "never logs in. Exit 0 when every configured session's token is usable, 1 otherwise.",
+    )
     status.add_argument("--verify", action="store_true", help="ask XTS whether each is accepted")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    commands.add_parser("check-config", help="validate settings and paths, reach the API root")
+    commands.add_parser(
+        "check-config",
+        help="validate settings and paths, reach the API root",
+        description="Validate the settings and the token and log paths, and reach the API root "
+        "(and the host lookup, when configured) without logging in. Exit 0 ready, 2 a setting "
+        "or path is wrong, 3 XTS cannot be reached.",
+    )
 
-    cron = commands.add_parser("cron", help="print, install or remove the crontab line")
-    cron.add_argument("action", choices=("print", "install", "uninstall"))
+    cron = commands.add_parser(
+        "cron",
+        help="print, install or remove the crontab line",
+        description="The crontab line that runs refresh_xts_token.sh at --at in --tz (daily or "
+        "on weekdays), converted to this machine's time zone, with absolute paths; path flags "
+        "given here are passed on to the job. Notes and warnings go to stderr.",
+    )
+    cron.add_argument(
+        "action",
+        choices=("print", "install", "uninstall"),
+        help="print: show the line (stdout); install: put it in the crontab, replacing only "
+        "its own marked line; uninstall: remove it",
+    )
     cron.add_argument("--at", default="09:00", metavar="HH:MM", help="time of day (09:00)")
     cron.add_argument(
         "--tz", default="Asia/Kolkata", metavar="ZONE", help="zone of --at (Asia/Kolkata)"
     )
-    cron.add_argument("--days", default="daily", choices=("daily", "weekdays"))
+    cron.add_argument(
+        "--days",
+        default="daily",
+        choices=("daily", "weekdays"),
+        help="daily, or weekdays: Monday to Friday in India (daily)",
+    )
 
-    commands.add_parser("demo", help="a complete refresh against the bundled simulator")
+    commands.add_parser(
+        "demo",
+        help="a complete refresh against the bundled simulator",
+        description="A complete refresh --verify and status against the bundled XTS simulator "
+        "on 127.0.0.1, in a temporary folder that is removed when the demo ends. Needs no .env "
+        "and no credentials; nothing leaves this machine.",
+    )
     for sub in commands.choices.values():
         _path_options(sub, argparse.SUPPRESS)
     return parser
@@ -193,11 +233,17 @@ def report_failure(log: logging.Logger, failure: XtsRefreshError) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the program; the process's exit code (INTERFACE.md, "Exit codes")."""
+    """Run the program; the process's exit code (README.md, "Exit codes")."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A bare cron environment may have no UTF-8 locale: never die printing a ✓.
         sys.stdout.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
+    # A reader that goes away (`| head -1`) costs nothing: not the refresh, not its exit code.
+    with console_survives_closed_pipes():
+        return _main(sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(with_default_command(argv))
     redactor = Redactor()
     log = setup_logging(redactor, None, console_stream(args))
     try:

@@ -1,8 +1,9 @@
 """The XTS client: logins, host lookup and token checks over HTTP, with retries and a deadline.
 
-Success is judged on the XTS body (``type`` and a token), never on the HTTP status alone (see
-XTS_NOTES.md). Transient failures are retried with exponential backoff and jitter, bounded by
-``XTS_RETRIES`` and by the run's deadline; a refusal is never retried.
+Success is judged on the XTS body (``type`` and a token), never on the HTTP status alone: XTS
+has answered "Invalid Token" with HTTP 200 and with 400 (see PROTOCOL.md). Transient failures
+are retried with exponential backoff and jitter, bounded by ``XTS_RETRIES`` and by the run's
+deadline; a refusal is never retried.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import requests
 from . import __version__
 from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
 from .settings import Credentials, Settings
-from .store import StoredToken
+from .store import SESSION_LABELS, StoredToken
 from .timebox import run_within
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -142,7 +143,12 @@ def login_result(session: str, body: dict[str, Any], root: str) -> LoginResult:
     would be mangled in the file and the logs): such an answer is not a usable one.
     """
     if body.get("type") != "success":
-        raise LoginRefusedError(f"XTS refused the {session} login: {describe_xts_error(body)}.")
+        prefix = "XTS_INTERACTIVE" if session == "interactive" else "XTS_MARKETDATA"
+        raise LoginRefusedError(
+            f"XTS refused the {SESSION_LABELS[session]} login: {describe_xts_error(body)}.",
+            f"Fix {prefix}_API_KEY and {prefix}_API_SECRET in the settings file (the key and its "
+            "secret must belong together, and to XTS_USER_ID when it is set), then run again.",
+        )
     require_token(body)
     result: dict[str, Any] = body["result"]
     token = result["token"].strip()
@@ -249,7 +255,8 @@ class XtsClient:
         return {"appKey": creds.app_key, "secretKey": creds.secret, "source": self.settings.source}
 
     def _login(self, session: str, url: str, payload: dict[str, str], root: str) -> LoginResult:
-        body = self._call("POST", url, f"{session} login", payload=payload, check=require_token)
+        label = f"{SESSION_LABELS[session]} login"
+        body = self._call("POST", url, label, payload=payload, check=require_token)
         return login_result(session, body, root)
 
     def lookup_host(self, lookup_url: str) -> tuple[str, str]:
@@ -294,7 +301,7 @@ class XtsClient:
         else:
             url = f"{stored.api_root}{self.settings.marketdata_path}/config/clientConfig"
             params = {}
-        label = f"{stored.session} token check"
+        label = f"{SESSION_LABELS[stored.session]} token check"
         body = self._call(
             "GET",
             url,
@@ -313,7 +320,8 @@ class XtsClient:
             or "invalid token" in str(body.get("description", "")).lower()
         ):
             raise TokenRejectedError(
-                f"XTS rejected the {stored.session} token: {describe_xts_error(body)}."
+                f"XTS rejected the {SESSION_LABELS[stored.session]} token: "
+                f"{describe_xts_error(body)}."
             )
         return f"accepted (XTS answered {describe_xts_error(body)})"
 

@@ -2,7 +2,7 @@
 
 Each takes validated Settings and returns the process's exit code; failures inside a session
 are collected so that one bad session does not hide another's result, and the run exits with
-the highest code (INTERFACE.md, "Exit codes").
+the highest code (README, "Exit codes").
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -25,15 +25,19 @@ from .errors import (
     LocalError,
     LoginRefusedError,
     TokenRejectedError,
+    TokenSaveError,
     TokenUnavailableError,
     UnexpectedError,
     XtsRefreshError,
+    XtsUnavailableError,
 )
 from .notify import Redactor, ping_healthcheck, send_telegram
 from .settings import APP_DIR, SECRET_VARIABLES, Settings, env_file_is_exposed
 from .store import (
+    SESSION_LABELS,
     RunLock,
     StoredToken,
+    check_writable,
     expiry_from_token,
     jwt_claims,
     read_token_file,
@@ -161,21 +165,25 @@ def foreign_token(settings: Settings, stored: StoredToken) -> tuple[str, str] | 
     return None
 
 
-def renewal_reason(settings: Settings, session: str, renew_before: float) -> str | None:
-    """Why ``session`` needs a login under ``--if-needed``; None when its token will do."""
+def renewal_reason(
+    settings: Settings, session: str, renew_before: float
+) -> tuple[StoredToken | None, str | None]:
+    """The stored token of ``session`` (None when unreadable), and why ``--if-needed`` must
+    log in; the reason is None when the stored token will do. The file is read once."""
     try:
         stored = read_token_file(settings.token_path(session), session)
     except TokenUnavailableError as exc:
-        return f"the stored token is {exc.state}"
+        return None, f"the stored token is {exc.state}"
     foreign = foreign_token(settings, stored)
     if foreign is not None:
-        return foreign[1]
+        return stored, foreign[1]
     if stored.expires_at is None:
-        return "the stored token's expiry cannot be read"
+        return stored, "the stored token's expiry cannot be read"
     left = stored.seconds_left()
     if left <= renew_before:
-        return f"the stored token expires in {format_duration(left)}" if left > 0 else "expired"
-    return None
+        reason = f"the stored token expires in {format_duration(left)}" if left > 0 else "expired"
+        return stored, reason
+    return stored, None
 
 
 def stored_from_login(result: LoginResult) -> StoredToken:
@@ -314,15 +322,13 @@ class RefreshRun:
                 "A hook must not run the refresher: the tokens are already fresh when it runs.",
             )
         lock = RunLock(self.settings.lock_file)
-        lock.acquire(self.deadline.remaining())
+        lock.acquire(self.deadline.remaining(), on_wait=lambda text: self.log.info("%s", text))
         try:
             for session in self.settings.sessions:
                 remove_stale_temporaries(self.settings.token_path(session))
             client = XtsClient(self.settings, self.deadline, self.log)
             try:
-                outcomes = [self._refresh_session(client, s) for s in self.settings.sessions]
-                if self.options.verify:
-                    outcomes = [self._verify(client, o) for o in outcomes]
+                outcomes = self._refresh_sessions(client)
             finally:
                 client.close()
             # A token that --verify saw rejected is nothing to restart a bot for.
@@ -339,28 +345,78 @@ class RefreshRun:
         finally:
             lock.release()
 
-    def _refresh_session(self, client: XtsClient, session: str) -> SessionOutcome:
+    def _refresh_sessions(self, client: XtsClient) -> list[SessionOutcome]:
+        """Decide which sessions need a login, prove their files writable, then log in.
+
+        Every check comes before the first login: a market-data login ends the previous
+        market-data session, so a token that cannot be saved must not be asked for.
+        """
+        decided = {s: self._keep_or_renew(client, s) for s in self.settings.sessions}
+        for session in [s for s, outcome in decided.items() if outcome is None]:
+            try:
+                check_writable(self.settings.token_path(session), session)
+            except TokenSaveError as exc:
+                self.log.error("✗ %s: %s", SESSION_TITLES[session], exc.message)
+                decided[session] = SessionOutcome(session, error=exc)
+        outcomes = [
+            outcome if outcome is not None else self._log_in_and_save(client, session)
+            for session, outcome in decided.items()
+        ]
+        if self.options.verify:
+            outcomes = [self._verify(client, o) for o in outcomes]
+        return outcomes
+
+    def _keep_or_renew(self, client: XtsClient, session: str) -> SessionOutcome | None:
+        """The outcome of keeping the stored token under ``--if-needed``; None to log in.
+
+        With ``--verify`` a token that passes the local checks is also put to XTS: one that XTS
+        rejects (a broker restart, a login elsewhere) is renewed, one it accepts is kept, since
+        a needless market-data login would cut off a streaming bot.
+        """
+        if not self.options.if_needed:
+            return None
+        title = SESSION_TITLES[session]
+        kept, reason = renewal_reason(self.settings, session, self.options.renew_before)
+        if reason is None and kept is not None and self.options.verify:
+            self.redactor.add(kept.token)
+            try:
+                client.verify(kept)
+            except TokenRejectedError as exc:
+                reason = exc.message.rstrip(".")
+            except XtsRefreshError as exc:
+                self.log.error("✗ %s check: %s", title, exc.message)
+                failure = XtsUnavailableError(
+                    f"The stored {SESSION_LABELS[session]} token could not be checked with "
+                    f"XTS ({exc.message}); it was kept, and no login was sent.",
+                )
+                return SessionOutcome(session, kept=kept, error=failure)
+        if reason is None and kept is not None:
+            checked = " and XTS accepts it" if self.options.verify else ""
+            self.log.info(
+                "✓ The %s is still valid until %s (%s left)%s; no login needed.",
+                title,
+                kept.expires_at.isoformat() if kept.expires_at else "?",
+                format_duration(kept.seconds_left()),
+                checked,
+            )
+            return SessionOutcome(session, kept=kept)
+        self.log.info("Logging in to the %s session: %s.", SESSION_LABELS[session], reason)
+        return None
+
+    def _log_in_and_save(self, client: XtsClient, session: str) -> SessionOutcome:
         title = SESSION_TITLES[session]
         path = self.settings.token_path(session)
-        if self.options.if_needed:
-            reason = renewal_reason(self.settings, session, self.options.renew_before)
-            if reason is None:
-                kept = read_token_file(path, session)
-                self.log.info(
-                    "✓ The %s is still valid until %s (%s left); no login needed.",
-                    title,
-                    kept.expires_at.isoformat() if kept.expires_at else "?",
-                    format_duration(kept.seconds_left()),
-                )
-                return SessionOutcome(session, kept=kept)
-            self.log.info("Logging in to the %s session: %s.", session, reason)
         try:
             result = client.login(session)
             self.redactor.add(result.token)
             stored = stored_from_login(result)
             self._check_user(stored)
-            save_token(path, stored)
         except XtsRefreshError as exc:
+            self.log.error("✗ %s: %s", title, exc.message)
+            return SessionOutcome(session, error=exc)
+        try:
+            save_token(path, stored)
+        except TokenSaveError as exc:
             self.log.error("✗ %s: %s", title, exc.message)
             return SessionOutcome(session, error=exc)
         self.log.info("✓ %s refreshed successfully!", title)
@@ -369,7 +425,8 @@ class RefreshRun:
         self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
         if stored.expires_at is None:
             self._warn(
-                f"The {session} token carries no readable expiry (exp claim); expires_at is null."
+                f"The {SESSION_LABELS[session]} token carries no readable expiry (exp claim); "
+                "expires_at is null."
             )
         if session == "marketdata":
             self._check_app_key(stored.extra.get("application_expiry_date"))
@@ -499,23 +556,31 @@ def session_report(settings: Settings, session: str, renew_before: float) -> dic
     return report
 
 
+STATUS_QUICK_SECONDS = 5.0
+
+
 def status(
     settings: Settings, *, verify: bool, as_json: bool, log: logging.Logger, redactor: Redactor
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1.
 
-    With ``as_json`` the standard output holds the JSON document alone (``cli`` sends the
-    console's log lines to standard error).
+    With ``verify``, every usable token must also be accepted by XTS; one that XTS could not be
+    asked about is "not checked" (``verified`` null), which is not 0 either. With ``as_json``
+    the standard output holds the JSON document alone (``cli`` sends the console's log lines,
+    warnings included, to standard error).
     """
 
     def show(text: str) -> None:
         # XTS wrote some of these messages: mask anything shaped like a token before printing.
         print(redactor.redact(text))
 
+    warn_about_setup(settings, log)
     reports = [session_report(settings, s, DEFAULT_RENEW_BEFORE) for s in settings.sessions]
     if verify:
         _verify_reports(settings, reports, log, redactor)
-    ok = all(r["usable"] for r in reports)
+    usable = all(r["usable"] for r in reports)
+    unchecked = verify and any(r["usable"] and r["verified"] is None for r in reports)
+    ok = usable and not unchecked
     if as_json:
         document = {
             "ok": ok,
@@ -526,25 +591,51 @@ def status(
         show(json.dumps(document, indent=2))
         return 0 if ok else 1
     for r in reports:
-        mark = "✓" if r["usable"] else "✗"
+        mark = "✓" if r["usable"] and not (verify and r["verified"] is None) else "✗"
         show(f"{mark} {r['session']:<12} {r['state']:<10} user {r['user_id'] or '-'}")
         left = f" ({r['time_left']} left)" if (r["seconds_left"] or 0) > 0 else ""
         when = f"refreshed at {r['refreshed_at'] or '-'}, expires at {r['expires_at'] or '-'}"
         show(f"    {when}{left}")
         show(f"    file {r['path']}")
-        if r["verified"] is not None:
-            show(f"    checked with XTS: {'accepted' if r['verified'] else 'NOT accepted'}")
+        if verify and r["usable"]:
+            show(f"    checked with XTS: {_verification_words(r['verified'])}")
+        elif verify and r["state"] == "rejected":
+            show(f"    checked with XTS: {_verification_words(False)}")
         if r["message"]:
             show(f"    {r['message']}")
-    if not ok:
+    if not usable:
         show("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
+    elif unchecked:
+        show(
+            "✗ XTS could not be asked about at least one token (not checked): check the network "
+            "and the broker's status, then run `xts_token_refresh.py status --verify` again."
+        )
     return 0 if ok else 1
+
+
+def _verification_words(verified: bool | None) -> str:
+    """How the console names the outcome of asking XTS about a token."""
+    if verified is None:
+        return "not checked (XTS could not be asked)"
+    return "accepted" if verified else "NOT accepted"
 
 
 def _verify_reports(
     settings: Settings, reports: list[dict[str, Any]], log: logging.Logger, redactor: Redactor
 ) -> None:
-    client = XtsClient(settings, Deadline(settings.deadline), log)
+    """Ask XTS about every usable token, quickly: people and monitors wait for the answer.
+
+    One retry at most, each request at most STATUS_QUICK_SECONDS; a token XTS could not be
+    asked about keeps ``verified`` None and gets a message about the network, never
+    ``rejected``.
+    """
+    quick = replace(
+        settings,
+        retries=min(settings.retries, 1),
+        timeout=min(settings.timeout, STATUS_QUICK_SECONDS),
+        retry_backoff=min(settings.retry_backoff, 1.0),
+    )
+    client = XtsClient(quick, Deadline(min(settings.deadline, 3 * STATUS_QUICK_SECONDS)), log)
     try:
         for report in reports:
             if not report["usable"]:
@@ -553,12 +644,22 @@ def _verify_reports(
             redactor.add(stored.token)
             try:
                 note = client.verify(stored)
-                report["message"] = f"{note[0].upper()}{note[1:]}."
-                report["verified"] = True
+            except TokenRejectedError as exc:
+                report.update(
+                    state="rejected",
+                    usable=False,
+                    verified=False,
+                    message=f"{exc.message} Run `xts_token_refresh.py` to log in again.",
+                )
             except XtsRefreshError as exc:
-                report.update(usable=False, verified=False, message=str(exc))
-                if isinstance(exc, TokenRejectedError):
-                    report["state"] = "rejected"
+                report["message"] = (
+                    f"Not checked: XTS could not be asked ({exc.message.rstrip('.')}). "
+                    "Check the network and the broker's status."
+                )
+            else:
+                report["verified"] = True
+                if note != "accepted":
+                    report["message"] = f"{note[0].upper()}{note[1:]}."
     finally:
         client.close()
 
@@ -575,6 +676,28 @@ def _folder_problem(path: Path) -> str | None:
     if path.is_dir():
         return f"{path} is a folder"
     return None
+
+
+def _report_probe(url: str, status: int, log: logging.Logger) -> None:
+    """Say that ``url`` was reached; an error status is shown without a tick beside it.
+
+    An API root commonly answers 404 (only its API paths exist), so reaching it is what counts;
+    a 5xx says the server behind it is failing.
+    """
+    scheme = urlsplit(url).scheme
+    if status < 400:
+        log.info("✓ %s is reachable over %s (HTTP %d).", url, scheme, status)
+    elif status < 500:
+        log.info("✓ %s is reachable over %s.", url, scheme)
+        log.info("  (It answered HTTP %d, as an API root may: only its API paths exist.)", status)
+    else:
+        log.warning(
+            "⚠ %s is reachable over %s, but answered HTTP %d: the broker's server may be "
+            "failing; check its status before the next refresh.",
+            url,
+            scheme,
+            status,
+        )
 
 
 def check_config(settings: Settings, log: logging.Logger) -> int:
@@ -602,8 +725,7 @@ def check_config(settings: Settings, log: logging.Logger) -> int:
     client = XtsClient(settings, Deadline(settings.deadline), log)
     try:
         for url in filter(None, (settings.api_root, settings.hostlookup_url)):
-            answer = client.probe(url)
-            log.info("✓ %s answers (HTTP %d) over %s.", url, answer, urlsplit(url).scheme)
+            _report_probe(url, client.probe(url), log)
     except XtsRefreshError as exc:
         log.error("✗ %s", exc)
         return exc.exit_code

@@ -23,6 +23,8 @@ from .errors import ConfigError
 from .settings import APP_DIR
 
 MARKER = "# xts-token-refresh:"
+# Process names of cron daemons: Debian's cron, cronie's and busybox's crond, fcron.
+CRON_DAEMONS = frozenset({"cron", "crond", "cronie", "fcron"})
 DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
 # Offsets for the two zones that matter most, where the machine has no zoneinfo database.
 FALLBACK_ZONES = MappingProxyType(
@@ -232,6 +234,54 @@ def _setup_warnings(machine: tzinfo, machine_name: str, environ: Mapping[str, st
     return warnings
 
 
+def _is_cron_daemon(process: Path) -> bool:
+    """True when the process folder ``/proc/<pid>`` is a cron daemon, by its name or command
+    line (``crond``, ``/usr/sbin/cron -f``, ``busybox crond -f``)."""
+    try:
+        name = (process / "comm").read_text(encoding="utf-8", errors="replace").strip()
+        argv = (process / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:  # ended meanwhile, or not ours to read
+        return False
+    words = [os.path.basename(word) for word in argv[:2]]
+    return (
+        name in CRON_DAEMONS
+        or words[0] in CRON_DAEMONS
+        or (words[0] == "busybox" and words[1:] == ["crond"])
+    )
+
+
+def cron_daemon_running(proc: Path = Path("/proc")) -> bool | None:
+    """Whether a cron daemon runs on this machine; None when it cannot be told (no /proc, as
+    on macOS, or other users' processes hidden by ``hidepid``)."""
+    try:
+        (proc / "1" / "comm").read_bytes()
+    except OSError:
+        return None
+    return any(_is_cron_daemon(process) for process in proc.glob("[0-9]*"))
+
+
+def _install_warnings() -> list[str]:
+    """What would keep the installed line from running as it should."""
+    warnings = []
+    if cron_daemon_running() is False:
+        warnings.append(
+            "WARNING: no cron daemon runs on this machine (no cron or crond process), so the "
+            "line is installed but will never run. Start cron, and have it start at boot: "
+            "sudo systemctl enable --now cron (the service is crond on Red Hat-like systems), "
+            "or sudo service cron start where there is no systemd; or use the systemd timer "
+            "(CRON_SETUP.md)."
+        )
+    if os.geteuid() == 0:
+        warnings.append(
+            "WARNING: this installs the line into root's crontab, so the job will run as root. "
+            "CRON_SETUP.md advises a dedicated unprivileged user that owns this folder, .env "
+            "and the token files: run `xts_token_refresh.py cron install` as that user (e.g. "
+            "sudo -u xts ./xts_token_refresh.py cron install), and `xts_token_refresh.py cron "
+            "uninstall` here as root."
+        )
+    return warnings
+
+
 def cron_command(
     action: str,
     at: str,
@@ -255,6 +305,8 @@ def cron_command(
     schedule = convert(at, zone, days, machine, machine_name)
     line = crontab_line(schedule, arguments=arguments)
     notes = [*schedule.notes, *_setup_warnings(machine, machine_name, environ)]
+    if action == "install":
+        notes += _install_warnings()
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if action == "print":

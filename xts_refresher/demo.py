@@ -1,8 +1,9 @@
 """The ``demo`` command: a complete refresh against the bundled simulator, nothing to set up.
 
 It starts the XTS simulator on 127.0.0.1, writes its token files and log into a temporary
-folder, runs ``refresh --verify`` and ``status`` exactly as a real run would, shows the token
-file (token masked), and cleans up. No ``.env``, no credentials and no network are needed.
+folder, runs ``refresh --verify`` and ``status`` exactly as a real run would, shows what the
+token file holds (token masked), and removes the folder. No ``.env``, no credentials and no
+network are needed.
 """
 
 from __future__ import annotations
@@ -88,8 +89,14 @@ def _demo() -> int:
     with tempfile.TemporaryDirectory(prefix="xts-demo-") as tmp, XtsSimulator() as simulator:
         folder = Path(tmp)
         settings = demo_settings(simulator.url, folder)
-        print(f"Demo: the bundled XTS simulator listens on {simulator.url}; files go to {folder}.")
-        print("Nothing leaves this machine, and the credentials are the simulator's own.\n")
+        print(
+            f"Demo: the bundled XTS simulator listens on {simulator.url}; the files go to the "
+            f"temporary folder {folder}, which is removed when the demo ends."
+        )
+        print(
+            "Nothing leaves this machine: the commands below run with the simulator's own "
+            "credentials and the demo's settings, not with a .env.\n"
+        )
         print("$ xts_token_refresh.py refresh --verify")
         redactor = Redactor(settings.secrets())
         log = setup_logging(redactor, settings.log_file)
@@ -99,7 +106,10 @@ def _demo() -> int:
             status_code = status(settings, verify=False, as_json=False, log=log, redactor=redactor)
         finally:
             close_logging(log)
-        print(f"\n$ cat {settings.token_file}   (token masked here; the file holds it whole)")
+        print(
+            f"\nThe token file {settings.token_file} holds (the token is masked here; the file "
+            "has it whole):"
+        )
         if settings.token_file.exists():
             shown = json.loads(settings.token_file.read_text(encoding="utf-8"))
             shown["token"] = mask(shown["token"])

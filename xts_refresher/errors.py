@@ -1,6 +1,6 @@
 """One exception hierarchy for the whole program.
 
-Every class carries the exit code the contract gives it (see INTERFACE.md, "Exit codes"), and a
+Every class carries the exit code the contract gives it (see README.md, "Exit codes"), and a
 hint that tells the operator what to do next, so ``main`` maps any failure to its code and its
 final ``✗`` line in one place. This module imports nothing heavy: ``load_token`` uses it.
 """

@@ -7,17 +7,23 @@ token or session token reaches stdout, the log, Telegram or a ping.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 from logging.handlers import WatchedFileHandler
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .settings import TelegramSettings
 from .store import mask
 from .timebox import run_within
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 LOGGER_NAME = "xts_token_refresh"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
@@ -66,6 +72,62 @@ class Redactor(logging.Filter):
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+class _ReaderMayLeave(io.FileIO):
+    """A console descriptor whose reader may go away (``xts_token_refresh.py | head -1``).
+
+    The first write that meets a closed pipe (EPIPE) points the descriptor at os.devnull, as
+    the signal module's "Note on SIGPIPE" advises, and counts as written: the run goes on as if
+    the lines had been read, with no BrokenPipeError in a log handler, a print() or Python's
+    flush at exit. SIGPIPE stays ignored (Python's default), so the refresh is never killed
+    before it saves; the log file, a file of its own, misses nothing.
+    """
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.fileno())
+            finally:
+                os.close(devnull)
+            return memoryview(data).nbytes
+
+
+def _tolerant(stream: TextIO) -> TextIO:
+    """``stream`` (stdout or stderr) rebuilt on a _ReaderMayLeave, or as it is when it is not a
+    plain file descriptor (e.g. pytest's capture)."""
+    if not isinstance(stream, io.TextIOWrapper):
+        return stream
+    try:
+        descriptor = stream.fileno()
+        stream.flush()
+    except (OSError, ValueError):
+        return stream
+    raw = _ReaderMayLeave(descriptor, "w", closefd=False)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+        write_through=stream.write_through,
+    )
+
+
+@contextlib.contextmanager
+def console_survives_closed_pipes() -> Iterator[None]:
+    """Within it, sys.stdout and sys.stderr never raise because their reader went away."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _tolerant(sys.stdout), _tolerant(sys.stderr)
+    try:
+        yield
+    finally:
+        for replaced in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                replaced.flush()
+        sys.stdout, sys.stderr = saved
 
 
 class _ConsoleFormatter(logging.Formatter):

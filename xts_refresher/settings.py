@@ -7,7 +7,6 @@ problems are collected and reported together, each naming its variable, so one e
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -17,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import paths
 from .errors import ConfigError
 
-APP_DIR = Path(__file__).resolve().parent.parent
+APP_DIR = Path(paths.APP_DIR)
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_TOKEN_FILE = "xts_store_token.json"  # noqa: S105 - a file name
 DEFAULT_MARKETDATA_TOKEN_FILE = "xts_marketdata_token.json"  # noqa: S105
@@ -160,12 +160,7 @@ class Settings:
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:
     """``value`` as an absolute path; a relative one is taken from the program's folder."""
-    path = Path(value)
-    with contextlib.suppress(RuntimeError):  # ~name of an unknown user: taken literally
-        path = path.expanduser()
-    # A relative path is tidied (no "dir/../"); an absolute one is kept as written, since ".."
-    # after a symlink leads elsewhere than the text suggests.
-    return path if path.is_absolute() else Path(os.path.normpath(APP_DIR / path))
+    return Path(paths.resolve(os.fspath(value)))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -361,13 +356,16 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
         check.problems.append("XTS_TOKEN_FILE and XTS_MARKETDATA_TOKEN_FILE must differ.")
     if check.problems:
         listing = "\n".join(f"  - {problem}" for problem in check.problems)
-        where = f"The settings in {env_file} (or the environment)"
         if not env_file.exists():
-            where = f"There is no {env_file}, and the settings in the environment"
+            raise ConfigError(
+                f"The settings file {env_file} does not exist, and the environment does not "
+                f"hold valid settings either:\n{listing}",
+                f"Create it: `{APP_DIR / 'refresh_xts_token.sh'} --setup` copies .env.example to "
+                f"{env_file} (mode 600); put your broker's settings in it, then run check-config.",
+            )
         raise ConfigError(
-            f"{where} are not valid:\n{listing}",
-            "Fix them (every setting is described in .env.example; "
-            "`./refresh_xts_token.sh --setup` creates .env from it), then run check-config.",
+            f"The settings in {env_file} (or the environment) are not valid:\n{listing}",
+            "Fix them (every setting is described in .env.example), then run check-config.",
         )
     return settings
 

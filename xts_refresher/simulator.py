@@ -1,11 +1,12 @@
 """A local HTTP server that answers like an XTS broker, for tests and the ``demo`` command.
 
 It simulates the interactive and market-data login endpoints, the cheap token checks
-(``user/balance``, ``config/clientConfig``), logout and host lookup, following
-``XTS_NOTES.md`` (endpoints, answer and error shapes). It also plays a fake Telegram Bot API
-(``/bot<token>/sendMessage``) and a fake healthchecks.io (``/ping/...``) so tests can count
-notifications and pings. Every request is recorded; faults can be queued per route to make
-the next answers fail (errors, HTML proxy pages, rate limits, hangs, resets, trickled bodies).
+(``user/balance``, ``config/clientConfig``), logout and host lookup, as PROTOCOL.md describes
+them (endpoints, answer and error shapes); any other path is answered 404, as a real server
+does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``) and a fake
+healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every request is
+recorded; faults can be queued per route to make the next answers fail (errors, HTML proxy
+pages, rate limits, hangs, resets, trickled bodies).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ ROUTES = (
 KINDS = ("interactive", "marketdata")
 
 _MD_PREFIXES = ("/apimarketdata", "/apibinarymarketdata")
-_TELEGRAM_PATH = re.compile(r".*/bot[^/]+/sendMessage")
+_TELEGRAM_PATH = re.compile(r"/bot[^/]+/sendMessage")
 _MAX_BODY = 10 * 1024 * 1024
 
 
@@ -230,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
                 parsed = json.loads(body)
         split = urlsplit(self.path)
         request = RecordedRequest(
-            route=_route(self.command, split.path, parsed),
+            route=_route(self.command, split.path, parsed, sim.api_prefix),
             method=self.command,
             path=split.path,
             query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
@@ -283,23 +284,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(fault.body[index : index + 1])
 
 
-def _route(method: str, path: str, body: Any) -> str:
-    if path.endswith("/interactive/user/session"):
+def _route(method: str, path: str, body: Any, prefix: str = "") -> str:
+    """The route a request takes; "unknown" (answered 404) for any path a broker would not
+    serve, so a typo in a configured path fails a test as it fails against a real server.
+
+    ``prefix`` is the path prefix of the simulated API root (``https://host/xts``).
+    """
+    if path == f"{prefix}/interactive/user/session":
         if method == "POST":
             return "interactive_login"
         if method == "DELETE":
             return "interactive_logout"
-    # Clustered deployments log in at {connectionString}/user/session with a uniqueKey.
+    # Clustered deployments log in at {connectionString}/user/session with a uniqueKey; the
+    # simulator's host lookup hands out {url}/interactive.
     has_unique_key = isinstance(body, dict) and "uniqueKey" in body
-    if method == "POST" and path.endswith("/user/session") and has_unique_key:
+    if method == "POST" and path == "/interactive/user/session" and has_unique_key:
         return "interactive_login"
-    if method == "GET" and path.endswith("/interactive/user/balance"):
+    if method == "GET" and path == f"{prefix}/interactive/user/balance":
         return "interactive_balance"
-    if method == "POST" and any(path.endswith(p + "/auth/login") for p in _MD_PREFIXES):
+    if method == "POST" and path in {f"{prefix}{p}/auth/login" for p in _MD_PREFIXES}:
         return "marketdata_login"
-    if method == "GET" and any(path.endswith(p + "/config/clientConfig") for p in _MD_PREFIXES):
+    if method == "GET" and path in {f"{prefix}{p}/config/clientConfig" for p in _MD_PREFIXES}:
         return "marketdata_config"
-    if method == "POST" and path.lower().endswith("/hostlookup"):
+    if method == "POST" and path.lower() == "/hostlookup":
         return "hostlookup"
     if method in ("GET", "POST") and _TELEGRAM_PATH.fullmatch(path):
         return "telegram"
@@ -331,8 +338,11 @@ class XtsSimulator:
         token_lifetime: int = 86400,
         application_expiry_date: str = "30-12-2028",
         tls: ssl.SSLContext | None = None,
+        api_prefix: str = "",
     ) -> None:
         self.token_lifetime = token_lifetime
+        # The path prefix of the simulated API root: "/xts" serves https://host/xts.
+        self.api_prefix = api_prefix.rstrip("/")
         self.application_expiry_date = application_expiry_date
         self.interactive_user_override: str | None = None
         self.marketdata_user_override: str | None = None
@@ -436,16 +446,13 @@ class XtsSimulator:
         with self._lock:
             return list(self._issued[kind])
 
-    def is_token_valid(self, token: str) -> bool:
-        """Return True when ``token`` was issued, is not invalidated and has not expired."""
-        with self._lock:
-            return self._valid_kind(token) is not None
-
-    def invalidate_tokens(self) -> None:
-        """Make every token issued so far answer "Invalid Token"; return None."""
+    def invalidate_tokens(self, kind: str | None = None) -> None:
+        """Make every token issued so far (of ``kind`` only, when given) answer "Invalid Token",
+        as after a broker restart; return None."""
         with self._lock:
             for info in self._tokens.values():
-                info.valid = False
+                if kind is None or info.kind == kind:
+                    info.valid = False
 
     # Internals below run on handler threads.
 

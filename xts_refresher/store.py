@@ -15,16 +15,23 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 
 from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
 SESSIONS = ("interactive", "marketdata")
+# How messages name each session ("market-data", as the broker's documents spell it).
+SESSION_LABELS = MappingProxyType({"interactive": "interactive", "marketdata": "market-data"})
 TOKEN_FILE_MODE = 0o600
+# Linux's FS_IOC_GETFLAGS and the two flags that stop a rename over a file (chattr +i, +a).
+FS_IOC_GETFLAGS = 0x80086601
+FS_IMMUTABLE_OR_APPEND_FL = 0x10 | 0x20
 ASSUMED_LIFETIME = timedelta(hours=24)
 
 
@@ -223,22 +230,75 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, content: bytes) -> None:
+def _temporary_beside(path: Path) -> Path:
+    """A new temporary file name beside ``path``; remove_stale_temporaries knows the pattern."""
+    return path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+
+
+def _is_immutable(path: Path) -> bool:
+    """True when ``path`` carries the immutable or append-only flag (Linux; else False)."""
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0]
+    except OSError:  # not Linux, or a filesystem without flags
+        return False
+    finally:
+        os.close(fd)
+    return bool(flags & FS_IMMUTABLE_OR_APPEND_FL)
+
+
+def check_writable(path: Path, session: str) -> None:
+    """Prove that ``path`` can be replaced, by creating and removing a temporary file beside it.
+
+    A market-data login ends the previous market-data session, so a token that could not be
+    saved must never be asked for: this runs before any login. Raises TokenSaveError saying
+    what stands in the way (a folder at the path, a folder this user cannot write, an
+    immutable file).
+    """
+    folder = path.parent
+    label = SESSION_LABELS[session]
+    hint = (
+        f"No {label} login was sent, so the current {label} token still works. Let the user "
+        f"running the job write to {folder} (or point the token file elsewhere), then run again."
+    )
+
+    def refuse(why: str) -> TokenSaveError:
+        return TokenSaveError(f"Cannot write the token file {path}: {why}.", hint)
+
+    if path.is_dir() and not path.is_symlink():
+        raise refuse("it is a folder")
+    probe = _temporary_beside(path)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        raise refuse(f"cannot create a file in {folder} ({exc.strerror})") from None
+    try:
+        probe.unlink()
+    except OSError as exc:  # an append-only folder: files go in, but never out again
+        raise refuse(f"cannot remove a file from {folder} ({exc.strerror})") from None
+    if not path.is_symlink() and _is_immutable(path):
+        raise refuse("it is marked immutable or append-only (lsattr shows i or a; chattr -i)")
+
+
+def write_atomically(path: Path, content: bytes, kept: str = "the previous token is kept") -> None:
     """Replace ``path`` with ``content`` so a reader sees the old file or the new one, whole.
 
     The temporary file is created in the same folder with mode 0600 (whatever the umask),
     written, fsynced, then renamed over ``path``; a symbolic link at ``path`` is replaced, not
     followed. On any failure the temporary file is removed, the old file is untouched, and
-    TokenSaveError says why.
+    TokenSaveError says why, then ``kept`` (what the untouched old file means).
     """
     folder = path.parent
-    tmp = folder / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    tmp = _temporary_beside(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, TOKEN_FILE_MODE)
     except OSError as exc:
-        raise TokenSaveError(
-            f"Cannot create a file in {folder}: {exc.strerror}; the previous token is kept."
-        ) from None
+        raise TokenSaveError(f"Cannot create a file in {folder}: {exc.strerror}; {kept}.") from None
     try:
         try:
             os.fchmod(fd, TOKEN_FILE_MODE)
@@ -254,9 +314,7 @@ def write_atomically(path: Path, content: bytes) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         reason = exc.strerror or str(exc)
-        raise TokenSaveError(
-            f"Cannot save the token to {path}: {reason}; the previous token is kept."
-        ) from None
+        raise TokenSaveError(f"Cannot save the token to {path}: {reason}; {kept}.") from None
     _fsync_folder(folder)
 
 
@@ -285,6 +343,21 @@ def save_token(path: Path, stored: StoredToken) -> None:
         content = json.dumps(stored.to_json(), indent=2, allow_nan=False) + "\n"
     except ValueError as exc:
         raise TokenSaveError(f"The token for {path} cannot be written as JSON: {exc}.") from None
+    if stored.session == "marketdata":
+        # The login that produced this token ended the previous market-data session.
+        kept = (
+            "the previous market-data token file is kept, but that token no longer works: this "
+            "login ended its session"
+        )
+        try:
+            write_atomically(path, content.encode("utf-8"), kept)
+        except TokenSaveError as exc:
+            raise TokenSaveError(
+                exc.message,
+                "Free the disk or fix the folder, then run the refresh again at once: bots that "
+                "stream quotes need a new market-data token.",
+            ) from None
+        return
     write_atomically(path, content.encode("utf-8"))
 
 
@@ -304,20 +377,34 @@ class RunLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self, wait_seconds: float) -> None:
-        """Take the lock, waiting at most ``wait_seconds``; LockTimeoutError names the holder."""
+    def acquire(self, wait_seconds: float, on_wait: Callable[[str], object] | None = None) -> None:
+        """Take the lock, waiting at most ``wait_seconds``; LockTimeoutError names the holder.
+
+        When another run holds it, ``on_wait`` is called once with a line saying who holds it
+        and how long this run waits, so a waiting run is never silent.
+        """
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, TOKEN_FILE_MODE)
         except OSError as exc:
             raise TokenSaveError(
-                f"Cannot open the lock file {self.path}: {exc.strerror}."
+                f"Cannot open the lock file {self.path}: {exc.strerror}.",
+                f"No login was sent, so the current tokens still work. Let the user running the "
+                f"job write to {self.path.parent} (or point the token file elsewhere), then run "
+                "again.",
             ) from None
         give_up = time.monotonic() + max(wait_seconds, 0.0)
+        announced = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not announced and on_wait is not None:
+                    on_wait(
+                        f"Another refresh ({self._holder(fd)}) holds the lock {self.path}; "
+                        f"waiting up to {wait_seconds:.0f} s for it to finish."
+                    )
+                announced = True
                 if time.monotonic() >= give_up:
                     holder = self._holder(fd)
                     os.close(fd)
