@@ -196,9 +196,12 @@ main() {
 
   # One interpreter start-up reports the version and finds (without importing) the packages.
   local probe version="" missing=""
+  # The package names its dependencies (xts_refresher.REQUIRED_MODULES); this folder is the
+  # working folder, so `python -c` finds the package without importing anything heavy.
   probe="$("${python}" -c 'import sys, importlib.util as u
+from xts_refresher import REQUIRED_MODULES
 print(sys.version.split()[0])
-print(" ".join(m for m in ("requests", "dotenv") if u.find_spec(m) is None))' 2>&1)" || {
+print(" ".join(m for m in REQUIRED_MODULES if u.find_spec(m) is None))' 2>&1)" || {
     echo "✗ ${python} does not run: ${probe}"
     echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
     return "${EXIT_CONFIG}"

@@ -308,7 +308,7 @@ def test_telegram_on_success_follows_telegram_notify(
     if texts:
         assert texts[0].startswith("✅ XTS token refreshed")
         assert f"interactive: user {USER_ID}, expires " in texts[0]
-        assert f"marketdata: user {USER_ID}, expires " in texts[0]
+        assert f"market-data: user {USER_ID}, expires " in texts[0]
         assert not JWT_SHAPE.search(texts[0])
 
 

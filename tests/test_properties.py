@@ -34,7 +34,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from xts_refresher import commands, store
+from xts_refresher import refresh, store
 from xts_refresher.client import (
     LoginResult,
     RetryableError,
@@ -49,6 +49,8 @@ from xts_refresher.errors import (
     TokenUnavailableError,
     XtsRefreshError,
 )
+from xts_refresher.sessions import INTERACTIVE
+from xts_refresher.sessions import SESSIONS as SESSION_TABLE
 from xts_refresher.settings import (
     KNOWN_VARIABLES,
     MAX_RETRIES,
@@ -70,7 +72,7 @@ FAST = settings(deadline=None, database=None, max_examples=200, derandomize=IN_C
 E2E = settings(FAST, max_examples=5)  # each example is a real subprocess run (~0.3 s)
 BUG = settings(FAST, max_examples=25)  # the regression tests: mostly their explicit examples
 
-SESSIONS = ("interactive", "marketdata")
+SESSIONS = tuple(SESSION_TABLE)
 ROOTS = ("https://ttblaze.iifl.com", "http://127.0.0.1:8080/xts")
 SUCCESS_LINE = "✓ XTS token refreshed successfully!"
 FUTURE_EXP = 4_102_444_800  # 2100-01-01
@@ -494,12 +496,13 @@ def _assert_valid_settings(loaded: Settings) -> None:
     assert 0 <= loaded.retries <= MAX_RETRIES
     assert isinstance(loaded.verify_ssl, bool)
     assert loaded.sessions
-    assert loaded.marketdata_path.startswith("/")
+    assert all(loaded.base_path(s).startswith("/") for s in SESSION_TABLE.values())
     if loaded.telegram is not None:
         assert loaded.telegram.notify in TELEGRAM_MODES
         assert _is_http_url(loaded.telegram.api_url)
-    assert loaded.token_file.is_absolute()
-    assert loaded.token_file != loaded.marketdata_token_file
+    files = [loaded.token_path(s) for s in SESSION_TABLE.values()]
+    assert all(path.is_absolute() for path in files)
+    assert len(set(files)) == len(files)
 
 
 def _assert_value_taken(name: str, value: str, loaded: Settings) -> None:
@@ -544,7 +547,7 @@ def _login_pipeline(
     """
     try:
         require_token(body)
-        result = login_result(session, body, root)
+        result = login_result(SESSION_TABLE[session], body, root)
     except XtsRefreshError as exc:
         assert exc.exit_code in {1, 3}
         expected = RetryableError if body.get("type") == "success" else LoginRefusedError
@@ -554,11 +557,11 @@ def _login_pipeline(
     assert isinstance(result, LoginResult)
     assert result.token
     assert result.token == result.token.strip()
-    stored = commands.stored_from_login(result)
+    stored = refresh.stored_from_login(result)
     assert (stored.token, stored.session, stored.api_root) == (result.token, session, root)
     _assert_usable(stored, session)
     if session == "marketdata":
-        expiry = commands.app_key_expiry(stored.extra["application_expiry_date"])
+        expiry = refresh.app_key_expiry(stored.extra["application_expiry_date"])
         assert expiry is None or isinstance(expiry, datetime)
     path = folder / f"{session}.json"
     store.save_token(path, stored)
@@ -766,7 +769,7 @@ def test_readable_exp_claim_is_the_expiry(exp: float) -> None:
 @given(value=APP_EXPIRY_DATES)
 def test_app_key_expiry_never_raises(value: Any) -> None:
     """Any application_expiry_date XTS sends: a datetime to warn about, or None."""
-    expiry = commands.app_key_expiry(value)
+    expiry = refresh.app_key_expiry(value)
     assert expiry is None or isinstance(expiry, datetime)
 
 
@@ -1069,7 +1072,7 @@ def test_xts_text_stays_on_one_line(body: dict[str, Any]) -> None:
     """XTS's error text, as the messages quote it, is one line."""
     assert len(describe_xts_error(body).splitlines()) <= 1
     try:
-        login_result("interactive", body, ROOTS[0])
+        login_result(INTERACTIVE, body, ROOTS[0])
     except XtsRefreshError as exc:
         assert len(exc.message.splitlines()) <= 1
 
@@ -1243,8 +1246,8 @@ def test_load_tokens_env_reader_agrees_with_python_dotenv(
 
     from dotenv import dotenv_values
 
-    import xts_token_refresh
+    from xts_refresher import paths
 
     value = _env_value_forms(path, comment, form)
     expected = dotenv_values(stream=io.StringIO(f"XTS_TOKEN_FILE={value}\n"), interpolate=False)
-    assert xts_token_refresh._unquote(value) == expected["XTS_TOKEN_FILE"]
+    assert paths.unquote(value) == expected["XTS_TOKEN_FILE"]

@@ -8,36 +8,41 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TextIO
 
-from . import __version__
-from .errors import ConfigError, UnexpectedError, XtsRefreshError
-from .notify import Redactor, close_logging, console_survives_closed_pipes, setup_logging
+from . import SETUP_HINT, __version__
+from .errors import ConfigError, UnexpectedError, XtsRefreshError, exit_code_meanings
+from .notify import (
+    Redactor,
+    add_log_file,
+    close_logging,
+    console_survives_closed_pipes,
+    setup_logging,
+)
 from .settings import (
     PathOverrides,
-    Settings,
     collect_values,
     load_settings,
     log_file_path,
     resolve_path,
 )
 
-COMMANDS = ("refresh", "status", "check-config", "cron", "demo")
 OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--renew-before")
 UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
-SETUP_HINT = "Run `./refresh_xts_token.sh --setup` (or pip install -r requirements.txt)."
 
 
 def parse_duration(text: str) -> float:
     """Seconds in ``2h``, ``90m``, ``1h30m``, ``45s`` or ``3600`` (a bare number is seconds)."""
     cleaned = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):
+    bad = argparse.ArgumentTypeError(f"{text!r} is not a duration such as 2h, 90m or 1h30m")
+    if re.fullmatch(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", cleaned):
         return float(cleaned)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", cleaned)
-    if not parts or "".join(n + u for n, u in parts) != cleaned:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 2h, 90m or 1h30m")
+    parts = re.findall(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)([smhd])", cleaned)
+    units = [unit for _, unit in parts]
+    if not parts or "".join(n + u for n, u in parts) != cleaned or len(set(units)) < len(units):
+        raise bad  # also 1h1h: each unit once
     return sum(float(number) * UNITS[unit] for number, unit in parts)
 
 
@@ -55,26 +60,12 @@ def _path_options(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command and option (README.md, "Commands")."""
-    parser = argparse.ArgumentParser(
-        prog="xts_token_refresh.py",
-        description="Log in to XTS and save fresh session tokens where trading bots read them.",
-        epilog="With no command, refresh is meant. Exit codes: 0 ok, 1 login refused, 2 settings, "
-        "3 XTS unreachable, 4 local failure, 5 hook failed.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _path_options(parser, None)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def exit_codes_text() -> str:
+    """The exit codes and their meanings in one line, from the error classes that carry them."""
+    return "; ".join(f"{code} {meaning}" for code, meaning in exit_code_meanings().items())
 
-    refresh = commands.add_parser(
-        "refresh",
-        help="log in and save the tokens (the default)",
-        description="Log in to every configured XTS session and save the new tokens "
-        "atomically, mode 0600, where the trading bots read them. Exit codes: 0 every session "
-        "holds a fresh token, 1 login refused, 2 settings, 3 XTS unreachable, 4 local failure, "
-        '5 hook failed (README.md, "Exit codes").',
-    )
+
+def _refresh_arguments(refresh: argparse.ArgumentParser) -> None:
     refresh.add_argument(
         "--if-needed", action="store_true", help="log in only where the stored token will not do"
     )
@@ -88,33 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument(
         "--verify",
         action="store_true",
-        help="after saving, prove each new token works with one call",
+        help="after saving, prove each new token works with one call; with --if-needed, check "
+        "each stored token first and renew the ones XTS rejects",
     )
 
-    status = commands.add_parser(
-        "status",
-        help="report the stored tokens; never logs in",
-        description="Report each stored token (user, refreshed at, expires at, time left); "
-        "never logs in. Exit 0 when every configured session's token is usable, 1 otherwise.",
-    )
+
+def _status_arguments(status: argparse.ArgumentParser) -> None:
     status.add_argument("--verify", action="store_true", help="ask XTS whether each is accepted")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    commands.add_parser(
-        "check-config",
-        help="validate settings and paths, reach the API root",
-        description="Validate the settings and the token and log paths, and reach the API root "
-        "(and the host lookup, when configured) without logging in. Exit 0 ready, 2 a setting "
-        "or path is wrong, 3 XTS cannot be reached.",
-    )
 
-    cron = commands.add_parser(
-        "cron",
-        help="print, install or remove the crontab line",
-        description="The crontab line that runs refresh_xts_token.sh at --at in --tz (daily or "
-        "on weekdays), converted to this machine's time zone, with absolute paths; path flags "
-        "given here are passed on to the job. Notes and warnings go to stderr.",
-    )
+def _cron_arguments(cron: argparse.ArgumentParser) -> None:
     cron.add_argument(
         "action",
         choices=("print", "install", "uninstall"),
@@ -132,16 +107,93 @@ def build_parser() -> argparse.ArgumentParser:
         help="daily, or weekdays: Monday to Friday in India (daily)",
     )
 
-    commands.add_parser(
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """check-config and demo take only the path options."""
+
+
+# Each command: its one-line help, its description, and what adds its own options.
+COMMAND_TABLE: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    (
+        "refresh",
+        "log in and save the tokens (the default)",
+        "Log in to every configured XTS session and save the new tokens atomically, mode 0600, "
+        "where the trading bots read them.",
+        _refresh_arguments,
+    ),
+    (
+        "status",
+        "report the stored tokens; never logs in",
+        "Report each stored token (user, refreshed at, expires at, time left); never logs in. "
+        "Exit 0 when every configured session's token is usable (and, with --verify, accepted "
+        "by XTS), 1 otherwise.",
+        _status_arguments,
+    ),
+    (
+        "check-config",
+        "validate settings and paths, reach the API root",
+        "Validate the settings and the token and log paths, and reach the API root (and the "
+        "host lookup, when configured) without logging in. Exit 0 ready, 2 a setting or path "
+        "is wrong, 3 XTS cannot be reached.",
+        _no_arguments,
+    ),
+    (
+        "cron",
+        "print, install or remove the crontab line",
+        "The crontab line that runs refresh_xts_token.sh at --at in --tz (daily or on "
+        "weekdays), converted to this machine's time zone, with absolute paths; path flags "
+        "given here are passed on to the job. Notes and warnings go to stderr.",
+        _cron_arguments,
+    ),
+    (
         "demo",
-        help="a complete refresh against the bundled simulator",
-        description="A complete refresh --verify and status against the bundled XTS simulator "
-        "on 127.0.0.1, in a temporary folder that is removed when the demo ends. Needs no .env "
+        "a complete refresh against the bundled simulator",
+        "A complete refresh --verify and status against the bundled XTS simulator on "
+        "127.0.0.1, in a temporary folder that is removed when the demo ends. Needs no .env "
         "and no credentials; nothing leaves this machine.",
+        _no_arguments,
+    ),
+)
+COMMANDS = tuple(name for name, *_ in COMMAND_TABLE)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command and option (README.md, "Commands").
+
+    With ``command`` named, only that command's parser is built: a cron run pays for the
+    refresh's options, not for every command's.
+    """
+    parser = argparse.ArgumentParser(
+        prog="xts_token_refresh.py",
+        description="Log in to XTS and save fresh session tokens where trading bots read them.",
+        epilog=f"With no command, refresh is meant. Exit codes: {exit_codes_text()}.",
     )
-    for sub in commands.choices.values():
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _path_options(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, summary, description, add_arguments in COMMAND_TABLE:
+        if command is not None and name != command:
+            continue
+        codes = f" Exit codes: {exit_codes_text()}." if name == "refresh" else ""
+        sub = commands.add_parser(name, help=summary, description=description + codes)
+        add_arguments(sub)
         _path_options(sub, argparse.SUPPRESS)
     return parser
+
+
+def command_named(args: Sequence[str]) -> str | None:
+    """The command ``args`` name (None for none, --help, --version or an unknown word)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in OPTIONS_WITH_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+        elif arg in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def with_default_command(argv: Sequence[str]) -> list[str]:
@@ -160,16 +212,18 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
     return ["refresh", *args]
 
 
-def _log_to_fallback_file(overrides: PathOverrides, redactor: Redactor) -> None:
+def _log_to_fallback_file(
+    overrides: PathOverrides, log: logging.Logger, redactor: Redactor
+) -> None:
     """Send the rest of the run's lines to the log file too, as far as it can be known."""
     try:
         _, values = collect_values(overrides, os.environ)
     except ConfigError:
         values = dict(os.environ)  # the .env itself is unreadable: the environment may still say
-    setup_logging(redactor, log_file_path(overrides, values))
+    add_log_file(log, log_file_path(overrides, values))
 
 
-def run(args: argparse.Namespace, redactor: Redactor) -> int:
+def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> int:
     """Dispatch the parsed command; exceptions of the hierarchy propagate to ``main``."""
     if args.command == "cron":
         from .cron import cron_command
@@ -196,26 +250,23 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     except ConfigError:
         if args.command == "refresh":
             # A cron run's configuration error belongs in its log too.
-            _log_to_fallback_file(overrides, redactor)
+            _log_to_fallback_file(overrides, log, redactor)
         raise
     for secret in settings.secrets():
         redactor.add(secret)
-    return _run_with_settings(args, settings, redactor)
-
-
-def _run_with_settings(args: argparse.Namespace, settings: Settings, redactor: Redactor) -> int:
-    from . import commands
-
     if args.command == "refresh":
-        log = setup_logging(redactor, settings.log_file)
-        options = commands.RefreshOptions(args.if_needed, args.renew_before, args.verify)
-        return commands.refresh(settings, options, log, redactor)
-    log = setup_logging(redactor, None, console_stream(args))
+        from .refresh import RefreshOptions, refresh
+
+        add_log_file(log, settings.log_file)
+        options = RefreshOptions(args.if_needed, args.renew_before, args.verify)
+        return refresh(settings, options, log, redactor)
     if args.command == "status":
-        return commands.status(
-            settings, verify=args.verify, as_json=args.json, log=log, redactor=redactor
-        )
-    return commands.check_config(settings, log)
+        from .status import status
+
+        return status(settings, verify=args.verify, as_json=args.json, log=log, redactor=redactor)
+    from .status import check_config
+
+    return check_config(settings, log)
 
 
 def console_stream(args: argparse.Namespace) -> TextIO:
@@ -243,11 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(with_default_command(argv))
+    full = with_default_command(argv)
+    args = build_parser(command_named(full)).parse_args(full)
     redactor = Redactor()
-    log = setup_logging(redactor, None, console_stream(args))
+    log = setup_logging(redactor, console_stream(args))
     try:
-        return run(args, redactor)
+        return run(args, log, redactor)
     except XtsRefreshError as exc:
         report_failure(log, exc)
         return exc.exit_code

@@ -8,24 +8,27 @@ deadline; a refusal is never retried.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import random
-import re
+import socket
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from http.client import RemoteDisconnected
 from typing import Any
 
 import requests
 
 from . import __version__
 from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
-from .settings import Credentials, Settings
-from .store import SESSION_LABELS, StoredToken
+from .sessions import SESSIONS, Session
+from .settings import Settings
+from .store import StoredToken, is_token_text
 from .timebox import run_within
+from .values import Frozen
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BACKOFF_SECONDS = 60.0
@@ -33,7 +36,16 @@ HOSTLOOKUP_PASSWORD = "2021HostLookUpAccess"  # noqa: S105 - public, the same fo
 HOSTLOOKUP_VERSION = "interactive_1.0.1"
 USER_AGENT = f"xts-token-refresher/{__version__}"
 TOKEN_ERROR_PREFIXES = ("e-session-", "e-token-")
-TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")
+RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
+# What a failure beneath requests' exception means, by the type of the socket's own error.
+TRANSPORT_REASONS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((socket.gaierror,), "the host name does not resolve (DNS)"),
+    ((ConnectionRefusedError,), "connection refused"),
+    (
+        (ConnectionResetError, ConnectionAbortedError, RemoteDisconnected),
+        "the connection was reset",
+    ),
+)
 
 
 class Deadline:
@@ -47,32 +59,54 @@ class Deadline:
         """Seconds left, never negative."""
         return max(0.0, self._end - time.monotonic())
 
-    def expired(self) -> bool:
-        """True once the budget is spent."""
-        return self.remaining() <= 0
 
-
-@dataclass(frozen=True)
-class LoginResult:
+class LoginResult(Frozen):
     """A successful login: the token, who it is for, and the answer's ``result`` object."""
 
+    __slots__ = ("api_root", "result", "session", "token", "user_id")
+    _hidden = ("token", "result")
     session: str
-    token: str = field(repr=False)
+    token: str
     user_id: str
     api_root: str
-    result: dict[str, Any] = field(repr=False)
+    result: dict[str, Any]
+
+    def __init__(
+        self, session: str, token: str, user_id: str, api_root: str, result: dict[str, Any]
+    ) -> None:
+        self._set(session=session, token=token, user_id=user_id, api_root=api_root, result=result)
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(Frozen):
     """One HTTP request to XTS, as it is sent on every attempt."""
 
+    __slots__ = ("headers", "method", "params", "payload", "rate_limit_is_answer", "url")
+    _hidden = ("payload", "headers")  # the payload holds the secret, the headers a token
     method: str
     url: str
-    payload: dict[str, str] | None = field(default=None, repr=False)
-    params: dict[str, str] | None = None
-    headers: dict[str, str] | None = field(default=None, repr=False)
-    rate_limit_is_answer: bool = False
+    payload: dict[str, str] | None
+    params: dict[str, str] | None
+    headers: dict[str, str] | None
+    rate_limit_is_answer: bool
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        payload: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        rate_limit_is_answer: bool = False,
+    ) -> None:
+        self._set(
+            method=method,
+            url=url,
+            payload=payload,
+            params=params,
+            headers=headers,
+            rate_limit_is_answer=rate_limit_is_answer,
+        )
 
 
 class RetryableError(XtsUnavailableError):
@@ -136,28 +170,28 @@ def require_token(body: dict[str, Any]) -> None:
         raise RetryableError("XTS answered success without a token")
 
 
-def login_result(session: str, body: dict[str, Any], root: str) -> LoginResult:
+def login_result(session: Session, body: dict[str, Any], root: str) -> LoginResult:
     """The LoginResult of a login answer's XTS body; LoginRefusedError when XTS refused.
 
     A token that is not printable ASCII could not travel in an Authorization header (and
     would be mangled in the file and the logs): such an answer is not a usable one.
     """
     if body.get("type") != "success":
-        prefix = "XTS_INTERACTIVE" if session == "interactive" else "XTS_MARKETDATA"
         raise LoginRefusedError(
-            f"XTS refused the {SESSION_LABELS[session]} login: {describe_xts_error(body)}.",
-            f"Fix {prefix}_API_KEY and {prefix}_API_SECRET in the settings file (the key and its "
-            "secret must belong together, and to XTS_USER_ID when it is set), then run again.",
+            f"XTS refused the {session.label} login: {describe_xts_error(body)}.",
+            f"Fix {session.key_variable} and {session.secret_variable} in the settings file (the "
+            "key and its secret must belong together, and to XTS_USER_ID when it is set), then "
+            "run again.",
         )
     require_token(body)
     result: dict[str, Any] = body["result"]
     token = result["token"].strip()
-    if not TOKEN_SHAPE.fullmatch(token):
+    if not is_token_text(token):
         raise RetryableError("XTS answered a token that is not printable ASCII")
     # Lone UTF-16 surrogates (valid in JSON, not in UTF-8) are spelled out, not kept.
     raw_user = str(result.get("userID") or "").encode("utf-8", "backslashreplace").decode()
     user_id = one_line(raw_user)
-    return LoginResult(session, token, user_id, root, result)
+    return LoginResult(session.name, token, user_id, root, result)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -199,6 +233,20 @@ def decode_answer(
     return body
 
 
+def _causes(failure: BaseException) -> Iterator[BaseException]:
+    """``failure`` and every exception beneath it: causes, contexts, and the ``reason`` or
+    arguments in which requests and urllib3 wrap the socket's own error."""
+    pending, seen = [failure], set()
+    while pending:
+        item = pending.pop(0)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        inner = (item.__cause__, item.__context__, getattr(item, "reason", None), *item.args)
+        pending += [found for found in inner if isinstance(found, BaseException)]
+
+
 class XtsClient:
     """Talks to one broker's XTS API root on behalf of one run."""
 
@@ -223,39 +271,33 @@ class XtsClient:
         """Close pooled connections."""
         self.http.close()
 
+    def __enter__(self) -> XtsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- sessions ---------------------------------------------------------------------------
 
-    def login(self, session: str) -> LoginResult:
-        """Log in to ``session`` ("interactive" or "marketdata")."""
-        if session == "interactive":
-            return self.login_interactive()
-        return self.login_marketdata()
+    def login(self, session: Session) -> LoginResult:
+        """Log in to ``session``, through a host lookup where the session and settings use one.
 
-    def login_interactive(self) -> LoginResult:
-        """Log in to the interactive (order) session, through a host lookup when configured."""
-        creds = self.settings.credentials("interactive")
-        payload = self._login_payload(creds)
-        if self.settings.hostlookup_url:
-            unique_key, base = self.lookup_host(self.settings.hostlookup_url)
+        A market-data login ends any earlier market-data session of the same app key.
+        """
+        creds = self.settings.credentials[session.name]
+        payload = {
+            "appKey": creds.app_key,
+            "secretKey": creds.secret,
+            "source": self.settings.source,
+        }
+        if session.uses_hostlookup and self.settings.hostlookup_url:
+            unique_key, root = self.lookup_host(self.settings.hostlookup_url)
             payload["uniqueKey"] = unique_key
-            url, root = f"{base}/user/session", base
+            url = f"{root}{session.login_path}"
         else:
             root = self.settings.api_root
-            url = f"{root}/interactive/user/session"
-        return self._login("interactive", url, payload, root)
-
-    def login_marketdata(self) -> LoginResult:
-        """Log in to the market-data session (this ends any earlier market-data session)."""
-        creds = self.settings.credentials("marketdata")
-        root = self.settings.api_root
-        url = f"{root}{self.settings.marketdata_path}/auth/login"
-        return self._login("marketdata", url, self._login_payload(creds), root)
-
-    def _login_payload(self, creds: Credentials) -> dict[str, str]:
-        return {"appKey": creds.app_key, "secretKey": creds.secret, "source": self.settings.source}
-
-    def _login(self, session: str, url: str, payload: dict[str, str], root: str) -> LoginResult:
-        label = f"{SESSION_LABELS[session]} login"
+            url = f"{root}{self.settings.base_path(session)}{session.login_path}"
+        label = f"{session.label} login"
         body = self._call("POST", url, label, payload=payload, check=require_token)
         return login_result(session, body, root)
 
@@ -292,16 +334,15 @@ class XtsClient:
         Returns a short note on how it was accepted; raises TokenRejectedError when XTS says
         the token is invalid, XtsUnavailableError when XTS could not be asked.
         """
-        if stored.session == "interactive":
-            base = stored.api_root
-            if not self.settings.hostlookup_url:
-                base = f"{base}/interactive"
-            url = f"{base}/user/balance"
-            params = {"clientID": stored.user_id}
-        else:
-            url = f"{stored.api_root}{self.settings.marketdata_path}/config/clientConfig"
-            params = {}
-        label = f"{SESSION_LABELS[stored.session]} token check"
+        session = SESSIONS[stored.session]
+        # With host lookup, the stored root is the connection string: the base is in it.
+        via_lookup = session.uses_hostlookup and self.settings.hostlookup_url
+        base = "" if via_lookup else self.settings.base_path(session)
+        url = f"{stored.api_root}{base}{session.check_path}"
+        params = (
+            {session.check_user_parameter: stored.user_id} if session.check_user_parameter else {}
+        )
+        label = f"{session.label} token check"
         body = self._call(
             "GET",
             url,
@@ -320,8 +361,7 @@ class XtsClient:
             or "invalid token" in str(body.get("description", "")).lower()
         ):
             raise TokenRejectedError(
-                f"XTS rejected the {SESSION_LABELS[stored.session]} token: "
-                f"{describe_xts_error(body)}."
+                f"XTS rejected the {session.label} token: {describe_xts_error(body)}."
             )
         return f"accepted (XTS answered {describe_xts_error(body)})"
 
@@ -360,7 +400,14 @@ class XtsClient:
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                request = _Request(method, url, payload, params, headers, rate_limit_is_answer)
+                request = _Request(
+                    method,
+                    url,
+                    payload=payload,
+                    params=params,
+                    headers=headers,
+                    rate_limit_is_answer=rate_limit_is_answer,
+                )
                 body = self._attempt(request)
                 if _is_rate_limit(body) and not rate_limit_is_answer:
                     raise RetryableError(f"rate limit: {describe_xts_error(body)}")
@@ -448,16 +495,16 @@ class XtsClient:
 
     @staticmethod
     def _explain(exc: requests.RequestException) -> str:
-        """A one-line reason for a requests failure, without its long nested repr."""
+        """A one-line reason for a requests failure, from the types and ``errno`` of the
+        failure and the exceptions beneath it (never from their English text)."""
         if isinstance(exc, requests.exceptions.SSLError):
             return "TLS failed (certificate not trusted or handshake broken; see XTS_CA_BUNDLE)"
         if isinstance(exc, requests.exceptions.Timeout):
             return "timed out"
-        text = str(exc)
-        if "Name or service not known" in text or "Failed to resolve" in text:
-            return "the host name does not resolve (DNS)"
-        if "Connection refused" in text:
-            return "connection refused"
-        if "Connection reset" in text or "RemoteDisconnected" in text or "aborted" in text:
-            return "the connection was reset"
-        return f"{type(exc).__name__}: {text[:200]}"
+        for cause in _causes(exc):
+            for types, reason in TRANSPORT_REASONS:
+                if isinstance(cause, types):
+                    return reason
+            if isinstance(cause, OSError) and cause.errno in RESET_ERRNOS:
+                return "the connection was reset"
+        return f"{type(exc).__name__}: {one_line(str(exc))[:200]}"

@@ -14,10 +14,10 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 from .errors import ConfigError
 from .settings import APP_DIR
@@ -36,8 +36,7 @@ FALLBACK_ZONES = MappingProxyType(
 )
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(NamedTuple):
     """A crontab time converted to the machine's zone, with what the operator should know."""
 
     minute: int
@@ -119,7 +118,7 @@ def day_field(days: str, shift: int) -> str:
 
 def parse_at(text: str) -> tuple[int, int]:
     """The hour and minute of ``HH:MM``; ConfigError otherwise."""
-    found = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    found = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", text.strip())
     if not found or int(found[1]) > 23 or int(found[2]) > 59:
         raise ConfigError(f"--at {text!r} is not a time of day.", "Use HH:MM, e.g. --at 08:45.")
     return int(found[1]), int(found[2])
@@ -180,7 +179,7 @@ def crontab_line(
     wrapper = " ".join(quoted(word) for word in words)
     command = f"{wrapper} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
     when = f"{schedule.minute} {schedule.hour} * * {schedule.days}"
-    return f"{when} {command} {MARKER}{app_dir}"
+    return f"{when} {command} {own_marker(app_dir)}"
 
 
 def read_crontab() -> list[str]:
@@ -207,9 +206,15 @@ def write_crontab(lines: list[str]) -> None:
         raise ConfigError(f"crontab refused the new table: {done.stderr.strip()}")
 
 
+def own_marker(app_dir: Path = APP_DIR) -> str:
+    """The comment that marks this installation's line; a ``%`` in it is escaped too, since
+    cron reads the comment as part of the command."""
+    return f"{MARKER}{app_dir}".replace("%", "\\%")
+
+
 def is_own_line(line: str, app_dir: Path = APP_DIR) -> bool:
     """True for the line this installation put in the crontab."""
-    return line.rstrip().endswith(f"{MARKER}{app_dir}")
+    return line.rstrip().endswith(own_marker(app_dir))
 
 
 def _setup_warnings(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -> list[str]:

@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .commands import RefreshOptions, refresh, status
-from .notify import Redactor, close_logging, setup_logging
-from .settings import Credentials, Settings
+from .notify import Redactor, add_log_file, close_logging, setup_logging
+from .refresh import RefreshOptions, refresh
+from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
+from .settings import PathOverrides, Settings, load_settings
 from .simulator import (
     DEMO_INTERACTIVE_KEY,
     DEMO_INTERACTIVE_SECRET,
@@ -26,35 +27,36 @@ from .simulator import (
     DEMO_USER_ID,
     XtsSimulator,
 )
+from .status import status
 from .store import mask
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def demo_settings(api_root: str, folder: Path) -> Settings:
-    """Settings that point at a simulator at ``api_root`` and keep every file in ``folder``."""
-    return Settings(
-        api_root=api_root,
-        interactive=Credentials(DEMO_INTERACTIVE_KEY, DEMO_INTERACTIVE_SECRET),
-        marketdata=Credentials(DEMO_MARKETDATA_KEY, DEMO_MARKETDATA_SECRET),
-        marketdata_path="/apimarketdata",
-        source="WEBAPI",
-        user_id=DEMO_USER_ID,
-        verify_ssl=True,
-        ca_bundle=None,
-        timeout=10.0,
-        retries=2,
-        deadline=60.0,
-        retry_backoff=0.2,
-        hostlookup_url=None,
-        post_refresh_hook=None,
-        telegram=None,
-        healthcheck_url=None,
-        env_file=folder / ".env",
-        token_file=folder / "xts_store_token.json",
-        marketdata_token_file=folder / "xts_marketdata_token.json",
-        log_file=folder / "xts_token_refresh.log",
-    )
+    """Settings that point at a simulator at ``api_root`` and keep every file in ``folder``.
+
+    They go through the same validation as an operator's: an empty ``.env`` in ``folder`` and
+    the simulator's own credentials as the environment (never this process's environment or
+    the operator's ``.env``, so a demo cannot notify anyone).
+    """
+    env_file = folder / ".env"
+    env_file.touch(mode=0o600)
+    environ = {
+        "XTS_API_ROOT": api_root,
+        INTERACTIVE.key_variable: DEMO_INTERACTIVE_KEY,
+        INTERACTIVE.secret_variable: DEMO_INTERACTIVE_SECRET,
+        MARKETDATA.key_variable: DEMO_MARKETDATA_KEY,
+        MARKETDATA.secret_variable: DEMO_MARKETDATA_SECRET,
+        "XTS_USER_ID": DEMO_USER_ID,
+        "XTS_TIMEOUT": "10",
+        "XTS_RETRIES": "2",
+        "XTS_DEADLINE": "60",
+        "XTS_RETRY_BACKOFF": "0.2",
+        **{s.path_variable: str(folder / s.default_file) for s in SESSIONS.values()},
+        "XTS_LOG_FILE": str(folder / "xts_token_refresh.log"),
+    }
+    return load_settings(PathOverrides(env_file=str(env_file)), environ)
 
 
 @contextlib.contextmanager
@@ -99,19 +101,21 @@ def _demo() -> int:
         )
         print("$ xts_token_refresh.py refresh --verify")
         redactor = Redactor(settings.secrets())
-        log = setup_logging(redactor, settings.log_file)
+        log = setup_logging(redactor)
+        add_log_file(log, settings.log_file)
         try:
             code = refresh(settings, RefreshOptions(verify=True), log, redactor)
             print("\n$ xts_token_refresh.py status")
             status_code = status(settings, verify=False, as_json=False, log=log, redactor=redactor)
         finally:
             close_logging(log)
+        token_file = settings.token_path(INTERACTIVE)
         print(
-            f"\nThe token file {settings.token_file} holds (the token is masked here; the file "
+            f"\nThe token file {token_file} holds (the token is masked here; the file "
             "has it whole):"
         )
-        if settings.token_file.exists():
-            shown = json.loads(settings.token_file.read_text(encoding="utf-8"))
+        if token_file.exists():
+            shown = json.loads(token_file.read_text(encoding="utf-8"))
             shown["token"] = mask(shown["token"])
             print(json.dumps(shown, indent=2, ensure_ascii=False))
         print(f"\nThe simulator saw {len(simulator.requests())} requests. Exit code: {code}.")

@@ -13,6 +13,8 @@ class XtsRefreshError(Exception):
 
     exit_code: int = 1
     default_hint: str = ""
+    # What the exit code means, for --help and the cron wrapper's closing line.
+    meaning: str = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -29,12 +31,14 @@ class LoginRefusedError(XtsRefreshError):
 
     exit_code = 1
     default_hint = "Check the API key and secret in .env (and XTS_USER_ID), then run again."
+    meaning = "XTS refused the login: check the API key, secret and XTS_USER_ID in .env"
 
 
 class ConfigError(XtsRefreshError):
     """A setting, a flag or a dependency is missing or malformed. Exit 2."""
 
     exit_code = 2
+    meaning = "usage, settings or a missing dependency: see the message above"
     default_hint = (
         "Fix the setting (see .env.example), then run `xts_token_refresh.py check-config`."
     )
@@ -44,6 +48,7 @@ class XtsUnavailableError(XtsRefreshError):
     """XTS could not be reached or answered with something other than XTS JSON. Exit 3."""
 
     exit_code = 3
+    meaning = "XTS unreachable or failing after the retries: check the network and the broker"
     default_hint = (
         "XTS did not answer properly; check the network and the broker's status, then run again."
     )
@@ -61,6 +66,7 @@ class LocalError(XtsRefreshError):
     """Something on this machine failed: saving a token, or waiting for the run lock. Exit 4."""
 
     exit_code = 4
+    meaning = "local failure: a token could not be saved, or another run held the lock"
     default_hint = "Check the disk, the folder's permissions and the path, then run again."
 
 
@@ -85,6 +91,7 @@ class HookFailedError(XtsRefreshError):
     """Tokens were saved, but XTS_POST_REFRESH_HOOK failed or timed out. Exit 5."""
 
     exit_code = 5
+    meaning = "tokens saved, but the post-refresh hook failed"
     default_hint = (
         "The tokens are saved; fix the hook command (XTS_POST_REFRESH_HOOK) and run it by hand."
     )
@@ -104,3 +111,18 @@ class TokenUnavailableError(XtsRefreshError):
         super().__init__(message, hint)
         self.state = state
         self.path = path
+
+
+SUCCESS_MEANING = "every configured session holds a fresh token"
+
+
+def exit_code_meanings() -> dict[int, str]:
+    """Each exit code the program uses and what it means, from the classes that carry them."""
+    meanings = {0: SUCCESS_MEANING}
+    pending: list[type[XtsRefreshError]] = [XtsRefreshError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.meaning:
+            meanings.setdefault(cls.exit_code, cls.meaning)
+        pending += cls.__subclasses__()
+    return dict(sorted(meanings.items()))

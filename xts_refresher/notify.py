@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from logging.handlers import WatchedFileHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -46,18 +45,18 @@ class Redactor(logging.Filter):
 
     def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
+        self._secrets: tuple[str, ...] = ()  # longest first: a secret inside another stays hidden
         for secret in secrets or []:
             self.add(secret)
 
     def add(self, secret: str) -> None:
         """Mask ``secret`` from now on (values under four characters would mask ordinary text)."""
-        if len(secret) >= 4:
-            self._secrets.add(secret)
+        if len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = tuple(sorted((*self._secrets, secret), key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret, and anything shaped like one, masked."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, mask(secret))
         for shape in SECRET_SHAPES:
@@ -137,40 +136,79 @@ class _ConsoleFormatter(logging.Formatter):
         return record.getMessage()
 
 
-def setup_logging(
-    redactor: Redactor, log_file: Path | None, console_stream: TextIO | None = None
-) -> logging.Logger:
-    """The run's logger: plain lines on ``console_stream`` (stdout unless given), timestamped
-    lines in ``log_file``.
+def setup_logging(redactor: Redactor, console_stream: TextIO | None = None) -> logging.Logger:
+    """The run's logger, printing plain lines on ``console_stream`` (stdout unless given).
 
-    The file is created with mode 0600 and written through a WatchedFileHandler, which reopens
-    it after logrotate renames it. A log file that cannot be opened costs a warning, not the run.
+    Set up once per run, before anything is known; ``add_log_file`` adds the log file as soon
+    as its path is known.
     """
     log = logging.getLogger(LOGGER_NAME)
-    for old in list(log.handlers):
-        log.removeHandler(old)
-        old.close()
+    close_logging(log)
     log.setLevel(logging.INFO)
     log.propagate = False
+    # On the logger, not on each handler: every record is masked once, before any handler.
+    log.addFilter(redactor)
     console = logging.StreamHandler(console_stream or sys.stdout)
     console.setFormatter(_ConsoleFormatter())
-    console.addFilter(redactor)
     log.addHandler(console)
-    if log_file is not None:
-        try:
-            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-            handler = WatchedFileHandler(log_file, encoding="utf-8", errors="backslashreplace")
-        except OSError as exc:
-            log.warning(
-                "⚠ Cannot write the log file %s (%s); logging to the console only.",
-                log_file,
-                exc.strerror,
-            )
-        else:
-            handler.setFormatter(logging.Formatter(LOG_FORMAT))
-            handler.addFilter(redactor)
-            log.addHandler(handler)
     return log
+
+
+class ReopeningFileHandler(logging.FileHandler):
+    """A log file handler that reopens the file when logrotate has moved it away.
+
+    This is what ``logging.handlers.WatchedFileHandler`` does; that module also imports
+    pickle, queue and the socket handlers, which would cost every run about as many
+    instructions as the rest of logging. A run that spans a rotation (a long hook) keeps
+    writing to the new file, not to the renamed one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", errors="backslashreplace")
+        self._identity = self._file_identity()
+
+    def _open(self) -> io.TextIOWrapper:
+        """The log file opened for appending, created with mode 0600 whatever the umask."""
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record``, first reopening the file if it is no longer the one at the path."""
+        identity = self._file_identity()
+        if identity != self._identity:
+            if self.stream is not None:
+                self.stream.flush()
+                self.stream.close()
+            self.stream = self._open()
+            self._identity = self._file_identity()
+        super().emit(record)
+
+
+def add_log_file(log: logging.Logger, log_file: Path) -> None:
+    """From now on, write ``log``'s lines to ``log_file`` too, each with a time and a level.
+
+    The file is created with mode 0600 and written through a ReopeningFileHandler, which
+    reopens it after logrotate renames it. A log file that cannot be opened costs a warning,
+    not the run.
+    """
+    try:
+        handler = ReopeningFileHandler(log_file)
+    except OSError as exc:
+        log.warning(
+            "⚠ Cannot write the log file %s (%s); logging to the console only.",
+            log_file,
+            exc.strerror,
+        )
+        return
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log.addHandler(handler)
 
 
 def close_logging(log: logging.Logger) -> None:
@@ -178,6 +216,8 @@ def close_logging(log: logging.Logger) -> None:
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
+    for old_filter in list(log.filters):
+        log.removeFilter(old_filter)
 
 
 def send_telegram(telegram: TelegramSettings, text: str, log: logging.Logger) -> bool:

@@ -12,19 +12,18 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from . import paths
+from . import SETUP_HINT, paths
 from .errors import ConfigError
+from .sessions import INTERACTIVE, SESSIONS, Session
+from .values import Frozen
 
 APP_DIR = Path(paths.APP_DIR)
 DEFAULT_ENV_FILE = ".env"
-DEFAULT_TOKEN_FILE = "xts_store_token.json"  # noqa: S105 - a file name
-DEFAULT_MARKETDATA_TOKEN_FILE = "xts_marketdata_token.json"  # noqa: S105
 DEFAULT_LOG_FILE = "xts_token_refresh.log"
-DEFAULT_MARKETDATA_PATH = "/apimarketdata"
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
@@ -33,14 +32,22 @@ MAX_RETRIES = 20
 # Placeholders from .env.example: sending them to the broker would only earn a refusal.
 PLACEHOLDER_PREFIXES = ("your_", "your-", "<")
 
+# The variables each session reads (its key, secret, token file and, for market data, its path).
+SESSION_VARIABLES = tuple(
+    name
+    for session in SESSIONS.values()
+    for name in (
+        session.key_variable,
+        session.secret_variable,
+        session.path_variable,
+        session.base_variable,
+    )
+    if name
+)
 # Every variable the program reads; the process environment is consulted for these only.
 KNOWN_VARIABLES = (
     "XTS_API_ROOT",
-    "XTS_INTERACTIVE_API_KEY",
-    "XTS_INTERACTIVE_API_SECRET",
-    "XTS_MARKETDATA_API_KEY",
-    "XTS_MARKETDATA_API_SECRET",
-    "XTS_MARKETDATA_PATH",
+    *SESSION_VARIABLES,
     "XTS_API_SOURCE",
     "XTS_USER_ID",
     "XTS_VERIFY_SSL",
@@ -51,8 +58,6 @@ KNOWN_VARIABLES = (
     "XTS_RETRY_BACKOFF",
     "XTS_HOSTLOOKUP_URL",
     "XTS_POST_REFRESH_HOOK",
-    "XTS_TOKEN_FILE",
-    "XTS_MARKETDATA_TOKEN_FILE",
     "XTS_LOG_FILE",
     "TELEGRAM_TOKEN",
     "TELEGRAM_CHAT_ID",
@@ -61,49 +66,85 @@ KNOWN_VARIABLES = (
     "HEALTHCHECK_URL",
 )
 SECRET_VARIABLES = (
-    "XTS_INTERACTIVE_API_KEY",
-    "XTS_INTERACTIVE_API_SECRET",
-    "XTS_MARKETDATA_API_KEY",
-    "XTS_MARKETDATA_API_SECRET",
+    *(name for s in SESSIONS.values() for name in (s.key_variable, s.secret_variable)),
     "TELEGRAM_TOKEN",
 )
 
 
-@dataclass(frozen=True)
-class PathOverrides:
+class PathOverrides(Frozen):
     """The path flags every command takes; None where the flag was not given."""
 
-    env_file: str | None = None
-    token_file: str | None = None
-    log_file: str | None = None
+    __slots__ = ("env_file", "log_file", "token_file")
+    env_file: str | None
+    token_file: str | None
+    log_file: str | None
+
+    def __init__(
+        self,
+        env_file: str | None = None,
+        token_file: str | None = None,
+        log_file: str | None = None,
+    ) -> None:
+        self._set(env_file=env_file, token_file=token_file, log_file=log_file)
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Frozen):
     """One XTS app key and its secret."""
 
-    app_key: str = field(repr=False)
-    secret: str = field(repr=False)
+    __slots__ = ("app_key", "secret")
+    _hidden = ("app_key", "secret")
+    app_key: str
+    secret: str
+
+    def __init__(self, app_key: str, secret: str) -> None:
+        self._set(app_key=app_key, secret=secret)
 
 
-@dataclass(frozen=True)
-class TelegramSettings:
+class TelegramSettings(Frozen):
     """Where notifications go, and which ones."""
 
-    bot_token: str = field(repr=False)
+    __slots__ = ("api_url", "bot_token", "chat_id", "notify")
+    _hidden = ("bot_token",)
+    bot_token: str
     chat_id: str
     notify: str
     api_url: str
 
+    def __init__(self, bot_token: str, chat_id: str, notify: str, api_url: str) -> None:
+        self._set(bot_token=bot_token, chat_id=chat_id, notify=notify, api_url=api_url)
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run needs, validated. Paths are absolute."""
 
+class Settings(Frozen):
+    """Everything a run needs, validated. Paths are absolute.
+
+    ``credentials`` holds the configured sessions only, by name; ``token_files`` and
+    ``base_paths`` hold every session of the table (the hook is told both files).
+    """
+
+    __slots__ = (
+        "api_root",
+        "base_paths",
+        "ca_bundle",
+        "credentials",
+        "deadline",
+        "env_file",
+        "healthcheck_url",
+        "hostlookup_url",
+        "log_file",
+        "post_refresh_hook",
+        "retries",
+        "retry_backoff",
+        "source",
+        "telegram",
+        "timeout",
+        "token_files",
+        "user_id",
+        "verify_ssl",
+    )
     api_root: str
-    interactive: Credentials | None
-    marketdata: Credentials | None
-    marketdata_path: str
+    credentials: Mapping[str, Credentials]
+    token_files: Mapping[str, Path]
+    base_paths: Mapping[str, str]
     source: str
     user_id: str | None
     verify_ssl: bool
@@ -117,42 +158,73 @@ class Settings:
     telegram: TelegramSettings | None
     healthcheck_url: str | None
     env_file: Path
-    token_file: Path
-    marketdata_token_file: Path
     log_file: Path
 
+    def __init__(
+        self,
+        *,
+        api_root: str,
+        credentials: Mapping[str, Credentials],
+        token_files: Mapping[str, Path],
+        base_paths: Mapping[str, str],
+        source: str,
+        user_id: str | None,
+        verify_ssl: bool,
+        ca_bundle: Path | None,
+        timeout: float,
+        retries: int,
+        deadline: float,
+        retry_backoff: float,
+        hostlookup_url: str | None,
+        post_refresh_hook: str | None,
+        telegram: TelegramSettings | None,
+        healthcheck_url: str | None,
+        env_file: Path,
+        log_file: Path,
+    ) -> None:
+        self._set(
+            api_root=api_root,
+            credentials=credentials,
+            token_files=token_files,
+            base_paths=base_paths,
+            source=source,
+            user_id=user_id,
+            verify_ssl=verify_ssl,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            retries=retries,
+            deadline=deadline,
+            retry_backoff=retry_backoff,
+            hostlookup_url=hostlookup_url,
+            post_refresh_hook=post_refresh_hook,
+            telegram=telegram,
+            healthcheck_url=healthcheck_url,
+            env_file=env_file,
+            log_file=log_file,
+        )
+
     @property
-    def sessions(self) -> tuple[str, ...]:
-        """The configured sessions, interactive first."""
-        names = []
-        if self.interactive is not None:
-            names.append("interactive")
-        if self.marketdata is not None:
-            names.append("marketdata")
-        return tuple(names)
+    def sessions(self) -> tuple[Session, ...]:
+        """The configured sessions, in the table's order (interactive first)."""
+        return tuple(s for s in SESSIONS.values() if s.name in self.credentials)
 
-    def credentials(self, session: str) -> Credentials:
-        """The app key and secret of ``session``; KeyError when it is not configured."""
-        creds = self.interactive if session == "interactive" else self.marketdata
-        if creds is None:
-            raise KeyError(session)
-        return creds
-
-    def token_path(self, session: str) -> Path:
+    def token_path(self, session: Session) -> Path:
         """The token file of ``session``."""
-        return self.token_file if session == "interactive" else self.marketdata_token_file
+        return self.token_files[session.name]
+
+    def base_path(self, session: Session) -> str:
+        """The path under the API root where ``session``'s API lives (``/apimarketdata``)."""
+        return self.base_paths[session.name]
 
     @property
     def lock_file(self) -> Path:
         """The run lock, beside the interactive token file."""
-        return self.token_file.with_name(self.token_file.name + ".lock")
+        token_file = self.token_files[INTERACTIVE.name]
+        return token_file.with_name(token_file.name + ".lock")
 
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, for redaction."""
-        values: list[str] = []
-        for creds in (self.interactive, self.marketdata):
-            if creds is not None:
-                values += [creds.app_key, creds.secret]
+        values = [v for c in self.credentials.values() for v in (c.app_key, c.secret)]
         if self.telegram is not None:
             values.append(self.telegram.bot_token)
         return values
@@ -172,10 +244,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     try:
         from dotenv import dotenv_values
     except ImportError:
-        raise ConfigError(
-            "python-dotenv is not installed.",
-            "Run `./refresh_xts_token.sh --setup` (or pip install -r requirements.txt).",
-        ) from None
+        raise ConfigError("python-dotenv is not installed.", SETUP_HINT) from None
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -313,24 +382,34 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
         check.problems.append(f"{name} contains a NUL byte.")
         values[name] = ""
     api_root = check.url("XTS_API_ROOT", required=True)
-    interactive = check.pair("XTS_INTERACTIVE_API_KEY", "XTS_INTERACTIVE_API_SECRET")
-    marketdata = check.pair("XTS_MARKETDATA_API_KEY", "XTS_MARKETDATA_API_SECRET")
-    if interactive is None and marketdata is None and not check.problems:
+    credentials = {}
+    for session in SESSIONS.values():
+        pair = check.pair(session.key_variable, session.secret_variable)
+        if pair is not None:
+            credentials[session.name] = pair
+    if not credentials and not check.problems:
+        first, *others = SESSIONS.values()
         check.problems.append(
-            "No session is configured: set XTS_INTERACTIVE_API_KEY and XTS_INTERACTIVE_API_SECRET "
-            "(and, for market data, XTS_MARKETDATA_API_KEY and XTS_MARKETDATA_API_SECRET)."
+            f"No session is configured: set {first.key_variable} and {first.secret_variable}"
+            + "".join(
+                f" (and, for {s.label}, {s.key_variable} and {s.secret_variable})" for s in others
+            )
+            + "."
         )
-    md_path = "/" + (check.text("XTS_MARKETDATA_PATH") or DEFAULT_MARKETDATA_PATH).strip("/")
     ca_bundle_text = check.text("XTS_CA_BUNDLE")
     ca_bundle = resolve_path(ca_bundle_text) if ca_bundle_text else None
     if ca_bundle is not None and not _is_file(ca_bundle):
         check.problems.append(f"XTS_CA_BUNDLE points to {ca_bundle}, which is not a readable file.")
     telegram = _telegram(check)
+    token_files = _token_files(overrides, values)
+    if len(set(token_files.values())) < len(token_files):
+        names = " and ".join(s.path_variable for s in SESSIONS.values())
+        check.problems.append(f"{names} must differ.")
     settings = Settings(
         api_root=api_root or "",
-        interactive=interactive,
-        marketdata=marketdata,
-        marketdata_path=md_path,
+        credentials=MappingProxyType(credentials),
+        token_files=token_files,
+        base_paths=_base_paths(check),
         source=check.text("XTS_API_SOURCE", "WEBAPI") or "WEBAPI",
         user_id=check.text("XTS_USER_ID"),
         verify_ssl=check.boolean("XTS_VERIFY_SSL", True),
@@ -344,16 +423,8 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
         telegram=telegram,
         healthcheck_url=check.url("HEALTHCHECK_URL"),
         env_file=env_file,
-        token_file=resolve_path(
-            overrides.token_file or values.get("XTS_TOKEN_FILE") or DEFAULT_TOKEN_FILE
-        ),
-        marketdata_token_file=resolve_path(
-            values.get("XTS_MARKETDATA_TOKEN_FILE") or DEFAULT_MARKETDATA_TOKEN_FILE
-        ),
         log_file=log_file_path(overrides, values),
     )
-    if settings.token_file == settings.marketdata_token_file:
-        check.problems.append("XTS_TOKEN_FILE and XTS_MARKETDATA_TOKEN_FILE must differ.")
     if check.problems:
         listing = "\n".join(f"  - {problem}" for problem in check.problems)
         if not env_file.exists():
@@ -368,6 +439,27 @@ def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Setti
             "Fix them (every setting is described in .env.example), then run check-config.",
         )
     return settings
+
+
+def _token_files(overrides: PathOverrides, values: Mapping[str, str]) -> Mapping[str, Path]:
+    """Every session's token file: the flag (interactive only), the setting, or the default."""
+    files = {
+        session.name: resolve_path(values.get(session.path_variable) or session.default_file)
+        for session in SESSIONS.values()
+    }
+    if overrides.token_file:
+        files[INTERACTIVE.name] = resolve_path(overrides.token_file)
+    return MappingProxyType(files)
+
+
+def _base_paths(check: _Validator) -> Mapping[str, str]:
+    """Every session's API path under the root, ``/``-led, from its setting or the default."""
+    paths = {}
+    for session in SESSIONS.values():
+        configured = check.text(session.base_variable) if session.base_variable else None
+        stripped = (configured or session.default_base).strip("/")
+        paths[session.name] = f"/{stripped}" if stripped else ""  # "/": no path of its own
+    return MappingProxyType(paths)
 
 
 def _telegram(check: _Validator) -> TelegramSettings | None:

@@ -4,9 +4,10 @@ It simulates the interactive and market-data login endpoints, the cheap token ch
 (``user/balance``, ``config/clientConfig``), logout and host lookup, as PROTOCOL.md describes
 them (endpoints, answer and error shapes); any other path is answered 404, as a real server
 does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``) and a fake
-healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every request is
-recorded; faults can be queued per route to make the next answers fail (errors, HTML proxy
-pages, rate limits, hangs, resets, trickled bodies).
+healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every route is
+named once, in the route table (``_ROUTE_TABLE``). Every request is recorded under its route's
+name; faults can be queued per route to make the next answers fail (errors, HTML proxy pages,
+rate limits, hangs, resets, trickled bodies).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,21 +40,9 @@ CODE_BAD_CREDENTIALS_INTERACTIVE = "e-user-0005"
 CODE_BAD_CREDENTIALS_MARKETDATA = "e-response-0005"
 BAD_CREDENTIALS_DESCRIPTION = "Invalid credentials. Please check your App Key and Secret Key."
 
-ROUTES = (
-    "interactive_login",
-    "interactive_logout",
-    "interactive_balance",
-    "marketdata_login",
-    "marketdata_config",
-    "hostlookup",
-    "telegram",
-    "healthcheck",
-    "unknown",
-)
 KINDS = ("interactive", "marketdata")
 
 _MD_PREFIXES = ("/apimarketdata", "/apibinarymarketdata")
-_TELEGRAM_PATH = re.compile(r"/bot[^/]+/sendMessage")
 _MAX_BODY = 10 * 1024 * 1024
 
 
@@ -182,6 +172,178 @@ class _Token:
     valid: bool = True
 
 
+# The route table. Every route the simulator serves is named once, in _ROUTE_TABLE: its
+# methods, how its path is matched and which function answers it. A request takes the first
+# route that serves it; any other request takes the "unknown" route, answered 404 as a real
+# server would, so a typo in a configured path fails a test as it fails against a broker.
+
+_Answer = tuple[int, Any]
+"""An answer: the HTTP status and a JSON object, or bytes sent as plain text."""
+
+_PathMatch = Callable[[str, Any, str], bool]
+"""Whether a path (with the request's parsed JSON body, and the API prefix) is a route's."""
+
+
+def _under_api(*paths: str) -> _PathMatch:
+    """Return a matcher for exactly one of ``paths`` under the API prefix (``/xts``)."""
+
+    def match(path: str, body: Any, prefix: str) -> bool:
+        return any(path == prefix + candidate for candidate in paths)
+
+    return match
+
+
+def _market_data(path: str) -> tuple[str, ...]:
+    """Return ``path`` under each market-data prefix (the JSON and the binary feed)."""
+    return tuple(md_prefix + path for md_prefix in _MD_PREFIXES)
+
+
+def _any_case(expected: str) -> _PathMatch:
+    """Return a matcher for exactly ``expected`` in any letter case, without the API prefix."""
+
+    def match(path: str, body: Any, prefix: str) -> bool:
+        return path.lower() == expected.lower()
+
+    return match
+
+
+def _clustered_login(path: str, body: Any, prefix: str) -> bool:
+    """Return whether this is a clustered login: a body with a ``uniqueKey``, sent to
+    {connectionString}/user/session, which the simulator's host lookup hands out as
+    {url}/interactive (without the API prefix)."""
+    return path == "/interactive/user/session" and isinstance(body, dict) and "uniqueKey" in body
+
+
+def _whole(pattern: str) -> _PathMatch:
+    """Return a matcher for paths that ``pattern`` matches whole, without the API prefix."""
+    compiled = re.compile(pattern)
+
+    def match(path: str, body: Any, prefix: str) -> bool:
+        return compiled.fullmatch(path) is not None
+
+    return match
+
+
+def _starting(start: str) -> _PathMatch:
+    """Return a matcher for paths starting with ``start``, without the API prefix."""
+
+    def match(path: str, body: Any, prefix: str) -> bool:
+        return path.startswith(start)
+
+    return match
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One route: its name (for faults and recorded requests), the methods it serves, its
+    path matchers (any one matching will do) and the function that answers it."""
+
+    name: str
+    methods: tuple[str, ...]
+    paths: tuple[_PathMatch, ...]
+    answer: Callable[[XtsSimulator, RecordedRequest], _Answer]
+
+    def serves(self, method: str, path: str, body: Any, prefix: str) -> bool:
+        """Return whether a request with this method, path and JSON body takes this route."""
+        return method in self.methods and any(match(path, body, prefix) for match in self.paths)
+
+
+def _answer_interactive_login(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return the interactive login's answer: a session token, or why not."""
+    return sim._login(request, "interactive")
+
+
+def _answer_interactive_logout(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return the logout's answer, ending the session of the token it carries."""
+    return sim._authorized(request, "interactive", logout=True)
+
+
+def _answer_interactive_balance(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return the balance (the interactive token check), or why the token is refused."""
+    return sim._authorized(request, "interactive")
+
+
+def _answer_marketdata_login(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return the market-data login's answer: a session token, or why not."""
+    return sim._login(request, "marketdata")
+
+
+def _answer_marketdata_config(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return the client config (the market-data token check), or why the token is refused."""
+    return sim._authorized(request, "marketdata")
+
+
+def _answer_hostlookup(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return a host lookup: a fresh uniqueKey and the connection string to log in at."""
+    return 200, sim._hostlookup()
+
+
+def _answer_telegram(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return Telegram's answer to sendMessage, with the next message ID."""
+    return 200, {"ok": True, "result": {"message_id": sim._next_message_id()}}
+
+
+def _answer_healthcheck(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return healthchecks.io's answer to a ping."""
+    return 200, b"OK"
+
+
+def _answer_unknown(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return a 404 with an XTS error body naming the method and path."""
+    description = f"Route not found: {request.method} {request.path}"
+    return 404, _error("e-route-0404", description)
+
+
+_ROUTE_TABLE: tuple[_Route, ...] = (
+    _Route(
+        "interactive_login",
+        ("POST",),
+        (_under_api("/interactive/user/session"), _clustered_login),
+        _answer_interactive_login,
+    ),
+    _Route(
+        "interactive_logout",
+        ("DELETE",),
+        (_under_api("/interactive/user/session"),),
+        _answer_interactive_logout,
+    ),
+    _Route(
+        "interactive_balance",
+        ("GET",),
+        (_under_api("/interactive/user/balance"),),
+        _answer_interactive_balance,
+    ),
+    _Route(
+        "marketdata_login",
+        ("POST",),
+        (_under_api(*_market_data("/auth/login")),),
+        _answer_marketdata_login,
+    ),
+    _Route(
+        "marketdata_config",
+        ("GET",),
+        (_under_api(*_market_data("/config/clientConfig")),),
+        _answer_marketdata_config,
+    ),
+    _Route("hostlookup", ("POST",), (_any_case("/hostlookup"),), _answer_hostlookup),
+    _Route("telegram", ("GET", "POST"), (_whole(r"/bot[^/]+/sendMessage"),), _answer_telegram),
+    _Route("healthcheck", ("GET", "POST", "HEAD"), (_starting("/ping/"),), _answer_healthcheck),
+)
+_UNKNOWN = _Route("unknown", (), (), _answer_unknown)
+
+# The route names add_fault() accepts and requests() records, "unknown" last.
+ROUTES: tuple[str, ...] = (*(route.name for route in _ROUTE_TABLE), _UNKNOWN.name)
+
+
+def _find_route(method: str, path: str, body: Any, prefix: str) -> _Route:
+    """Return the first route in the table serving this request, else the "unknown" route.
+
+    ``body`` is the parsed JSON body (None if there is none); ``prefix`` is the path prefix
+    of the simulated API root (``/xts`` for ``https://host/xts``).
+    """
+    return next((r for r in _ROUTE_TABLE if r.serves(method, path, body, prefix)), _UNKNOWN)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Handlers stuck on a slow client must not make server_close() wait for them.
@@ -230,8 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(ValueError):
                 parsed = json.loads(body)
         split = urlsplit(self.path)
+        route = _find_route(self.command, split.path, parsed, sim.api_prefix)
         request = RecordedRequest(
-            route=_route(self.command, split.path, parsed, sim.api_prefix),
+            route=route.name,
             method=self.command,
             path=split.path,
             query={k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
@@ -244,7 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._send_fault(sim, fault)
             return
-        status, answer = sim._answer(request)
+        status, answer = route.answer(sim, request)
         if isinstance(answer, bytes):
             self._send(status, answer, (("Content-Type", "text/plain; charset=utf-8"),))
         else:
@@ -282,37 +445,6 @@ class _Handler(BaseHTTPRequestHandler):
             if sim._stopping.wait(fault.trickle):
                 return
             self.wfile.write(fault.body[index : index + 1])
-
-
-def _route(method: str, path: str, body: Any, prefix: str = "") -> str:
-    """The route a request takes; "unknown" (answered 404) for any path a broker would not
-    serve, so a typo in a configured path fails a test as it fails against a real server.
-
-    ``prefix`` is the path prefix of the simulated API root (``https://host/xts``).
-    """
-    if path == f"{prefix}/interactive/user/session":
-        if method == "POST":
-            return "interactive_login"
-        if method == "DELETE":
-            return "interactive_logout"
-    # Clustered deployments log in at {connectionString}/user/session with a uniqueKey; the
-    # simulator's host lookup hands out {url}/interactive.
-    has_unique_key = isinstance(body, dict) and "uniqueKey" in body
-    if method == "POST" and path == "/interactive/user/session" and has_unique_key:
-        return "interactive_login"
-    if method == "GET" and path == f"{prefix}/interactive/user/balance":
-        return "interactive_balance"
-    if method == "POST" and path in {f"{prefix}{p}/auth/login" for p in _MD_PREFIXES}:
-        return "marketdata_login"
-    if method == "GET" and path in {f"{prefix}{p}/config/clientConfig" for p in _MD_PREFIXES}:
-        return "marketdata_config"
-    if method == "POST" and path.lower() == "/hostlookup":
-        return "hostlookup"
-    if method in ("GET", "POST") and _TELEGRAM_PATH.fullmatch(path):
-        return "telegram"
-    if method in ("GET", "POST", "HEAD") and path.startswith("/ping/"):
-        return "healthcheck"
-    return "unknown"
 
 
 def _required(name: str) -> dict[str, Any]:
@@ -468,29 +600,11 @@ class XtsSimulator:
             queue = self._faults[request.route]
             return queue.pop(0) if queue else None
 
-    def _answer(self, request: RecordedRequest) -> tuple[int, Any]:
-        """Return the normal (status, JSON object or plain-text bytes) for a request."""
-        route = request.route
-        if route == "interactive_login":
-            return self._login(request, "interactive")
-        if route == "marketdata_login":
-            return self._login(request, "marketdata")
-        if route == "interactive_logout":
-            return self._authorized(request, "interactive", logout=True)
-        if route == "interactive_balance":
-            return self._authorized(request, "interactive")
-        if route == "marketdata_config":
-            return self._authorized(request, "marketdata")
-        if route == "hostlookup":
-            return 200, self._hostlookup()
-        if route == "telegram":
-            with self._lock:
-                self._messages += 1
-                return 200, {"ok": True, "result": {"message_id": self._messages}}
-        if route == "healthcheck":
-            return 200, b"OK"
-        description = f"Route not found: {request.method} {request.path}"
-        return 404, _error("e-route-0404", description)
+    def _next_message_id(self) -> int:
+        """Return the ID of the next fake Telegram message (1, 2, ...)."""
+        with self._lock:
+            self._messages += 1
+            return self._messages
 
     def _login(self, request: RecordedRequest, kind: str) -> tuple[int, Any]:
         fields = _login_fields(request)

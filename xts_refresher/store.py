@@ -1,7 +1,7 @@
 """Token files: their shape, reading them, writing them atomically, and the run lock.
 
 Only the standard library is imported here, and only what reading a token needs at import
-time (pathlib, typing, glob and base64 are imported where they are used, or only for the type
+time (pathlib, typing and base64 are imported where they are used, or only for the type
 checker), so trading programs read a token (``xts_token_refresh.load_token``) about as fast as
 they read the JSON file themselves (see benchmarks/bench.py).
 """
@@ -13,11 +13,11 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from types import MappingProxyType
 
 from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
+from .sessions import SESSIONS, Session
+from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-SESSIONS = ("interactive", "marketdata")
-# How messages name each session ("market-data", as the broker's documents spell it).
-SESSION_LABELS = MappingProxyType({"interactive": "interactive", "marketdata": "market-data"})
 TOKEN_FILE_MODE = 0o600
 # Linux's FS_IOC_GETFLAGS and the two flags that stop a rename over a file (chattr +i, +a).
 FS_IOC_GETFLAGS = 0x80086601
@@ -35,21 +32,43 @@ FS_IMMUTABLE_OR_APPEND_FL = 0x10 | 0x20
 ASSUMED_LIFETIME = timedelta(hours=24)
 
 
-@dataclass(frozen=True)
-class StoredToken:
+class StoredToken(Frozen):
     """One session token as the token file holds it.
 
     ``extra`` keeps the session-specific fields (``isInvestorClient`` and ``clientCodes`` for the
     interactive session, ``application_expiry_date`` for market data) in the order XTS sent them.
     """
 
-    token: str = field(repr=False)
+    __slots__ = ("api_root", "expires_at", "extra", "session", "timestamp", "token", "user_id")
+    _hidden = ("token",)
+    token: str
     user_id: str
     session: str
     api_root: str
     timestamp: datetime
     expires_at: datetime | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        user_id: str,
+        session: str,
+        api_root: str,
+        timestamp: datetime,
+        expires_at: datetime | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._set(
+            token=token,
+            user_id=user_id,
+            session=session,
+            api_root=api_root,
+            timestamp=timestamp,
+            expires_at=expires_at,
+            extra=dict(extra or {}),
+        )
 
     @property
     def refreshed_at(self) -> datetime:
@@ -80,7 +99,7 @@ class StoredToken:
         return self.seconds_left(now) <= 0
 
     def masked(self) -> str:
-        """The token's first six characters, the most any output may show."""
+        """The token masked as ``mask`` does: at most its first six characters."""
         return mask(self.token)
 
     def to_json(self) -> dict[str, Any]:
@@ -96,6 +115,12 @@ class StoredToken:
         }
         data.update(self.extra)
         return data
+
+
+def is_token_text(token: str) -> bool:
+    """True when ``token`` is printable ASCII without white space (``\\x21``-``\\x7e``): what can
+    travel in an Authorization header and sit whole in a file and a log line."""
+    return token.isascii() and token.isprintable() and " " not in token
 
 
 def mask(secret: str) -> str:
@@ -156,7 +181,7 @@ def parse_token_json(data: Any, path: str | os.PathLike[str], session: str) -> S
     token = data.get("token")
     if not isinstance(token, str) or not token:
         raise corrupt("it has no token")
-    if not token.isascii() or not token.isprintable() or " " in token:
+    if not is_token_text(token):
         raise corrupt("its token is not printable ASCII")
     timestamp = _parse_local_time(data.get("timestamp"))
     if timestamp is None:
@@ -252,7 +277,7 @@ def _is_immutable(path: Path) -> bool:
     return bool(flags & FS_IMMUTABLE_OR_APPEND_FL)
 
 
-def check_writable(path: Path, session: str) -> None:
+def check_writable(path: Path, session: Session) -> None:
     """Prove that ``path`` can be replaced, by creating and removing a temporary file beside it.
 
     A market-data login ends the previous market-data session, so a token that could not be
@@ -261,7 +286,7 @@ def check_writable(path: Path, session: str) -> None:
     immutable file).
     """
     folder = path.parent
-    label = SESSION_LABELS[session]
+    label = session.label
     hint = (
         f"No {label} login was sent, so the current {label} token still works. Let the user "
         f"running the job write to {folder} (or point the token file elsewhere), then run again."
@@ -324,12 +349,17 @@ def remove_stale_temporaries(path: Path) -> int:
     Only a writer holding the run lock may call this: every other writer's temporary file is
     then a leftover of a run that died between creating it and renaming it.
     """
-    import glob
-
     removed = 0
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return 0  # the folder's problem is reported by the writability check
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
         try:
-            leftover.unlink()
+            (path.parent / name).unlink()
             removed += 1
         except OSError:
             continue  # not ours to force: a later run tries again
@@ -343,11 +373,12 @@ def save_token(path: Path, stored: StoredToken) -> None:
         content = json.dumps(stored.to_json(), indent=2, allow_nan=False) + "\n"
     except ValueError as exc:
         raise TokenSaveError(f"The token for {path} cannot be written as JSON: {exc}.") from None
-    if stored.session == "marketdata":
-        # The login that produced this token ended the previous market-data session.
+    session = SESSIONS[stored.session]
+    if session.one_login_per_app_key:
+        # The login that produced this token ended the previous session of its app key.
         kept = (
-            "the previous market-data token file is kept, but that token no longer works: this "
-            "login ended its session"
+            f"the previous {session.label} token file is kept, but that token no longer works: "
+            "this login ended its session"
         )
         try:
             write_atomically(path, content.encode("utf-8"), kept)
@@ -355,7 +386,7 @@ def save_token(path: Path, stored: StoredToken) -> None:
             raise TokenSaveError(
                 exc.message,
                 "Free the disk or fix the folder, then run the refresh again at once: bots that "
-                "stream quotes need a new market-data token.",
+                f"stream quotes need a new {session.label} token.",
             ) from None
         return
     write_atomically(path, content.encode("utf-8"))
@@ -373,9 +404,25 @@ class RunLock:
 
     POLL_SECONDS = 0.1
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        wait_seconds: float = 0.0,
+        on_wait: Callable[[str], object] | None = None,
+    ) -> None:
+        """A lock on ``path``; used as a context manager it is taken (waiting at most
+        ``wait_seconds``, telling ``on_wait`` once) on entry and released on exit."""
         self.path = path
+        self.wait_seconds = wait_seconds
+        self.on_wait = on_wait
         self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire(self.wait_seconds, self.on_wait)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
     def acquire(self, wait_seconds: float, on_wait: Callable[[str], object] | None = None) -> None:
         """Take the lock, waiting at most ``wait_seconds``; LockTimeoutError names the holder.

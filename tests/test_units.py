@@ -1,0 +1,1281 @@
+"""The fast tier: the pure functions, called in-process (no subprocess, network or sleeping).
+
+Every other test file drives the real script against the simulator; these run in about a
+second, so a change to one of the functions below is checked at once. Expectations follow
+the functions' docstrings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.metadata
+import json
+import os
+import re
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import APP_DIR, WRAPPER
+
+import xts_refresher
+from xts_refresher import checks, cli, cron, errors, paths, settings, store
+from xts_refresher.client import (
+    LoginResult,
+    RetryableError,
+    decode_answer,
+    describe_xts_error,
+    login_result,
+    require_token,
+)
+from xts_refresher.errors import (
+    ConfigError,
+    LoginRefusedError,
+    TokenUnavailableError,
+    XtsRefreshError,
+)
+from xts_refresher.sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
+from xts_refresher.settings import Credentials, PathOverrides, TelegramSettings, load_settings
+from xts_refresher.store import StoredToken
+
+WRAPPER_TEXT = WRAPPER.read_text(encoding="utf-8")
+REQUIREMENTS = APP_DIR / "requirements.txt"
+NO_SUCH_USER = "no_such_user_xts_refresher_units"
+
+
+def shell_function(name: str) -> str:
+    """The body of the wrapper's shell function ``name``."""
+    found = re.search(rf"^{name}\(\) \{{\n(.*?)^\}}", WRAPPER_TEXT, re.MULTILINE | re.DOTALL)
+    assert found, f"refresh_xts_token.sh has no function {name}"
+    return found[1]
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "0s"),
+        (0.9, "0s"),
+        (1, "1s"),
+        (45, "45s"),
+        (59, "59s"),
+        (60, "1m"),
+        (12 * 60, "12m"),
+        (12 * 60 + 59, "12m"),
+        (3600, "1h 00m"),
+        (3900, "1h 05m"),
+        (23 * 3600 + 59 * 60, "23h 59m"),
+        (86399, "23h 59m"),
+        (86400, "1d 0h"),
+        (2 * 86400 + 3 * 3600, "2d 3h"),
+        (2 * 86400 + 3 * 3600 + 59 * 60, "2d 3h"),
+        (-45, "45s"),
+        (-3900, "1h 05m"),
+        (-(2 * 86400 + 3 * 3600), "2d 3h"),
+    ],
+)
+def test_format_duration(seconds: float, expected: str) -> None:
+    assert checks.format_duration(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("user_id", "expected"),
+    [
+        ("CK68", "CK68"),
+        ("CK68_BEBAFF", "CK68"),
+        ("CK68_BEBAFF0123456789", "CK68"),
+        ("ck68_bebaff", "CK68"),
+        ("Ck68", "CK68"),
+        ("  ck68  ", "CK68"),
+        (" ck68 _BEBAFF", "CK68"),
+        ("CK68_A_B", "CK68"),
+        ("", ""),
+    ],
+)
+def test_base_user(user_id: str, expected: str) -> None:
+    assert checks.base_user(user_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8080/", True),
+        ("http://127.0.0.1", True),
+        ("http://127.1.2.3/x", True),
+        ("http://localhost:5000/interactive", True),
+        ("http://LOCALHOST/", True),
+        ("http://[::1]:8080/", True),
+        ("http://user:pw@127.0.0.1:9/", True),
+        ("https://ttblaze.iifl.com/", False),
+        ("http://example.com", False),
+        ("http://localhost.example.com/", False),
+        ("http://127.0.0.1.nip.io/", False),
+        ("http://10.0.0.1/", False),
+        ("http://[2001:db8::1]/", False),
+        ("http://0.0.0.0/", False),
+        ("not a url", False),
+        ("", False),
+        ("http://", False),
+        ("::1", False),
+        ("http://[::1", False),  # an unbalanced bracket: no host, and no exception
+        ("http://[bad]/", False),
+        ("http://[::ffff:127.0.0.1]/", True),
+        ("http://localhost./", True),
+    ],
+)
+def test_is_loopback_url(url: str, expected: bool) -> None:
+    assert checks.is_loopback_url(url) is expected
+
+
+# -- cli ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2h", 7200.0),
+        ("90m", 5400.0),
+        ("1h30m", 5400.0),
+        ("45s", 45.0),
+        ("3600", 3600.0),
+        ("1.5h", 5400.0),
+        ("1d", 86400.0),
+        ("30h", 108000.0),
+        ("1d2h3m4s", 86400.0 + 7200 + 180 + 4),
+        ("2H", 7200.0),
+        (" 2h ", 7200.0),
+        ("0.5", 0.5),
+        ("0", 0.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert cli.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("", " ", "h", "2x", "2 h", "1h 30m", "-2h", "+2h", "2h-", "h2", "1e3", "1.5.h", ".5h"),
+        *(
+            "two",
+            "1" * 400,
+            "1h1h",
+            "\uff12h",
+            "\u0662h",
+        ),  # endless, a unit twice, non-ASCII digits
+    ],
+)
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        cli.parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ["refresh"]),
+        (["--if-needed"], ["refresh", "--if-needed"]),
+        (["--verify", "--if-needed"], ["refresh", "--verify", "--if-needed"]),
+        # An option's value is not a command, even when it is spelled like one.
+        (["--env-file", "status"], ["refresh", "--env-file", "status"]),
+        (
+            ["--token-file", "demo", "--log-file", "cron"],
+            ["refresh", "--token-file", "demo", "--log-file", "cron"],
+        ),
+        (
+            ["--renew-before", "2h", "--if-needed"],
+            ["refresh", "--renew-before", "2h", "--if-needed"],
+        ),
+        (["--env-file=status"], ["refresh", "--env-file=status"]),
+        # A named command is left alone, wherever it comes.
+        (["refresh"], ["refresh"]),
+        (["status", "--json"], ["status", "--json"]),
+        (["--env-file", "x.env", "status"], ["--env-file", "x.env", "status"]),
+        (["check-config"], ["check-config"]),
+        (["cron", "print"], ["cron", "print"]),
+        (["demo"], ["demo"]),
+        # --help and --version are argparse's.
+        (["--help"], ["--help"]),
+        (["-h"], ["-h"]),
+        (["--version"], ["--version"]),
+        (["--env-file", "x.env", "--help"], ["--env-file", "x.env", "--help"]),
+        # An unknown word is left for argparse to refuse.
+        (["refrsh"], ["refrsh"]),
+        (["--if-needed", "stauts"], ["--if-needed", "stauts"]),
+    ],
+)
+def test_with_default_command(argv: list[str], expected: list[str]) -> None:
+    assert cli.with_default_command(argv) == expected
+
+
+def test_with_default_command_does_not_change_its_argument() -> None:
+    argv = ("--if-needed",)
+    assert cli.with_default_command(argv) == ["refresh", "--if-needed"]
+    assert argv == ("--if-needed",)
+
+
+def test_exit_codes_text_names_0_to_5_in_order() -> None:
+    text = cli.exit_codes_text()
+    assert re.findall(r"(?:^|; )(\d+) ", text) == ["0", "1", "2", "3", "4", "5"]
+    for code, meaning in errors.exit_code_meanings().items():
+        assert f"{code} {meaning}" in text
+    assert "\n" not in text
+
+
+# -- errors and the cron wrapper ------------------------------------------------------------
+
+
+def all_error_classes() -> list[type[XtsRefreshError]]:
+    """XtsRefreshError and every subclass, wherever defined (client's RetryableError too)."""
+    found: list[type[XtsRefreshError]] = []
+    pending: list[type[XtsRefreshError]] = [XtsRefreshError]
+    while pending:
+        cls = pending.pop(0)
+        found.append(cls)
+        pending += cls.__subclasses__()
+    return found
+
+
+def test_exit_code_meanings_are_exactly_0_to_5() -> None:
+    meanings = errors.exit_code_meanings()
+    assert list(meanings) == [0, 1, 2, 3, 4, 5]
+    assert meanings[0] == errors.SUCCESS_MEANING
+    assert all(isinstance(m, str) and m.strip() and "\n" not in m for m in meanings.values())
+
+
+def test_the_error_hierarchy_is_found() -> None:
+    names = {cls.__name__ for cls in all_error_classes()}
+    assert {
+        "LoginRefusedError",
+        "ConfigError",
+        "XtsUnavailableError",
+        "TokenRejectedError",
+        "LocalError",
+        "TokenSaveError",
+        "LockTimeoutError",
+        "UnexpectedError",
+        "HookFailedError",
+        "TokenUnavailableError",
+        "RetryableError",
+    } <= names
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda cls: cls.__name__)
+def test_every_error_class_exit_code_has_a_meaning(cls: type[XtsRefreshError]) -> None:
+    assert cls.exit_code in errors.exit_code_meanings()
+    assert cls.exit_code != 0
+
+
+@pytest.mark.parametrize(
+    ("cls", "code"),
+    [
+        (errors.LoginRefusedError, 1),
+        (errors.TokenUnavailableError, 1),
+        (errors.ConfigError, 2),
+        (errors.XtsUnavailableError, 3),
+        (errors.TokenRejectedError, 3),
+        (RetryableError, 3),
+        (errors.LocalError, 4),
+        (errors.TokenSaveError, 4),
+        (errors.LockTimeoutError, 4),
+        (errors.UnexpectedError, 4),
+        (errors.HookFailedError, 5),
+    ],
+    ids=lambda value: getattr(value, "__name__", str(value)),
+)
+def test_exit_codes_of_the_contract(cls: type[XtsRefreshError], code: int) -> None:
+    assert cls.exit_code == code
+
+
+def wrapper_explanations() -> dict[int, str]:
+    """The ``N:*) echo "…"`` lines of the wrapper's explain_exit."""
+    lines = re.findall(
+        r'^\s*(\d+):\*\)\s*echo\s+"([^"]*)"\s*;;\s*$', shell_function("explain_exit"), re.MULTILINE
+    )
+    explained = {int(code): meaning for code, meaning in lines}
+    assert len(explained) == len(lines), "explain_exit names a code twice"
+    return explained
+
+
+def test_wrapper_explains_each_exit_code_as_errors_py_does() -> None:
+    expected = {code: m for code, m in errors.exit_code_meanings().items() if code != 0}
+    assert wrapper_explanations() == expected
+
+
+def test_wrapper_status_line_is_separate_and_comes_first() -> None:
+    body = shell_function("explain_exit")
+    status = re.search(r'^\s*1:status\)\s*echo\s+"([^"]+)"\s*;;\s*$', body, re.MULTILINE)
+    general = re.search(r"^\s*1:\*\)", body, re.MULTILINE)
+    fallback = re.search(r'^\s*\*\)\s*echo\s+"([^"]+)"\s*;;\s*$', body, re.MULTILINE)
+    assert status and general and fallback
+    assert status.start() < general.start() < fallback.start()  # bash takes the first match
+    assert status[1] != errors.exit_code_meanings()[1]
+
+
+def test_wrapper_options_with_values_match_the_cli() -> None:
+    found = re.search(
+        r"^\s*(--[\w-]+(?:\s*\|\s*--[\w-]+)*)\)\s*skip=1",
+        shell_function("command_of"),
+        re.MULTILINE,
+    )
+    assert found, "command_of has no case line for the options that take a value"
+    options = [option.strip() for option in found[1].split("|")]
+    assert len(options) == len(set(options))
+    assert set(options) == set(cli.OPTIONS_WITH_VALUES)
+
+
+def requirement_names() -> list[str]:
+    """The distribution names in requirements.txt, in order."""
+    names = []
+    for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text and not text.startswith("-"):
+            found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", text)
+            assert found, line
+            names.append(found[0])
+    return names
+
+
+def top_level_modules(distribution: str) -> set[str]:
+    """The importable top-level names an installed distribution provides."""
+    files = importlib.metadata.distribution(distribution).files or []
+    return {
+        file.parts[0].removesuffix(".py")
+        for file in files
+        if file.suffix == ".py" and file.parts[0].removesuffix(".py").isidentifier()
+    }
+
+
+def test_wrapper_probes_the_required_modules() -> None:
+    probe = shell_function("main")
+    assert "REQUIRED_MODULES" in WRAPPER_TEXT
+    assert "from xts_refresher import REQUIRED_MODULES" in probe
+    assert '"requests", "dotenv"' not in WRAPPER_TEXT  # the list is said once, in the package
+
+
+def test_required_modules_are_requirements_txt() -> None:
+    names = requirement_names()
+    assert names == ["requests", "python-dotenv"]
+    modules = []
+    for name in names:
+        provided = top_level_modules(name)
+        assert len(provided) == 1, f"{name} provides {sorted(provided)}"
+        modules.append(provided.pop())
+    assert xts_refresher.REQUIRED_MODULES == tuple(modules) == ("requests", "dotenv")
+
+
+# -- cron -----------------------------------------------------------------------------------
+
+UTC = timezone.utc
+KOLKATA = ZoneInfo("Asia/Kolkata")
+NEW_YORK = ZoneInfo("America/New_York")
+A_WEDNESDAY = date(2024, 1, 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("09:00", (9, 0)),
+        ("9:00", (9, 0)),
+        ("9:05", (9, 5)),
+        ("00:00", (0, 0)),
+        ("0:00", (0, 0)),
+        ("23:59", (23, 59)),
+        (" 08:45 ", (8, 45)),
+    ],
+)
+def test_parse_at(text: str, expected: tuple[int, int]) -> None:
+    assert cron.parse_at(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "9",
+        "0900",
+        "24:00",
+        "12:60",
+        "09:0",
+        "09:000",
+        "9am",
+        "09:00:00",
+        "-1:00",
+        "9.00",
+        "009:00",
+        "09 :00",
+        "a:bc",
+        "\uff11\uff12:\uff10\uff10",  # full-width digits are not a time cron can take
+    ],
+)
+def test_parse_at_refuses(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a time of day"):
+        cron.parse_at(text)
+
+
+@pytest.mark.parametrize(
+    ("days", "shift", "expected"),
+    [
+        ("daily", 0, "*"),
+        ("daily", -1, "*"),
+        ("daily", 1, "*"),
+        ("weekdays", -1, "0-4"),
+        ("weekdays", 0, "1-5"),
+        ("weekdays", 1, "2-6"),
+        ("weekdays", 2, "0,3-6"),
+        ("weekdays", -2, "0-3,6"),
+        ("weekdays", 7, "1-5"),
+        ("weekdays", -7, "1-5"),
+    ],
+)
+def test_day_field(days: str, shift: int, expected: str) -> None:
+    assert cron.day_field(days, shift) == expected
+
+
+def test_convert_kolkata_morning_on_utc_stays_the_same_day() -> None:
+    schedule = cron.convert("09:00", "Asia/Kolkata", "weekdays", UTC, "UTC", today=A_WEDNESDAY)
+    assert (schedule.hour, schedule.minute, schedule.days) == (3, 30, "1-5")
+    assert schedule.notes[0] == "09:00 Asia/Kolkata is 03:30 in this machine's zone (UTC)"
+    assert not any("midnight" in note or "daylight" in note for note in schedule.notes)
+
+
+@pytest.mark.parametrize(("days", "field"), [("weekdays", "0-4"), ("daily", "*")])
+def test_convert_across_midnight_moves_the_days(days: str, field: str) -> None:
+    schedule = cron.convert("04:00", "Asia/Kolkata", days, UTC, "UTC", today=A_WEDNESDAY)
+    assert (schedule.hour, schedule.minute, schedule.days) == (22, 30, field)
+    assert "22:30" in schedule.notes[0]
+    assert any("crosses midnight" in note for note in schedule.notes)
+
+
+def test_convert_forward_across_midnight() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    schedule = cron.convert(
+        "22:00", "Asia/Kolkata", "weekdays", tokyo, "Asia/Tokyo", today=A_WEDNESDAY
+    )
+    assert (schedule.hour, schedule.minute, schedule.days) == (1, 30, "2-6")
+
+
+def test_convert_in_the_same_zone_changes_nothing() -> None:
+    schedule = cron.convert(
+        "09:00", "Asia/Kolkata", "weekdays", KOLKATA, "Asia/Kolkata", today=A_WEDNESDAY
+    )
+    assert (schedule.hour, schedule.minute, schedule.days) == (9, 0, "1-5")
+    assert len(schedule.notes) == 1
+
+
+@pytest.mark.parametrize("today", [date(2024, 1, 10), date(2024, 7, 10)])
+def test_convert_to_a_daylight_saving_zone_warns(today: date) -> None:
+    schedule = cron.convert(
+        "09:00", "Asia/Kolkata", "daily", NEW_YORK, "America/New_York", today=today
+    )
+    offset = 10.5 if today.month == 1 else 9.5  # EST is UTC-5, EDT UTC-4; IST is UTC+5:30
+    expected = datetime(2024, today.month, 10, 9, 0) - timedelta(hours=offset)
+    assert (schedule.hour, schedule.minute) == (expected.hour, expected.minute)
+    warning = [note for note in schedule.notes if "daylight saving" in note]
+    assert len(warning) == 1
+    assert "America/New_York" in warning[0]
+
+
+def test_convert_from_a_daylight_saving_zone_warns_about_that_zone() -> None:
+    schedule = cron.convert("09:00", "America/New_York", "daily", UTC, "UTC", today=A_WEDNESDAY)
+    assert (schedule.hour, schedule.minute) == (14, 0)
+    assert any("America/New_York observes daylight saving" in note for note in schedule.notes)
+
+
+@pytest.mark.parametrize(
+    ("at", "zone", "days", "match"),
+    [
+        ("09:00", "Asia/Kolkata", "weekends", "--days"),
+        ("25:00", "Asia/Kolkata", "daily", "--at"),
+        ("09:00", "Mars/Olympus_Mons", "daily", "Unknown time zone"),
+        ("09:00", "", "daily", "Unknown time zone"),
+    ],
+)
+def test_convert_refuses(at: str, zone: str, days: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        cron.convert(at, zone, days, UTC, "UTC", today=A_WEDNESDAY)
+
+
+def test_crontab_line_plain() -> None:
+    line = cron.crontab_line(cron.Schedule(30, 3, "1-5", ()), Path("/opt/xts"))
+    assert line == (
+        "30 3 * * 1-5 /opt/xts/refresh_xts_token.sh >> /opt/xts/cron_output.log 2>&1 "
+        "# xts-token-refresh:/opt/xts"
+    )
+    assert cron.is_own_line(line, Path("/opt/xts"))
+    assert not cron.is_own_line(line, Path("/opt/other"))
+
+
+def test_crontab_line_quotes_spaces_and_escapes_percent() -> None:
+    app_dir = Path("/opt/my bots/xts")
+    line = cron.crontab_line(
+        cron.Schedule(0, 9, "*", ()), app_dir, ("--env-file", "/etc/xts/50%.env")
+    )
+    command = line.split(" # xts-token-refresh:")[0]
+    assert command == (
+        "0 9 * * * '/opt/my bots/xts/refresh_xts_token.sh' --env-file /etc/xts/50\\%.env "
+        ">> '/opt/my bots/xts/cron_output.log' 2>&1"
+    )
+    assert re.search(r"(?<!\\)%", command) is None  # cron turns a bare % into a newline
+    assert cron.is_own_line(line, app_dir)
+
+
+def test_crontab_marker_escapes_percent_in_the_folder_name() -> None:
+    """cron reads the marker comment as part of the command: a bare % there would cut it."""
+    app_dir = Path("/opt/my 50% bots")
+    line = cron.crontab_line(cron.Schedule(30, 3, "*", ()), app_dir)
+    assert re.search(r"(?<!\\)%", line) is None
+    assert cron.is_own_line(line, app_dir)
+
+
+# -- client ---------------------------------------------------------------------------------
+
+JSON = {"Content-Type": "application/json; charset=utf-8"}
+RATE_LIMIT = {"type": "error", "code": "e-apirl-0004", "description": "Rate limit exceeded"}
+
+
+def raw(body: object) -> bytes:
+    return json.dumps(body).encode("utf-8")
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 404])
+def test_decode_answer_returns_xts_json(status: int) -> None:
+    body = {"type": "success", "code": "s-user-0001", "result": {"token": "abc", "n": 1.5}}
+    assert decode_answer(status, JSON, raw(body)) == body
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "content"),
+    [
+        (502, {"Content-Type": "text/html"}, b"<html><body>502 Bad Gateway</body></html>"),
+        (200, {"Content-Type": "text/html"}, b"<html>captive portal</html>"),
+        (200, JSON, b""),
+        (200, JSON, b"[1, 2]"),
+        (200, JSON, b'"success"'),
+        (200, JSON, b'{"code": "s-1", "result": {}}'),  # no "type": not XTS JSON
+        (200, JSON, b'{"type": "success", "result": {"n": NaN}}'),
+        (200, JSON, b'{"type": "success", "result": {"n": Infinity}}'),
+        (200, JSON, b'{"type": "success", "result": {"n": -Infinity}}'),
+        (200, JSON, b'{"type": "success", "result": {"n": 1e999}}'),
+        (200, JSON, b'{"type": "success", "result": {"n": -1e999}}'),
+        (200, JSON, b"[" * 100000),
+        (200, JSON, b"\xff\xfe not utf-8"),
+        (302, {"Location": "https://login.example/"}, b""),
+    ],
+)
+def test_decode_answer_refuses_what_is_not_xts_json(
+    status: int, headers: dict[str, str], content: bytes
+) -> None:
+    with pytest.raises(RetryableError) as failure:
+        decode_answer(status, headers, content)
+    assert f"HTTP {status}" in failure.value.reason
+    assert failure.value.exit_code == 3
+
+
+def test_decode_answer_names_the_redirect_and_content_type() -> None:
+    with pytest.raises(RetryableError) as failure:
+        decode_answer(302, {"Location": "https://login.example/", "Content-Type": "text/html"}, b"")
+    assert "redirect to https://login.example/" in failure.value.reason
+    assert "text/html" in failure.value.reason
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_decode_answer_retries_xts_json_5xx(status: int) -> None:
+    body = {"type": "error", "code": "e-server-0001", "description": "Internal error"}
+    with pytest.raises(RetryableError, match="e-server-0001"):
+        decode_answer(status, JSON, raw(body))
+
+
+@pytest.mark.parametrize(
+    ("header", "retry_after"),
+    [("7", 7.0), ("0.5", 0.5), ("-3", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", None), ("", None)],
+)
+def test_decode_answer_429_is_retryable_with_retry_after(
+    header: str, retry_after: float | None
+) -> None:
+    with pytest.raises(RetryableError) as failure:
+        decode_answer(429, {**JSON, "Retry-After": header}, raw(RATE_LIMIT))
+    assert failure.value.retry_after == retry_after
+
+
+def test_decode_answer_429_html_keeps_retry_after() -> None:
+    with pytest.raises(RetryableError) as failure:
+        decode_answer(429, {"Retry-After": "12", "Content-Type": "text/html"}, b"<html>")
+    assert failure.value.retry_after == 12.0
+
+
+def test_decode_answer_without_retry_after() -> None:
+    with pytest.raises(RetryableError) as failure:
+        decode_answer(429, JSON, raw(RATE_LIMIT))
+    assert failure.value.retry_after is None
+
+
+def test_decode_answer_rate_limit_is_an_answer_for_token_checks() -> None:
+    assert decode_answer(429, JSON, raw(RATE_LIMIT), rate_limit_is_answer=True) == RATE_LIMIT
+
+
+def test_decode_answer_429_that_is_not_a_rate_limit_stays_retryable() -> None:
+    body = {"type": "error", "code": "e-other-0001", "description": "Slow down"}
+    with pytest.raises(RetryableError):
+        decode_answer(429, JSON, raw(body), rate_limit_is_answer=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"code": "e-user-0001", "description": "Invalid credentials."},
+            "e-user-0001: Invalid credentials",
+        ),
+        ({"type": "error"}, "no code: no description"),
+        ({"code": None, "description": ""}, "no code: no description"),
+        ({"code": "e-1", "description": "Line one\r\nline\ttwo  "}, "e-1: Line one line two"),
+        ({"code": "e-1\nFAKE ✓", "description": "x"}, "e-1 FAKE ✓: x"),
+        (
+            {
+                "code": "e-app-0001",
+                "description": "Bad Request",
+                "result": {
+                    "errors": [
+                        {"field": "appKey", "messages": ["appKey is required"]},
+                        {"field": "secretKey", "messages": ["secretKey\nis", "too short"]},
+                        {"field": "source", "messages": "not a list"},
+                        "not a dict",
+                    ]
+                },
+            },
+            "e-app-0001: Bad Request (appKey is required; secretKey is; too short)",
+        ),
+        ({"code": "e-2", "description": "x", "result": {"errors": []}}, "e-2: x"),
+        ({"code": "e-2", "description": "x", "result": {"errors": "no"}}, "e-2: x"),
+        ({"code": "e-2", "description": "x", "result": ["errors"]}, "e-2: x"),
+        ({"code": 404, "description": "Not found"}, "404: Not found"),
+    ],
+)
+def test_describe_xts_error(body: dict[str, Any], expected: str) -> None:
+    text = describe_xts_error(body)
+    assert text == expected
+    assert "\n" not in text and "\r" not in text
+
+
+def success(**result: Any) -> dict[str, Any]:
+    return {"type": "success", "code": "s-user-0001", "description": "ok", "result": result}
+
+
+@pytest.mark.parametrize("session", [INTERACTIVE, MARKETDATA], ids=lambda s: s.name)
+def test_login_result_success(session: Session) -> None:
+    body = success(token="eyJhbGci.eyJleHAi.sig", userID="CK68", isInvestorClient=False)
+    result = login_result(session, body, "https://xts.example")
+    assert isinstance(result, LoginResult)
+    assert result == LoginResult(
+        session.name, "eyJhbGci.eyJleHAi.sig", "CK68", "https://xts.example", body["result"]
+    )
+    assert "eyJhbGci" not in repr(result)
+
+
+def test_login_result_strips_the_token_and_folds_the_user() -> None:
+    result = login_result(INTERACTIVE, success(token="  tok123\n", userID="CK\n68"), "https://r")
+    assert (result.token, result.user_id) == ("tok123", "CK 68")
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"), [(None, ""), ("", ""), (68, "68"), ("\ud800X", "\\ud800X")]
+)
+def test_login_result_user_id(user: object, expected: str) -> None:
+    assert login_result(MARKETDATA, success(token="t", userID=user), "r").user_id == expected
+
+
+@pytest.mark.parametrize("session", [INTERACTIVE, MARKETDATA], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "error", "code": "e-user-0001", "description": "Invalid credentials"},
+        {"type": "error", "code": "e-app-0001", "result": {"errors": [{"messages": ["x"]}]}},
+        {"type": "failure"},
+        {"code": "e-1"},
+    ],
+)
+def test_login_result_refused(session: Session, body: dict[str, Any]) -> None:
+    with pytest.raises(LoginRefusedError) as failure:
+        login_result(session, body, "https://xts.example")
+    refusal = failure.value
+    assert refusal.exit_code == 1
+    assert f"the {session.label} login" in refusal.message
+    assert describe_xts_error(body) in refusal.message
+    assert session.key_variable in refusal.hint
+    assert session.secret_variable in refusal.hint
+    other = MARKETDATA if session is INTERACTIVE else INTERACTIVE
+    assert other.key_variable not in refusal.hint
+
+
+@pytest.mark.parametrize("session", [INTERACTIVE, MARKETDATA], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "success"},
+        {"type": "success", "result": None},
+        {"type": "success", "result": "token"},
+        {"type": "success", "result": {}},
+        {"type": "success", "result": {"token": ""}},
+        {"type": "success", "result": {"token": "   "}},
+        {"type": "success", "result": {"token": None}},
+        {"type": "success", "result": {"token": 12345}},
+    ],
+)
+def test_login_result_success_without_token_is_retryable(
+    session: Session, body: dict[str, Any]
+) -> None:
+    with pytest.raises(RetryableError, match="without a token"):
+        login_result(session, body, "https://xts.example")
+
+
+@pytest.mark.parametrize("token", ["tökén", "abc def", "abc\tdef", "ab\x00c", "ab\x7fc", "日本"])
+def test_login_result_token_not_printable_ascii_is_retryable(token: str) -> None:
+    with pytest.raises(RetryableError, match="not printable ASCII"):
+        login_result(INTERACTIVE, success(token=token, userID="CK68"), "https://xts.example")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        success(token="t"),
+        {"type": "error", "code": "e-1"},
+        {"type": "error", "result": {}},
+        {},
+    ],
+)
+def test_require_token_accepts(body: dict[str, Any]) -> None:
+    require_token(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"type": "success"}, success(), success(token=" "), success(token=["t"])],
+)
+def test_require_token_refuses_success_without_token(body: dict[str, Any]) -> None:
+    with pytest.raises(RetryableError):
+        require_token(body)
+
+
+# -- store ----------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def make_jwt(payload: bytes) -> str:
+    """A three-part JWT with ``payload`` as its (unsigned, unchecked) claims."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    return f"{header}.{b64url(payload)}.{b64url(b'not-a-real-signature')}"
+
+
+def jwt_of(claims: object) -> str:
+    return make_jwt(json.dumps(claims).encode())
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": 1700000000},
+        {"exp": 1700000000, "iat": 1699913600, "userID": "CK68"},
+        {"a": "b"},  # lengths that need every amount of base64 padding
+        {"a": "bc"},
+        {"a": "bcd"},
+        {"userID": "CK68_BEBAFF", "nested": {"list": [1, 2, 3]}, "name": "ü~?>"},
+        {},
+    ],
+)
+def test_jwt_claims(claims: dict[str, Any]) -> None:
+    assert store.jwt_claims(jwt_of(claims)) == claims
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "not-a-jwt",
+        "a.b",
+        "a.b.c.d",
+        jwt_of({"exp": 1}) + ".extra",
+        "a.!!!.c",  # bad base64
+        "a.x.c",  # one base64 character is never a whole byte
+        "a." + b64url(b"\xff\xfe\x00") + ".c",  # not UTF-8
+        "a." + b64url(b"{not json") + ".c",
+        make_jwt(b"[1, 2, 3]"),  # a JSON list
+        make_jwt(b'"a string"'),
+        make_jwt(b"null"),
+        make_jwt(b"42"),
+        make_jwt(b"[" * 100000),
+    ],
+)
+def test_jwt_claims_of_what_is_not_a_jwt(token: str) -> None:
+    assert store.jwt_claims(token) == {}
+
+
+@pytest.mark.parametrize("exp", [1700000000, 1700000000.5, 0, 4102444800])
+def test_expiry_from_token(exp: float) -> None:
+    expiry = store.expiry_from_token(jwt_of({"exp": exp}))
+    assert expiry is not None
+    assert expiry.tzinfo is not None and expiry.utcoffset() is not None
+    assert expiry == datetime.fromtimestamp(exp, timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"exp": true}',
+        b'{"exp": false}',
+        b'{"exp": "1700000000"}',
+        b'{"exp": null}',
+        b'{"exp": [1700000000]}',
+        b'{"exp": 100000000000000000000}',
+        b'{"exp": -100000000000000000000}',
+        b'{"exp": 1e300}',
+        b'{"exp": NaN}',
+        b'{"exp": Infinity}',
+        b'{"exp": 1e999}',
+        b'{"iat": 1700000000}',
+        b"[1700000000]",
+    ],
+)
+def test_expiry_from_token_unreadable(payload: bytes) -> None:
+    assert store.expiry_from_token(make_jwt(payload)) is None
+
+
+def test_expiry_from_token_of_a_non_jwt() -> None:
+    assert store.expiry_from_token("opaque-token") is None
+
+
+IST = timezone(timedelta(hours=5, minutes=30))
+TOKEN_FILE = "/tmp/xts_store_token.json"
+
+
+def token_data(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "token": "tok-ABCDEF123456",
+        "userID": "CK68",
+        "timestamp": "2024-01-10T09:00:00.123456+05:30",
+        "refreshed_at": "2024-01-10 09:00:00",
+        "expires_at": "2024-01-11T09:00:00+05:30",
+        "session": "interactive",
+        "api_root": "https://xts.example",
+        "isInvestorClient": False,
+        "clientCodes": ["CK68"],
+    }
+    data.update(changes)
+    return {name: value for name, value in data.items() if value is not ...}
+
+
+def test_parse_token_json_good() -> None:
+    stored = store.parse_token_json(token_data(), TOKEN_FILE, "interactive")
+    assert stored == StoredToken(
+        token="tok-ABCDEF123456",
+        user_id="CK68",
+        session="interactive",
+        api_root="https://xts.example",
+        timestamp=datetime(2024, 1, 10, 9, 0, 0, 123456, tzinfo=IST),
+        expires_at=datetime(2024, 1, 11, 9, 0, tzinfo=IST),
+        extra={"isInvestorClient": False, "clientCodes": ["CK68"]},
+    )
+    assert stored.to_json() == token_data()
+
+
+def test_parse_token_json_without_session_takes_the_one_asked_for() -> None:
+    stored = store.parse_token_json(token_data(session=...), TOKEN_FILE, "marketdata")
+    assert stored.session == "marketdata"
+
+
+def test_parse_token_json_without_expires_at_reads_the_jwt() -> None:
+    data = token_data(token=jwt_of({"exp": 1700000000}), expires_at=None)
+    stored = store.parse_token_json(data, TOKEN_FILE, "interactive")
+    assert stored.expires_at == datetime.fromtimestamp(1700000000, timezone.utc)
+
+
+def test_parse_token_json_without_any_expiry() -> None:
+    stored = store.parse_token_json(token_data(expires_at=...), TOKEN_FILE, "interactive")
+    assert stored.expires_at is None
+    assert stored.effective_expiry == stored.timestamp + timedelta(hours=24)
+
+
+def test_parse_token_json_naive_expires_at_gets_a_zone() -> None:
+    data = token_data(expires_at="2024-01-11T09:00:00")
+    stored = store.parse_token_json(data, TOKEN_FILE, "interactive")
+    assert stored.expires_at is not None
+    assert stored.expires_at.tzinfo is not None and stored.expires_at.utcoffset() is not None
+    assert stored.expires_at == datetime(2024, 1, 11, 9, 0).astimezone()
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ([], "not a JSON object"),
+        ("token", "not a JSON object"),
+        (None, "not a JSON object"),
+        (token_data(token=...), "no token"),
+        (token_data(token=""), "no token"),
+        (token_data(token=None), "no token"),
+        (token_data(token=123), "no token"),
+        (token_data(token="tök"), "not printable ASCII"),
+        (token_data(token="a b"), "not printable ASCII"),
+        (token_data(token="a\nb"), "not printable ASCII"),
+        (token_data(timestamp=...), "timestamp"),
+        (token_data(timestamp="yesterday"), "timestamp"),
+        (token_data(timestamp=1704857400), "timestamp"),
+        (token_data(session="marketdata"), "'marketdata' session, not 'interactive'"),
+        (token_data(session=None), "None session"),
+    ],
+)
+def test_parse_token_json_corrupt(data: Any, why: str) -> None:
+    with pytest.raises(TokenUnavailableError) as failure:
+        store.parse_token_json(data, TOKEN_FILE, "interactive")
+    assert failure.value.state == "corrupt"
+    assert failure.value.path == TOKEN_FILE
+    assert TOKEN_FILE in failure.value.message
+    assert why in failure.value.message
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ("", "…"),
+        ("ab", "…"),
+        ("abc", "a…"),
+        ("abcdefghi", "abc…"),
+        ("abcdefghijklmnopq", "abcde…"),
+        ("abcdefghijklmnopqr", "abcdef…"),
+        ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAwMDAwMDB9.sig", "eyJhbG…"),
+    ],
+)
+def test_mask(secret: str, expected: str) -> None:
+    shown = store.mask(secret)
+    assert shown == expected
+    assert len(shown) <= 7 and shown.endswith("…")
+    assert secret.startswith(shown[:-1])
+    assert len(shown) - 1 < max(len(secret), 1)  # never the whole secret
+
+
+def a_stored_token() -> StoredToken:
+    return store.parse_token_json(token_data(), TOKEN_FILE, "interactive")
+
+
+@pytest.mark.parametrize("field", ["token", "user_id", "session", "expires_at", "extra", "new"])
+def test_stored_token_is_immutable(field: str) -> None:
+    stored = a_stored_token()
+    with pytest.raises(AttributeError):
+        setattr(stored, field, "x")
+    with pytest.raises(AttributeError):
+        delattr(stored, field)
+    assert stored == a_stored_token()
+
+
+def test_stored_token_repr_hides_the_token() -> None:
+    stored = a_stored_token()
+    assert "tok-ABCDEF123456" not in repr(stored)
+    assert "tok-ABCDEF123456" not in str(stored)
+    assert "tok-ABCDEF123456" not in f"{[stored]}"
+    assert "token=…" in repr(stored)
+    assert "CK68" in repr(stored)
+    assert stored.masked() == "tok-A…"  # 16 characters: a third of them, at most
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+def test_sessions_table_order() -> None:
+    assert list(SESSIONS) == ["interactive", "marketdata"]
+    assert list(SESSIONS.values()) == [INTERACTIVE, MARKETDATA]
+    assert all(name == session.name for name, session in SESSIONS.items())
+    assert (INTERACTIVE.label, MARKETDATA.label) == ("interactive", "market-data")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "name",
+        "label",
+        "title",
+        "key_variable",
+        "secret_variable",
+        "path_variable",
+        "default_file",
+        "default_base",
+        "login_path",
+        "check_path",
+    ],
+)
+def test_session_facts_are_distinct(field: str) -> None:
+    values = [getattr(session, field) for session in SESSIONS.values()]
+    assert len(set(values)) == len(values)
+
+
+def test_session_variables_are_distinct_across_sessions() -> None:
+    variables = [
+        name
+        for session in SESSIONS.values()
+        for name in (
+            session.key_variable,
+            session.secret_variable,
+            session.path_variable,
+            session.base_variable,
+        )
+        if name is not None
+    ]
+    assert len(variables) == len(set(variables))
+    assert all(re.fullmatch(r"XTS_[A-Z_]+", name) for name in variables)
+    assert set(variables) <= set(settings.KNOWN_VARIABLES)
+
+
+@pytest.mark.parametrize("session", list(SESSIONS.values()), ids=lambda s: s.name)
+def test_every_session_field_is_set(session: Session) -> None:
+    optional = {"base_variable", "check_user_parameter"}
+    for field in Session.__slots__:
+        value = getattr(session, field)  # AttributeError when a field was never set
+        if field in optional and value is None:
+            continue
+        if field in ("uses_hostlookup", "one_login_per_app_key"):
+            assert isinstance(value, bool), field
+        elif field == "extra_fields":
+            assert isinstance(value, tuple) and value, field
+        else:
+            assert isinstance(value, str) and value, field
+    assert session.default_base.startswith("/")
+    assert session.login_path.startswith("/") and session.check_path.startswith("/")
+
+
+def test_session_needs_every_fact() -> None:
+    facts = {field: getattr(INTERACTIVE, field) for field in Session.__slots__}
+    assert Session(**facts) == INTERACTIVE
+    del facts["label"]
+    with pytest.raises(TypeError, match="label"):
+        Session(**facts)
+
+
+@pytest.mark.parametrize("session", list(SESSIONS.values()), ids=lambda s: s.name)
+@pytest.mark.parametrize("field", ["name", "label", "key_variable", "new_field"])
+def test_session_is_immutable(session: Session, field: str) -> None:
+    with pytest.raises(AttributeError):
+        setattr(session, field, "changed")
+    with pytest.raises(AttributeError):
+        delattr(session, field)
+    assert session.name in SESSIONS
+
+
+def test_sessions_table_cannot_be_modified() -> None:
+    table: Any = SESSIONS
+    with pytest.raises(TypeError):
+        table["other"] = INTERACTIVE
+    with pytest.raises(TypeError):
+        table["interactive"] = MARKETDATA
+    with pytest.raises(TypeError):
+        del table["marketdata"]
+    assert list(SESSIONS) == ["interactive", "marketdata"]
+
+
+# -- paths ----------------------------------------------------------------------------------
+
+
+def test_app_dir_is_the_project_folder() -> None:
+    assert str(APP_DIR) == paths.APP_DIR
+    assert settings.APP_DIR == APP_DIR
+
+
+@pytest.mark.parametrize(
+    ("value", "under_app_dir"),
+    [
+        ("xts_store_token.json", "xts_store_token.json"),
+        ("tokens/x.json", "tokens/x.json"),
+        ("a/../b", "b"),
+        ("./a/./b//c", "a/b/c"),
+        ("a/b/../../c.json", "c.json"),
+        ("", ""),
+        (".", ""),
+        (f"~{NO_SUCH_USER}/x", f"~{NO_SUCH_USER}/x"),
+        (f"~{NO_SUCH_USER}", f"~{NO_SUCH_USER}"),
+        ("x~/y", "x~/y"),
+    ],
+)
+def test_resolve_relative(value: str, under_app_dir: str) -> None:
+    expected = os.path.normpath(os.path.join(paths.APP_DIR, under_app_dir))
+    assert paths.resolve(value) == expected
+    assert os.path.isabs(paths.resolve(value))
+
+
+@pytest.mark.parametrize("value", ["/tmp/x.json", "/a/../b", "/a/./b//c/", "//srv/x"])
+def test_resolve_absolute_kept_as_written(value: str) -> None:
+    assert paths.resolve(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "under_home"),
+    [("~", ""), ("~/x.json", "/x.json"), ("~/a/../b", "/a/../b")],
+)
+def test_resolve_expands_home(
+    value: str, under_home: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert paths.resolve(value) == f"{tmp_path}{under_home}"
+
+
+def test_resolve_expands_a_known_user() -> None:
+    import pwd
+
+    entry = pwd.getpwuid(os.getuid())
+    home = entry.pw_dir.rstrip("/") or "/"
+    assert paths.resolve(f"~{entry.pw_name}/x") == os.path.join(home, "x")
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["x.json", "a/../b", "/tmp/x", "~nosuchuser_xts/x", Path("rel/p"), Path("/abs")]
+)
+def test_resolve_path_is_paths_resolve(value: str | Path) -> None:
+    resolved = settings.resolve_path(value)
+    assert isinstance(resolved, Path)
+    assert resolved == Path(paths.resolve(os.fspath(value)))
+    assert resolved.is_absolute()
+
+
+def test_credentials_repr_hides_secrets() -> None:
+    creds = Credentials("ik-KEY-123456", "is-SECRET-987654")
+    for text in (repr(creds), str(creds), f"{creds}", repr([creds]), repr({"i": creds})):
+        assert "KEY-123" not in text and "SECRET-987" not in text
+        assert "ik-KEY" not in text and "is-SECR" not in text
+
+
+def test_telegram_settings_repr_hides_the_bot_token() -> None:
+    telegram = TelegramSettings("987654:AAbotTOKENzz", "4242", "all", "https://api.telegram.org")
+    for text in (repr(telegram), str(telegram), repr([telegram])):
+        assert "AAbotTOKEN" not in text and "987654" not in text
+        assert "4242" in text
+
+
+MINIMAL = {
+    "XTS_API_ROOT": "https://xts.example",
+    "XTS_INTERACTIVE_API_KEY": "ik-unit-key",
+    "XTS_INTERACTIVE_API_SECRET": "is-unit-secret",
+}
+MARKETDATA_PAIR = {
+    "XTS_MARKETDATA_API_KEY": "mk-unit-key",
+    "XTS_MARKETDATA_API_SECRET": "ms-unit-secret",
+}
+
+
+def load(
+    tmp_path: Path, values: dict[str, str], environ: dict[str, str] | None = None, **flags: str
+) -> settings.Settings:
+    env_file = tmp_path / "unit.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    env_file.chmod(0o600)
+    return load_settings(PathOverrides(env_file=str(env_file), **flags), environ or {})
+
+
+def test_load_settings_minimal(tmp_path: Path) -> None:
+    loaded = load(tmp_path, MINIMAL)
+    assert loaded.sessions == (INTERACTIVE,)
+    assert dict(loaded.credentials) == {"interactive": Credentials("ik-unit-key", "is-unit-secret")}
+    assert loaded.api_root == "https://xts.example"
+    assert loaded.env_file == tmp_path / "unit.env"
+    assert loaded.token_path(INTERACTIVE) == APP_DIR / "xts_store_token.json"
+    assert loaded.token_path(MARKETDATA) == APP_DIR / "xts_marketdata_token.json"
+    assert loaded.log_file == APP_DIR / "xts_token_refresh.log"
+    assert loaded.lock_file == APP_DIR / "xts_store_token.json.lock"
+    assert loaded.base_path(INTERACTIVE) == "/interactive"
+    assert loaded.base_path(MARKETDATA) == "/apimarketdata"
+    assert loaded.telegram is None
+    assert (loaded.source, loaded.verify_ssl, loaded.retries) == ("WEBAPI", True, 4)
+    assert sorted(loaded.secrets()) == ["ik-unit-key", "is-unit-secret"]
+
+
+def test_load_settings_both_sessions_in_order(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {**MARKETDATA_PAIR, **MINIMAL})
+    assert loaded.sessions == (INTERACTIVE, MARKETDATA)
+
+
+def test_load_settings_marketdata_alone(tmp_path: Path) -> None:
+    values = {"XTS_API_ROOT": "https://xts.example", **MARKETDATA_PAIR}
+    assert load(tmp_path, values).sessions == (MARKETDATA,)
+
+
+def test_load_settings_environment_beats_the_file(tmp_path: Path) -> None:
+    loaded = load(tmp_path, MINIMAL, {"XTS_API_ROOT": "https://other.example/", "HOME": "/x"})
+    assert loaded.api_root == "https://other.example"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("md_token.json", APP_DIR / "md_token.json"),
+        ("tokens/../md.json", APP_DIR / "md.json"),
+        ("/srv/xts/md.json", Path("/srv/xts/md.json")),
+    ],
+)
+def test_load_settings_marketdata_token_file(tmp_path: Path, value: str, expected: Path) -> None:
+    loaded = load(tmp_path, {**MINIMAL, **MARKETDATA_PAIR, "XTS_MARKETDATA_TOKEN_FILE": value})
+    assert loaded.token_path(MARKETDATA) == expected
+    assert loaded.token_path(INTERACTIVE) == APP_DIR / "xts_store_token.json"
+
+
+def test_load_settings_token_file_flag_moves_the_interactive_file_only(tmp_path: Path) -> None:
+    flag = str(tmp_path / "flag.json")
+    loaded = load(tmp_path, {**MINIMAL, "XTS_TOKEN_FILE": "ignored.json"}, token_file=flag)
+    assert loaded.token_path(INTERACTIVE) == Path(flag)
+    assert loaded.token_path(MARKETDATA) == APP_DIR / "xts_marketdata_token.json"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("apibinarymarketdata", "/apibinarymarketdata"),
+        ("/apibinarymarketdata", "/apibinarymarketdata"),
+        ("apibinarymarketdata/", "/apibinarymarketdata"),
+        ("//marketdata//", "/marketdata"),
+        ("/a/b/", "/a/b"),
+        ("  /md  ", "/md"),
+    ],
+)
+def test_load_settings_marketdata_path(tmp_path: Path, value: str, expected: str) -> None:
+    loaded = load(tmp_path, {**MINIMAL, **MARKETDATA_PAIR, "XTS_MARKETDATA_PATH": value})
+    assert loaded.base_path(MARKETDATA) == expected
+    assert loaded.base_path(INTERACTIVE) == "/interactive"
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"XTS_API_ROOT": "https://xts.example"}, "No session is configured"),
+        ({k: v for k, v in MINIMAL.items() if k != "XTS_API_ROOT"}, "XTS_API_ROOT is not set"),
+        ({**MINIMAL, "XTS_INTERACTIVE_API_SECRET": "your_secret"}, "placeholder"),
+        ({**MINIMAL, "XTS_MARKETDATA_API_KEY": "mk"}, "XTS_MARKETDATA_API_SECRET is not set"),
+        ({**MINIMAL, "XTS_MARKETDATA_TOKEN_FILE": "xts_store_token.json"}, "must differ"),
+    ],
+)
+def test_load_settings_refuses(tmp_path: Path, values: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load(tmp_path, values)
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"), [("/", ""), ("//apibinarymarketdata/", "/apibinarymarketdata")]
+)
+def test_a_marketdata_path_of_slash_adds_no_double_slash(
+    tmp_path: Path, configured: str, expected: str
+) -> None:
+    """XTS_MARKETDATA_PATH=/ means no path of its own: the login URL has no "//"."""
+    env_file = tmp_path / "t.env"
+    env_file.write_text("", encoding="utf-8")
+    environ = {
+        "XTS_API_ROOT": "https://x.example",
+        MARKETDATA.key_variable: "k-123456",
+        MARKETDATA.secret_variable: "s-123456",
+        "XTS_MARKETDATA_PATH": configured,
+    }
+    loaded = settings.load_settings(settings.PathOverrides(env_file=str(env_file)), environ)
+    assert loaded.base_path(MARKETDATA) == expected

@@ -1,0 +1,95 @@
+"""What ``refresh``, ``status`` and ``check-config`` all check, and how they word time.
+
+The setup warnings every run repeats, whether a stored token belongs to these settings, and
+durations in human units.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+from .sessions import SESSIONS
+from .settings import Settings, env_file_is_exposed
+from .store import StoredToken
+
+DEFAULT_RENEW_BEFORE = 2 * 3600.0
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in human units: ``23h 59m``, ``12m``, ``45s``, ``2d 3h``."""
+    seconds = abs(int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def base_user(user_id: str) -> str:
+    """The user part of an XTS userID (market data appends ``_<suffix>``), upper-cased."""
+    return user_id.split("_", 1)[0].strip().upper()
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` names this machine."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:  # an unbalanced [ or a bad IPv6 literal names no host at all
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is this machine too
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def warn_about_setup(settings: Settings, log: logging.Logger) -> None:
+    """The warnings every run repeats until the operator fixes them."""
+    if env_file_is_exposed(settings.env_file):
+        log.warning(
+            "⚠ %s can be read by other users: run `chmod 600 %s`.",
+            settings.env_file,
+            settings.env_file,
+        )
+    if not settings.verify_ssl and settings.ca_bundle is None:
+        log.warning(
+            "⚠ TLS certificate checks are OFF (XTS_VERIFY_SSL=false): anyone on the "
+            "network path can read your API secret. Prefer XTS_CA_BUNDLE."
+        )
+    urls = {"XTS_API_ROOT": settings.api_root, "XTS_HOSTLOOKUP_URL": settings.hostlookup_url}
+    if settings.telegram is not None:
+        urls["TELEGRAM_API_URL"] = settings.telegram.api_url
+    for name, url in urls.items():
+        if url and url.lower().startswith("http://") and not is_loopback_url(url):
+            log.warning(
+                "⚠ %s uses plain http: secrets cross the network unencrypted. Use https.", name
+            )
+
+
+def foreign_token(settings: Settings, stored: StoredToken) -> tuple[str, str] | None:
+    """The state and reason when ``stored`` belongs to another user or API root, else None.
+
+    With host lookup the interactive root is whatever the lookup assigned, so it is not compared.
+    """
+    if settings.user_id and base_user(stored.user_id) != base_user(settings.user_id):
+        return "wrong-user", (
+            f"the stored token is for user {stored.user_id or 'unknown'}, "
+            f"not XTS_USER_ID={settings.user_id}"
+        )
+    assigned_root = SESSIONS[stored.session].uses_hostlookup and settings.hostlookup_url
+    if not assigned_root and stored.api_root.rstrip("/") != settings.api_root:
+        return "wrong-root", (
+            f"the stored token is for {stored.api_root or 'an unknown API root'}, "
+            f"not XTS_API_ROOT={settings.api_root}"
+        )
+    return None

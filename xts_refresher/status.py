@@ -1,0 +1,264 @@
+"""The commands that report and never log in: ``status`` and ``check-config``.
+
+``status`` reads each token file once into a SessionStatus, asks XTS about it with
+``--verify`` (quickly: people and monitors wait for the answer), and prints lines or the JSON
+document of README's "Monitoring". ``check-config`` validates paths and reaches the API root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from .checks import DEFAULT_RENEW_BEFORE, foreign_token, format_duration, warn_about_setup
+from .client import Deadline, XtsClient
+from .errors import TokenRejectedError, TokenUnavailableError, XtsRefreshError
+from .notify import Redactor
+from .sessions import SESSIONS, Session
+from .settings import Settings
+from .store import StoredToken, read_token_file
+
+STATUS_QUICK_SECONDS = 5.0
+# The keys of one `sessions` entry of `status --json`, in the documented order.
+JSON_KEYS = (
+    "session",
+    "state",
+    "usable",
+    "path",
+    "user_id",
+    "refreshed_at",
+    "expires_at",
+    "seconds_left",
+    "time_left",
+    "verified",
+    "message",
+)
+
+
+class SessionStatus(NamedTuple):
+    """What ``status`` knows of one session's stored token (README, "Monitoring").
+
+    ``usable`` is the local view (present, unexpired, these settings'); ``verified`` is what XTS
+    said under ``--verify``: True, False (rejected), or None (not asked, or could not be asked).
+    ``stored`` is the token read, kept for the check and never shown.
+    """
+
+    session: str
+    state: str
+    usable: bool
+    path: str
+    user_id: str | None = None
+    refreshed_at: str | None = None
+    expires_at: str | None = None
+    seconds_left: int | None = None
+    time_left: str | None = None
+    verified: bool | None = None
+    message: str | None = None
+    stored: StoredToken | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry of ``status --json``, in the documented key order."""
+        return {key: getattr(self, key) for key in JSON_KEYS}
+
+
+def session_status(settings: Settings, session: Session, renew_before: float) -> SessionStatus:
+    """One session's status from one read of its token file."""
+    path = settings.token_path(session)
+    try:
+        stored = read_token_file(path, session.name)
+    except TokenUnavailableError as exc:
+        return SessionStatus(session.name, exc.state, False, str(path), message=exc.message)
+    left = stored.seconds_left()
+    foreign = foreign_token(settings, stored)
+    usable, message = False, None
+    if left <= 0:
+        state, message = "expired", f"Expired {format_duration(left)} ago."
+    elif foreign is not None:
+        state, message = foreign[0], f"{foreign[1][0].upper()}{foreign[1][1:]}."
+    else:
+        state, usable = ("expiring" if left <= renew_before else "fresh"), True
+    if stored.expires_at is None and message is None:
+        message = "The token carries no readable expiry: assumed 24 h after the login."
+    return SessionStatus(
+        session=session.name,
+        state=state,
+        usable=usable,
+        path=str(path),
+        user_id=stored.user_id,
+        refreshed_at=f"{stored.refreshed_at:%Y-%m-%d %H:%M:%S}",
+        expires_at=stored.expires_at.isoformat() if stored.expires_at else None,
+        seconds_left=int(left),
+        time_left=format_duration(left),
+        message=message,
+        stored=stored,
+    )
+
+
+def verified_status(client: XtsClient, report: SessionStatus) -> SessionStatus:
+    """``report`` with what XTS says of its token; unchanged for a token not worth asking about.
+
+    A token XTS could not be asked about keeps ``verified`` None and gets a message about the
+    network: it is "not checked", never "rejected".
+    """
+    if not report.usable or report.stored is None:
+        return report
+    try:
+        note = client.verify(report.stored)
+    except TokenRejectedError as exc:
+        return report._replace(
+            state="rejected",
+            usable=False,
+            verified=False,
+            message=f"{exc.message} Run `xts_token_refresh.py` to log in again.",
+        )
+    except XtsRefreshError as exc:
+        return report._replace(
+            message=f"Not checked: XTS could not be asked ({exc.message.rstrip('.')}). "
+            "Check the network and the broker's status."
+        )
+    if note == "accepted":
+        return report._replace(verified=True)
+    return report._replace(verified=True, message=f"{note[0].upper()}{note[1:]}.")
+
+
+def quick_client(settings: Settings, log: logging.Logger) -> XtsClient:
+    """A client for questions people wait for: one retry at most, short time-outs."""
+    quick = settings.replaced(
+        retries=min(settings.retries, 1),
+        timeout=min(settings.timeout, STATUS_QUICK_SECONDS),
+        retry_backoff=min(settings.retry_backoff, 1.0),
+    )
+    return XtsClient(quick, Deadline(min(settings.deadline, 3 * STATUS_QUICK_SECONDS)), log)
+
+
+def _verification_words(report: SessionStatus) -> str:
+    """How the console names the outcome of asking XTS about a token."""
+    if report.verified is None:
+        return "not checked (XTS could not be asked)"
+    return "accepted" if report.verified else "NOT accepted"
+
+
+def status(
+    settings: Settings, *, verify: bool, as_json: bool, log: logging.Logger, redactor: Redactor
+) -> int:
+    """The ``status`` command: 0 when every configured session is usable, else 1.
+
+    With ``verify``, every usable token must also be accepted by XTS; one that XTS could not be
+    asked about is "not checked" (``verified`` null), which is not 0 either. With ``as_json``
+    the standard output holds the JSON document alone (``cli`` sends the console's log lines,
+    warnings included, to standard error).
+    """
+
+    def show(text: str) -> None:
+        # XTS wrote some of these messages: mask anything shaped like a token before printing.
+        print(redactor.redact(text))
+
+    warn_about_setup(settings, log)
+    reports = [session_status(settings, s, DEFAULT_RENEW_BEFORE) for s in settings.sessions]
+    for report in reports:
+        if report.stored is not None:
+            redactor.add(report.stored.token)
+    if verify:
+        with quick_client(settings, log) as client:
+            reports = [verified_status(client, report) for report in reports]
+    usable = all(r.usable for r in reports)
+    unchecked = verify and any(r.usable and r.verified is None for r in reports)
+    ok = usable and not unchecked
+    if as_json:
+        document = {
+            "ok": ok,
+            "checked_at": datetime.now().astimezone().isoformat(),
+            "verified": verify,
+            "sessions": [r.to_json() for r in reports],
+        }
+        show(json.dumps(document, indent=2))
+        return 0 if ok else 1
+    for r in reports:
+        mark = "✓" if r.usable and not (verify and r.verified is None) else "✗"
+        show(f"{mark} {r.session:<12} {r.state:<10} user {r.user_id or '-'}")
+        left = f" ({r.time_left} left)" if (r.seconds_left or 0) > 0 else ""
+        show(f"    refreshed at {r.refreshed_at or '-'}, expires at {r.expires_at or '-'}{left}")
+        show(f"    file {r.path}")
+        if verify and (r.usable or r.state == "rejected"):
+            show(f"    checked with XTS: {_verification_words(r)}")
+        if r.message:
+            show(f"    {r.message}")
+    if not usable:
+        show("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
+    elif unchecked:
+        show(
+            "✗ XTS could not be asked about at least one token (not checked): check the network "
+            "and the broker's status, then run `xts_token_refresh.py status --verify` again."
+        )
+    return 0 if ok else 1
+
+
+# -- check-config -------------------------------------------------------------------------------
+
+
+def _folder_problem(path: Path) -> str | None:
+    folder = path.parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable by this user"
+    if path.is_dir():
+        return f"{path} is a folder"
+    return None
+
+
+def _report_probe(url: str, status: int, log: logging.Logger) -> None:
+    """Say that ``url`` was reached; an error status is shown without a tick beside it.
+
+    An API root commonly answers 404 (only its API paths exist), so reaching it is what counts;
+    a 5xx says the server behind it is failing.
+    """
+    scheme = urlsplit(url).scheme
+    if status < 400:
+        log.info("✓ %s is reachable over %s (HTTP %d).", url, scheme, status)
+    elif status < 500:
+        log.info("✓ %s is reachable over %s.", url, scheme)
+        log.info("  (It answered HTTP %d, as an API root may: only its API paths exist.)", status)
+    else:
+        log.warning(
+            "⚠ %s is reachable over %s, but answered HTTP %d: the broker's server may be "
+            "failing; check its status before the next refresh.",
+            url,
+            scheme,
+            status,
+        )
+
+
+def check_config(settings: Settings, log: logging.Logger) -> int:
+    """The ``check-config`` command: 0 when ready, 2 for settings or paths, 3 for the network."""
+    names = ", ".join(s.name for s in settings.sessions)
+    log.info("✓ Settings are valid (%s). Sessions: %s.", settings.env_file, names)
+    warn_about_setup(settings, log)
+    paths = [(f"{s.label} token file", settings.token_path(s)) for s in settings.sessions]
+    paths.append(("log file", settings.log_file))
+    problems = 0
+    for label, path in paths:
+        problem = _folder_problem(path)
+        if problem:
+            log.error("✗ The %s %s cannot be written: %s.", label, path, problem)
+            problems += 1
+        else:
+            log.info("✓ The %s %s can be written.", label, path)
+    if problems:
+        variables = ", ".join(s.path_variable for s in SESSIONS.values())
+        log.error("✗ Fix the paths above (%s, XTS_LOG_FILE).", variables)
+        return 2
+    with XtsClient(settings, Deadline(settings.deadline), log) as client:
+        try:
+            for url in filter(None, (settings.api_root, settings.hostlookup_url)):
+                _report_probe(url, client.probe(url), log)
+        except XtsRefreshError as exc:
+            log.error("✗ %s", exc)
+            return exc.exit_code
+    log.info("✓ Ready: run `xts_token_refresh.py` to log in (check-config never logs in).")
+    return 0
