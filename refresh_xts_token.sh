@@ -60,7 +60,7 @@ command_of() {
       continue
     fi
     case "${arg}" in
-      --env-file | --token-file | --log-file | --renew-before) skip=1 ;;
+      --env-file | --token-file | --log-file | --renew-before | --account) skip=1 ;;
       -h | --help | --version)
         echo "${arg}"
         return 0
@@ -135,6 +135,25 @@ setup() {
     (umask 077 && cp .env.example .env)
     chmod 600 .env
     echo "✓ Created .env from .env.example (mode 600): put your broker's settings in it"
+  fi
+  if [[ -d accounts ]]; then
+    # Account files hold API secrets: only their owner may read them, or list the folder.
+    local account_file count=0
+    if ! chmod 700 accounts; then
+      echo "✗ Could not set accounts/ to mode 700 (see above): run --setup as its owner."
+      return "${EXIT_CONFIG}"
+    fi
+    for account_file in accounts/*.env; do
+      [[ -f "${account_file}" ]] || continue # the pattern itself when nothing matches
+      if ! chmod 600 "${account_file}"; then
+        echo "✗ Could not set ${account_file} to mode 600 (see above): run --setup as its owner."
+        return "${EXIT_CONFIG}"
+      fi
+      count=$((count + 1))
+    done
+    echo "✓ accounts/ is mode 700 and its ${count} account file(s) accounts/*.env mode 600"
+  else
+    echo "  Several broker logins? Give each its own accounts/NAME.env (README, \"Several accounts\")."
   fi
   chmod +x refresh_xts_token.sh "${PROGRAM}"
   echo "✓ Scripts are executable"

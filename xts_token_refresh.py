@@ -9,6 +9,7 @@ or read a stored token from a trading program, without importing the HTTP stack:
 
     from xts_token_refresh import load_token
     stored = load_token()            # raises TokenUnavailableError: missing, corrupt, expired
+    stored = load_token(account="huf")  # with several accounts (accounts/NAME.env), name one
     xt._set_common_variables(stored.token, stored.user_id, stored.extra["isInvestorClient"])
 
 The contract (commands, settings, files, exit codes) is documented in README.md.
@@ -20,7 +21,7 @@ import os
 import sys
 
 from xts_refresher.errors import TokenUnavailableError, XtsRefreshError
-from xts_refresher.paths import configured_token_path, resolve
+from xts_refresher.paths import bot_token_path, resolve
 from xts_refresher.sessions import SESSIONS
 from xts_refresher.store import StoredToken, read_token_file
 
@@ -28,19 +29,31 @@ __all__ = ["StoredToken", "TokenUnavailableError", "XtsRefreshError", "load_toke
 
 
 def load_token(
-    path: str | os.PathLike[str] | None = None, session: str = "interactive"
+    path: str | os.PathLike[str] | None = None,
+    session: str = "interactive",
+    account: str | None = None,
 ) -> StoredToken:
     """The stored, unexpired token of ``session`` ("interactive" or "marketdata").
 
     ``path`` (a relative one is taken from this file's folder, as the refresher takes it)
-    defaults to where the refresher saves that session (XTS_TOKEN_FILE or
-    XTS_MARKETDATA_TOKEN_FILE from the environment or the .env beside this file, else the
-    default name beside this file). Returns a StoredToken: ``token``, ``user_id``,
-    ``refreshed_at``, ``expires_at`` (aware datetime or None), ``seconds_left()``, ``extra``
-    (``isInvestorClient`` and ``clientCodes``, or ``application_expiry_date``).
+    wins over everything (``account`` is then ignored). Without it, the file is where the
+    refresher saves that session for ``account``:
+
+    - no account files (no ``NAME.env`` in the accounts folder: XTS_ACCOUNTS_DIR from the
+      environment or the .env beside this file, else ``accounts`` beside this file): the
+      single account ``default`` (``account`` None or "default"); XTS_TOKEN_FILE or
+      XTS_MARKETDATA_TOKEN_FILE from the environment or the .env, else the default name
+      beside this file;
+    - account files: the account ``account`` names (None: the only one); what its file
+      ``accounts/NAME.env`` sets, else ``accounts/NAME/<the default name>``.
+
+    Returns a StoredToken: ``token``, ``user_id``, ``refreshed_at``, ``expires_at`` (aware
+    datetime or None), ``seconds_left()``, ``extra`` (``isInvestorClient`` and ``clientCodes``,
+    or ``application_expiry_date``).
 
     Raises TokenUnavailableError (``.state`` is "missing", "corrupt" or "expired") with a
-    message that says which file and what to do.
+    message that says which file (absolute) and what to do; "missing" also for an unknown
+    account, or for several accounts and none named (the message lists them).
     """
     if session not in SESSIONS:
         raise ValueError(
@@ -49,7 +62,7 @@ def load_token(
     if path is not None:
         token_path = resolve(os.fspath(path))
     else:
-        token_path = configured_token_path(SESSIONS[session], os.environ)
+        token_path = bot_token_path(SESSIONS[session], os.environ, account)
     stored = read_token_file(token_path, session)
     if stored.is_expired():
         label = SESSIONS[session].label

@@ -7,6 +7,11 @@ of the user running the tests; it is saved first and restored afterwards, under 
 two test sessions on one machine never interleave. The last test starts Debian's cron daemon
 (when none runs), installs a per-minute line and waits for the job to refresh a token from
 the simulator in the pytest process.
+
+Lines for accounts (``cron install --account NAME``) are tested with a copy of the program in
+a temporary folder whose ``accounts/`` holds ``alice.env``, ``bob.env`` and ``carol.env``, so
+that its account names are known and its lines carry the copy's folder; the same sequence of
+installs and removals also runs in-process, against ``cron_command`` itself.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -39,6 +45,9 @@ from conftest import (
     token_json,
 )
 
+from xts_refresher import cron
+from xts_refresher.errors import ConfigError
+
 MARKER = f"# xts-token-refresh:{APP_DIR}"
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CRONTAB_LOCK = Path("/tmp/xts-token-refresh-tests.crontab.lock")
@@ -50,23 +59,65 @@ UNRELATED = [
 ]
 JOB_WAIT_SECONDS = 130
 IST = ZoneInfo("Asia/Kolkata")
+ACCOUNTS = ("alice", "bob", "carol")
 
 
-def expected_line(minute: int, hour: int, days: str) -> str:
-    """The crontab line ``cron print`` must give for this checkout."""
-    wrapper = shlex.quote(str(WRAPPER))
-    log = shlex.quote(str(APP_DIR / "cron_output.log"))
-    return f"{minute} {hour} * * {days} {wrapper} >> {log} 2>&1 {MARKER}"
+def expected_line(
+    minute: int, hour: int, days: str, app_dir: Path = APP_DIR, accounts: Sequence[str] = ()
+) -> str:
+    """The crontab line ``cron print`` must give for the program in ``app_dir`` (this checkout),
+    for ``accounts`` (sorted, each once; () is the line for all accounts)."""
+    wrapper = shlex.quote(str(app_dir / "refresh_xts_token.sh"))
+    log = shlex.quote(str(app_dir / "cron_output.log"))
+    chosen = "".join(f" --account {name}" for name in accounts)
+    marker = f"# xts-token-refresh:{app_dir}"
+    if accounts:
+        marker += f" accounts={','.join(accounts)}"
+    return f"{minute} {hour} * * {days} {wrapper}{chosen} >> {log} 2>&1 {marker}"
 
 
 def cron_cli(
-    action: str, *args: str, tz: str | None = "UTC", home: Path | None = None
+    action: str,
+    *args: str,
+    tz: str | None = "UTC",
+    home: Path | None = None,
+    script: Path = SCRIPT,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``xts_token_refresh.py cron <action> <args>`` with ``TZ=tz`` in a bare environment."""
+    """Run ``<script> cron <action> <args>`` (this checkout's xts_token_refresh.py unless
+    ``script`` names a copy) with ``TZ=tz`` in a bare environment."""
+    return script_cli(script, "cron", action, *args, tz=tz, home=home)
+
+
+def script_cli(
+    script: Path, *argv: str, tz: str | None = "UTC", home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``<script> <argv>`` with ``TZ=tz`` in a bare environment."""
     env = {"HOME": str(home or Path("/"))}
     if tz is not None:
         env["TZ"] = tz
-    return run_process([PYTHON, str(SCRIPT), "cron", action, *args], env=env, timeout=30)
+    return run_process([PYTHON, str(script), *argv], env=env, timeout=30)
+
+
+@pytest.fixture
+def program_copy(tmp_path: Path) -> Path:
+    """A copy of the program (script, wrapper, package) in a temporary folder, whose
+    ``accounts/`` holds the account files of ``ACCOUNTS`` (mode 600); its folder, resolved."""
+    folder = tmp_path / "program"
+    folder.mkdir()
+    for original in (SCRIPT, WRAPPER):
+        shutil.copy2(original, folder / original.name)
+    shutil.copytree(
+        APP_DIR / "xts_refresher",
+        folder / "xts_refresher",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    accounts = folder / "accounts"
+    accounts.mkdir(mode=0o700)
+    for name in ACCOUNTS:
+        account_file = accounts / f"{name}.env"
+        account_file.write_text(f"# the settings of account {name}\n", encoding="utf-8")
+        account_file.chmod(0o600)
+    return folder.resolve()
 
 
 def ist_today_at(hour: int, minute: int) -> datetime:
@@ -220,6 +271,121 @@ def test_cron_help_explains_every_argument() -> None:
         assert words in text, done.stdout
 
 
+# -- lines for accounts -------------------------------------------------------------------------
+
+OPT = Path("/opt/xts")
+PLAIN = cron.Schedule(30, 3, "*", ())
+
+
+def test_the_line_for_all_accounts_is_unchanged() -> None:
+    """No accounts named: the line and marker of a single-account install, byte for byte."""
+    line = cron.crontab_line(PLAIN, OPT, accounts=())
+    assert line == (
+        "30 3 * * * /opt/xts/refresh_xts_token.sh >> /opt/xts/cron_output.log 2>&1 "
+        "# xts-token-refresh:/opt/xts"
+    )
+    assert line == cron.crontab_line(PLAIN, OPT)
+    assert cron.own_marker(OPT) == cron.own_marker(OPT, ()) == "# xts-token-refresh:/opt/xts"
+
+
+def test_an_account_line_passes_each_account_after_the_other_arguments() -> None:
+    """The accounts, sorted and each once, follow the path flags as ``--account NAME``; the
+    marker names them after the folder."""
+    line = cron.crontab_line(
+        PLAIN, OPT, ("--env-file", "/etc/xts/prod.env"), accounts=("carol", "alice", "carol")
+    )
+    assert line == (
+        "30 3 * * * /opt/xts/refresh_xts_token.sh --env-file /etc/xts/prod.env "
+        "--account alice --account carol >> /opt/xts/cron_output.log 2>&1 "
+        "# xts-token-refresh:/opt/xts accounts=alice,carol"
+    )
+    assert cron.own_marker(OPT, ["carol", "alice"]) == (
+        "# xts-token-refresh:/opt/xts accounts=alice,carol"
+    )
+    assert cron.own_marker(OPT, ("bob",)) == "# xts-token-refresh:/opt/xts accounts=bob"
+
+
+def test_an_account_marker_escapes_percent_in_the_folder_name() -> None:
+    app_dir = Path("/opt/my 50% bots")
+    line = cron.crontab_line(PLAIN, app_dir, accounts=("bob",))
+    assert re.search(r"(?<!\\)%", line) is None
+    assert line.endswith(" # xts-token-refresh:/opt/my 50\\% bots accounts=bob")
+    assert cron.is_own_line(line, app_dir, ("bob",))
+    assert not cron.is_own_line(line, app_dir)
+
+
+@pytest.mark.parametrize(
+    "accounts",
+    [(), ("bob",), ("alice", "carol"), ("alice", "bob", "carol"), ("b",), ("a", "b")],
+)
+def test_each_line_is_owned_only_for_its_own_folder_and_accounts(
+    accounts: tuple[str, ...],
+) -> None:
+    """A line is this installation's line for exactly one account selection (in any order):
+    never for another selection (``b`` is not ``bob``, nor ``a,b``), never for another
+    folder (``/opt/xts2``, ``/opt``, ``/x/opt/xts``), and never the line for all accounts."""
+    line = cron.crontab_line(PLAIN, OPT, accounts=accounts)
+    selections = [(), ("bob",), ("b",), ("ob",), ("a", "b"), ("alice", "carol")]
+    selections += [("alice", "bob", "carol"), ("carol",), ("alice",)]
+    for selection in selections:
+        assert cron.is_own_line(line, OPT, selection) == (selection == accounts), selection
+    assert cron.is_own_line(line + "  ", OPT, tuple(reversed(accounts)))
+    for folder in ("/opt/xts2", "/opt", "/x/opt/xts", "/opt/xts accounts=bob"):
+        assert not cron.is_own_line(line, Path(folder), accounts), folder
+    assert cron.line_accounts(line, OPT) == accounts
+    assert cron.line_accounts(line, Path("/opt/xts2")) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "17 4 * * * /bin/true # an unrelated job",
+        "0 1 * * * /opt/other/refresh_xts_token.sh # xts-token-refresh:/opt/other",
+        "0 1 * * * /opt/xts2/refresh_xts_token.sh # xts-token-refresh:/opt/xts2 accounts=bob",
+        "0 1 * * * x # xts-token-refresh:/opt/xts accounts=",
+        "0 1 * * * x # xts-token-refresh:/opt/xts accounts=carol,alice",
+        "0 1 * * * x # xts-token-refresh:/opt/xts accounts=a b",
+        "# xts-token-refresh:/opt/xts accounts=bob is a note, not a line",
+    ],
+)
+def test_other_lines_belong_to_no_selection(line: str) -> None:
+    """Lines of other jobs, other folders, or markers ``cron install`` never writes."""
+    assert cron.line_accounts(line, OPT) is None
+
+
+@pytest.mark.parametrize("name", ["a b", "a,b", "50%", ".hidden", "", "x" * 65, "bob\n"])
+def test_a_name_no_account_may_have_never_reaches_the_crontab(name: str) -> None:
+    """The caller checks the names; a name that would break the line or its marker is still
+    refused here (exit 2)."""
+    with pytest.raises(ConfigError, match="Not an account name"):
+        cron.crontab_line(PLAIN, OPT, accounts=("bob", name))
+    with pytest.raises(ConfigError, match="Not an account name"):
+        cron.own_marker(OPT, (name,))
+
+
+@pytest.mark.parametrize("before_the_command", [False, True])
+def test_cron_print_for_an_account(program_copy: Path, before_the_command: bool) -> None:
+    """``cron print --account bob`` (or ``--account bob cron print``) prints the line that
+    runs the wrapper with ``--account bob``, with the account marker; several accounts come
+    sorted and each once."""
+    script = program_copy / SCRIPT.name
+    if before_the_command:
+        done = script_cli(script, "--account", "bob", "cron", "print")
+    else:
+        done = cron_cli("print", "--account", "bob", script=script)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == expected_line(30, 3, "*", program_copy, ["bob"]) + "\n"
+    assert " --account bob >> " in done.stdout
+    assert done.stdout.endswith(f" # xts-token-refresh:{program_copy} accounts=bob\n")
+
+    several = cron_cli(
+        "print", "--account", "carol", "--account", "alice", "--account", "carol", script=script
+    )
+    assert several.returncode == 0, several.stdout + several.stderr
+    assert several.stdout == expected_line(30, 3, "*", program_copy, ["alice", "carol"]) + "\n"
+
+
 # -- install / uninstall against the real crontab ----------------------------------------------
 
 
@@ -364,6 +530,132 @@ def test_install_and_uninstall_without_a_crontab(
     removed = cron_cli("uninstall")
     assert removed.returncode == 0, removed.stderr
     assert crontab.read() == []
+
+
+class Runner(Protocol):
+    """Runs ``cron <action>`` for ``accounts`` at ``at`` (IST) on a UTC machine."""
+
+    def __call__(
+        self, action: str, accounts: Sequence[str] = (), at: str = "09:00"
+    ) -> tuple[int, str, str]:
+        """The exit code, stdout and stderr."""
+
+
+def check_account_lines(crontab: Crontab, run: Runner, app_dir: Path) -> None:
+    """Lines for all accounts, for ``bob`` and for ``alice, carol`` coexist beside every
+    other line; installing any of them again changes nothing, a new time replaces the line in
+    place; ``uninstall --account bob`` removes only bob's line, ``uninstall`` only the line
+    for all accounts, and says which lines remain and how to remove them."""
+
+    def line(accounts: Sequence[str] = (), minute: int = 30) -> str:
+        return expected_line(minute, 3, "*", app_dir, accounts)
+
+    neighbours = [  # another folder whose name starts the same, with lines of both kinds
+        f"0 2 * * * {app_dir}-old/refresh_xts_token.sh # xts-token-refresh:{app_dir}-old",
+        f"0 2 * * * {app_dir}-old/refresh_xts_token.sh --account bob "
+        f"# xts-token-refresh:{app_dir}-old accounts=bob",
+    ]
+    if app_dir != APP_DIR:
+        neighbours.append(expected_line(0, 9, "*"))  # this checkout's own line
+    base = [*UNRELATED, *neighbours]
+    crontab.write(base)
+    every, bob, two = line(), line(["bob"]), line(["alice", "carol"])
+
+    code, out, _ = run("install")
+    assert code == 0, out
+    assert crontab.read() == [*base, every]
+
+    code, out, err = run("install", ["bob"])
+    assert code == 0, out + err
+    assert f"✓ Installed in the crontab: {bob}" in out
+    assert "`xts_token_refresh.py cron uninstall --account bob`" in out
+    assert "WARNING: account bob is also logged in by another xts-token-refresh line" in err
+    assert crontab.read() == [*base, every, bob]
+
+    code, out, err = run("install", ["carol", "alice"])
+    assert code == 0, out + err
+    assert "accounts alice, carol are also logged in" in err
+    full = [*base, every, bob, two]
+    assert crontab.read() == full
+
+    for again in (["bob"], [], ["alice", "carol", "alice"], ["bob", "bob"]):
+        code, out, err = run("install", again)
+        assert code == 0, out + err
+        assert crontab.read() == full, again
+
+    code, out, err = run("install", ["bob"], "08:45")
+    assert code == 0, out + err
+    assert crontab.read() == [*base, every, line(["bob"], minute=15), two]
+    run("install", ["bob"])
+    assert crontab.read() == full
+
+    check_account_removals(crontab, run, app_dir, base)
+
+
+def check_account_removals(
+    crontab: Crontab, run: Runner, app_dir: Path, base: Sequence[str]
+) -> None:
+    """The second half of ``check_account_lines``: the crontab holds ``base``, then the lines
+    for all accounts, for bob and for alice and carol."""
+    every, two = (
+        expected_line(30, 3, "*", app_dir, accounts) for accounts in ([], ["alice", "carol"])
+    )
+    code, out, err = run("uninstall", ["bob"])
+    assert code == 0, out + err
+    assert f"✓ Removed the xts-token-refresh line for {app_dir} (account bob);" in out
+    assert crontab.read() == [*base, every, two]
+    code, out, _ = run("uninstall", ["bob"])
+    assert code == 0
+    assert f"Nothing to remove: no xts-token-refresh line for {app_dir} (account bob)" in out
+    assert crontab.read() == [*base, every, two]
+
+    code, out, err = run("uninstall")
+    assert code == 0, out + err
+    assert f"✓ Removed the xts-token-refresh line for {app_dir};" in out
+    assert "1 line of this folder for chosen accounts remains" in out
+    assert "`xts_token_refresh.py cron uninstall --account alice --account carol`" in out
+    assert crontab.read() == [*base, two]
+    code, out, _ = run("uninstall")
+    assert code == 0
+    assert "Nothing to remove" in out
+    assert "cron uninstall --account alice --account carol" in out
+    assert crontab.read() == [*base, two]
+
+    code, out, _ = run("uninstall", ["carol", "alice"])
+    assert code == 0, out
+    assert crontab.read() == base
+    code, out, _ = run("uninstall")
+    assert "Nothing to remove" in out
+    assert "remain" not in out
+
+
+def test_account_lines_coexist_in_the_crontab(
+    crontab: Crontab, app_cron_output: tuple[Path, bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cron_command`` itself (this checkout, in-process) keeps the lines for different
+    account selections apart (see ``check_account_lines``)."""
+
+    def run(action: str, accounts: Sequence[str] = (), at: str = "09:00") -> tuple[int, str, str]:
+        code = cron.cron_command(
+            action, at, "Asia/Kolkata", "daily", environ={"TZ": "UTC"}, accounts=tuple(accounts)
+        )
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    check_account_lines(crontab, run, APP_DIR)
+
+
+def test_cron_install_account_lines_coexist(crontab: Crontab, program_copy: Path) -> None:
+    """The same with the real script (a copy, with the accounts alice, bob and carol):
+    ``cron install|uninstall --account NAME``, repeatable, in any order."""
+    script = program_copy / SCRIPT.name
+
+    def run(action: str, accounts: Sequence[str] = (), at: str = "09:00") -> tuple[int, str, str]:
+        chosen = [part for name in accounts for part in ("--account", name)]
+        done = cron_cli(action, *chosen, "--at", at, script=script)
+        return done.returncode, done.stdout, done.stderr
+
+    check_account_lines(crontab, run, program_copy)
 
 
 # -- the real cron daemon -----------------------------------------------------------------------

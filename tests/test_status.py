@@ -22,6 +22,7 @@ from xts_refresher.simulator import Fault
 
 TOP_KEYS = {"ok", "checked_at", "verified", "sessions"}
 SESSION_KEYS = {
+    "account",
     "session",
     "state",
     "usable",
@@ -85,6 +86,7 @@ def status_json(project: Project, *args: str) -> tuple[Run, dict[str, Any]]:
     assert abs((datetime.now(timezone.utc) - checked_at).total_seconds()) < 60
     for entry in document["sessions"]:
         assert set(entry) == SESSION_KEYS, entry
+        assert entry["account"] == "default"  # the single account of .env
     assert run.code == (0 if document["ok"] else 1)
     return run, document
 

@@ -7,7 +7,7 @@ durations in human units.
 from __future__ import annotations
 
 import ipaddress
-import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .sessions import SESSIONS
@@ -15,6 +15,9 @@ from .settings import Settings, env_file_is_exposed
 from .store import StoredToken
 
 DEFAULT_RENEW_BEFORE = 2 * 3600.0
+
+if TYPE_CHECKING:
+    from .notify import Log
 
 
 def format_duration(seconds: float) -> str:
@@ -53,7 +56,7 @@ def is_loopback_url(url: str) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def warn_about_setup(settings: Settings, log: logging.Logger) -> None:
+def warn_about_setup(settings: Settings, log: Log) -> None:
     """The warnings every run repeats until the operator fixes them."""
     if env_file_is_exposed(settings.env_file):
         log.warning(

@@ -19,17 +19,19 @@ from .notify import (
     add_log_file,
     close_logging,
     console_survives_closed_pipes,
+    report_failure,
     setup_logging,
 )
 from .settings import (
     PathOverrides,
     collect_values,
-    load_settings,
+    find_install,
+    load_selection,
     log_file_path,
     resolve_path,
 )
 
-OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--renew-before")
+OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--account", "--renew-before")
 UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
 
 
@@ -57,6 +59,13 @@ def _path_options(parser: argparse.ArgumentParser, default: object) -> None:
     )
     group.add_argument(
         "--log-file", metavar="PATH", default=default, help="detailed log (xts_token_refresh.log)"
+    )
+    parser.add_argument(
+        "--account",
+        action="append",
+        metavar="NAME",
+        default=default,
+        help="work on this account only (accounts/NAME.env); repeat for several; default: all",
     )
 
 
@@ -237,8 +246,18 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         arguments = tuple(
             part for flag, value in flags if value for part in (flag, str(resolve_path(value)))
         )
+        accounts: tuple[str, ...] = ()
+        if args.account:
+            overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
+            accounts = find_install(overrides, os.environ).select(args.account)
         return cron_command(
-            args.action, args.at, args.tz, args.days, environ=os.environ, arguments=arguments
+            args.action,
+            args.at,
+            args.tz,
+            args.days,
+            environ=os.environ,
+            arguments=arguments,
+            accounts=accounts,
         )
     if args.command == "demo":
         from .demo import demo
@@ -246,41 +265,42 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         return demo()
     overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
     try:
-        settings = load_settings(overrides, os.environ)
+        selection = load_selection(overrides, os.environ, args.account or ())
     except ConfigError:
         if args.command == "refresh":
             # A cron run's configuration error belongs in its log too.
             _log_to_fallback_file(overrides, log, redactor)
         raise
-    for secret in settings.secrets():
+    for secret in selection.secrets():
         redactor.add(secret)
     if args.command == "refresh":
         from .refresh import RefreshOptions, refresh
 
-        add_log_file(log, settings.log_file)
+        add_log_file(log, log_file_path(overrides, selection.install.values))
         options = RefreshOptions(args.if_needed, args.renew_before, args.verify)
-        return refresh(settings, options, log, redactor)
+        return refresh(selection, options, log, redactor)
     if args.command == "status":
         from .status import status
 
-        return status(settings, verify=args.verify, as_json=args.json, log=log, redactor=redactor)
+        return status(
+            selection.accounts,
+            verify=args.verify,
+            as_json=args.json,
+            log=log,
+            redactor=redactor,
+            labelled=selection.labelled,
+            broken=selection.broken,
+        )
     from .status import check_config
 
-    return check_config(settings, log)
+    return check_config(
+        selection.accounts, log, labelled=selection.labelled, broken=selection.broken
+    )
 
 
 def console_stream(args: argparse.Namespace) -> TextIO:
     """Where the console lines go: stderr when stdout carries JSON (``status --json``)."""
     return sys.stderr if getattr(args, "json", False) else sys.stdout
-
-
-def report_failure(log: logging.Logger, failure: XtsRefreshError) -> None:
-    """The failure's ✗ lines; the hint (what to do) always comes on the last line."""
-    if "\n" in failure.message:
-        log.error("✗ %s", failure.message)
-        log.error("✗ %s", failure.hint)
-    else:
-        log.error("✗ %s", failure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import math
 import random
 import socket
@@ -18,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from http.client import RemoteDisconnected
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -46,6 +45,9 @@ TRANSPORT_REASONS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
         "the connection was reset",
     ),
 )
+
+if TYPE_CHECKING:
+    from .notify import Log
 
 
 class Deadline:
@@ -254,7 +256,7 @@ class XtsClient:
         self,
         settings: Settings,
         deadline: Deadline,
-        log: logging.Logger,
+        log: Log,
     ) -> None:
         self.settings = settings
         self.deadline = deadline

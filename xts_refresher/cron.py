@@ -3,6 +3,19 @@
 XTS markets keep Indian time, but cron reads the schedule in the machine's zone, so a VPS on
 UTC running ``0 9 * * *`` refreshes at 14:30 IST, after the open. The line is converted here,
 uses absolute paths, and carries a marker so ``install`` replaces only its own line.
+
+The marker is a comment at the end of the line, one per installation and account selection:
+
+- ``# xts-token-refresh:<APP_DIR>``: the line for all accounts (``cron install``);
+- ``# xts-token-refresh:<APP_DIR> accounts=<a,b>``: the line for the accounts ``a`` and ``b``
+  (``cron install --account b --account a``; names sorted, each once, joined by ``,``), which
+  runs the wrapper with ``--account a --account b``.
+
+A ``%`` in ``<APP_DIR>`` is written ``\\%`` (cron reads the comment as part of the command);
+account names cannot hold one, nor a space or a comma. ``install`` replaces only the line with
+exactly its marker (same folder, same accounts), in place, so lines for different accounts
+coexist and installing twice leaves the crontab as it was; ``uninstall`` removes only that
+line (without ``--account``, only the line for all accounts).
 """
 
 from __future__ import annotations
@@ -13,16 +26,19 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
 from .errors import ConfigError
+from .paths import is_account_name
 from .settings import APP_DIR
 
 MARKER = "# xts-token-refresh:"
+# Between the folder and the account names in the marker of a line for some accounts.
+ACCOUNTS_TAG = " accounts="
 # Process names of cron daemons: Debian's cron, cronie's and busybox's crond, fcron.
 CRON_DAEMONS = frozenset({"cron", "crond", "cronie", "fcron"})
 DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
@@ -165,21 +181,41 @@ def convert(
     return Schedule(local.minute, local.hour, day_field(days, shift), tuple(notes))
 
 
+def account_selection(accounts: Iterable[str] = ()) -> tuple[str, ...]:
+    """``accounts`` sorted, each once: the selection a line is for (() is all accounts).
+
+    ConfigError for a name no account may have, which would also break the marker.
+    """
+    selection = tuple(sorted(set(accounts)))
+    refused = [name for name in selection if not is_account_name(name)]
+    if refused:
+        raise ConfigError(
+            f"Not an account name: {', '.join(map(repr, refused))}.",
+            "Account names are letters, digits, '-', '_' and '.', at most 64 characters.",
+        )
+    return selection
+
+
 def crontab_line(
-    schedule: Schedule, app_dir: Path = APP_DIR, arguments: tuple[str, ...] = ()
+    schedule: Schedule,
+    app_dir: Path = APP_DIR,
+    arguments: tuple[str, ...] = (),
+    accounts: Iterable[str] = (),
 ) -> str:
-    """The crontab line that runs the wrapper (with ``arguments``) at ``schedule``, output
-    appended to its log."""
+    """The crontab line that runs the wrapper (with ``arguments``, then ``--account NAME``
+    for each of ``accounts``) at ``schedule``, output appended to its log."""
 
     def quoted(word: str | Path) -> str:
         # cron turns an unescaped % into a newline.
         return shlex.quote(str(word)).replace("%", "\\%")
 
-    words = [str(app_dir / "refresh_xts_token.sh"), *arguments]
+    selection = account_selection(accounts)
+    chosen = [part for name in selection for part in ("--account", name)]
+    words = [str(app_dir / "refresh_xts_token.sh"), *arguments, *chosen]
     wrapper = " ".join(quoted(word) for word in words)
     command = f"{wrapper} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
     when = f"{schedule.minute} {schedule.hour} * * {schedule.days}"
-    return f"{when} {command} {own_marker(app_dir)}"
+    return f"{when} {command} {own_marker(app_dir, selection)}"
 
 
 def read_crontab() -> list[str]:
@@ -206,15 +242,45 @@ def write_crontab(lines: list[str]) -> None:
         raise ConfigError(f"crontab refused the new table: {done.stderr.strip()}")
 
 
-def own_marker(app_dir: Path = APP_DIR) -> str:
-    """The comment that marks this installation's line; a ``%`` in it is escaped too, since
-    cron reads the comment as part of the command."""
-    return f"{MARKER}{app_dir}".replace("%", "\\%")
+def own_marker(app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> str:
+    """The comment that marks this installation's line for ``accounts`` (() is all of them);
+    a ``%`` in it is escaped too, since cron reads the comment as part of the command."""
+    selection = account_selection(accounts)
+    marker = f"{MARKER}{app_dir}".replace("%", "\\%")
+    return f"{marker}{ACCOUNTS_TAG}{','.join(selection)}" if selection else marker
 
 
-def is_own_line(line: str, app_dir: Path = APP_DIR) -> bool:
-    """True for the line this installation put in the crontab."""
-    return line.rstrip().endswith(own_marker(app_dir))
+def is_own_line(line: str, app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> bool:
+    """True for the line this installation put in the crontab for ``accounts`` (() is the
+    line for all accounts, never a line for some)."""
+    return line.rstrip().endswith(own_marker(app_dir, accounts))
+
+
+def line_accounts(line: str, app_dir: Path = APP_DIR) -> tuple[str, ...] | None:
+    """The accounts of this installation's line ``line`` (() for the line for all accounts);
+    None for any other line."""
+    text = line.rstrip()
+    if text.endswith(own_marker(app_dir)):
+        return ()
+    head, tag, names = text.rpartition(ACCOUNTS_TAG)
+    if not tag or not head.endswith(own_marker(app_dir)):
+        return None
+    selection = tuple(names.split(","))
+    if not all(map(is_account_name, selection)) or selection != tuple(sorted(set(selection))):
+        return None  # not a marker cron install writes
+    return selection
+
+
+def describe(accounts: tuple[str, ...]) -> str:
+    """``all accounts``, ``account bob`` or ``accounts alice, carol``, for the messages."""
+    if not accounts:
+        return "all accounts"
+    return f"account{'s' if len(accounts) > 1 else ''} {', '.join(accounts)}"
+
+
+def account_flags(accounts: tuple[str, ...]) -> str:
+    """`` --account a --account b`` (empty for all accounts), for the commands shown."""
+    return "".join(f" --account {name}" for name in accounts)
 
 
 def _setup_warnings(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -> list[str]:
@@ -287,6 +353,56 @@ def _install_warnings() -> list[str]:
     return warnings
 
 
+def _overlap_warnings(lines: list[str], selection: tuple[str, ...]) -> list[str]:
+    """Warnings when the line for ``selection`` would log an account in that another line of
+    this installation logs in too: each login replaces the account's previous session."""
+    others = [
+        found
+        for found in (line_accounts(line) for line in lines)
+        if found is not None and found != selection
+    ]
+    if selection:
+        twice = sorted({name for found in others for name in (found or selection)} & set(selection))
+    else:
+        twice = sorted({name for found in others for name in found})
+    if not twice:
+        return []
+    return [
+        f"WARNING: {describe(tuple(twice))} {'is' if len(twice) == 1 else 'are'} also logged "
+        "in by another xts-token-refresh line of this folder, so each run of either line logs "
+        "in again, and each login replaces the previous session (a market-data login cuts off "
+        "a bot streaming quotes). Unless that is meant, keep one line for all accounts or one "
+        "line per account: `crontab -l` shows the lines, `xts_token_refresh.py cron uninstall` "
+        "(with the line's --account options, if any) removes one."
+    ]
+
+
+def _uninstall(selection: tuple[str, ...]) -> int:
+    """``cron uninstall``: remove this installation's line for ``selection`` only."""
+    lines = read_crontab()
+    kept = [line for line in lines if not is_own_line(line, APP_DIR, selection)]
+    whose = f"{APP_DIR}" if not selection else f"{APP_DIR} ({describe(selection)})"
+    if len(kept) == len(lines):
+        print(f"Nothing to remove: no xts-token-refresh line for {whose} in the crontab.")
+    else:
+        write_crontab(kept)
+        print(f"✓ Removed the xts-token-refresh line for {whose}; other lines are untouched.")
+    if not selection:
+        remaining = [found for found in map(line_accounts, kept) if found]
+        if remaining:
+            count = len(remaining)
+            commands = "; ".join(
+                f"`xts_token_refresh.py cron uninstall{account_flags(found)}`"
+                for found in remaining
+            )
+            print(
+                f"  {count} line{'s' if count > 1 else ''} of this folder for chosen accounts "
+                f"remain{'s' if count == 1 else ''}, untouched: remove "
+                f"{'them' if count > 1 else 'it'} with {commands}."
+            )
+    return 0
+
+
 def cron_command(
     action: str,
     at: str,
@@ -295,34 +411,44 @@ def cron_command(
     *,
     environ: Mapping[str, str],
     arguments: tuple[str, ...] = (),
+    accounts: tuple[str, ...] = (),
 ) -> int:
-    """``cron print|install|uninstall``; exit 0, or ConfigError (2)."""
+    """``cron print|install|uninstall`` for ``accounts`` (() is the line for all accounts);
+    exit 0, or ConfigError (2)."""
+    selection = account_selection(accounts)
     if action == "uninstall":
-        lines = read_crontab()
-        kept = [line for line in lines if not is_own_line(line)]
-        if len(kept) == len(lines):
-            print(f"Nothing to remove: no xts-token-refresh line for {APP_DIR} in the crontab.")
-            return 0
-        write_crontab(kept)
-        print(f"✓ Removed the xts-token-refresh line for {APP_DIR}; other lines are untouched.")
-        return 0
+        return _uninstall(selection)
     machine, machine_name = machine_zone(environ)
     schedule = convert(at, zone, days, machine, machine_name)
-    line = crontab_line(schedule, arguments=arguments)
+    line = crontab_line(schedule, arguments=arguments, accounts=selection)
     notes = [*schedule.notes, *_setup_warnings(machine, machine_name, environ)]
+    existing: list[str] = []
     if action == "install":
-        notes += _install_warnings()
+        existing = read_crontab()
+        notes += [*_install_warnings(), *_overlap_warnings(existing, selection)]
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if action == "print":
         print(line)
         return 0
-    lines = [existing for existing in read_crontab() if not is_own_line(existing)]
-    write_crontab([*lines, line])
+    # The line takes the place of its own earlier line (so installing twice changes nothing,
+    # whatever follows it); a first install appends it.
+    lines: list[str] = []
+    for current in existing:
+        if not is_own_line(current, APP_DIR, selection):
+            lines.append(current)
+        elif line not in lines:
+            lines.append(line)
+    if line not in lines:
+        lines.append(line)
+    write_crontab(lines)
     with contextlib.suppress(OSError):  # cron's shell would create it world-readable (umask 022)
         os.close(
             os.open(APP_DIR / "cron_output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         )
     print(f"✓ Installed in the crontab: {line}")
-    print("  Check it with `crontab -l`; remove it with `xts_token_refresh.py cron uninstall`.")
+    print(
+        "  Check it with `crontab -l`; remove it with "
+        f"`xts_token_refresh.py cron uninstall{account_flags(selection)}`."
+    )
     return 0

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .notify import Redactor, add_log_file, close_logging, setup_logging
-from .refresh import RefreshOptions, refresh
+from .refresh import RefreshOptions, refresh_account
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
 from .settings import PathOverrides, Settings, load_settings
 from .simulator import (
@@ -104,9 +104,11 @@ def _demo() -> int:
         log = setup_logging(redactor)
         add_log_file(log, settings.log_file)
         try:
-            code = refresh(settings, RefreshOptions(verify=True), log, redactor)
+            code = refresh_account(settings, RefreshOptions(verify=True), log, redactor)
             print("\n$ xts_token_refresh.py status")
-            status_code = status(settings, verify=False, as_json=False, log=log, redactor=redactor)
+            status_code = status(
+                [settings], verify=False, as_json=False, log=log, redactor=redactor
+            )
         finally:
             close_logging(log)
         token_file = settings.token_path(INTERACTIVE)

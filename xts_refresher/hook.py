@@ -6,9 +6,8 @@ tokens or the API secrets), bounded in time, with its output in the log.
 
 from __future__ import annotations
 
-import logging
 import os
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .client import Deadline
 from .errors import HookFailedError
@@ -18,13 +17,16 @@ from .settings import APP_DIR, SECRET_VARIABLES, Settings
 HOOK_MAX_SECONDS = 120.0
 HOOK_MIN_SECONDS = 10.0
 
+if TYPE_CHECKING:
+    from .notify import Log
+
 
 def run_hook(
     command: str,
     settings: Settings,
     sessions: list[Session],
     deadline: Deadline,
-    log: logging.Logger,
+    log: Log,
 ) -> None:
     """Run XTS_POST_REFRESH_HOOK; HookFailedError when it fails or outlives its time.
 
@@ -38,6 +40,7 @@ def run_hook(
     env.update({s.path_variable: str(settings.token_path(s)) for s in SESSIONS.values()})
     env.update(
         XTS_REFRESHED_SESSIONS=",".join(s.name for s in sessions),
+        XTS_ACCOUNT=settings.account,
         XTS_REFRESH_LOCK_HELD=str(settings.lock_file),
     )
     limit = min(HOOK_MAX_SECONDS, max(HOOK_MIN_SECONDS, deadline.remaining()))
@@ -73,7 +76,7 @@ def run_hook(
     log.info("✓ Post-refresh hook finished.")
 
 
-def _log_hook_output(output: IO[bytes], log: logging.Logger) -> None:
+def _log_hook_output(output: IO[bytes], log: Log) -> None:
     size = output.seek(0, os.SEEK_END)
     output.seek(max(0, size - 64_000))  # the tail is what says why a hook failed
     for line in output.read().decode("utf-8", "replace").splitlines()[-50:]:

@@ -15,14 +15,18 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import XtsRefreshError
 from .settings import TelegramSettings
 from .store import mask
 from .timebox import run_within
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
+
+    # What the run logs through: its logger, or an account's prefixing adapter of it.
+    Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 LOGGER_NAME = "xts_token_refresh"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
@@ -71,6 +75,22 @@ class Redactor(logging.Filter):
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+class AccountLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The run's logger for one account: each of its lines starts ``[NAME] ``.
+
+    With several accounts refreshed at once, the prefix is what tells their lines apart in
+    the console and in the log file.
+    """
+
+    def __init__(self, log: logging.Logger, account: str) -> None:
+        super().__init__(log, {})
+        self.prefix = f"[{account}] "
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        """The message with the account's prefix; the arguments as they were."""
+        return f"{self.prefix}{msg}", kwargs
 
 
 class _ReaderMayLeave(io.FileIO):
@@ -220,7 +240,16 @@ def close_logging(log: logging.Logger) -> None:
         log.removeFilter(old_filter)
 
 
-def send_telegram(telegram: TelegramSettings, text: str, log: logging.Logger) -> bool:
+def report_failure(log: Log, failure: XtsRefreshError) -> None:
+    """The failure's ✗ lines; the hint (what to do) always comes on the last line."""
+    if "\n" in failure.message:
+        log.error("✗ %s", failure.message)
+        log.error("✗ %s", failure.hint)
+    else:
+        log.error("✗ %s", failure)
+
+
+def send_telegram(telegram: TelegramSettings, text: str, log: Log) -> bool:
     """Send ``text`` to the configured chat; True when Telegram accepted it."""
     import requests
 
@@ -242,7 +271,7 @@ def send_telegram(telegram: TelegramSettings, text: str, log: logging.Logger) ->
     return accepted
 
 
-def ping_healthcheck(base_url: str | None, suffix: str, log: logging.Logger) -> bool:
+def ping_healthcheck(base_url: str | None, suffix: str, log: Log) -> bool:
     """GET ``<base_url>/<suffix>`` (healthchecks.io's protocol); True on a 2xx answer."""
     if not base_url:
         return False

@@ -3,12 +3,15 @@
 Cron starts jobs in ``$HOME``, so a relative path is taken from the folder that holds
 ``xts_token_refresh.py``, never from the current folder. Only ``os`` is imported:
 ``load_token`` uses this module, and trading programs pay for every import; so it also
-holds the small ``.env`` reader with which ``load_token`` finds a configured token file.
+holds the small ``.env`` reader and the account lookup with which ``load_token`` finds a
+token file (``bot_token_path``; its errors come from the package's own light ``errors``).
 """
 
 from __future__ import annotations
 
 import os
+
+from .errors import TokenUnavailableError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
@@ -17,6 +20,14 @@ if TYPE_CHECKING:
     from .sessions import Session
 
 APP_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+# With no account files, the single account of `.env` carries this name.
+DEFAULT_ACCOUNT = "default"
+DEFAULT_ACCOUNTS_DIR = "accounts"
+ACCOUNT_FILE_SUFFIX = ".env"
+ACCOUNT_NAME_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+)
+MAX_ACCOUNT_NAME = 64
 
 
 def resolve(value: str) -> str:
@@ -31,14 +42,20 @@ def resolve(value: str) -> str:
 
 
 def env_file_value(variable: str) -> str | None:
-    """``variable`` as the .env beside the program sets it, or None.
+    """``variable`` as the .env beside the program sets it, or None (see file_value)."""
+    return file_value(os.path.join(APP_DIR, ".env"), variable)
+
+
+def file_value(path: str, variable: str) -> str | None:
+    """``variable`` as the .env-style file ``path`` sets it (its last non-empty value), or None
+    when it is not set there or the file cannot be read.
 
     A deliberately small reader (``export``, quotes, a byte-order mark, comments) so that a
     trading program needs neither python-dotenv nor read access to anything but this line; a
     property test holds it to python-dotenv, which the refresher itself uses.
     """
     try:
-        with open(os.path.join(APP_DIR, ".env"), encoding="utf-8-sig", errors="replace") as env:
+        with open(path, encoding="utf-8-sig", errors="replace") as env:
             text = env.read()
     except OSError:
         return None
@@ -76,3 +93,92 @@ def configured_token_path(session: Session, environ: Mapping[str, str]) -> str:
     variable = session.path_variable
     configured = environ.get(variable) or env_file_value(variable)
     return resolve(configured or session.default_file)
+
+
+def is_account_name(name: str) -> bool:
+    """True for a name an account may have: letters, digits, ``-``, ``_``, ``.``; 1-64 of
+    them, not starting with ``.`` (a hidden file is no account)."""
+    return (
+        0 < len(name) <= MAX_ACCOUNT_NAME
+        and not name.startswith(".")
+        and set(name) <= ACCOUNT_NAME_CHARACTERS
+    )
+
+
+def account_names(accounts_dir: str) -> list[str]:
+    """The names of the account files ``NAME.env`` in ``accounts_dir``, sorted; [] when there
+    is no such folder. Names that no account may have are included, for the caller to refuse."""
+    try:
+        entries = os.listdir(accounts_dir)
+    except OSError:
+        return []
+    names = [
+        entry[: -len(ACCOUNT_FILE_SUFFIX)]
+        for entry in entries
+        if entry.endswith(ACCOUNT_FILE_SUFFIX) and not entry.startswith(".")
+    ]
+    return sorted(name for name in names if name)
+
+
+def account_file(accounts_dir: str, name: str) -> str:
+    """The settings file of account ``name``."""
+    return os.path.join(accounts_dir, name + ACCOUNT_FILE_SUFFIX)
+
+
+def account_folder(accounts_dir: str, name: str) -> str:
+    """Where account ``name``'s token files go unless its own file says otherwise."""
+    return os.path.join(accounts_dir, name)
+
+
+def accounts_dir(environ: Mapping[str, str]) -> str:
+    """The accounts folder, absolute: XTS_ACCOUNTS_DIR from ``environ`` or the .env beside
+    the program, else ``accounts`` beside the program (as the refresher finds it)."""
+    variable = "XTS_ACCOUNTS_DIR"
+    return resolve(environ.get(variable) or env_file_value(variable) or DEFAULT_ACCOUNTS_DIR)
+
+
+def bot_token_path(session: Session, environ: Mapping[str, str], account: str | None) -> str:
+    """The token file of ``session`` for ``account`` (None: the only one), as ``load_token``
+    reads it: absolute, where the refresher writes it.
+
+    With no account files, ``.env`` is the single account ``default`` (configured_token_path).
+    With account files, the path is what ``accounts/NAME.env`` sets (XTS_TOKEN_FILE or
+    XTS_MARKETDATA_TOKEN_FILE; the environment's and ``.env``'s are not the account's), else
+    ``accounts/NAME/<default file>``. Raises TokenUnavailableError (state ``missing``) for an
+    account that does not exist, and when several do and ``account`` names none.
+    """
+    folder = accounts_dir(environ)
+    names = account_names(folder)
+
+    def refuse(message: str, hint: str) -> TokenUnavailableError:
+        return TokenUnavailableError(message, state="missing", path=folder, hint=hint)
+
+    if not names:
+        if account is None or account == DEFAULT_ACCOUNT:
+            return configured_token_path(session, environ)
+        raise refuse(
+            f"There is no account {account!r}: there are no account files (NAME.env) in "
+            f"{folder}, so the only account is {DEFAULT_ACCOUNT!r} (the .env beside the "
+            "refresher).",
+            f"Call load_token() without account=, or create {account_file(folder, account)} "
+            "and run the refresher.",
+        )
+    listing = ", ".join(names)
+    if account is None:
+        if len(names) > 1:
+            raise refuse(
+                f"There are several accounts in {folder} ({listing}): name one: "
+                "load_token(account=...).",
+                f"Pass account= one of {listing}.",
+            )
+        (account,) = names
+    elif account not in names:
+        raise refuse(
+            f"There is no account {account!r} in {folder}: the accounts are {listing}.",
+            f"Pass account= one of {listing}, or create {account_file(folder, account)} "
+            "and run the refresher.",
+        )
+    configured = file_value(account_file(folder, account), session.path_variable)
+    if configured:
+        return resolve(configured)
+    return os.path.join(account_folder(folder, account), session.default_file)

@@ -7,11 +7,14 @@ pings the health check and prints its closing line, in that order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checks import (
     DEFAULT_RENEW_BEFORE,
@@ -32,9 +35,9 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
-from .notify import Redactor, ping_healthcheck, send_telegram
+from .notify import AccountLog, Redactor, ping_healthcheck, report_failure, send_telegram
 from .sessions import SESSIONS, Session
-from .settings import Settings
+from .settings import Selection, Settings, TelegramSettings
 from .store import (
     RunLock,
     StoredToken,
@@ -49,6 +52,9 @@ from .values import Frozen
 
 BANNER_RULE = "=" * 62
 APP_KEY_WARNING_DAYS = 14
+
+if TYPE_CHECKING:
+    from .notify import Log
 
 
 class RefreshOptions(Frozen):
@@ -142,11 +148,21 @@ def stored_from_login(result: LoginResult) -> StoredToken:
     )
 
 
+def make_account_folder(settings: Settings) -> None:
+    """Create the account's own folder (``accounts/NAME``, mode 0700), where its token files
+    go unless its file says otherwise; a folder that cannot be made is reported by the
+    writability check that follows."""
+    folder = settings.env_file.parent / settings.account
+    if any(path.parent == folder for path in settings.token_files.values()):
+        with contextlib.suppress(OSError):
+            folder.mkdir(mode=0o700)
+
+
 class RefreshRun:
     """One ``refresh``: lock, log in, save, verify, hook, notify, ping."""
 
     def __init__(
-        self, settings: Settings, options: RefreshOptions, log: logging.Logger, redactor: Redactor
+        self, settings: Settings, options: RefreshOptions, log: Log, redactor: Redactor
     ) -> None:
         self.settings = settings
         self.options = options
@@ -155,8 +171,8 @@ class RefreshRun:
         self.deadline = Deadline(settings.deadline)
         self.warnings: list[str] = []
 
-    def run(self) -> int:
-        """Refresh every configured session; the contract's exit code."""
+    def start(self) -> None:
+        """The opening lines of the run (the seed's banner), and the setup warnings."""
         started = datetime.now()
         for line in (
             BANNER_RULE,
@@ -167,7 +183,9 @@ class RefreshRun:
             self.log.info("%s", line)
         self.log.info("Starting XTS token refresh process...")
         warn_about_setup(self.settings, self.log)
-        ping_healthcheck(self.settings.healthcheck_url, "start", self.log)
+
+    def execute(self) -> AccountResult:
+        """Refresh every configured session of this account; what came of it."""
         hook_error: HookFailedError | None = None
         try:
             outcomes, hook_error = self._refresh_locked()
@@ -177,9 +195,9 @@ class RefreshRun:
             self.log.exception("Unexpected error during the refresh:")
             failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
             outcomes = [SessionOutcome(s, error=failure) for s in self.settings.sessions]
-        code = max([o.exit_code for o in outcomes] + [hook_error.exit_code if hook_error else 0])
-        self._report(outcomes, hook_error, code)
-        return code
+        errors = [o.error for o in outcomes if o.error] + ([hook_error] if hook_error else [])
+        saved = [o.saved for o in outcomes if o.saved is not None]
+        return AccountResult(self.settings.account, errors, saved, self.warnings)
 
     def _refresh_locked(self) -> tuple[list[SessionOutcome], HookFailedError | None]:
         """Log in, save, verify and run the hook, all under the run lock.
@@ -195,6 +213,8 @@ class RefreshRun:
                 "A hook must not run the refresher: the tokens are already fresh when it runs.",
             )
         announce = lambda text: self.log.info("%s", text)  # noqa: E731 - a one-line callback
+        if self.settings.shared_env_file is not None:
+            make_account_folder(self.settings)
         with RunLock(self.settings.lock_file, self.deadline.remaining(), announce):
             for session in self.settings.sessions:
                 remove_stale_temporaries(self.settings.token_path(session))
@@ -331,44 +351,192 @@ class RefreshRun:
         self.log.info("✓ The new %s works: %s.", outcome.session.title, note)
         return outcome
 
-    def _report(
-        self, outcomes: list[SessionOutcome], hook_error: HookFailedError | None, code: int
-    ) -> None:
-        """Notify, ping, then print the closing line (last, so operators can tail for it)."""
-        errors = [o.error for o in outcomes if o.error] + ([hook_error] if hook_error else [])
-        self._notify(outcomes, errors, code)
-        ping_healthcheck(self.settings.healthcheck_url, str(code), self.log)
-        if errors:
-            worst = max(errors, key=lambda e: e.exit_code)
-            self.log.error("✗ Token refresh failed (exit code %d): %s", code, worst)
-        else:
-            self.log.info("✓ Every configured session holds a fresh token (exit code 0).")
 
-    def _notify(
-        self, outcomes: list[SessionOutcome], errors: list[XtsRefreshError], code: int
+class AccountResult(Frozen):
+    """What one account's refresh came to: its failures, the tokens it saved, its warnings."""
+
+    __slots__ = ("account", "errors", "saved", "warnings")
+    account: str
+    errors: tuple[XtsRefreshError, ...]
+    saved: tuple[StoredToken, ...]
+    warnings: tuple[str, ...]
+
+    def __init__(
+        self,
+        account: str,
+        errors: Sequence[XtsRefreshError],
+        saved: Sequence[StoredToken],
+        warnings: Sequence[str] = (),
     ) -> None:
-        telegram = self.settings.telegram
-        saved = [o.saved for o in outcomes if o.saved is not None]
-        if telegram is None or not (errors or self.warnings or saved):
-            return  # (--if-needed that kept every token has nothing worth a message)
-        if not errors and not self.warnings and telegram.notify == "failure":
-            return
-        host = socket.gethostname()
-        if errors:
-            lines = [f"❌ XTS token refresh FAILED on {host} (exit code {code})"]
-            lines += [f"• {e}" for e in errors]
-        else:
-            lines = [f"✅ XTS token refreshed on {host}"]
-        for stored in saved:
+        self._set(
+            account=account, errors=tuple(errors), saved=tuple(saved), warnings=tuple(warnings)
+        )
+
+    @property
+    def code(self) -> int:
+        """The account's exit code: the highest of its failures, 0 without any."""
+        return max((e.exit_code for e in self.errors), default=0)
+
+    @property
+    def worst(self) -> XtsRefreshError | None:
+        """The failure that sets the exit code (the first of the highest), or None."""
+        return max(self.errors, key=lambda e: e.exit_code) if self.errors else None
+
+    def token_lines(self) -> list[str]:
+        """One line per saved token: session, user, expiry (nothing secret)."""
+        lines = []
+        for stored in self.saved:
             expires = f"{stored.expires_at:%Y-%m-%d %H:%M %z}" if stored.expires_at else "unknown"
             label = SESSIONS[stored.session].label
-            lines.append(f"• {label}: user {stored.user_id}, expires {expires}")
-        lines += [f"⚠ {w}" for w in self.warnings]
-        send_telegram(telegram, self.redactor.redact("\n".join(lines)), self.log)
+            lines.append(f"{label}: user {stored.user_id}, expires {expires}")
+        return lines
+
+
+def _closing_line(log: Log, result: AccountResult) -> None:
+    """The account's ✓ or ✗ line, with the exit code and, on failure, what to do."""
+    if result.worst is not None:
+        log.error("✗ Token refresh failed (exit code %d): %s", result.code, result.worst)
+    else:
+        log.info("✓ Every configured session holds a fresh token (exit code 0).")
+
+
+def _worth_a_message(telegram: TelegramSettings, results: Sequence[AccountResult]) -> bool:
+    """Whether these results call for a Telegram message under TELEGRAM_NOTIFY."""
+    trouble = any(r.errors or r.warnings for r in results)
+    if telegram.notify == "failure":
+        return trouble
+    return trouble or any(r.saved for r in results)  # --if-needed that kept all: nothing new
+
+
+def _single_message(result: AccountResult) -> str:
+    """The Telegram message of a run of the single account (.env alone)."""
+    host = socket.gethostname()
+    if result.errors:
+        lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code})"]
+        lines += [f"• {e}" for e in result.errors]
+    else:
+        lines = [f"✅ XTS token refreshed on {host}"]
+    lines += [f"• {line}" for line in result.token_lines()]
+    lines += [f"⚠ {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def _accounts_message(results: Sequence[AccountResult]) -> str:
+    """The Telegram message of a run of several accounts: one block per account, failures
+    first, each naming the account."""
+    host = socket.gethostname()
+    failed = [r for r in results if r.errors]
+    code = max((r.code for r in results), default=0)
+    if failed:
+        lines = [
+            f"❌ XTS token refresh on {host}: {len(failed)} of {len(results)} accounts FAILED "
+            f"(exit code {code})"
+        ]
+    else:
+        lines = [f"✅ XTS tokens refreshed on {host}: all {len(results)} accounts"]
+    for result in sorted(results, key=lambda r: (-r.code, r.account)):
+        mark = "✗" if result.errors else "✓"
+        lines.append(f"{mark} {result.account}")
+        lines += [f"  • {e}" for e in result.errors]
+        lines += [f"  • {line}" for line in result.token_lines()]
+        if not result.errors and not result.saved:
+            lines.append("  • still valid, no login needed")
+        lines += [f"  ⚠ {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def refresh_account(
+    settings: Settings, options: RefreshOptions, log: Log, redactor: Redactor
+) -> int:
+    """One account on its own (the single account of .env, or the demo's): the lines, the
+    message and the pings as they were before accounts existed."""
+    run = RefreshRun(settings, options, log, redactor)
+    run.start()
+    ping_healthcheck(settings.healthcheck_url, "start", log)
+    result = run.execute()
+    if settings.telegram is not None and _worth_a_message(settings.telegram, [result]):
+        send_telegram(settings.telegram, redactor.redact(_single_message(result)), log)
+    ping_healthcheck(settings.healthcheck_url, str(result.code), log)
+    _closing_line(log, result)  # last, so operators can tail for it
+    return result.code
+
+
+def _refresh_many(
+    selection: Selection, options: RefreshOptions, log: logging.Logger, redactor: Redactor
+) -> int:
+    """Every selected account at once, each in its own thread under its own lock: no account
+    waits for another's broker, and each is bounded by the run's deadline."""
+    pings: dict[str, list[str]] = {}  # each health-check URL, pinged once for its accounts
+    for settings in selection.accounts:
+        if settings.healthcheck_url:
+            pings.setdefault(settings.healthcheck_url, []).append(settings.account)
+    for url in pings:
+        ping_healthcheck(url, "start", log)
+    results: dict[str, AccountResult] = {}
+
+    def refresh_account(settings: Settings) -> None:
+        account_log = AccountLog(log, settings.account)
+        run = RefreshRun(settings, options, account_log, redactor)
+        run.start()
+        results[settings.account] = run.execute()
+        _closing_line(account_log, results[settings.account])
+
+    threads = [
+        threading.Thread(target=refresh_account, args=(s,), name=f"xts-account-{s.account}")
+        for s in selection.accounts
+    ]
+    for thread in threads:
+        thread.start()
+    for name, problem in selection.broken:
+        account_log = AccountLog(log, name)
+        report_failure(account_log, problem)
+        results[name] = AccountResult(name, [problem], [])
+    for thread in threads:
+        thread.join()
+    ordered = [results[name] for name in selection.install.select(()) if name in results]
+    for telegram, accounts in _chats(selection):
+        chat_results = [
+            r for r in ordered if r.account in accounts or r.account in dict(selection.broken)
+        ]
+        if _worth_a_message(telegram, chat_results):
+            send_telegram(telegram, redactor.redact(_accounts_message(chat_results)), log)
+    for url, names in pings.items():
+        ping_healthcheck(url, str(max(results[name].code for name in names)), log)
+    _summary_line(log, ordered)
+    return max((r.code for r in ordered), default=0)
+
+
+def _chats(selection: Selection) -> list[tuple[TelegramSettings, set[str]]]:
+    """Each Telegram chat of the selected accounts, with the accounts that notify it."""
+    chats: dict[tuple[str, str, str], tuple[TelegramSettings, set[str]]] = {}
+    for settings in selection.accounts:
+        if settings.telegram is not None:
+            chat = settings.telegram
+            key = (chat.api_url, chat.bot_token, chat.chat_id)
+            chats.setdefault(key, (chat, set()))[1].add(settings.account)
+    return list(chats.values())
+
+
+def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None:
+    """The run's last line: every account fresh, or which failed and what to do."""
+    code = max((r.code for r in results), default=0)
+    failed = [r for r in results if r.worst is not None]
+    if not failed:
+        if len(results) == 1:
+            log.info("✓ Account %s holds fresh tokens (exit code 0).", results[0].account)
+        else:
+            log.info("✓ All %d accounts hold fresh tokens (exit code 0).", len(results))
+        return
+    reasons = "; ".join(f"{r.account}: {r.worst}" for r in failed)
+    log.error(
+        "✗ %d of %d accounts failed (exit code %d): %s", len(failed), len(results), code, reasons
+    )
 
 
 def refresh(
-    settings: Settings, options: RefreshOptions, log: logging.Logger, redactor: Redactor
+    selection: Selection, options: RefreshOptions, log: logging.Logger, redactor: Redactor
 ) -> int:
-    """The ``refresh`` command; its exit code."""
-    return RefreshRun(settings, options, log, redactor).run()
+    """The ``refresh`` command over the selected accounts; the highest of their exit codes."""
+    if not selection.labelled:
+        return refresh_account(selection.accounts[0], options, log, redactor)
+    return _refresh_many(selection, options, log, redactor)

@@ -25,10 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
+
+from .faults import Fault, RecordedRequest, error_body, json_bytes, success_body
+
+__all__ = ["ROUTES", "Fault", "RecordedRequest", "XtsSimulator"]
 
 DEMO_INTERACTIVE_KEY = "demo-interactive-key"
 DEMO_INTERACTIVE_SECRET = "demo-interactive-secret"
@@ -46,122 +49,8 @@ _MD_PREFIXES = ("/apimarketdata", "/apibinarymarketdata")
 _MAX_BODY = 10 * 1024 * 1024
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj).encode("utf-8")
-
-
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _error(code: str, description: str, result: Any = None) -> dict[str, Any]:
-    return {"type": "error", "code": code, "description": description, "result": result or {}}
-
-
-def _success(code: str, description: str, result: Any, kind: Any = "success") -> dict[str, Any]:
-    return {"type": kind, "code": code, "description": description, "result": result}
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the simulator received it."""
-
-    route: str
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    json: Any
-    at: float
-
-
-@dataclass(frozen=True)
-class Fault:
-    """What to answer instead of the normal behaviour, for one request.
-
-    ``delay`` waits before answering (a hung server) and ends early, without answering, when
-    the simulator stops. ``trickle`` sends the headers, then the body one byte per ``trickle``
-    seconds (which defeats per-read client timeouts). ``reset`` answers nothing and resets
-    the TCP connection; with ``cut_after`` >= 0 it first sends the headers (announcing the
-    whole body) and that many bytes of the body. Build faults with the factory class methods.
-    """
-
-    status: int = 200
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0
-    trickle: float = 0.0
-    reset: bool = False
-    cut_after: int = -1
-
-    @classmethod
-    def json(cls, obj: Any, status: int = 200) -> Fault:
-        """Return a fault answering ``obj`` as JSON."""
-        return cls.raw(_json_bytes(obj), status=status)
-
-    @classmethod
-    def xts_error(cls, code: str, description: str, status: int = 400, result: Any = None) -> Fault:
-        """Return a fault answering an XTS error body."""
-        return cls.raw(_json_bytes(_error(code, description, result)), status=status)
-
-    @classmethod
-    def html(cls, status: int = 502) -> Fault:
-        """Return a fault answering an nginx-style HTML error page."""
-        title = f"{status} {HTTPStatus(status).phrase}"
-        page = (
-            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
-            "</body>\r\n</html>\r\n"
-        )
-        return cls.raw(page.encode("ascii"), status=status, content_type="text/html")
-
-    @classmethod
-    def rate_limited(cls, retry_after: float | None = None) -> Fault:
-        """Return a fault answering HTTP 429 with the XTS rate-limit error."""
-        base = cls.xts_error("e-apirl-0004", "Rate Limit reached", status=429)
-        if retry_after is None:
-            return base
-        return cls(
-            status=429, body=base.body, headers=(*base.headers, ("Retry-After", f"{retry_after:g}"))
-        )
-
-    @classmethod
-    def raw(cls, body: bytes, status: int = 200, content_type: str = "application/json") -> Fault:
-        """Return a fault answering arbitrary bytes."""
-        return cls(status=status, body=body, headers=(("Content-Type", content_type),))
-
-    @classmethod
-    def hang(cls, seconds: float) -> Fault:
-        """Return a fault that waits ``seconds`` and then answers a 504 HTML page."""
-        page = cls.html(504)
-        return cls(status=504, body=page.body, headers=page.headers, delay=seconds)
-
-    @classmethod
-    def connection_reset(cls) -> Fault:
-        """Return a fault that resets the connection without answering."""
-        return cls(reset=True)
-
-    @classmethod
-    def cut_off(cls, body: bytes, after: int, status: int = 200) -> Fault:
-        """Return a fault that resets the connection after ``after`` bytes of ``body``."""
-        return cls(
-            status=status,
-            body=body,
-            headers=(("Content-Type", "application/json"),),
-            reset=True,
-            cut_after=after,
-        )
-
-    @classmethod
-    def slow_body(cls, body: bytes, per_byte: float, status: int = 200) -> Fault:
-        """Return a fault that sends ``body`` one byte every ``per_byte`` seconds."""
-        return cls(
-            status=status,
-            body=body,
-            headers=(("Content-Type", "application/json"),),
-            trickle=per_byte,
-        )
 
 
 @dataclass
@@ -291,7 +180,7 @@ def _answer_healthcheck(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
 def _answer_unknown(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
     """Return a 404 with an XTS error body naming the method and path."""
     description = f"Route not found: {request.method} {request.path}"
-    return 404, _error("e-route-0404", description)
+    return 404, error_body("e-route-0404", description)
 
 
 _ROUTE_TABLE: tuple[_Route, ...] = (
@@ -379,7 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client went away; nothing left to answer
         except Exception as exc:  # a simulator bug must show as a 500, not a hung client
             with contextlib.suppress(OSError):
-                self._send(500, _json_bytes(_error("e-sim-0500", repr(exc))), ())
+                self._send(500, json_bytes(error_body("e-sim-0500", repr(exc))), ())
 
     def _serve(self, sim: XtsSimulator) -> None:
         try:
@@ -411,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(answer, bytes):
             self._send(status, answer, (("Content-Type", "text/plain; charset=utf-8"),))
         else:
-            self._send(status, _json_bytes(answer), (("Content-Type", "application/json"),))
+            self._send(status, json_bytes(answer), (("Content-Type", "application/json"),))
 
     def _send(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> None:
         self.send_response(status)
@@ -613,7 +502,7 @@ class XtsSimulator:
             _required(n) for n in names if not isinstance(fields.get(n), str) or not fields[n]
         ]
         if errors:
-            return 400, _error("e-validation-0001", "Bad Request", {"errors": errors})
+            return 400, error_body("e-validation-0001", "Bad Request", {"errors": errors})
         app_key = fields["appKey"]
         with self._lock:
             account = self._accounts.get((kind, app_key))
@@ -621,7 +510,7 @@ class XtsSimulator:
             code = CODE_BAD_CREDENTIALS_INTERACTIVE
             if kind == "marketdata":
                 code = CODE_BAD_CREDENTIALS_MARKETDATA
-            return 400, _error(code, BAD_CREDENTIALS_DESCRIPTION)
+            return 400, error_body(code, BAD_CREDENTIALS_DESCRIPTION)
         override = self.interactive_user_override
         if kind == "marketdata":
             override = self.marketdata_user_override
@@ -634,7 +523,7 @@ class XtsSimulator:
                 "appVersion": "5.0.15",
                 "application_expiry_date": self.application_expiry_date,
             }
-            return 200, _success("s-response-0010", "Provided Valid Credentials", result)
+            return 200, success_body("s-response-0010", "Provided Valid Credentials", result)
         result = {
             "enums": {"orderSide": ["BUY", "SELL"]},
             "clientCodes": [user],
@@ -644,7 +533,7 @@ class XtsSimulator:
             "isInvestorClient": True,
             "isOneTouchUser": False,
         }
-        return 200, _success("s-user-0001", "Valid User.", result)
+        return 200, success_body("s-user-0001", "Valid User.", result)
 
     def _issue(self, kind: str, app_key: str, user: str) -> str:
         now = int(time.time())
@@ -671,14 +560,16 @@ class XtsSimulator:
     ) -> tuple[int, Any]:
         token = request.headers.get("authorization")
         if not token:
-            return 400, _error("e-token-0002", "Please Provide token to Authenticate")
+            return 400, error_body("e-token-0002", "Please Provide token to Authenticate")
         with self._lock:
             if self._valid_kind(token) != kind:
-                return 400, _error("e-session-0007", "Invalid Token")
+                return 400, error_body("e-session-0007", "Invalid Token")
             if logout:
                 self._tokens[token].valid = False
         if logout:
-            return 200, _success("s-user-0002", "User logged out successfully", {"token": token})
+            return 200, success_body(
+                "s-user-0002", "User logged out successfully", {"token": token}
+            )
         if kind == "marketdata":
             result: Any = {
                 "exchangeSegments": {"NSECM": 1, "NSEFO": 2, "NSECD": 3, "BSECM": 11, "MCXFO": 51},
@@ -692,7 +583,7 @@ class XtsSimulator:
             balance = {"limitHeader": "ALL|ALL|ALL", "limitObject": {"RMSSubLimits": limits}}
             result = {"BalanceList": [balance]}
             description = "Get Balance successfully!"
-        return 200, _success("s-user-0001", description, result)
+        return 200, success_body("s-user-0001", description, result)
 
     def _hostlookup(self) -> dict[str, Any]:
         unique_key = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
@@ -702,10 +593,10 @@ class XtsSimulator:
         if self.hostlookup_style == "pascal":
             keys = ("UniqueKey", "ConnectionString", "TimeStamp", "Remarks")
             values = (unique_key, connection, "0", "")
-            return _success("hostlookup", described, dict(zip(keys, values)), kind=True)
+            return success_body("hostlookup", described, dict(zip(keys, values)), kind=True)
         keys = ("uniqueKey", "connectionString", "timeStamp", "remarks")
         values = (unique_key, connection, "0", "")
-        return _success("hostlookup", described, dict(zip(keys, values)))
+        return success_body("hostlookup", described, dict(zip(keys, values)))
 
 
 def main(argv: list[str] | None = None) -> int:

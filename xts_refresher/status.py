@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .checks import DEFAULT_RENEW_BEFORE, foreign_token, format_duration, warn_about_setup
 from .client import Deadline, XtsClient
-from .errors import TokenRejectedError, TokenUnavailableError, XtsRefreshError
-from .notify import Redactor
+from .errors import ConfigError, TokenRejectedError, TokenUnavailableError, XtsRefreshError
+from .notify import AccountLog, Redactor, report_failure
 from .sessions import SESSIONS, Session
 from .settings import Settings
 from .store import StoredToken, read_token_file
@@ -26,6 +28,7 @@ from .store import StoredToken, read_token_file
 STATUS_QUICK_SECONDS = 5.0
 # The keys of one `sessions` entry of `status --json`, in the documented order.
 JSON_KEYS = (
+    "account",
     "session",
     "state",
     "usable",
@@ -39,6 +42,9 @@ JSON_KEYS = (
     "message",
 )
 
+if TYPE_CHECKING:
+    from .notify import Log
+
 
 class SessionStatus(NamedTuple):
     """What ``status`` knows of one session's stored token (README, "Monitoring").
@@ -48,6 +54,7 @@ class SessionStatus(NamedTuple):
     ``stored`` is the token read, kept for the check and never shown.
     """
 
+    account: str
     session: str
     state: str
     usable: bool
@@ -72,7 +79,9 @@ def session_status(settings: Settings, session: Session, renew_before: float) ->
     try:
         stored = read_token_file(path, session.name)
     except TokenUnavailableError as exc:
-        return SessionStatus(session.name, exc.state, False, str(path), message=exc.message)
+        return SessionStatus(
+            settings.account, session.name, exc.state, False, str(path), message=exc.message
+        )
     left = stored.seconds_left()
     foreign = foreign_token(settings, stored)
     usable, message = False, None
@@ -85,6 +94,7 @@ def session_status(settings: Settings, session: Session, renew_before: float) ->
     if stored.expires_at is None and message is None:
         message = "The token carries no readable expiry: assumed 24 h after the login."
     return SessionStatus(
+        account=settings.account,
         session=session.name,
         state=state,
         usable=usable,
@@ -126,7 +136,7 @@ def verified_status(client: XtsClient, report: SessionStatus) -> SessionStatus:
     return report._replace(verified=True, message=f"{note[0].upper()}{note[1:]}.")
 
 
-def quick_client(settings: Settings, log: logging.Logger) -> XtsClient:
+def quick_client(settings: Settings, log: Log) -> XtsClient:
     """A client for questions people wait for: one retry at most, short time-outs."""
     quick = settings.replaced(
         retries=min(settings.retries, 1),
@@ -143,22 +153,10 @@ def _verification_words(report: SessionStatus) -> str:
     return "accepted" if report.verified else "NOT accepted"
 
 
-def status(
-    settings: Settings, *, verify: bool, as_json: bool, log: logging.Logger, redactor: Redactor
-) -> int:
-    """The ``status`` command: 0 when every configured session is usable, else 1.
-
-    With ``verify``, every usable token must also be accepted by XTS; one that XTS could not be
-    asked about is "not checked" (``verified`` null), which is not 0 either. With ``as_json``
-    the standard output holds the JSON document alone (``cli`` sends the console's log lines,
-    warnings included, to standard error).
-    """
-
-    def show(text: str) -> None:
-        # XTS wrote some of these messages: mask anything shaped like a token before printing.
-        print(redactor.redact(text))
-
-    warn_about_setup(settings, log)
+def _account_reports(
+    settings: Settings, verify: bool, log: Log, redactor: Redactor
+) -> list[SessionStatus]:
+    """One account's session statuses, asked of XTS with ``verify``."""
     reports = [session_status(settings, s, DEFAULT_RENEW_BEFORE) for s in settings.sessions]
     for report in reports:
         if report.stored is not None:
@@ -166,36 +164,110 @@ def status(
     if verify:
         with quick_client(settings, log) as client:
             reports = [verified_status(client, report) for report in reports]
-    usable = all(r.usable for r in reports)
-    unchecked = verify and any(r.usable and r.verified is None for r in reports)
-    ok = usable and not unchecked
+    return reports
+
+
+def _all_reports(
+    accounts: Sequence[Settings],
+    verify: bool,
+    labelled: bool,
+    log: logging.Logger,
+    redactor: Redactor,
+) -> list[SessionStatus]:
+    """Every account's session statuses; accounts are asked about at once, so one broker
+    that does not answer delays the answer by its own time-out only."""
+    found: dict[str, list[SessionStatus]] = {}
+
+    def report(settings: Settings) -> None:
+        account_log = AccountLog(log, settings.account) if labelled else log
+        warn_about_setup(settings, account_log)
+        found[settings.account] = _account_reports(settings, verify, account_log, redactor)
+
+    threads = [threading.Thread(target=report, args=(s,)) for s in accounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r for settings in accounts for r in found.get(settings.account, [])]
+
+
+def status(
+    accounts: Sequence[Settings],
+    *,
+    verify: bool,
+    as_json: bool,
+    log: logging.Logger,
+    redactor: Redactor,
+    labelled: bool = False,
+    broken: Sequence[tuple[str, ConfigError]] = (),
+) -> int:
+    """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
+    account's settings are broken).
+
+    With ``verify``, every usable token must also be accepted by XTS; one that XTS could not be
+    asked about is "not checked" (``verified`` null), which is not 0 either. With ``as_json``
+    the standard output holds the JSON document alone (``cli`` sends the console's log lines,
+    warnings included, to standard error). With ``labelled`` (account files), each line of an
+    account starts ``[NAME]``.
+    """
+
+    def show(text: str, account: str | None = None) -> None:
+        # XTS wrote some of these messages: mask anything shaped like a token before printing.
+        prefix = f"[{account}] " if labelled and account else ""
+        print(redactor.redact(f"{prefix}{text}"))
+
+    reports = _all_reports(accounts, verify, labelled, log, redactor)
+    not_ready = sorted({r.account for r in reports if not r.usable})
+    unchecked = sorted({r.account for r in reports if verify and r.usable and r.verified is None})
+    ok = not not_ready and not unchecked and not broken
+    code = 2 if broken else (0 if ok else 1)
     if as_json:
-        document = {
+        document: dict[str, Any] = {
             "ok": ok,
             "checked_at": datetime.now().astimezone().isoformat(),
             "verified": verify,
             "sessions": [r.to_json() for r in reports],
         }
+        if broken:
+            document["errors"] = [{"account": n, "message": str(e)} for n, e in broken]
         show(json.dumps(document, indent=2))
-        return 0 if ok else 1
+        return code
+    for name, problem in broken:
+        show(f"✗ {problem}", name)
     for r in reports:
         mark = "✓" if r.usable and not (verify and r.verified is None) else "✗"
-        show(f"{mark} {r.session:<12} {r.state:<10} user {r.user_id or '-'}")
+        show(f"{mark} {r.session:<12} {r.state:<10} user {r.user_id or '-'}", r.account)
         left = f" ({r.time_left} left)" if (r.seconds_left or 0) > 0 else ""
-        show(f"    refreshed at {r.refreshed_at or '-'}, expires at {r.expires_at or '-'}{left}")
-        show(f"    file {r.path}")
+        when = f"refreshed at {r.refreshed_at or '-'}, expires at {r.expires_at or '-'}{left}"
+        show(f"    {when}", r.account)
+        show(f"    file {r.path}", r.account)
         if verify and (r.usable or r.state == "rejected"):
-            show(f"    checked with XTS: {_verification_words(r)}")
+            show(f"    checked with XTS: {_verification_words(r)}", r.account)
         if r.message:
-            show(f"    {r.message}")
-    if not usable:
+            show(f"    {r.message}", r.account)
+    _closing_status_line(show, labelled, not_ready, unchecked)
+    return code
+
+
+def _closing_status_line(
+    show: Callable[[str], None], labelled: bool, not_ready: list[str], unchecked: list[str]
+) -> None:
+    """What to do, when anything is not ready: naming the accounts, with accounts."""
+    selected = "".join(f" --account {name}" for name in not_ready)
+    if not_ready and labelled:
+        show(
+            f"✗ Not ready to trade: {', '.join(not_ready)}: run "
+            f"`xts_token_refresh.py{selected}` to log in again."
+        )
+    elif not_ready:
         show("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
     elif unchecked:
+        whose = f" ({', '.join(unchecked)})" if labelled else ""
         show(
-            "✗ XTS could not be asked about at least one token (not checked): check the network "
-            "and the broker's status, then run `xts_token_refresh.py status --verify` again."
+            f"✗ XTS could not be asked about at least one token{whose} (not checked): check the "
+            "network and the broker's status, then run `xts_token_refresh.py status --verify` "
+            "again."
         )
-    return 0 if ok else 1
 
 
 # -- check-config -------------------------------------------------------------------------------
@@ -212,7 +284,7 @@ def _folder_problem(path: Path) -> str | None:
     return None
 
 
-def _report_probe(url: str, status: int, log: logging.Logger) -> None:
+def _report_probe(url: str, status: int, log: Log) -> None:
     """Say that ``url`` was reached; an error status is shown without a tick beside it.
 
     An API root commonly answers 404 (only its API paths exist), so reaching it is what counts;
@@ -234,7 +306,26 @@ def _report_probe(url: str, status: int, log: logging.Logger) -> None:
         )
 
 
-def check_config(settings: Settings, log: logging.Logger) -> int:
+def check_config(
+    accounts: Sequence[Settings],
+    log: logging.Logger,
+    *,
+    labelled: bool = False,
+    broken: Sequence[tuple[str, ConfigError]] = (),
+) -> int:
+    """The ``check-config`` command over the accounts: the highest of their codes (0 ready, 2
+    settings or paths, 3 the network); each account's lines start ``[NAME]`` with accounts."""
+    codes = [2 for _ in broken]
+    for name, problem in broken:
+        report_failure(AccountLog(log, name), problem)
+    for settings in accounts:
+        codes.append(
+            check_account(settings, AccountLog(log, settings.account) if labelled else log)
+        )
+    return max(codes, default=0)
+
+
+def check_account(settings: Settings, log: Log) -> int:
     """The ``check-config`` command: 0 when ready, 2 for settings or paths, 3 for the network."""
     names = ", ".join(s.name for s in settings.sessions)
     log.info("✓ Settings are valid (%s). Sessions: %s.", settings.env_file, names)
