@@ -2,13 +2,15 @@
 
 Run it from the repository::
 
-    .venv/bin/python benchmarks/bench.py [--runs N] [--warmup N] [--deadline-runs N] [--json]
+    .venv/bin/python benchmarks/bench.py [--runs N] [--warmup N] [--deadline-runs N]
+                                         [--accounts-runs N] [--json]
     .venv/bin/python benchmarks/bench.py --instructions [--instruction-runs N] [--jobs N] [...]
 
-On a 2-core machine the first form takes about 10 s (the never-answering server) plus 0.6 s a
-round: 18 s with ``--runs 10``, 45 s with the default 50 rounds. ``--instructions`` adds about
-a minute with the defaults (3 counts of each of the 7 processes under valgrind, 2 at a time;
-Python runs 10-50x slower under it): 70-85 s in all with ``--runs 10``, 105 s with the defaults.
+On a 2-core machine the first form takes about 10 s (the never-answering server), 5.5 s (the
+accounts' 5 rounds, about 1 s each, and their warm-up) and 0.6 s a round: 23 s with
+``--runs 10``, 50 s with the default 50 rounds. ``--instructions`` adds about a minute with the
+defaults (3 counts of each of the 7 processes under valgrind, 2 at a time; Python runs 10-50x
+slower under it): 75-90 s in all with ``--runs 10``, 110 s with the defaults.
 
 It starts the bundled XTS simulator on 127.0.0.1 in this process (no faults), writes a
 temporary .env and folder (the token files, the log and the lock go there: nothing is written
@@ -29,6 +31,20 @@ comes and goes); the budget and its verdict. The budgets:
 5. A server that never answers (the simulator's ``Fault.hang`` on every interactive login,
    on a second simulator) with ``XTS_DEADLINE=3``: the whole refresh process, started to reaped,
    takes at most 3.5 s (every one of ``--deadline-runs`` runs; it must exit 3, XTS unreachable).
+6. Many accounts, on a third simulator whose every login is answered only after 0.3 s
+   (``XtsSimulator(login_delay=0.3)``): one refresh process of an install with 20 account files
+   (``XTS_ACCOUNTS_DIR`` in the shared .env; each ``NAME.env`` with its own app key, registered
+   on that simulator, and its own user ID) against one of an install with a single account
+   file: <= 1.5x, on the wall-time medians of ``--accounts-runs`` rounds (5 by default, after
+   one warm-up round each; the two alternate which goes first). Each run must exit 0 and
+   write every account's token file anew (``NAME/xts_store_token.json`` in the accounts
+   folder), else the benchmark fails (exit code 2).
+7. The peak RSS of that 20-account refresh process: at most 45 MiB (every round), with the
+   single-account one's alongside.
+
+Budget 6 is about concurrency (20 logins' waits overlapping in one process), which instruction
+counts cannot see: it is always judged on the wall-time medians, with or without
+``--instructions``, and its processes never run under valgrind.
 
 Without ``--instructions``, budgets 1-3 are judged on the ratio of the wall-time medians, which
 move by 10 % and more on a shared machine. With ``--instructions``, the processes of budgets 1-3
@@ -53,7 +69,7 @@ counts do not depend on the machine's load or on ``--jobs``: they repeat to with
 (the spread column, (max - min) / median, shows it; 0.05-0.13 % in practice), nearly all of it
 from Python's random hash seed: ``--hash-seed N`` pins it, and the counts then repeat to a few
 parts per million. Budgets 1-3 are then judged on the ratio of the instruction medians; the
-times are still shown, without a verdict. Budgets 4 and 5 are always judged on the processes
+times are still shown, without a verdict. Budgets 4-7 are always judged on the processes
 run without valgrind.
 
 Context rows (no budget): ``python -c pass`` and ``python -c "import requests"``. The machine,
@@ -104,6 +120,7 @@ DEFAULT_WARMUP = 3
 DEFAULT_INSTRUCTION_RUNS = 3
 DEFAULT_JOBS = max(1, min(2, len(os.sched_getaffinity(0))))
 DEFAULT_DEADLINE_RUNS = 3
+DEFAULT_ACCOUNTS_RUNS = 5
 IN_PROCESS_CALLS = 2000
 IN_PROCESS_REPEATS = 9
 MIB = 1024 * 1024
@@ -117,6 +134,10 @@ TARGET_DEADLINE_SECONDS = 3.5
 HANG_SECONDS = 60.0  # how long the never-answering server holds each login (well past 3 s)
 HANG_FAULTS = 1000  # queued on the second simulator: more than all the runs' attempts
 EXIT_UNREACHABLE = 3  # the contract's exit code for "XTS unreachable" (README, "Exit codes")
+ACCOUNTS = 20  # account files of the many-account install of budgets 6 and 7
+LOGIN_DELAY = 0.3  # seconds every login waits on the slow simulator of budgets 6 and 7
+TARGET_ACCOUNTS = 1.5  # the 20-account refresh's wall time over the single-account one's
+TARGET_ACCOUNTS_RSS_MIB = 45.0
 
 COLLECTED = re.compile(r"^==\d+== Collected : (\d+)\s*$", re.MULTILINE)
 
@@ -193,6 +214,78 @@ class Workdir:
         work.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()), "utf-8")
         work.env_file.chmod(0o600)
         return work
+
+
+@dataclass
+class Install:
+    """An install with account files: a shared .env naming the accounts folder, one
+    ``NAME.env`` per account (its own app key, registered on the simulator, and its own user
+    ID), and the wall seconds and peak RSS (bytes) of each timed refresh of all its accounts.
+    """
+
+    name: str
+    folder: Path
+    env_file: Path
+    token_files: tuple[Path, ...]
+    output: Path
+    seconds: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, name: str, folder: Path, sim: XtsSimulator, accounts: int) -> Install:
+        """An install in the new folder ``folder`` with ``accounts`` accounts on ``sim``."""
+        folder.mkdir(mode=0o700)
+        accounts_dir = folder / "accounts"
+        accounts_dir.mkdir(mode=0o700)
+        tag = folder.name.upper()
+        token_files = []
+        for number in range(accounts):
+            account = f"acct{number:02d}"
+            key = f"ik-BENCH-{tag}-{account}"
+            secret = f"is-BENCH-{tag}-{account}"
+            user = f"BENCH{tag}{number:02d}"
+            sim.add_account(key, secret, user, "interactive")
+            settings = {
+                "XTS_API_ROOT": sim.url,
+                "XTS_INTERACTIVE_API_KEY": key,
+                "XTS_INTERACTIVE_API_SECRET": secret,
+                "XTS_USER_ID": user,
+            }
+            account_file = accounts_dir / f"{account}.env"
+            account_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()), "utf-8")
+            account_file.chmod(0o600)
+            # Where a refresh writes the account's token (README, "Files of an account").
+            token_files.append(accounts_dir / account / "xts_store_token.json")
+        env_file = folder / "bench.env"
+        shared = {
+            "XTS_ACCOUNTS_DIR": str(accounts_dir),
+            "XTS_LOG_FILE": str(folder / "xts_token_refresh.log"),
+        }
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in shared.items()), "utf-8")
+        env_file.chmod(0o600)
+        return cls(name, folder, env_file, tuple(token_files), folder / "output.txt")
+
+    def refresh(self) -> tuple[float, int]:
+        """Refresh every account in one process, as cron does: wall seconds and peak RSS.
+
+        Raises BenchmarkError when it fails or leaves any account's token file as it was.
+        """
+        before = [file_bytes(path) for path in self.token_files]
+        argv = [PYTHON, str(SCRIPT), "--env-file", str(self.env_file)]
+        elapsed, rss, code = run_process(argv, self.output)
+        stale = [
+            path for path, old in zip(self.token_files, before) if file_bytes(path) in (None, old)
+        ]
+        if code != 0 or stale:
+            text = self.output.read_text(encoding="utf-8", errors="replace")[-2000:]
+            what = (
+                f"exit code {code}"
+                if code != 0
+                else f"{len(stale)} of {len(self.token_files)} token files were not written "
+                f"anew, the first {stale[0]}"
+            )
+            raise BenchmarkError(f"{self.name} failed ({what}):\n{text}")
+        return elapsed, rss
 
 
 # A measured program: its command line in a workdir, and the file it must write (or None).
@@ -402,6 +495,35 @@ def deadline_runs(
     return seconds
 
 
+def accounts_rounds(
+    slow: XtsSimulator, folder: Path, runs: int, progress: Callable[[str], None]
+) -> tuple[Install, Install]:
+    """A single-account and an ACCOUNTS-account install on ``slow``, each refreshed ``runs``
+    times (after one warm-up refresh each, which creates the account folders and the first
+    token files), the two alternating which goes first."""
+    with slow:
+        folder.mkdir(mode=0o700)
+        single = Install.create(
+            f"refresh, 1 account file, logins take {LOGIN_DELAY:g} s", folder / "one", slow, 1
+        )
+        many = Install.create(
+            f"refresh, {ACCOUNTS} account files, logins take {LOGIN_DELAY:g} s",
+            folder / "many",
+            slow,
+            ACCOUNTS,
+        )
+        progress(f"{ACCOUNTS} accounts, logins take {LOGIN_DELAY:g} s: warm-up")
+        single.refresh()
+        many.refresh()
+        for number in range(runs):
+            progress(f"{ACCOUNTS} accounts, logins take {LOGIN_DELAY:g} s: {number + 1}/{runs}")
+            for install in (single, many) if number % 2 == 0 else (many, single):
+                elapsed, rss = install.refresh()
+                install.seconds.append(elapsed)
+                install.rss.append(rss)
+    return single, many
+
+
 def in_process_seconds(actions: Sequence[Callable[[], object]]) -> list[list[float]]:
     """Seconds per call of each action, the actions alternating (IN_PROCESS_REPEATS blocks)."""
     samples: list[list[float]] = [[] for _ in actions]
@@ -580,6 +702,7 @@ def run_benchmark(
     instruction_runs: int,
     jobs: int,
     deadline_count: int,
+    accounts_count: int,
     hash_seed: int | None,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -657,6 +780,9 @@ def run_benchmark(
         hung = XtsSimulator(host="127.0.0.1")
         hang = Fault.hang(HANG_SECONDS)
         hung_seconds = deadline_runs(hung, hang, folder / "hung", deadline_count, progress)
+        accounts_started = time.perf_counter()
+        slow = XtsSimulator(host="127.0.0.1", login_delay=LOGIN_DELAY)
+        single, many = accounts_rounds(slow, folder / "slow", accounts_count, progress)
         instruction_started = time.perf_counter()
         if instruction_runs:
             works = [Workdir.create(folder / f"slot{n}", sim.url) for n in range(jobs)]
@@ -709,6 +835,26 @@ def run_benchmark(
             target_text=f"<= {TARGET_DEADLINE_SECONDS:g} s (max)",
             met=max(hung_seconds) <= TARGET_DEADLINE_SECONDS,
         ),
+        row(single.name, single.seconds, "ms"),
+        row(
+            many.name,
+            many.seconds,
+            "ms",
+            baseline=single.name,
+            baseline_values=single.seconds,
+            target=TARGET_ACCOUNTS,
+            target_text=f"<= {TARGET_ACCOUNTS:.2f}x (on times)",
+        ),
+        row("peak RSS: 1-account refresh", single.rss, "MiB"),
+        row(
+            f"peak RSS: {ACCOUNTS}-account refresh",
+            many.rss,
+            "MiB",
+            baseline="peak RSS: 1-account refresh",
+            baseline_values=single.rss,
+            target_text=f"<= {TARGET_ACCOUNTS_RSS_MIB:g} MiB (max)",
+            met=max(many.rss) <= TARGET_ACCOUNTS_RSS_MIB * MIB,
+        ),
         timed(bare, floor),
         timed(imports, floor),
     ]
@@ -734,10 +880,14 @@ def run_benchmark(
         "warmup": warmup,
         "in_process_calls": IN_PROCESS_CALLS * IN_PROCESS_REPEATS,
         "deadline_runs": deadline_count,
+        "accounts": ACCOUNTS,
+        "login_delay": LOGIN_DELAY,
+        "accounts_runs": accounts_count,
         "instruction_runs": instruction_runs,
         "jobs": jobs if instruction_runs else None,
         "hash_seed": hash_seed,
         "seconds": round(ended - started, 1),
+        "accounts_seconds": round(instruction_started - accounts_started, 1),
         "instruction_seconds": round(ended - instruction_started, 1) if instruction_runs else None,
         "command": f"cd {APP_DIR} && {COMMAND}",
         "rows": rows,
@@ -782,13 +932,28 @@ def format_table(document: dict[str, Any]) -> str:
     text += [
         "",
         "ratio: median / the baseline's median (refresh / floor, wrapper / refresh, "
-        "load_token / json.load; context rows / floor); paired: median of the per-round ratios.",
-        f"The ratio budgets are judged on {judged}; peak RSS and the never-answering server "
-        "on the max of processes run without valgrind.",
+        f"load_token / json.load, {document['accounts']} accounts / 1 account; context rows / "
+        "floor); paired: median of the per-round ratios.",
+        f"The ratio budgets are judged on {judged}"
+        + (
+            f", except the {document['accounts']}-account one"
+            if document["mode"] == "instructions"
+            else ""
+        )
+        + f"; the {document['accounts']}-account ratio always on the wall-time medians, since "
+        "it is about concurrency (the logins' waits overlapping), which instruction counts do "
+        "not see; peak RSS and the never-answering server on the max of processes run without "
+        "valgrind.",
         f"Processes run as cron runs them (env PATH=/usr/bin:/bin, cwd /). {document['runs']} "
         f"timed rounds after {document['warmup']} warm-up rounds; in-process: "
         f"{document['in_process_calls']} calls each; never-answering server: "
         f"{document['deadline_runs']} runs; {document['seconds']} s in all.",
+        "Accounts: on a simulator of their own whose every login waits "
+        f"{document['login_delay']:g} s, an install with 1 account file and one with "
+        f"{document['accounts']} (each its own app key and user ID), "
+        f"{document['accounts_runs']} alternating rounds after one warm-up round; every run "
+        "exits 0 and writes every account's token file anew; "
+        f"{document['accounts_seconds']} s of the total.",
     ]
     if document["mode"] == "instructions":
         seed = document["hash_seed"]
@@ -806,7 +971,8 @@ def format_table(document: dict[str, Any]) -> str:
         f"CPU pressure after: {document['cpu_pressure_after'] or 'unknown'}",
         f"measured: {document['revision'] or 'unknown revision'}",
         f"rerun: {document['command']} [--runs N] [--warmup N] [--deadline-runs N] "
-        "[--instructions [--instruction-runs N] [--jobs N] [--hash-seed N]] [--json]",
+        "[--accounts-runs N] [--instructions [--instruction-runs N] [--jobs N] [--hash-seed N]] "
+        "[--json]",
     ]
     return "\n".join(text)
 
@@ -820,8 +986,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{TARGET_WRAPPER:.2f}x, load_token / json.load process <= {TARGET_LOAD_TOKEN:.2f}x, "
             f"refresh peak RSS <= {TARGET_RSS_MIB:g} MiB, and a refresh against a server that "
             f"never answers with XTS_DEADLINE={DEADLINE_SECONDS} <= "
-            f"{TARGET_DEADLINE_SECONDS:g} s. Exit code 0 when every budget is met, 1 when one "
-            "is not, 2 when a measured program failed."
+            f"{TARGET_DEADLINE_SECONDS:g} s; with logins that take {LOGIN_DELAY:g} s, a "
+            f"{ACCOUNTS}-account refresh / a single-account refresh <= {TARGET_ACCOUNTS:.2f}x "
+            f"(wall time) and its peak RSS <= {TARGET_ACCOUNTS_RSS_MIB:g} MiB. Exit code 0 when "
+            "every budget is met, 1 when one is not, 2 when a measured program failed."
         )
     )
     parser.add_argument(
@@ -835,6 +1003,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=DEFAULT_DEADLINE_RUNS,
         help=f"refreshes against the never-answering server, ~3.2 s each ({DEFAULT_DEADLINE_RUNS})",
+    )
+    parser.add_argument(
+        "--accounts-runs",
+        type=int,
+        default=DEFAULT_ACCOUNTS_RUNS,
+        help=f"rounds of the 1-account and the {ACCOUNTS}-account refresh with logins that take "
+        f"{LOGIN_DELAY:g} s, ~1 s a round ({DEFAULT_ACCOUNTS_RUNS})",
     )
     parser.add_argument(
         "--instructions",
@@ -867,8 +1042,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print a JSON document instead")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0 or args.deadline_runs < 1:
-        parser.error("--runs and --deadline-runs must be at least 1, --warmup at least 0")
+    if args.runs < 1 or args.warmup < 0 or args.deadline_runs < 1 or args.accounts_runs < 1:
+        parser.error(
+            "--runs, --deadline-runs and --accounts-runs must be at least 1, --warmup at least 0"
+        )
     if args.instruction_runs < 1 or args.jobs < 1:
         parser.error("--instruction-runs and --jobs must be at least 1")
     if args.instructions and VALGRIND is None:
@@ -887,6 +1064,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             instruction_runs=args.instruction_runs if args.instructions else 0,
             jobs=args.jobs,
             deadline_count=args.deadline_runs,
+            accounts_count=args.accounts_runs,
             hash_seed=args.hash_seed,
             progress=progress,
         )

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import IN_CI, INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID, Project
-from hypothesis import event, example, given, settings
+from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
@@ -719,7 +719,14 @@ def test_login_answers_end_in_a_saved_token_or_a_contract_error(
     a usable token is retryable (exit 3). A token that gets through is saved to a file that
     reads back with the same token, user, session, root, times and extra fields, and whose
     JSON (json.dumps) never fails.
+
+    Bodies with NaN or an infinity are left out: no JSON XTS sends can hold one (decode_answer
+    refuses them, see test_saved_token_file_is_strict_json), so they never reach a login.
     """
+    try:
+        json.dumps(body, allow_nan=False)
+    except ValueError:
+        assume(False)
     _login_pipeline(body, session, root, scratch / "login")
 
 

@@ -58,12 +58,9 @@ def is_loopback_url(url: str) -> bool:
 
 def warn_about_setup(settings: Settings, log: Log) -> None:
     """The warnings every run repeats until the operator fixes them."""
-    if env_file_is_exposed(settings.env_file):
-        log.warning(
-            "⚠ %s can be read by other users: run `chmod 600 %s`.",
-            settings.env_file,
-            settings.env_file,
-        )
+    for env_file in filter(None, (settings.env_file, settings.shared_env_file)):
+        if env_file_is_exposed(env_file):
+            log.warning("⚠ %s can be read by other users: run `chmod 600 %s`.", env_file, env_file)
     if not settings.verify_ssl and settings.ca_bundle is None:
         log.warning(
             "⚠ TLS certificate checks are OFF (XTS_VERIFY_SSL=false): anyone on the "

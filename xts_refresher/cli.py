@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import TextIO
 
 from . import SETUP_HINT, __version__
+from .accounts import find_install, load_selection
 from .errors import ConfigError, UnexpectedError, XtsRefreshError, exit_code_meanings
 from .notify import (
     Redactor,
@@ -25,8 +26,6 @@ from .notify import (
 from .settings import (
     PathOverrides,
     collect_values,
-    find_install,
-    load_selection,
     log_file_path,
     resolve_path,
 )

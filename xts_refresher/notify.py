@@ -88,9 +88,12 @@ class AccountLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().__init__(log, {})
         self.prefix = f"[{account}] "
 
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        """The message with the account's prefix; the arguments as they were."""
-        return f"{self.prefix}{msg}", kwargs
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """Log ``msg % args`` with the account's prefix on each of its lines."""
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            prefixed = "\n".join(self.prefix + line for line in text.split("\n"))
+            self.logger.log(level, "%s", prefixed, **kwargs)
 
 
 class _ReaderMayLeave(io.FileIO):

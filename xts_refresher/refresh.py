@@ -14,8 +14,10 @@ import socket
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .accounts import Selection
 from .checks import (
     DEFAULT_RENEW_BEFORE,
     base_user,
@@ -25,6 +27,7 @@ from .checks import (
 )
 from .client import Deadline, LoginResult, XtsClient
 from .errors import (
+    ConfigError,
     HookFailedError,
     LocalError,
     LoginRefusedError,
@@ -36,8 +39,9 @@ from .errors import (
     XtsUnavailableError,
 )
 from .notify import AccountLog, Redactor, ping_healthcheck, report_failure, send_telegram
+from .paths import account_file
 from .sessions import SESSIONS, Session
-from .settings import Selection, Settings, TelegramSettings
+from .settings import Settings, TelegramSettings, read_env_file
 from .store import (
     RunLock,
     StoredToken,
@@ -470,6 +474,8 @@ def _refresh_many(
     for settings in selection.accounts:
         if settings.healthcheck_url:
             pings.setdefault(settings.healthcheck_url, []).append(settings.account)
+    for name, url in broken_accounts_checks(selection):
+        pings.setdefault(url, []).append(name)
     for url in pings:
         ping_healthcheck(url, "start", log)
     results: dict[str, AccountResult] = {}
@@ -506,6 +512,20 @@ def _refresh_many(
     return max((r.code for r in ordered), default=0)
 
 
+def broken_accounts_checks(selection: Selection) -> list[tuple[str, str]]:
+    """The health-check URL each broken account would ping (its own file's, else the shared
+    one), as far as its settings can still be read: its monitor must hear of the failure."""
+    found = []
+    for name, _ in selection.broken:
+        url = selection.install.values.get("HEALTHCHECK_URL")
+        with contextlib.suppress(ConfigError):
+            own = read_env_file(Path(account_file(str(selection.install.accounts_dir), name)))
+            url = own.get("HEALTHCHECK_URL") or url
+        if url:
+            found.append((name, url.rstrip("/")))
+    return found
+
+
 def _chats(selection: Selection) -> list[tuple[TelegramSettings, set[str]]]:
     """Each Telegram chat of the selected accounts, with the accounts that notify it."""
     chats: dict[tuple[str, str, str], tuple[TelegramSettings, set[str]]] = {}
@@ -515,6 +535,15 @@ def _chats(selection: Selection) -> list[tuple[TelegramSettings, set[str]]]:
             key = (chat.api_url, chat.bot_token, chat.chat_id)
             chats.setdefault(key, (chat, set()))[1].add(settings.account)
     return list(chats.values())
+
+
+def one_line_reason(failure: XtsRefreshError) -> str:
+    """``failure`` on one line: a message of several lines (every problem of a settings file)
+    is shown above in full, so the summary keeps its first line and the hint."""
+    if "\n" not in failure.message:
+        return str(failure)
+    first = failure.message.split("\n", 1)[0].rstrip(":")
+    return f"{first} (listed above). {failure.hint}".strip()
 
 
 def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None:
@@ -527,7 +556,7 @@ def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None
         else:
             log.info("✓ All %d accounts hold fresh tokens (exit code 0).", len(results))
         return
-    reasons = "; ".join(f"{r.account}: {r.worst}" for r in failed)
+    reasons = "; ".join(f"{r.account}: {one_line_reason(r.worst)}" for r in failed if r.worst)
     log.error(
         "✗ %d of %d accounts failed (exit code %d): %s", len(failed), len(results), code, reasons
     )

@@ -7,7 +7,8 @@ does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``) and a 
 healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every route is
 named once, in the route table (``_ROUTE_TABLE``). Every request is recorded under its route's
 name; faults can be queued per route to make the next answers fail (errors, HTML proxy pages,
-rate limits, hangs, resets, trickled bodies).
+rate limits, hangs, resets, trickled bodies), and ``login_delay`` makes every login answer
+only after a wait, as a slow broker does.
 """
 
 from __future__ import annotations
@@ -220,6 +221,9 @@ _ROUTE_TABLE: tuple[_Route, ...] = (
 )
 _UNKNOWN = _Route("unknown", (), (), _answer_unknown)
 
+# The routes whose every answer waits for the simulator's login_delay first.
+_LOGIN_ROUTES = frozenset(("interactive_login", "marketdata_login"))
+
 # The route names add_fault() accepts and requests() records, "unknown" last.
 ROUTES: tuple[str, ...] = (*(route.name for route in _ROUTE_TABLE), _UNKNOWN.name)
 
@@ -296,6 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._send_fault(sim, fault)
             return
+        delay = sim.login_delay if route.name in _LOGIN_ROUTES else 0.0
+        if delay > 0 and sim._stopping.wait(delay):
+            return  # stopping: leave without answering so stop() stays fast
         status, answer = route.answer(sim, request)
         if isinstance(answer, bytes):
             self._send(status, answer, (("Content-Type", "text/plain; charset=utf-8"),))
@@ -360,8 +367,14 @@ class XtsSimulator:
         application_expiry_date: str = "30-12-2028",
         tls: ssl.SSLContext | None = None,
         api_prefix: str = "",
+        login_delay: float = 0.0,
     ) -> None:
+        if login_delay < 0:
+            raise ValueError("login_delay must not be negative")
         self.token_lifetime = token_lifetime
+        # Seconds every login (interactive and market-data) waits before it is answered, as a
+        # slow broker does; a queued fault is sent instead, with its own delay.
+        self.login_delay = login_delay
         # The path prefix of the simulated API root: "/xts" serves https://host/xts.
         self.api_prefix = api_prefix.rstrip("/")
         self.application_expiry_date = application_expiry_date

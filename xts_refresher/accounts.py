@@ -1,0 +1,195 @@
+"""Accounts: one install serving every broker login a trader holds.
+
+An account is a file ``NAME.env`` in the accounts folder (``accounts`` beside the program, or
+``XTS_ACCOUNTS_DIR``); ``.env`` then holds only what the accounts share. With no account file,
+``.env`` is the single account ``default`` and everything is as if accounts did not exist.
+Precedence for an account: flag > its own file > the process environment > ``.env`` > default;
+its token files are set by its own file only, else they go into its own folder
+(``accounts/NAME/``), so no two accounts share one by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+from . import paths
+from .errors import ConfigError
+from .paths import DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR, account_file, account_folder
+from .sessions import SESSIONS
+from .settings import (
+    PathOverrides,
+    Settings,
+    build_settings,
+    collect_values,
+    read_env_file,
+    resolve_path,
+)
+from .values import Frozen
+
+
+class Install(Frozen):
+    """One install's accounts: the shared settings file and its values, and the account names.
+
+    With no ``NAME.env`` in the accounts folder, ``.env`` is the single account ``default``
+    (``has_account_files`` False) and everything is as if accounts did not exist.
+    """
+
+    __slots__ = ("accounts_dir", "env_file", "has_account_files", "names", "values")
+    env_file: Path
+    values: Mapping[str, str]
+    accounts_dir: Path
+    names: tuple[str, ...]
+    has_account_files: bool
+
+    def __init__(
+        self,
+        env_file: Path,
+        values: Mapping[str, str],
+        accounts_dir: Path,
+        names: tuple[str, ...],
+    ) -> None:
+        self._set(
+            env_file=env_file,
+            values=MappingProxyType(dict(values)),
+            accounts_dir=accounts_dir,
+            names=names or (DEFAULT_ACCOUNT,),
+            has_account_files=bool(names),
+        )
+
+    def select(self, wanted: Sequence[str]) -> tuple[str, ...]:
+        """The accounts ``wanted`` names (all of them when it names none), each once;
+        ConfigError for a name that is not an account, listing those that are."""
+        if not wanted:
+            return self.names
+        unknown = [name for name in wanted if name not in self.names]
+        if unknown:
+            where = (
+                f"account files are NAME.env in {self.accounts_dir}"
+                if self.has_account_files
+                else f"there are no account files in {self.accounts_dir}, so .env is the only "
+                f"account, {DEFAULT_ACCOUNT!r}"
+            )
+            raise ConfigError(
+                f"Unknown account {', '.join(map(repr, unknown))}: the accounts are "
+                f"{', '.join(self.names)} ({where}).",
+                "Name one of them with --account, or add its NAME.env file.",
+            )
+        return tuple(dict.fromkeys(wanted))
+
+
+def find_install(overrides: PathOverrides, environ: Mapping[str, str]) -> Install:
+    """The install's shared settings and its accounts; ConfigError for an unreadable .env or
+    an account file whose name no account may have."""
+    env_file, values = collect_values(overrides, environ)
+    accounts_dir = resolve_path(values.get("XTS_ACCOUNTS_DIR") or DEFAULT_ACCOUNTS_DIR)
+    names = paths.account_names(str(accounts_dir))
+    refused = [name for name in names if not paths.is_account_name(name)]
+    if refused:
+        raise ConfigError(
+            f"Account files in {accounts_dir} with names no account may have: "
+            f"{', '.join(n + '.env' for n in refused)}.",
+            "Rename them: letters, digits, -, _ and . only, at most 64, not starting with a dot.",
+        )
+    return Install(env_file, values, accounts_dir, tuple(names))
+
+
+def check_distinct_files(accounts: Sequence[Settings]) -> None:
+    """ConfigError when two accounts would write the same token file (naming both)."""
+    owners: dict[Path, str] = {}
+    for settings in accounts:
+        for path in settings.token_files.values():
+            other = owners.setdefault(path, settings.account)
+            if other != settings.account:
+                raise ConfigError(
+                    f"The accounts {other} and {settings.account} would both write {path}: each "
+                    "account needs token files of its own.",
+                    "Remove XTS_TOKEN_FILE/XTS_MARKETDATA_TOKEN_FILE from one of their files "
+                    "(each then uses its own folder), then run check-config.",
+                )
+
+
+class Selection(Frozen):
+    """The accounts a command works on: their settings, and those whose settings are broken.
+
+    ``labelled`` is True with account files: every line of an account then starts ``[NAME]``.
+    One broken account never stops the others, so its ConfigError is kept beside them.
+    """
+
+    __slots__ = ("accounts", "broken", "install", "labelled")
+    install: Install
+    accounts: tuple[Settings, ...]
+    broken: tuple[tuple[str, ConfigError], ...]
+    labelled: bool
+
+    def __init__(
+        self,
+        install: Install,
+        accounts: tuple[Settings, ...],
+        broken: tuple[tuple[str, ConfigError], ...],
+    ) -> None:
+        self._set(
+            install=install,
+            accounts=accounts,
+            broken=broken,
+            labelled=install.has_account_files,
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret of every selected account, for redaction."""
+        return [secret for settings in self.accounts for secret in settings.secrets()]
+
+
+def load_selection(
+    overrides: PathOverrides, environ: Mapping[str, str], wanted: Sequence[str] = ()
+) -> Selection:
+    """The settings of the accounts ``wanted`` names (every account when none), validated.
+
+    Raises ConfigError (exit 2, before any traffic) for an unknown name, ``--token-file`` with
+    several accounts, two accounts on one token file, and, with the single account of ``.env``,
+    for its invalid settings; an account file's own problems are kept in ``broken``.
+    """
+    install = find_install(overrides, environ)
+    names = install.select(wanted)
+    if overrides.token_file and len(names) > 1:
+        raise ConfigError(
+            f"--token-file names one token file, but {len(names)} accounts are selected "
+            f"({', '.join(names)}).",
+            "Select one of them with --account NAME, or leave --token-file out.",
+        )
+    accounts: list[Settings] = []
+    broken: list[tuple[str, ConfigError]] = []
+    for name in names:
+        try:
+            accounts.append(account_settings(install, name, overrides))
+        except ConfigError as exc:
+            if not install.has_account_files:
+                raise
+            broken.append((name, exc))
+    check_distinct_files(accounts)
+    return Selection(install, tuple(accounts), tuple(broken))
+
+
+def account_settings(install: Install, name: str, overrides: PathOverrides) -> Settings:
+    """Validated settings of account ``name`` of ``install``; ConfigError lists its problems."""
+    if not install.has_account_files:
+        return build_settings(
+            overrides, install.values, env_file=install.env_file, shared_values=install.values
+        )
+    own_file = Path(account_file(str(install.accounts_dir), name))
+    values = {
+        key: value
+        for key, value in install.values.items()
+        if key not in {session.path_variable for session in SESSIONS.values()}
+    }
+    values.update(read_env_file(own_file))
+    return build_settings(
+        overrides,
+        values,
+        env_file=own_file,
+        shared_values=install.values,
+        account=name,
+        shared_env_file=install.env_file,
+        folder=Path(account_folder(str(install.accounts_dir), name)),
+    )
