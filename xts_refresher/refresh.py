@@ -480,15 +480,21 @@ def _refresh_many(
         ping_healthcheck(url, "start", log)
     results: dict[str, AccountResult] = {}
 
-    def refresh_account(settings: Settings) -> None:
+    def refresh_in_thread(settings: Settings) -> None:
         account_log = AccountLog(log, settings.account)
-        run = RefreshRun(settings, options, account_log, redactor)
-        run.start()
-        results[settings.account] = run.execute()
-        _closing_line(account_log, results[settings.account])
+        try:
+            run = RefreshRun(settings, options, account_log, redactor)
+            run.start()
+            result = run.execute()
+        except Exception as exc:  # a bug: this account fails, and the others carry on
+            account_log.exception("Unexpected error during the refresh:")
+            failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
+            result = AccountResult(settings.account, [failure], [])
+        results[settings.account] = result
+        _closing_line(account_log, result)
 
     threads = [
-        threading.Thread(target=refresh_account, args=(s,), name=f"xts-account-{s.account}")
+        threading.Thread(target=refresh_in_thread, args=(s,), name=f"xts-account-{s.account}")
         for s in selection.accounts
     ]
     for thread in threads:
