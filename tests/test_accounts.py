@@ -570,15 +570,22 @@ def test_token_file_flag_with_several_accounts_is_exit_2(
 # -- 5. two accounts sharing a token file ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("selection", [(), ("--account", "alice")], ids=["all", "one-selected"])
 def test_two_accounts_with_the_same_token_file_are_exit_2_before_any_login(
-    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+    fleet: Fleet,
+    pair: tuple[Account, Account],
+    sim: XtsSimulator,
+    sim2: XtsSimulator,
+    selection: tuple[str, ...],
 ) -> None:
-    """Account files that set the same XTS_TOKEN_FILE: exit 2 naming both, nothing sent."""
+    """Account files that set the same XTS_TOKEN_FILE: exit 2 naming both, nothing sent; also
+    when only one of them is selected (a cron line per account would otherwise overwrite the
+    other's token)."""
     shared_path = fleet.folder / "same.json"
     for account in pair:
         account.settings["XTS_TOKEN_FILE"] = str(shared_path)
 
-    run = fleet.run()
+    run = fleet.run(*selection)
 
     assert run.code == 2, run.output
     assert "alice" in run.stdout
@@ -804,3 +811,37 @@ def test_concurrent_runs_over_four_accounts_never_mix_or_tear_token_files(
         with lock.open("r") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a lock was left held
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def test_check_config_before_the_first_refresh_passes_and_sends_no_login(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """The README's order: check-config before any refresh. The accounts' own folders do not
+    exist yet (a refresh makes them), which is no problem: exit 0, every line prefixed, no
+    login anywhere, no folder made."""
+    assert len(pair) == 2  # both accounts are written by the run
+
+    run = fleet.run("check-config")
+
+    assert run.code == 0, run.output
+    for name in ("alice", "bob"):
+        assert f"[{name}] ✓ Ready" in run.stdout
+        assert not (fleet.accounts_dir / name).exists()
+    assert logins(sim) == logins(sim2) == 0
+    assert all(line.startswith(("[alice] ", "[bob] ")) for line in lines(run.stdout))
+
+
+def test_shared_api_keys_in_the_shared_env_are_warned_about(
+    fleet: Fleet, pair: tuple[Account, Account]
+) -> None:
+    """With account files, an API key in .env is inherited by every account that does not set
+    its own: the run says so (two accounts on one market-data key end each other's sessions)."""
+    fleet.shared["XTS_MARKETDATA_API_KEY"] = "mk-SHARED-inherited-key"
+    fleet.shared["XTS_MARKETDATA_API_SECRET"] = "ms-SHARED-inherited-secret"
+
+    run = fleet.run("check-config")
+
+    warning = [line for line in lines(run.stdout) if "XTS_MARKETDATA_API_KEY" in line]
+    assert warning and warning[0].startswith("⚠ "), run.stdout
+    assert "every account whose own file does not set them" in warning[0]
+    assert "mk-SHARED-inherited-key" not in run.output

@@ -1279,3 +1279,48 @@ def test_a_marketdata_path_of_slash_adds_no_double_slash(
     }
     loaded = settings.load_settings(settings.PathOverrides(env_file=str(env_file)), environ)
     assert loaded.base_path(MARKETDATA) == expected
+
+
+def test_an_install_never_shows_its_raw_settings_in_a_repr(tmp_path: Path) -> None:
+    """The install holds every raw setting, secrets included: its repr hides them."""
+    from xts_refresher.accounts import Install
+
+    install = Install(
+        tmp_path / ".env", {"XTS_INTERACTIVE_API_SECRET": "sec-REPR-123456"}, tmp_path, ()
+    )
+    assert "sec-REPR-123456" not in repr(install)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--account", "a", "status", "--account", "b"], ["a", "b"]),
+        (["--account", "a", "--account", "b"], ["a", "b"]),
+        (["status", "--account", "b"], ["b"]),
+        (["status"], []),
+    ],
+)
+def test_account_flags_before_and_after_the_command_add_up(
+    argv: list[str], expected: list[str]
+) -> None:
+    """``--account`` may come before the command name and after it: both lists count."""
+    full = cli.with_default_command(argv)
+    args = cli.build_parser(cli.command_named(full)).parse_args(full)
+    assert cli.selected_accounts(args) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://api.telegram.org/bot1234567890:AAH{tail}/sendMessage",
+        "token=1234567890:AAH{tail} failed",
+    ],
+)
+def test_the_redactor_masks_a_bot_token_it_was_not_told_about_also_in_a_url(text: str) -> None:
+    """An unregistered Telegram bot token is masked by its shape, inside a Bot API URL too."""
+    from xts_refresher.notify import Redactor
+
+    secret = "1234567890:AAH" + "x" * 33
+    masked = Redactor().redact(text.format(tail="x" * 33))
+    assert secret not in masked
+    assert "xxxxxxxxxx" not in masked

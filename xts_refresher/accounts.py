@@ -10,6 +10,7 @@ its token files are set by its own file only, else they go into its own folder
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -21,10 +22,12 @@ from .sessions import SESSIONS
 from .settings import (
     PathOverrides,
     Settings,
+    TelegramSettings,
     build_settings,
     collect_values,
     read_env_file,
     resolve_path,
+    shared_telegram,
 )
 from .values import Frozen
 
@@ -37,6 +40,7 @@ class Install(Frozen):
     """
 
     __slots__ = ("accounts_dir", "env_file", "has_account_files", "names", "values")
+    _hidden = ("values",)  # every raw setting, secrets included
     env_file: Path
     values: Mapping[str, str]
     accounts_dir: Path
@@ -117,11 +121,13 @@ class Selection(Frozen):
     One broken account never stops the others, so its ConfigError is kept beside them.
     """
 
-    __slots__ = ("accounts", "broken", "install", "labelled")
+    __slots__ = ("accounts", "broken", "install", "labelled", "shared_telegram", "warnings")
     install: Install
     accounts: tuple[Settings, ...]
     broken: tuple[tuple[str, ConfigError], ...]
     labelled: bool
+    shared_telegram: TelegramSettings | None
+    warnings: tuple[str, ...]
 
     def __init__(
         self,
@@ -134,6 +140,8 @@ class Selection(Frozen):
             accounts=accounts,
             broken=broken,
             labelled=install.has_account_files,
+            shared_telegram=shared_telegram(install.values) if broken else None,
+            warnings=tuple(inherited_credentials_warnings(install)),
         )
 
     def secrets(self) -> list[str]:
@@ -167,8 +175,34 @@ def load_selection(
             if not install.has_account_files:
                 raise
             broken.append((name, exc))
-    check_distinct_files(accounts)
+    others = []  # an account not selected may still share a file with one that is
+    unflagged = PathOverrides(overrides.env_file, None, overrides.log_file)  # --token-file: ours
+    for name in install.names:
+        if name not in names:
+            with contextlib.suppress(ConfigError):
+                others.append(account_settings(install, name, unflagged))
+    check_distinct_files([*accounts, *others])
     return Selection(install, tuple(accounts), tuple(broken))
+
+
+def inherited_credentials_warnings(install: Install) -> list[str]:
+    """With account files, the session keys that ``.env`` or the environment set: every
+    account whose own file does not set them logs in with them, which is rarely meant."""
+    if not install.has_account_files:
+        return []
+    shared = [
+        name
+        for session in SESSIONS.values()
+        for name in (session.key_variable, session.secret_variable)
+        if install.values.get(name)
+    ]
+    if not shared:
+        return []
+    return [
+        f"{install.env_file} (or the environment) sets {', '.join(shared)}: every account "
+        "whose own file does not set them logs in with them. Put API keys in the account "
+        "files only (two accounts on one market-data key end each other's sessions)."
+    ]
 
 
 def account_settings(install: Install, name: str, overrides: PathOverrides) -> Settings:

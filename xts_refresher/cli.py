@@ -59,10 +59,13 @@ def _path_options(parser: argparse.ArgumentParser, default: object) -> None:
     group.add_argument(
         "--log-file", metavar="PATH", default=default, help="detailed log (xts_token_refresh.log)"
     )
+    # The option may come before the command name and after it: each place has its own list,
+    # joined in `run`, since a subcommand's list would replace the main parser's.
     parser.add_argument(
         "--account",
         action="append",
         metavar="NAME",
+        dest="account" if default is None else "account_after_command",
         default=default,
         help="work on this account only (accounts/NAME.env); repeat for several; default: all",
     )
@@ -231,6 +234,11 @@ def _log_to_fallback_file(
     add_log_file(log, log_file_path(overrides, values))
 
 
+def selected_accounts(args: argparse.Namespace) -> list[str]:
+    """The accounts ``--account`` named, before and after the command name."""
+    return [*(args.account or ()), *(getattr(args, "account_after_command", None) or ())]
+
+
 def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> int:
     """Dispatch the parsed command; exceptions of the hierarchy propagate to ``main``."""
     if args.command == "cron":
@@ -246,9 +254,9 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             part for flag, value in flags if value for part in (flag, str(resolve_path(value)))
         )
         accounts: tuple[str, ...] = ()
-        if args.account:
+        if selected_accounts(args):
             overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
-            accounts = find_install(overrides, os.environ).select(args.account)
+            accounts = find_install(overrides, os.environ).select(selected_accounts(args))
         return cron_command(
             args.action,
             args.at,
@@ -264,7 +272,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         return demo()
     overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
     try:
-        selection = load_selection(overrides, os.environ, args.account or ())
+        selection = load_selection(overrides, os.environ, selected_accounts(args))
     except ConfigError:
         if args.command == "refresh":
             # A cron run's configuration error belongs in its log too.
@@ -289,11 +297,16 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             redactor=redactor,
             labelled=selection.labelled,
             broken=selection.broken,
+            warnings=selection.warnings,
         )
     from .status import check_config
 
     return check_config(
-        selection.accounts, log, labelled=selection.labelled, broken=selection.broken
+        selection.accounts,
+        log,
+        labelled=selection.labelled,
+        broken=selection.broken,
+        warnings=selection.warnings,
     )
 
 

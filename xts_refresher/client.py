@@ -20,6 +20,7 @@ from http.client import RemoteDisconnected
 from typing import TYPE_CHECKING, Any
 
 import requests
+from urllib3.exceptions import InsecureRequestWarning
 
 from . import __version__
 from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
@@ -263,6 +264,9 @@ class XtsClient:
         self.log = log
         self.http = requests.Session()
         self.http.headers["User-Agent"] = USER_AGENT
+        # verify_ssl=false is announced once per run, loudly; not once per request. A filter,
+        # not warnings.catch_warnings(), which is not safe while accounts run in threads.
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the
         # environment override a session's verify, which would silently defeat XTS_CA_BUNDLE.
         self.tls_verify: bool | str = (
@@ -466,20 +470,17 @@ class XtsClient:
 
     def _exchange(self, request: _Request, budget: float) -> tuple[int, Mapping[str, str], bytes]:
         """The status, headers and body of one request (blocking)."""
-        with warnings.catch_warnings():
-            # verify_ssl=false is announced once per run, loudly; not once per request.
-            warnings.simplefilter("ignore")
-            answer = self.http.request(
-                request.method,
-                request.url,
-                json=request.payload,
-                params=request.params,
-                headers=request.headers,
-                timeout=budget,
-                stream=True,
-                allow_redirects=False,
-                verify=self.tls_verify,
-            )
+        answer = self.http.request(
+            request.method,
+            request.url,
+            json=request.payload,
+            params=request.params,
+            headers=request.headers,
+            timeout=budget,
+            stream=True,
+            allow_redirects=False,
+            verify=self.tls_verify,
+        )
         with answer:
             return answer.status_code, answer.headers, self._read_body(answer)
 

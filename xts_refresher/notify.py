@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -36,7 +37,8 @@ PING_SECONDS = 5.0
 # Shapes of secrets that were never registered (a JWT, a Telegram bot token) are masked too.
 SECRET_SHAPES = (
     re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"),
+    # A bot token, also inside a Bot API URL (/bot<id>:<secret>/), where no \b precedes it.
+    re.compile(r"(?:\b|(?<=bot))\d{6,12}:[A-Za-z0-9_-]{30,}\b"),
 )
 
 
@@ -50,13 +52,15 @@ class Redactor(logging.Filter):
     def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
         self._secrets: tuple[str, ...] = ()  # longest first: a secret inside another stays hidden
+        self._adding = threading.Lock()  # accounts' threads add their tokens at the same time
         for secret in secrets or []:
             self.add(secret)
 
     def add(self, secret: str) -> None:
         """Mask ``secret`` from now on (values under four characters would mask ordinary text)."""
-        if len(secret) >= 4 and secret not in self._secrets:
-            self._secrets = tuple(sorted((*self._secrets, secret), key=len, reverse=True))
+        with self._adding:
+            if len(secret) >= 4 and secret not in self._secrets:
+                self._secrets = tuple(sorted((*self._secrets, secret), key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret, and anything shaped like one, masked."""

@@ -55,10 +55,20 @@ from .store import (
 from .values import Frozen
 
 BANNER_RULE = "=" * 62
+
 APP_KEY_WARNING_DAYS = 14
 
 if TYPE_CHECKING:
     from .notify import Log
+
+
+def hook_recursion_error() -> LocalError:
+    """The failure of a refresh that XTS_POST_REFRESH_HOOK started (exit 4)."""
+    return LocalError(
+        "This refresh was started by XTS_POST_REFRESH_HOOK, while the refresh that runs the "
+        "hook holds the lock.",
+        "A hook must not run the refresher: the tokens are already fresh when it runs.",
+    )
 
 
 class RefreshOptions(Frozen):
@@ -163,7 +173,8 @@ def make_account_folder(settings: Settings) -> None:
 
 
 class RefreshRun:
-    """One ``refresh``: lock, log in, save, verify, hook, notify, ping."""
+    """One account's ``refresh``: lock, decide, log in, save, verify, hook (the caller
+    notifies, pings and prints the closing lines)."""
 
     def __init__(
         self, settings: Settings, options: RefreshOptions, log: Log, redactor: Redactor
@@ -211,11 +222,7 @@ class RefreshRun:
         """
         if os.environ.get("XTS_REFRESH_LOCK_HELD") == str(self.settings.lock_file):
             # Waiting would deadlock: the parent holds the lock until this hook returns.
-            raise LocalError(
-                "This refresh was started by XTS_POST_REFRESH_HOOK, while the refresh that "
-                "runs the hook holds the lock.",
-                "A hook must not run the refresher: the tokens are already fresh when it runs.",
-            )
+            raise hook_recursion_error()
         announce = lambda text: self.log.info("%s", text)  # noqa: E731 - a one-line callback
         if self.settings.shared_env_file is not None:
             make_account_folder(self.settings)
@@ -493,9 +500,17 @@ def _refresh_many(
         results[settings.account] = result
         _closing_line(account_log, result)
 
+    for warning in selection.warnings:
+        log.warning("⚠ %s", warning)
+    started_by_hook = [s for s in selection.accounts if os.environ.get("XTS_REFRESH_LOCK_HELD")]
+    for settings in started_by_hook:
+        # A refresh started by a hook: logging in again would cut off the accounts' bots.
+        results[settings.account] = AccountResult(settings.account, [hook_recursion_error()], [])
+        _closing_line(AccountLog(log, settings.account), results[settings.account])
     threads = [
         threading.Thread(target=refresh_in_thread, args=(s,), name=f"xts-account-{s.account}")
         for s in selection.accounts
+        if s not in started_by_hook
     ]
     for thread in threads:
         thread.start()
@@ -503,8 +518,7 @@ def _refresh_many(
         account_log = AccountLog(log, name)
         report_failure(account_log, problem)
         results[name] = AccountResult(name, [problem], [])
-    for thread in threads:
-        thread.join()
+    _join_all(threads, log)
     ordered = [results[name] for name in selection.install.select(()) if name in results]
     for telegram, accounts in _chats(selection):
         chat_results = [
@@ -516,6 +530,20 @@ def _refresh_many(
         ping_healthcheck(url, str(max(results[name].code for name in names)), log)
     _summary_line(log, ordered)
     return max((r.code for r in ordered), default=0)
+
+
+def _join_all(threads: Sequence[threading.Thread], log: logging.Logger) -> None:
+    """Wait for every account's thread; Ctrl-C does not abandon accounts that are logging in
+    (their sessions would end with no token saved): they finish, bounded by the deadline."""
+    for thread in threads:
+        while thread.is_alive():
+            try:
+                thread.join()
+            except KeyboardInterrupt:
+                log.warning(
+                    "⚠ Interrupted: the accounts already logging in finish first (within "
+                    "XTS_DEADLINE), so that none is left with a dead session and no token."
+                )
 
 
 def broken_accounts_checks(selection: Selection) -> list[tuple[str, str]]:
@@ -533,8 +561,12 @@ def broken_accounts_checks(selection: Selection) -> list[tuple[str, str]]:
 
 
 def _chats(selection: Selection) -> list[tuple[TelegramSettings, set[str]]]:
-    """Each Telegram chat of the selected accounts, with the accounts that notify it."""
+    """Each Telegram chat of the selected accounts, with the accounts that notify it; with
+    broken accounts, the chat of ``.env`` too, so it hears of them even if no account works."""
     chats: dict[tuple[str, str, str], tuple[TelegramSettings, set[str]]] = {}
+    shared = selection.shared_telegram
+    if selection.broken and shared is not None:
+        chats[(shared.api_url, shared.bot_token, shared.chat_id)] = (shared, set())
     for settings in selection.accounts:
         if settings.telegram is not None:
             chat = settings.telegram

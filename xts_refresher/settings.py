@@ -498,6 +498,14 @@ def _base_paths(check: _Validator) -> Mapping[str, str]:
     return MappingProxyType(paths)
 
 
+def shared_telegram(values: Mapping[str, str]) -> TelegramSettings | None:
+    """The Telegram chat ``values`` (those of .env) set, when they set a valid one: where a run
+    reports accounts whose own settings are broken."""
+    check = _Validator(values)
+    telegram = _telegram(check)
+    return None if check.problems else telegram
+
+
 def _telegram(check: _Validator) -> TelegramSettings | None:
     bot_token = check.text("TELEGRAM_TOKEN")
     chat_id = check.text("TELEGRAM_CHAT_ID")

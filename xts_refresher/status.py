@@ -177,17 +177,23 @@ def _all_reports(
     """Every account's session statuses; accounts are asked about at once, so one broker
     that does not answer delays the answer by its own time-out only."""
     found: dict[str, list[SessionStatus]] = {}
+    crashed: list[BaseException] = []
 
     def report(settings: Settings) -> None:
         account_log = AccountLog(log, settings.account) if labelled else log
-        warn_about_setup(settings, account_log)
-        found[settings.account] = _account_reports(settings, verify, account_log, redactor)
+        try:
+            warn_about_setup(settings, account_log)
+            found[settings.account] = _account_reports(settings, verify, account_log, redactor)
+        except Exception as exc:  # a bug must not pass for "every token is fine"
+            crashed.append(exc)
 
     threads = [threading.Thread(target=report, args=(s,)) for s in accounts]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if crashed:
+        raise crashed[0]  # main reports it as the unexpected error it is (exit 4)
     return [r for settings in accounts for r in found.get(settings.account, [])]
 
 
@@ -200,6 +206,7 @@ def status(
     redactor: Redactor,
     labelled: bool = False,
     broken: Sequence[tuple[str, ConfigError]] = (),
+    warnings: Sequence[str] = (),
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
     account's settings are broken).
@@ -214,8 +221,10 @@ def status(
     def show(text: str, account: str | None = None) -> None:
         # XTS wrote some of these messages: mask anything shaped like a token before printing.
         prefix = f"[{account}] " if labelled and account else ""
-        print(redactor.redact(f"{prefix}{text}"))
+        print(redactor.redact("\n".join(prefix + line for line in text.split("\n"))))
 
+    for warning in warnings:
+        log.warning("⚠ %s", warning)
     reports = _all_reports(accounts, verify, labelled, log, redactor)
     not_ready = sorted({r.account for r in reports if not r.usable})
     unchecked = sorted({r.account for r in reports if verify and r.usable and r.verified is None})
@@ -273,8 +282,12 @@ def _closing_status_line(
 # -- check-config -------------------------------------------------------------------------------
 
 
-def _folder_problem(path: Path) -> str | None:
+def _folder_problem(path: Path, created_by_refresh: Path | None = None) -> str | None:
+    """Why ``path`` cannot be written, or None; ``created_by_refresh`` is a folder that a
+    refresh makes itself (an account's own), which is fine missing if it can be made."""
     folder = path.parent
+    if folder == created_by_refresh and not folder.exists():
+        folder = folder.parent  # the refresh creates it here
     if not folder.is_dir():
         return f"the folder {folder} does not exist"
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -312,9 +325,12 @@ def check_config(
     *,
     labelled: bool = False,
     broken: Sequence[tuple[str, ConfigError]] = (),
+    warnings: Sequence[str] = (),
 ) -> int:
     """The ``check-config`` command over the accounts: the highest of their codes (0 ready, 2
     settings or paths, 3 the network); each account's lines start ``[NAME]`` with accounts."""
+    for warning in warnings:
+        log.warning("⚠ %s", warning)
     codes = [2 for _ in broken]
     for name, problem in broken:
         report_failure(AccountLog(log, name), problem)
@@ -334,7 +350,8 @@ def check_account(settings: Settings, log: Log) -> int:
     paths.append(("log file", settings.log_file))
     problems = 0
     for label, path in paths:
-        problem = _folder_problem(path)
+        own_folder = settings.env_file.parent / settings.account
+        problem = _folder_problem(path, own_folder if settings.shared_env_file else None)
         if problem:
             log.error("✗ The %s %s cannot be written: %s.", label, path, problem)
             problems += 1
