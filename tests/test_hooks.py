@@ -79,9 +79,40 @@ def test_success_pings_start_before_the_login_and_0_after_it(project: Project) -
     assert ping_paths(project) == [f"{prefix}/start", f"{prefix}/0"]
     routes = [request.route for request in project.sim.requests()]
     assert routes == ["healthcheck", "interactive_login", "marketdata_login", "healthcheck"]
-    for request in project.sim.requests("healthcheck"):
-        assert request.method == "GET"
-        assert request.query == {}
+    start, end = project.sim.requests("healthcheck")
+    assert start.method == "GET"
+    assert end.method == "POST"  # its body is the run's output (runitor's way)
+    assert start.query["rid"] == end.query["rid"]
+    assert str(uuid.UUID(start.query["rid"])) == start.query["rid"]
+    assert_pings_carry_no_secret(project)
+
+
+def test_the_closing_ping_carries_the_runs_output_and_pairs_with_the_start(
+    project: Project,
+) -> None:
+    """healthchecks.io pairs start and end by ``rid`` (a new one every run) and shows the end
+    ping's body: the run's console output, redacted, with the closing ✗ line and what to do,
+    at most 10,000 bytes."""
+    prefix = with_healthcheck(project)
+    assert project.run().code == 0
+    first_rid = project.sim.requests("healthcheck")[0].query["rid"]
+    project.sim.clear()
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Hc42"
+
+    run = project.run()
+
+    assert run.code == 1
+    start, end = project.sim.requests("healthcheck")
+    assert [start.path, end.path] == [f"{prefix}/start", f"{prefix}/1"]
+    assert start.query["rid"] == end.query["rid"] != first_rid
+    body = end.body.decode("utf-8")
+    assert len(end.body) <= 10_000
+    assert "XTS Token Refresh Cron Job Started" in body
+    assert "e-user-0005" in body
+    assert body.rstrip().splitlines()[-1].startswith("✗ Token refresh failed (exit code 1)")
+    assert body.rstrip().splitlines()[-1] == run.stdout.rstrip().splitlines()[-1]
+    assert_no_secrets(project, body, "is-FAKE-wrong-secret-Hc42")
+    assert "is-FAKE-wrong-secret-Hc42" not in body
     assert_pings_carry_no_secret(project)
 
 

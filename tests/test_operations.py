@@ -447,3 +447,17 @@ def test_demo_never_reads_a_env_file_and_ignores_proxies(tmp_path: Path) -> None
     assert tree(app) == before
     broken = run_process([PYTHON, str(app / SCRIPT.name), "check-config"], timeout=60)
     assert broken.returncode == 2
+
+
+def test_telegram_messages_name_the_machine_by_its_label(project: Project) -> None:
+    """XTS_NOTIFY_LABEL names the machine in every message (default: the host name), so an
+    alert in a group of many VPSes says where it comes from."""
+    project.with_telegram("all").settings["XTS_NOTIFY_LABEL"] = "vps-mumbai-2"
+    assert project.run().code == 0
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Lb11"
+    assert project.run().code == 1
+
+    success, failure = telegram_texts(project)
+    assert success.startswith("✅ XTS token refreshed on vps-mumbai-2")
+    assert failure.startswith("❌ XTS token refresh FAILED on vps-mumbai-2 (exit code 1)")
+    assert "Fix XTS_INTERACTIVE_API_KEY" in failure  # what failed, then what to do

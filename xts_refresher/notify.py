@@ -33,6 +33,7 @@ LOGGER_NAME = "xts_token_refresh"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 TELEGRAM_SECONDS = 10.0
 PING_SECONDS = 5.0
+PING_BODY_BYTES = 10_000  # what healthchecks.io keeps of a ping's body
 
 # Shapes of secrets that were never registered (a JWT, a Telegram bot token) are masked too.
 SECRET_SHAPES = (
@@ -278,20 +279,77 @@ def send_telegram(telegram: TelegramSettings, text: str, log: Log) -> bool:
     return accepted
 
 
-def ping_healthcheck(base_url: str | None, suffix: str, log: Log) -> bool:
-    """GET ``<base_url>/<suffix>`` (healthchecks.io's protocol); True on a 2xx answer."""
-    if not base_url:
-        return False
-    import requests
+class HealthCheck:
+    """One run's pings of one health check, the way runitor does them.
 
-    def get() -> requests.Response:
-        return requests.get(f"{base_url}/{suffix}", timeout=PING_SECONDS)
+    Both pings carry the same ``rid`` (a UUID), so healthchecks.io pairs the start with the
+    end and measures the run; the closing ping is a POST whose body is the run's console
+    output (already redacted, at most the last PING_BODY_BYTES), so the check's page says why a
+    run failed. A ping that fails is logged and never changes the outcome.
+    """
 
-    try:
-        answer = run_within(PING_SECONDS + 1, get)
-    except (requests.RequestException, TimeoutError) as exc:
-        log.warning("⚠ The health-check ping /%s failed (%s).", suffix, type(exc).__name__)
-        return False
-    if not answer.ok:
-        log.warning("⚠ The health-check ping /%s answered HTTP %d.", suffix, answer.status_code)
-    return answer.ok
+    def __init__(self, base_url: str) -> None:
+        import uuid  # only runs with a health check pay for it
+
+        self.base_url = base_url
+        self.rid = str(uuid.uuid4())
+
+    def start(self, log: Log) -> bool:
+        """``GET <url>/start?rid=…``; True on a 2xx answer."""
+        return self._ping("start", log)
+
+    def finish(self, code: int, output: str, log: Log) -> bool:
+        """``POST <url>/<code>?rid=…`` with the tail of ``output``; True on a 2xx answer."""
+        return self._ping(str(code), log, output)
+
+    def _ping(self, suffix: str, log: Log, output: str | None = None) -> bool:
+        import requests
+
+        url = f"{self.base_url}/{suffix}"
+        params = {"rid": self.rid}
+
+        def send() -> requests.Response:
+            if output is None:
+                return requests.get(url, params=params, timeout=PING_SECONDS)
+            body = output.encode("utf-8", "backslashreplace")[-PING_BODY_BYTES:]
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            return requests.post(
+                url, params=params, data=body, headers=headers, timeout=PING_SECONDS
+            )
+
+        try:
+            answer = run_within(PING_SECONDS + 1, send)
+        except (requests.RequestException, TimeoutError) as exc:
+            log.warning("⚠ The health-check ping /%s failed (%s).", suffix, type(exc).__name__)
+            return False
+        if not answer.ok:
+            log.warning("⚠ The health-check ping /%s answered HTTP %d.", suffix, answer.status_code)
+        return answer.ok
+
+
+class ConsoleCapture(logging.Handler):
+    """Keeps the run's console lines (redacted: the logger's filter ran first), for the
+    closing health-check ping; only the newest lines, enough for PING_BODY_BYTES."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_ConsoleFormatter())
+        self._lines: list[str] = []
+        self._size = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        self._lines.append(line)
+        self._size += len(line) + 1
+        while self._size > 4 * PING_BODY_BYTES and len(self._lines) > 1:
+            self._size -= len(self._lines.pop(0)) + 1
+
+    def text(self, prefixes: tuple[str, ...] | None = None) -> str:
+        """The captured lines; with ``prefixes``, only lines that start with one of them, and
+        the lines of no account (the run's own)."""
+        if prefixes is None:
+            return "\n".join(self._lines) + "\n"
+        kept = [
+            line for line in self._lines if line.startswith(prefixes) or not line.startswith("[")
+        ]
+        return "\n".join(kept) + "\n"

@@ -38,7 +38,14 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
-from .notify import AccountLog, Redactor, ping_healthcheck, report_failure, send_telegram
+from .notify import (
+    AccountLog,
+    ConsoleCapture,
+    HealthCheck,
+    Redactor,
+    report_failure,
+    send_telegram,
+)
 from .paths import account_file
 from .sessions import SESSIONS, Session
 from .settings import Settings, TelegramSettings, read_env_file
@@ -403,12 +410,16 @@ class AccountResult(Frozen):
         return lines
 
 
-def _closing_line(log: Log, result: AccountResult) -> None:
+def closing_text(result: AccountResult) -> str:
     """The account's ✓ or ✗ line, with the exit code and, on failure, what to do."""
     if result.worst is not None:
-        log.error("✗ Token refresh failed (exit code %d): %s", result.code, result.worst)
-    else:
-        log.info("✓ Every configured session holds a fresh token (exit code 0).")
+        return f"✗ Token refresh failed (exit code {result.code}): {result.worst}"
+    return "✓ Every configured session holds a fresh token (exit code 0)."
+
+
+def _closing_line(log: Log, result: AccountResult) -> None:
+    """Print the account's closing line (closing_text) at its level."""
+    log.log(logging.ERROR if result.worst else logging.INFO, "%s", closing_text(result))
 
 
 def _worth_a_message(telegram: TelegramSettings, results: Sequence[AccountResult]) -> bool:
@@ -419,9 +430,14 @@ def _worth_a_message(telegram: TelegramSettings, results: Sequence[AccountResult
     return trouble or any(r.saved for r in results)  # --if-needed that kept all: nothing new
 
 
-def _single_message(result: AccountResult) -> str:
+def machine_label(settings: Settings | None) -> str:
+    """How notifications name this machine: XTS_NOTIFY_LABEL, else the host name."""
+    return (settings.notify_label if settings else None) or socket.gethostname()
+
+
+def _single_message(result: AccountResult, label: str) -> str:
     """The Telegram message of a run of the single account (.env alone)."""
-    host = socket.gethostname()
+    host = label
     if result.errors:
         lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code})"]
         lines += [f"• {e}" for e in result.errors]
@@ -432,10 +448,10 @@ def _single_message(result: AccountResult) -> str:
     return "\n".join(lines)
 
 
-def _accounts_message(results: Sequence[AccountResult]) -> str:
+def _accounts_message(results: Sequence[AccountResult], label: str) -> str:
     """The Telegram message of a run of several accounts: one block per account, failures
     first, each naming the account."""
-    host = socket.gethostname()
+    host = label
     failed = [r for r in results if r.errors]
     code = max((r.code for r in results), default=0)
     if failed:
@@ -461,13 +477,25 @@ def refresh_account(
 ) -> int:
     """One account on its own (the single account of .env, or the demo's): the lines, the
     message and the pings as they were before accounts existed."""
-    run = RefreshRun(settings, options, log, redactor)
-    run.start()
-    ping_healthcheck(settings.healthcheck_url, "start", log)
-    result = run.execute()
-    if settings.telegram is not None and _worth_a_message(settings.telegram, [result]):
-        send_telegram(settings.telegram, redactor.redact(_single_message(result)), log)
-    ping_healthcheck(settings.healthcheck_url, str(result.code), log)
+    capture = ConsoleCapture()
+    base = log.logger if isinstance(log, logging.LoggerAdapter) else log
+    base.addHandler(capture)
+    try:
+        run = RefreshRun(settings, options, log, redactor)
+        run.start()
+        check = HealthCheck(settings.healthcheck_url) if settings.healthcheck_url else None
+        if check is not None:
+            check.start(log)
+        result = run.execute()
+        if settings.telegram is not None and _worth_a_message(settings.telegram, [result]):
+            message = _single_message(result, machine_label(settings))
+            send_telegram(settings.telegram, redactor.redact(message), log)
+        if check is not None:
+            # The closing line goes into the ping's body too, though it is printed after it.
+            output = capture.text() + redactor.redact(closing_text(result)) + "\n"
+            check.finish(result.code, output, log)
+    finally:
+        base.removeHandler(capture)
     _closing_line(log, result)  # last, so operators can tail for it
     return result.code
 
@@ -477,14 +505,17 @@ def _refresh_many(
 ) -> int:
     """Every selected account at once, each in its own thread under its own lock: no account
     waits for another's broker, and each is bounded by the run's deadline."""
+    capture = ConsoleCapture()
+    log.addHandler(capture)
     pings: dict[str, list[str]] = {}  # each health-check URL, pinged once for its accounts
     for settings in selection.accounts:
         if settings.healthcheck_url:
             pings.setdefault(settings.healthcheck_url, []).append(settings.account)
     for name, url in broken_accounts_checks(selection):
         pings.setdefault(url, []).append(name)
-    for url in pings:
-        ping_healthcheck(url, "start", log)
+    checks = {url: HealthCheck(url) for url in pings}
+    for check in checks.values():
+        check.start(log)
     results: dict[str, AccountResult] = {}
 
     def refresh_in_thread(settings: Settings) -> None:
@@ -525,9 +556,15 @@ def _refresh_many(
             r for r in ordered if r.account in accounts or r.account in dict(selection.broken)
         ]
         if _worth_a_message(telegram, chat_results):
-            send_telegram(telegram, redactor.redact(_accounts_message(chat_results)), log)
+            first = next((s for s in selection.accounts if s.account in accounts), None)
+            message = _accounts_message(chat_results, machine_label(first))
+            send_telegram(telegram, redactor.redact(message), log)
+    summary = redactor.redact(_summary_text(ordered)) + "\n"
+    log.removeHandler(capture)
     for url, names in pings.items():
-        ping_healthcheck(url, str(max(results[name].code for name in names)), log)
+        # Each check hears its own accounts' lines, and the run's own (the summary too).
+        output = capture.text(tuple(f"[{name}] " for name in names)) + summary
+        checks[url].finish(max(results[name].code for name in names), output, log)
     _summary_line(log, ordered)
     return max((r.code for r in ordered), default=0)
 
@@ -584,20 +621,22 @@ def one_line_reason(failure: XtsRefreshError) -> str:
     return f"{first} (listed above). {failure.hint}".strip()
 
 
-def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None:
+def _summary_text(results: Sequence[AccountResult]) -> str:
     """The run's last line: every account fresh, or which failed and what to do."""
     code = max((r.code for r in results), default=0)
     failed = [r for r in results if r.worst is not None]
     if not failed:
         if len(results) == 1:
-            log.info("✓ Account %s holds fresh tokens (exit code 0).", results[0].account)
-        else:
-            log.info("✓ All %d accounts hold fresh tokens (exit code 0).", len(results))
-        return
+            return f"✓ Account {results[0].account} holds fresh tokens (exit code 0)."
+        return f"✓ All {len(results)} accounts hold fresh tokens (exit code 0)."
     reasons = "; ".join(f"{r.account}: {one_line_reason(r.worst)}" for r in failed if r.worst)
-    log.error(
-        "✗ %d of %d accounts failed (exit code %d): %s", len(failed), len(results), code, reasons
-    )
+    return f"✗ {len(failed)} of {len(results)} accounts failed (exit code {code}): {reasons}"
+
+
+def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None:
+    """Print the run's last line (_summary_text) at its level."""
+    failed = any(r.worst is not None for r in results)
+    log.log(logging.ERROR if failed else logging.INFO, "%s", _summary_text(results))
 
 
 def refresh(

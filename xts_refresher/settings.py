@@ -66,6 +66,7 @@ KNOWN_VARIABLES = (
     "TELEGRAM_NOTIFY",
     "TELEGRAM_API_URL",
     "HEALTHCHECK_URL",
+    "XTS_NOTIFY_LABEL",
 )
 SECRET_VARIABLES = (
     *(name for s in SESSIONS.values() for name in (s.key_variable, s.secret_variable)),
@@ -134,6 +135,7 @@ class Settings(Frozen):
         "healthcheck_url",
         "hostlookup_url",
         "log_file",
+        "notify_label",
         "post_refresh_hook",
         "retries",
         "retry_backoff",
@@ -162,6 +164,7 @@ class Settings(Frozen):
     post_refresh_hook: str | None
     telegram: TelegramSettings | None
     healthcheck_url: str | None
+    notify_label: str | None
     env_file: Path
     shared_env_file: Path | None
     log_file: Path
@@ -186,6 +189,7 @@ class Settings(Frozen):
         post_refresh_hook: str | None,
         telegram: TelegramSettings | None,
         healthcheck_url: str | None,
+        notify_label: str | None = None,
         env_file: Path,
         shared_env_file: Path | None = None,
         log_file: Path,
@@ -208,6 +212,7 @@ class Settings(Frozen):
             post_refresh_hook=post_refresh_hook,
             telegram=telegram,
             healthcheck_url=healthcheck_url,
+            notify_label=notify_label,
             env_file=env_file,
             shared_env_file=shared_env_file,
             log_file=log_file,
@@ -451,6 +456,7 @@ def build_settings(
         post_refresh_hook=check.text("XTS_POST_REFRESH_HOOK"),
         telegram=telegram,
         healthcheck_url=check.url("HEALTHCHECK_URL"),
+        notify_label=check.text("XTS_NOTIFY_LABEL"),
         env_file=env_file,
         shared_env_file=shared_env_file,
         log_file=log_file_path(overrides, shared_values),
