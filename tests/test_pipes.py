@@ -307,6 +307,7 @@ DESCRIBED = {
     "status": "never logs in",
     "check-config": "without logging in",
     "cron": "crontab",
+    "systemd": "timer",
     "demo": "simulator",
 }
 

@@ -121,12 +121,21 @@ class Selection(Frozen):
     One broken account never stops the others, so its ConfigError is kept beside them.
     """
 
-    __slots__ = ("accounts", "broken", "install", "labelled", "shared_telegram", "warnings")
+    __slots__ = (
+        "accounts",
+        "broken",
+        "install",
+        "labelled",
+        "shared_telegram",
+        "unselected",
+        "warnings",
+    )
     install: Install
     accounts: tuple[Settings, ...]
     broken: tuple[tuple[str, ConfigError], ...]
     labelled: bool
     shared_telegram: TelegramSettings | None
+    unselected: tuple[Settings, ...]
     warnings: tuple[str, ...]
 
     def __init__(
@@ -134,8 +143,10 @@ class Selection(Frozen):
         install: Install,
         accounts: tuple[Settings, ...],
         broken: tuple[tuple[str, ConfigError], ...],
+        unselected: tuple[Settings, ...] = (),
     ) -> None:
         self._set(
+            unselected=unselected,
             install=install,
             accounts=accounts,
             broken=broken,
@@ -182,7 +193,7 @@ def load_selection(
             with contextlib.suppress(ConfigError):
                 others.append(account_settings(install, name, unflagged))
     check_distinct_files([*accounts, *others])
-    return Selection(install, tuple(accounts), tuple(broken))
+    return Selection(install, tuple(accounts), tuple(broken), tuple(others))
 
 
 def inherited_credentials_warnings(install: Install) -> list[str]:

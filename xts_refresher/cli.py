@@ -119,6 +119,32 @@ def _cron_arguments(cron: argparse.ArgumentParser) -> None:
     )
 
 
+def _systemd_arguments(systemd: argparse.ArgumentParser) -> None:
+    systemd.add_argument(
+        "action",
+        choices=("print", "install", "uninstall"),
+        help="print: show both units (stdout); install: write them and enable the timer "
+        "(systemctl daemon-reload, enable --now) when systemd can be reached; uninstall: "
+        "disable the timer and remove both",
+    )
+    systemd.add_argument("--at", default="09:00", metavar="HH:MM", help="time of day (09:00)")
+    systemd.add_argument(
+        "--tz", default="Asia/Kolkata", metavar="ZONE", help="zone of --at (Asia/Kolkata)"
+    )
+    systemd.add_argument(
+        "--days",
+        default="daily",
+        choices=("daily", "weekdays"),
+        help="daily, or weekdays: Monday to Friday in --tz (daily)",
+    )
+    systemd.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="write the units into DIR only (relative: from the program's folder); systemd is "
+        "not told",
+    )
+
+
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
     """check-config and demo take only the path options."""
 
@@ -155,6 +181,16 @@ COMMAND_TABLE: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], No
         "weekdays), converted to this machine's time zone, with absolute paths; path flags "
         "given here are passed on to the job. Notes and warnings go to stderr.",
         _cron_arguments,
+    ),
+    (
+        "systemd",
+        "print, install or remove the systemd timer",
+        "A systemd service and timer unit that run refresh_xts_token.sh at --at in --tz "
+        "(daily or on weekdays; systemd reads the zone itself), with absolute paths; path "
+        "flags given here are passed on to the job. As root: system units in "
+        "/etc/systemd/system; otherwise user units in ~/.config/systemd/user. Notes and "
+        "warnings go to stderr.",
+        _systemd_arguments,
     ),
     (
         "demo",
@@ -266,6 +302,33 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             arguments=arguments,
             accounts=accounts,
         )
+    if args.command == "systemd":
+        from .systemd import systemd_command
+
+        # The path flags given to `systemd` are passed on by the service, as absolute paths.
+        unit_flags = (
+            ("--env-file", args.env_file),
+            ("--token-file", args.token_file),
+            ("--log-file", args.log_file),
+        )
+        unit_arguments = tuple(
+            part for flag, value in unit_flags if value for part in (flag, str(resolve_path(value)))
+        )
+        unit_overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
+        unit_accounts: tuple[str, ...] = ()
+        if selected_accounts(args):
+            unit_accounts = find_install(unit_overrides, os.environ).select(selected_accounts(args))
+        return systemd_command(
+            args.action,
+            args.at,
+            args.tz,
+            args.days,
+            environ=os.environ,
+            overrides=unit_overrides,
+            arguments=unit_arguments,
+            accounts=unit_accounts,
+            unit_dir=args.dir,
+        )
     if args.command == "demo":
         from .demo import demo
 
@@ -298,6 +361,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             labelled=selection.labelled,
             broken=selection.broken,
             warnings=selection.warnings,
+            also=selection.unselected,
         )
     from .status import check_config
 

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -477,6 +478,7 @@ def refresh_account(
 ) -> int:
     """One account on its own (the single account of .env, or the demo's): the lines, the
     message and the pings as they were before accounts existed."""
+    started = time.time()
     capture = ConsoleCapture()
     base = log.logger if isinstance(log, logging.LoggerAdapter) else log
     base.addHandler(capture)
@@ -496,6 +498,11 @@ def refresh_account(
             check.finish(result.code, output, log)
     finally:
         base.removeHandler(capture)
+    if settings.metrics_file is not None:
+        from .metrics import record_runs, write_metrics
+
+        record_runs([(settings, result.code)], started, log)
+        write_metrics([settings], log)
     _closing_line(log, result)  # last, so operators can tail for it
     return result.code
 
@@ -505,6 +512,7 @@ def _refresh_many(
 ) -> int:
     """Every selected account at once, each in its own thread under its own lock: no account
     waits for another's broker, and each is bounded by the run's deadline."""
+    started = time.time()
     capture = ConsoleCapture()
     log.addHandler(capture)
     pings: dict[str, list[str]] = {}  # each health-check URL, pinged once for its accounts
@@ -565,6 +573,11 @@ def _refresh_many(
         # Each check hears its own accounts' lines, and the run's own (the summary too).
         output = capture.text(tuple(f"[{name}] " for name in names)) + summary
         checks[url].finish(max(results[name].code for name in names), output, log)
+    if any(s.metrics_file for s in selection.accounts):
+        from .metrics import record_runs, write_metrics
+
+        record_runs([(s, results[s.account].code) for s in selection.accounts], started, log)
+        write_metrics([*selection.accounts, *selection.unselected], log)
     _summary_line(log, ordered)
     return max((r.code for r in ordered), default=0)
 

@@ -67,6 +67,7 @@ KNOWN_VARIABLES = (
     "TELEGRAM_API_URL",
     "HEALTHCHECK_URL",
     "XTS_NOTIFY_LABEL",
+    "XTS_METRICS_FILE",
 )
 SECRET_VARIABLES = (
     *(name for s in SESSIONS.values() for name in (s.key_variable, s.secret_variable)),
@@ -135,6 +136,7 @@ class Settings(Frozen):
         "healthcheck_url",
         "hostlookup_url",
         "log_file",
+        "metrics_file",
         "notify_label",
         "post_refresh_hook",
         "retries",
@@ -165,6 +167,7 @@ class Settings(Frozen):
     telegram: TelegramSettings | None
     healthcheck_url: str | None
     notify_label: str | None
+    metrics_file: Path | None
     env_file: Path
     shared_env_file: Path | None
     log_file: Path
@@ -190,6 +193,7 @@ class Settings(Frozen):
         telegram: TelegramSettings | None,
         healthcheck_url: str | None,
         notify_label: str | None = None,
+        metrics_file: Path | None = None,
         env_file: Path,
         shared_env_file: Path | None = None,
         log_file: Path,
@@ -213,6 +217,7 @@ class Settings(Frozen):
             telegram=telegram,
             healthcheck_url=healthcheck_url,
             notify_label=notify_label,
+            metrics_file=metrics_file,
             env_file=env_file,
             shared_env_file=shared_env_file,
             log_file=log_file,
@@ -457,6 +462,7 @@ def build_settings(
         telegram=telegram,
         healthcheck_url=check.url("HEALTHCHECK_URL"),
         notify_label=check.text("XTS_NOTIFY_LABEL"),
+        metrics_file=_optional_path(check.text("XTS_METRICS_FILE")),
         env_file=env_file,
         shared_env_file=shared_env_file,
         log_file=log_file_path(overrides, shared_values),
@@ -524,6 +530,10 @@ def _telegram(check: _Validator) -> TelegramSettings | None:
     if not bot_token or not chat_id or notify == "off":
         return None
     return TelegramSettings(bot_token, chat_id, notify, api_url)
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return resolve_path(value) if value else None
 
 
 def _is_file(path: Path) -> bool:

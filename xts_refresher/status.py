@@ -207,6 +207,7 @@ def status(
     labelled: bool = False,
     broken: Sequence[tuple[str, ConfigError]] = (),
     warnings: Sequence[str] = (),
+    also: Sequence[Settings] = (),
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
     account's settings are broken).
@@ -230,6 +231,10 @@ def status(
     unchecked = sorted({r.account for r in reports if verify and r.usable and r.verified is None})
     ok = not not_ready and not unchecked and not broken
     code = 2 if broken else (0 if ok else 1)
+    if any(s.metrics_file for s in accounts):
+        from .metrics import write_metrics
+
+        write_metrics([*accounts, *also], log)  # `also`: accounts not selected, kept in it
     if as_json:
         document: dict[str, Any] = {
             "ok": ok,

@@ -310,10 +310,16 @@ def check_writable(path: Path, session: Session) -> None:
         raise refuse("it is marked immutable or append-only (lsattr shows i or a; chattr -i)")
 
 
-def write_atomically(path: Path, content: bytes, kept: str = "the previous token is kept") -> None:
+def write_atomically(
+    path: Path,
+    content: bytes,
+    kept: str = "the previous token is kept",
+    mode: int = TOKEN_FILE_MODE,
+) -> None:
     """Replace ``path`` with ``content`` so a reader sees the old file or the new one, whole.
 
-    The temporary file is created in the same folder with mode 0600 (whatever the umask),
+    The temporary file is created in the same folder with ``mode`` (0600 unless given;
+    whatever the umask),
     written, fsynced, then renamed over ``path``; a symbolic link at ``path`` is replaced, not
     followed. On any failure the temporary file is removed, the old file is untouched, and
     TokenSaveError says why, then ``kept`` (what the untouched old file means).
@@ -321,12 +327,12 @@ def write_atomically(path: Path, content: bytes, kept: str = "the previous token
     folder = path.parent
     tmp = _temporary_beside(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, TOKEN_FILE_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except OSError as exc:
         raise TokenSaveError(f"Cannot create a file in {folder}: {exc.strerror}; {kept}.") from None
     try:
         try:
-            os.fchmod(fd, TOKEN_FILE_MODE)
+            os.fchmod(fd, mode)
             view = memoryview(content)
             while view:
                 view = view[os.write(fd, view) :]

@@ -1,0 +1,167 @@
+"""Prometheus metrics for node_exporter's textfile collector, and the run record they need.
+
+With ``XTS_METRICS_FILE`` set, every ``refresh`` and ``status`` rewrites that file atomically
+(mode 0644: node_exporter runs as another user; nothing secret is in it). The token gauges come
+from the token files themselves; the last run's time, exit code and duration come from a small
+record beside each account's interactive token file (``<token file>.run``), which ``refresh``
+writes, so a ``status`` after a failed refresh still shows the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .checks import foreign_token
+from .errors import TokenSaveError, TokenUnavailableError
+from .settings import Settings
+from .store import read_token_file, write_atomically
+from .values import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
+if TYPE_CHECKING:
+    from .notify import Log
+
+METRICS_FILE_MODE = 0o644
+# Every gauge: its name, its help text, and whether it has a session label.
+GAUGES = (
+    ("xts_token_expiry_timestamp_seconds", "When the stored token expires (its exp claim).", True),
+    ("xts_token_refreshed_timestamp_seconds", "When the stored token was obtained.", True),
+    (
+        "xts_token_usable",
+        "1 when the stored token is present, unexpired and these settings'.",
+        True,
+    ),
+    ("xts_refresh_last_run_timestamp_seconds", "When the last refresh ended.", False),
+    ("xts_refresh_last_exit_code", "The exit code of the last refresh (0: all fresh).", False),
+    ("xts_refresh_last_duration_seconds", "How long the last refresh took.", False),
+    (
+        "xts_app_key_expiry_timestamp_seconds",
+        "When the market-data app key expires (application_expiry_date).",
+        False,
+    ),
+)
+
+
+class RunRecord(Frozen):
+    """The last refresh of an account: when it ended, its exit code, how long it took."""
+
+    __slots__ = ("duration", "ended_at", "exit_code")
+    ended_at: float
+    exit_code: int
+    duration: float
+
+    def __init__(self, ended_at: float, exit_code: int, duration: float) -> None:
+        self._set(ended_at=ended_at, exit_code=exit_code, duration=duration)
+
+
+def run_record_path(settings: Settings) -> Path:
+    """Where the account's last run is recorded: beside its lock, named after its token file."""
+    return settings.lock_file.with_suffix(".run")
+
+
+def save_run(settings: Settings, record: RunRecord) -> None:
+    """Record the account's last refresh (atomically; a failure to record costs no token)."""
+    data = {"ended_at": record.ended_at, "exit_code": record.exit_code, "duration": record.duration}
+    content = (json.dumps(data) + "\n").encode("utf-8")
+    write_atomically(run_record_path(settings), content, "the previous record is kept")
+
+
+def load_run(settings: Settings) -> RunRecord | None:
+    """The account's last refresh as recorded, or None (never recorded, or unreadable)."""
+    try:
+        data = json.loads(run_record_path(settings).read_bytes())
+        return RunRecord(float(data["ended_at"]), int(data["exit_code"]), float(data["duration"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _labels(account: str, session: str | None = None) -> str:
+    pairs = [("account", account)] + ([("session", session)] if session else [])
+    escaped = (v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in pairs)
+    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(pairs, escaped)) + "}"
+
+
+def _app_key_expiry(value: object) -> float | None:
+    for shape in ("%d-%m-%Y", "%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(str(value).strip(), shape).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def account_samples(settings: Settings) -> dict[str, list[tuple[str, float]]]:
+    """Every gauge's samples (label text, value) for one account, read from its files."""
+    samples: dict[str, list[tuple[str, float]]] = {name: [] for name, _, _ in GAUGES}
+    for session in settings.sessions:
+        labels = _labels(settings.account, session.name)
+        try:
+            stored = read_token_file(settings.token_path(session), session.name)
+        except TokenUnavailableError:
+            samples["xts_token_usable"].append((labels, 0.0))
+            continue
+        usable = not stored.is_expired() and foreign_token(settings, stored) is None
+        samples["xts_token_usable"].append((labels, 1.0 if usable else 0.0))
+        samples["xts_token_refreshed_timestamp_seconds"].append(
+            (labels, stored.timestamp.astimezone().timestamp())
+        )
+        if stored.expires_at is not None:
+            samples["xts_token_expiry_timestamp_seconds"].append(
+                (labels, stored.expires_at.timestamp())
+            )
+        app_key = _app_key_expiry(stored.extra.get("application_expiry_date"))
+        if app_key is not None:
+            samples["xts_app_key_expiry_timestamp_seconds"].append(
+                (_labels(settings.account), app_key)
+            )
+    run = load_run(settings)
+    if run is not None:
+        account = _labels(settings.account)
+        samples["xts_refresh_last_run_timestamp_seconds"].append((account, run.ended_at))
+        samples["xts_refresh_last_exit_code"].append((account, float(run.exit_code)))
+        samples["xts_refresh_last_duration_seconds"].append((account, run.duration))
+    return samples
+
+
+def render(accounts: Iterable[Settings]) -> str:
+    """The Prometheus text format of every account's gauges, each with # HELP and # TYPE."""
+    merged: dict[str, list[tuple[str, float]]] = {name: [] for name, _, _ in GAUGES}
+    for settings in accounts:
+        for name, found in account_samples(settings).items():
+            merged[name] += found
+    lines = []
+    for name, help_text, _ in GAUGES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [f"{name}{labels} {value:.17g}" for labels, value in merged[name]]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(accounts: Sequence[Settings], log: Log) -> None:
+    """Rewrite each metrics file the accounts name, with the gauges of the accounts naming
+    it; a file that cannot be written costs a warning, never the run's outcome."""
+    by_file: dict[Path, list[Settings]] = {}
+    for settings in accounts:
+        if settings.metrics_file is not None:
+            by_file.setdefault(settings.metrics_file, []).append(settings)
+    for path, named in by_file.items():
+        try:
+            content = render(named).encode("utf-8")
+            write_atomically(path, content, "the previous file is kept", METRICS_FILE_MODE)
+        except TokenSaveError as exc:
+            log.warning("⚠ The metrics file %s was not written: %s", path, exc.message)
+
+
+def record_runs(results: Iterable[tuple[Settings, int]], started: float, log: Log) -> None:
+    """Record each account's last refresh (for the metrics), ending now."""
+    ended = time.time()
+    for settings, code in results:
+        if settings.metrics_file is None:
+            continue  # the record is for the metrics only: no file nobody asked for
+        try:
+            save_run(settings, RunRecord(ended, code, ended - started))
+        except TokenSaveError as exc:
+            log.warning("⚠ The run record of %s was not written: %s", settings.account, exc.message)
