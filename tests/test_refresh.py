@@ -628,3 +628,16 @@ def test_a_token_without_readable_expiry_ages_out_after_a_day(tmp_path: Path) ->
     assert got["state"] == "expired"
     assert "2020-01-02" in str(got["message"])
     assert "None" not in str(got["message"])
+
+
+def test_a_refused_login_and_an_unwritable_marketdata_file_exit_with_the_highest_code(
+    project: Project,
+) -> None:
+    """Sessions ending differently: a refused interactive login (1) and a folder at the
+    market-data token path (4) make the run exit 4, the highest."""
+    project.with_marketdata()
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Hi44"
+    project.md_token_file.mkdir()
+    run = project.run()
+    assert run.code == 4, run.output
+    assert project.sim.count("marketdata_login") == 0

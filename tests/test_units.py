@@ -1324,3 +1324,94 @@ def test_the_redactor_masks_a_bot_token_it_was_not_told_about_also_in_a_url(text
     masked = Redactor().redact(text.format(tail="x" * 33))
     assert secret not in masked
     assert "xxxxxxxxxx" not in masked
+
+
+# -- what the mutation run found untested (RELIABILITY.md, "Mutation run") -------------------
+
+
+def test_write_atomically_refuses_a_symlink_planted_at_its_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file is created O_EXCL|O_NOFOLLOW: a symlink planted at its name (by
+    another user of a shared folder) is refused, and neither its target nor the token file is
+    written. The name is made unguessable in the program; the test fixes it to plant one."""
+    target = tmp_path / "xts_store_token.json"
+    target.write_text("old")
+    victim = tmp_path / "victim"
+    victim.write_text("victim")
+    planted = tmp_path / ".xts_store_token.json.1.2.tmp"
+    planted.symlink_to(victim)
+    monkeypatch.setattr(store, "_temporary_beside", lambda path: planted)
+    from xts_refresher.errors import TokenSaveError
+
+    with pytest.raises(TokenSaveError):
+        store.write_atomically(target, b"new")
+    assert victim.read_text() == "victim"
+    assert target.read_text() == "old"
+
+
+def test_backoff_doubles_per_attempt_up_to_60_s_and_honours_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without jitter, the waits double from XTS_RETRY_BACKOFF up to 60 s; a Retry-After is
+    waited at least."""
+    from xts_refresher.client import Deadline, XtsClient
+
+    env_file = tmp_path / "t.env"
+    env_file.write_text("", encoding="utf-8")
+    environ = {
+        "XTS_API_ROOT": "https://x.example",
+        INTERACTIVE.key_variable: "k-123456",
+        INTERACTIVE.secret_variable: "s-123456",
+        "XTS_RETRY_BACKOFF": "2",
+    }
+    loaded = load_settings(PathOverrides(env_file=str(env_file)), environ)
+    import random
+
+    monkeypatch.setattr(random, "uniform", lambda low, high: 1.0)  # the module client uses
+    import logging
+
+    with XtsClient(loaded, Deadline(10), logging.getLogger("test")) as xts:
+        assert [xts._backoff(n, None) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
+        assert xts._backoff(1, 30.0) == 30.0
+
+
+def test_two_accounts_on_one_marketdata_token_file_are_refused(tmp_path: Path) -> None:
+    """The collision check covers every session's file, not only the interactive one."""
+    from xts_refresher.accounts import load_selection
+
+    accounts = tmp_path / "accounts"
+    accounts.mkdir()
+    env = tmp_path / "shared.env"
+    env.write_text(f"XTS_ACCOUNTS_DIR={accounts}\n")
+    for name in ("alice", "bob"):
+        (accounts / f"{name}.env").write_text(
+            "XTS_API_ROOT=https://xts.example\n"
+            f"XTS_INTERACTIVE_API_KEY=ik-{name}-1234\nXTS_INTERACTIVE_API_SECRET=is-{name}-1234\n"
+            f"XTS_MARKETDATA_API_KEY=mk-{name}-1234\nXTS_MARKETDATA_API_SECRET=ms-{name}-1234\n"
+            f"XTS_MARKETDATA_TOKEN_FILE={tmp_path / 'md.json'}\n"
+        )
+    with pytest.raises(ConfigError, match="alice and bob would both write"):
+        load_selection(PathOverrides(env_file=str(env)), {})
+
+
+def test_an_accounts_code_is_its_highest_failure_not_its_first() -> None:
+    """A refused login (1) and a token that could not be saved (4): the account exits 4."""
+    from xts_refresher.errors import LoginRefusedError, TokenSaveError
+    from xts_refresher.refresh import AccountResult
+
+    result = AccountResult("a", [LoginRefusedError("refused"), TokenSaveError("full")], [])
+    assert result.code == 4
+    assert isinstance(result.worst, TokenSaveError)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [["abcd1234", "abcd1234-and-the-rest"], ["abcd1234-and-the-rest", "abcd1234"]],
+)
+def test_a_secret_inside_a_longer_secret_does_not_unmask_the_longer_one(order: list[str]) -> None:
+    """Known secrets are masked longest first, whatever the order they were told in."""
+    from xts_refresher.notify import Redactor
+
+    masked = Redactor(order).redact("key abcd1234-and-the-rest end")
+    assert "-and-the-rest" not in masked, masked
