@@ -266,7 +266,7 @@ def test_cron_help_explains_every_argument() -> None:
         "print: show the line",
         "install: put it in the crontab",
         "uninstall: remove it",
-        "--days {daily,weekdays} daily, or weekdays: Monday to Friday in India",
+        "--days {daily,weekdays} daily, or weekdays: Monday to Friday in --tz",
     ):
         assert words in text, done.stdout
 

@@ -100,42 +100,35 @@ def _status_arguments(status: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _cron_arguments(cron: argparse.ArgumentParser) -> None:
-    cron.add_argument(
-        "action",
-        choices=("print", "install", "uninstall"),
-        help="print: show the line (stdout); install: put it in the crontab, replacing only "
-        "its own marked line; uninstall: remove it",
-    )
-    cron.add_argument("--at", default="09:00", metavar="HH:MM", help="time of day (09:00)")
-    cron.add_argument(
+def _schedule_arguments(parser: argparse.ArgumentParser, action_help: str) -> None:
+    """What ``cron`` and ``systemd`` both take: the action, and when the job runs."""
+    parser.add_argument("action", choices=("print", "install", "uninstall"), help=action_help)
+    parser.add_argument("--at", default="09:00", metavar="HH:MM", help="time of day (09:00)")
+    parser.add_argument(
         "--tz", default="Asia/Kolkata", metavar="ZONE", help="zone of --at (Asia/Kolkata)"
     )
-    cron.add_argument(
-        "--days",
-        default="daily",
-        choices=("daily", "weekdays"),
-        help="daily, or weekdays: Monday to Friday in India (daily)",
-    )
-
-
-def _systemd_arguments(systemd: argparse.ArgumentParser) -> None:
-    systemd.add_argument(
-        "action",
-        choices=("print", "install", "uninstall"),
-        help="print: show both units (stdout); install: write them and enable the timer "
-        "(systemctl daemon-reload, enable --now) when systemd can be reached; uninstall: "
-        "disable the timer and remove both",
-    )
-    systemd.add_argument("--at", default="09:00", metavar="HH:MM", help="time of day (09:00)")
-    systemd.add_argument(
-        "--tz", default="Asia/Kolkata", metavar="ZONE", help="zone of --at (Asia/Kolkata)"
-    )
-    systemd.add_argument(
+    parser.add_argument(
         "--days",
         default="daily",
         choices=("daily", "weekdays"),
         help="daily, or weekdays: Monday to Friday in --tz (daily)",
+    )
+
+
+def _cron_arguments(cron: argparse.ArgumentParser) -> None:
+    _schedule_arguments(
+        cron,
+        "print: show the line (stdout); install: put it in the crontab, replacing only its own "
+        "marked line; uninstall: remove it",
+    )
+
+
+def _systemd_arguments(systemd: argparse.ArgumentParser) -> None:
+    _schedule_arguments(
+        systemd,
+        "print: show both units (stdout); install: write them and enable the timer "
+        "(systemctl daemon-reload, enable --now) when systemd can be reached; uninstall: "
+        "disable the timer and remove both",
     )
     systemd.add_argument(
         "--dir",
