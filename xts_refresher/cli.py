@@ -268,58 +268,52 @@ def selected_accounts(args: argparse.Namespace) -> list[str]:
     return [*(args.account or ()), *(getattr(args, "account_after_command", None) or ())]
 
 
+def _job_arguments(
+    args: argparse.Namespace, overrides: PathOverrides
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a scheduled job (a crontab line, a systemd service) passes on: the path flags
+    given, as absolute paths, and the accounts named (checked to exist)."""
+    flags = (
+        ("--env-file", args.env_file),
+        ("--token-file", args.token_file),
+        ("--log-file", args.log_file),
+    )
+    arguments = tuple(
+        part for flag, value in flags if value for part in (flag, str(resolve_path(value)))
+    )
+    named = selected_accounts(args)
+    accounts = find_install(overrides, os.environ).select(named) if named else ()
+    return arguments, accounts
+
+
 def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> int:
     """Dispatch the parsed command; exceptions of the hierarchy propagate to ``main``."""
-    if args.command == "cron":
-        from .cron import cron_command
+    if args.command in ("cron", "systemd"):
+        overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
+        arguments, accounts = _job_arguments(args, overrides)
+        if args.command == "cron":
+            from .cron import cron_command
 
-        # The path flags given to `cron` are passed on by the job, as absolute paths.
-        flags = (
-            ("--env-file", args.env_file),
-            ("--token-file", args.token_file),
-            ("--log-file", args.log_file),
-        )
-        arguments = tuple(
-            part for flag, value in flags if value for part in (flag, str(resolve_path(value)))
-        )
-        accounts: tuple[str, ...] = ()
-        if selected_accounts(args):
-            overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
-            accounts = find_install(overrides, os.environ).select(selected_accounts(args))
-        return cron_command(
-            args.action,
-            args.at,
-            args.tz,
-            args.days,
-            environ=os.environ,
-            arguments=arguments,
-            accounts=accounts,
-        )
-    if args.command == "systemd":
+            return cron_command(
+                args.action,
+                args.at,
+                args.tz,
+                args.days,
+                environ=os.environ,
+                arguments=arguments,
+                accounts=accounts,
+            )
         from .systemd import systemd_command
 
-        # The path flags given to `systemd` are passed on by the service, as absolute paths.
-        unit_flags = (
-            ("--env-file", args.env_file),
-            ("--token-file", args.token_file),
-            ("--log-file", args.log_file),
-        )
-        unit_arguments = tuple(
-            part for flag, value in unit_flags if value for part in (flag, str(resolve_path(value)))
-        )
-        unit_overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
-        unit_accounts: tuple[str, ...] = ()
-        if selected_accounts(args):
-            unit_accounts = find_install(unit_overrides, os.environ).select(selected_accounts(args))
         return systemd_command(
             args.action,
             args.at,
             args.tz,
             args.days,
             environ=os.environ,
-            overrides=unit_overrides,
-            arguments=unit_arguments,
-            accounts=unit_accounts,
+            overrides=overrides,
+            arguments=arguments,
+            accounts=accounts,
             unit_dir=args.dir,
         )
     if args.command == "demo":
