@@ -42,6 +42,8 @@ ACCOUNTS = "xts_refresher/accounts.py"
 REFRESH = "xts_refresher/refresh.py"
 CRON = "xts_refresher/cron.py"
 NOTIFY = "xts_refresher/notify.py"
+TIMEBOX = "xts_refresher/timebox.py"
+DELIVERY = "xts_refresher/delivery.py"
 
 FSYNC_ORDER = _node(
     "test_blind_spots.py", "test_a_token_save_writes_fsyncs_renames_then_fsyncs_the_folder"
@@ -268,10 +270,10 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
-        "client-backoff-not-exponential",
-        CLIENT,
-        "self.settings.retry_backoff * 2.0 ** (attempt - 1))",
-        "self.settings.retry_backoff)",
+        "timebox-backoff-not-exponential",
+        TIMEBOX,
+        "first_wait * 2.0 ** (attempt - 1))",
+        "first_wait)",
         "the backoff does not double between attempts",
         _node(
             "test_refresh.py",
@@ -281,10 +283,10 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
-        "client-retry-after-ignored",
-        CLIENT,
-        "            wait = max(wait, min(retry_after, MAX_BACKOFF_SECONDS))\n",
-        "            pass\n",
+        "timebox-retry-after-ignored",
+        TIMEBOX,
+        "        wait = max(wait, min(retry_after, MAX_BACKOFF_SECONDS))\n",
+        "        pass\n",
         "a Retry-After header is ignored (the broker is hammered while it rate-limits us)",
         _node("test_refresh.py", "test_retry_after_is_respected"),
     ),
@@ -601,6 +603,71 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_cron.py",
             "test_each_line_is_owned_only_for_its_own_folder_and_accounts",
             "test_account_lines_coexist_in_the_crontab",
+        ),
+    ),
+    # -- notifications that arrive ---------------------------------------------------------------
+    Mutant(
+        "delivery-never-retried",
+        DELIVERY,
+        "ATTEMPTS = 4  #",
+        "ATTEMPTS = 1  #",
+        "a Telegram message or closing ping that met one glitch is lost",
+        _node(
+            "test_delivery.py",
+            "test_a_failure_message_whose_first_attempts_fail_arrives_once",
+            "test_the_closing_ping_is_retried_and_arrives_once",
+        ),
+    ),
+    Mutant(
+        "delivery-refusal-retried",
+        DELIVERY,
+        "    raise NotificationRefusedError(reason, telegram_fix(status, description, parameters"
+        "))\n",
+        "    raise NotificationUnavailableError(reason)\n",
+        "a bad bot token or unknown chat is retried, and the line does not say what to fix",
+        _node("test_delivery.py", "test_a_refused_bot_token_is_not_retried_and_named_in_the_log"),
+    ),
+    Mutant(
+        "delivery-telegram-retry-after-ignored",
+        DELIVERY,
+        'retry_after = retry_after_seconds(parameters.get("retry_after"))',
+        "retry_after = None",
+        "Telegram's flood control is not waited for (the retry is refused again)",
+        _node("test_delivery.py", "test_a_failure_message_whose_first_attempts_fail_arrives_once"),
+    ),
+    Mutant(
+        "delivery-budget-ignored",
+        DELIVERY,
+        "        left = min(budget.remaining(), pacing.deadline.remaining())\n",
+        "        left = pacing.deadline.remaining()\n",
+        "a Telegram outage holds the run for every attempt, past its budget",
+        _node("test_delivery.py", "test_a_429_asking_longer_than_the_budget_is_not_waited_for"),
+    ),
+    Mutant(
+        "delivery-deadline-ignored",
+        DELIVERY,
+        "        left = min(budget.remaining(), pacing.deadline.remaining())\n",
+        "        left = budget.remaining()\n",
+        "notifications are retried after XTS_DEADLINE has passed",
+        _node("test_delivery.py", "test_no_retry_starts_after_the_runs_deadline"),
+    ),
+    Mutant(
+        "delivery-chats-one-after-another",
+        DELIVERY,
+        "        thread.start()\n    for thread in threads:\n        thread.join()\n",
+        "        thread.start()\n        thread.join()\n",
+        "one chat whose Bot API hangs delays every other chat's message",
+        _node("test_accounts.py", "test_a_chat_whose_bot_api_hangs_costs_the_other_chat_nothing"),
+    ),
+    Mutant(
+        "check-config-pings-the-check",
+        DELIVERY,
+        '    origin = f"{parts.scheme}://{parts.netloc}/"\n',
+        "    origin = url\n",
+        "check-config asks the health check's own URL, which healthchecks.io counts as a ping",
+        _node(
+            "test_delivery.py",
+            "test_check_config_asks_telegram_and_the_health_check_and_sends_nothing",
         ),
     ),
     # -- the redactor ---------------------------------------------------------------------------

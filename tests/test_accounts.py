@@ -37,6 +37,7 @@ from conftest import (
     token_json,
 )
 
+from xts_refresher.delivery import TELEGRAM_BUDGET_SECONDS
 from xts_refresher.simulator import Fault, XtsSimulator
 
 BANNER_RULE = "=" * 62
@@ -845,3 +846,112 @@ def test_shared_api_keys_in_the_shared_env_are_warned_about(
     assert warning and warning[0].startswith("⚠ "), run.stdout
     assert "every account whose own file does not set them" in warning[0]
     assert "mk-SHARED-inherited-key" not in run.output
+
+
+# -- 10. notifications that meet glitches ---------------------------------------------------------
+
+
+def test_the_per_chat_messages_and_shared_ping_go_out_once_despite_glitches(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """bob's broker fails (exit 3). The shared chat's Bot API resets, then answers 502; the
+    shared check answers 502 twice (the start ping's one try, then the first closing attempt):
+    the one message naming both accounts arrives once, the closing ``/3`` once, and the exit
+    code is the refresh's."""
+    alice, bob = pair
+    fleet.with_telegram(sim)
+    prefix = f"/ping/{uuid.uuid4()}"
+    fleet.shared["HEALTHCHECK_URL"] = sim.url + prefix
+    sim2.add_fault("interactive_login", Fault.html(503), times=2)
+    sim.add_fault("telegram", Fault.connection_reset())
+    sim.add_fault("telegram", Fault.html(502))
+    sim.add_fault("healthcheck", Fault.html(502), times=2)
+
+    run = fleet.run()
+
+    assert run.code == 3, run.output
+    assert_holds_newest_token(alice)
+    assert not bob.token_file.exists()
+    assert sim.count("telegram") == 3
+    (message,) = sim.telegram_messages()
+    assert message.json["chat_id"] == TELEGRAM_CHAT
+    assert "alice" in message.json["text"]
+    assert "bob" in message.json["text"]
+    assert ping_paths(sim, prefix) == [f"{prefix}/start", f"{prefix}/3", f"{prefix}/3"]
+    closing = sim.requests("healthcheck")[-1]
+    assert "[bob] " in closing.body.decode("utf-8")
+    retried = [line for line in lines(run.stdout) if "retrying" in line and line.startswith("⚠ ")]
+    assert [line.split(" failed")[0] for line in retried] == [
+        "⚠ The Telegram notification to chat 4242",
+        "⚠ The Telegram notification to chat 4242",
+        "⚠ The health-check ping /3",
+    ]
+    assert "✓ The Telegram notification to chat 4242 got through on attempt 3 of 4." in run.stdout
+    assert "✓ The health-check ping /3 got through on attempt 2 of 4." in run.stdout
+    assert last_line(run.stdout).startswith("✗ 1 of 2 accounts failed (exit code 3)")
+
+
+def test_a_chat_whose_bot_api_hangs_costs_the_other_chat_nothing(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """alice's own chat is on a Bot API that never answers; bob's is the shared one. The
+    messages go out side by side: bob's arrives at once, naming bob only, and the run waits
+    for alice's at most one Telegram budget."""
+    alice, bob = pair
+    fleet.with_telegram(sim)
+    alice.settings.update(TELEGRAM_API_URL=sim2.url, TELEGRAM_CHAT_ID="777")
+    sim2.add_fault("telegram", Fault.hang(60), times=5)
+
+    started = time.time()
+    run = fleet.run()
+    elapsed = time.time() - started
+
+    assert run.code == 0, run.output
+    assert elapsed < TELEGRAM_BUDGET_SECONDS + 8, f"the run took {elapsed:.1f} s"
+    (message,) = sim.telegram_messages()
+    assert message.at - started < 8, "bob's message waited for alice's chat"
+    assert message.json["chat_id"] == TELEGRAM_CHAT
+    assert "bob" in message.json["text"]
+    assert "alice" not in message.json["text"]
+    assert sim2.count("telegram") == 2
+    assert sim2.telegram_messages() == []
+    (given_up,) = [line for line in lines(run.stdout) if "it was not delivered" in line]
+    assert given_up.startswith("⚠ The Telegram notification to chat 777 failed")
+    assert_holds_newest_token(alice)
+    assert_holds_newest_token(bob)
+
+
+def test_check_config_asks_a_shared_chat_and_check_once_for_all_accounts(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """Two accounts sharing the chat and the health check: one getMe, one getChat and one
+    request to the check's server, and each account's lines say what they answered; alice's
+    own chat, which Telegram cannot find, is exit 2 for alice only."""
+    fleet.with_telegram(sim)
+    fleet.shared["HEALTHCHECK_URL"] = f"{sim.url}/ping/{uuid.uuid4()}"
+
+    run = fleet.run("check-config")
+
+    assert run.code == 0, run.output
+    assert sim.count("telegram_getme") == sim.count("telegram_getchat") == 1
+    assert [r.method for r in sim.requests("unknown")].count("HEAD") == 1
+    assert sim.count("telegram") == sim.count("healthcheck") == 0
+    for name in ("alice", "bob"):
+        assert f"[{name}] ✓ Telegram accepts the bot token (bot @xts_sim_bot)" in run.stdout
+        assert f"[{name}] ✓ The health check's server {sim.url}/ answers" in run.stdout
+        assert f"[{name}] ✓ Ready" in run.stdout
+
+    alice, _ = pair
+    alice.settings["TELEGRAM_CHAT_ID"] = "777"
+    sim.forget_chat("777")
+    sim.clear()
+
+    refused = fleet.run("check-config")
+
+    assert refused.code == 2, refused.output
+    assert sim.count("telegram_getchat") == 2  # alice's chat and the shared one
+    assert "[alice] ✗ Telegram refused the check (HTTP 400: Bad Request: chat not found)" in (
+        refused.stdout
+    )
+    assert "[alice] ✗ Not ready (exit code 2)" in refused.stdout
+    assert "[bob] ✓ Ready" in refused.stdout

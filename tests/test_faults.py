@@ -211,7 +211,7 @@ CASES: dict[str, FaultCase] = {
     "telegram-down": FaultCase(
         telegram_down,
         0,
-        "Telegram notification was not delivered",
+        "Telegram notification to chat 4242 failed (connection refused) after 4 attempts",
         1,
         False,
     ),

@@ -510,17 +510,8 @@ def test_telegram_down_never_changes_the_outcome_nor_leaks_the_bot_token(project
     project.with_telegram().settings["TELEGRAM_API_URL"] = f"http://127.0.0.1:{closed_port()}"
     run = project.run()
     assert run.code == 0, run.output
-    assert "Telegram notification was not delivered" in run.stdout
-
-
-def test_a_hanging_telegram_delays_the_run_by_at_most_about_15_s(project: Project) -> None:
-    """Telegram that never answers is abandoned; the run still exits 0 in bounded time."""
-    project.with_telegram().sim.add_fault("telegram", Fault.hang(60))
-    started = time.monotonic()
-    run = project.run()
-    assert run.code == 0, run.output
-    assert time.monotonic() - started < 20
-    assert project.sim.count("telegram") == 1
+    assert "The Telegram notification to chat 4242 failed (connection refused)" in run.stdout
+    assert "it was not delivered" in run.stdout
 
 
 # -- load_token -----------------------------------------------------------------------------------

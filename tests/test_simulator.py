@@ -30,6 +30,8 @@ from xts_refresher.simulator import (
 SESSION = "/interactive/user/session"
 BALANCE = "/interactive/user/balance"
 TELEGRAM = "/bot123456:AAfake-token_x/sendMessage"
+TELEGRAM_GETME = "/bot123456:AAfake-token_x/getMe"
+TELEGRAM_GETCHAT = "/bot123456:AAfake-token_x/getChat"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ EXACT: list[tuple[str, Call]] = [
     ("hostlookup", Call("POST", "/HOSTLOOKUP")),
     ("telegram", Call("POST", TELEGRAM, {"chat_id": "4242", "text": "hi"})),
     ("telegram", Call("GET", TELEGRAM + "?chat_id=4242&text=hi")),
+    ("telegram_getme", Call("GET", TELEGRAM_GETME)),
+    ("telegram_getme", Call("POST", TELEGRAM_GETME, {})),
+    ("telegram_getchat", Call("POST", TELEGRAM_GETCHAT, {"chat_id": "4242"})),
+    ("telegram_getchat", Call("GET", TELEGRAM_GETCHAT + "?chat_id=4242")),
     ("healthcheck", Call("GET", "/ping/abc-uuid")),
     ("healthcheck", Call("POST", "/ping/abc-uuid/start")),
     ("healthcheck", Call("HEAD", "/ping/abc-uuid/0")),
@@ -221,6 +227,8 @@ PREFIXED: list[tuple[str, Call]] = [
     ("marketdata_config", Call("GET", "/xts/apibinarymarketdata/config/clientConfig")),
     ("hostlookup", Call("POST", "/hostlookup")),
     ("telegram", Call("POST", TELEGRAM)),
+    ("telegram_getme", Call("GET", TELEGRAM_GETME)),
+    ("telegram_getchat", Call("POST", TELEGRAM_GETCHAT)),
     ("healthcheck", Call("GET", "/ping/abc-uuid")),
     ("unknown", Call("POST", SESSION)),
     ("unknown", Call("POST", SESSION, {"appKey": "k"})),

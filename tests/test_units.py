@@ -1351,29 +1351,18 @@ def test_write_atomically_refuses_a_symlink_planted_at_its_temporary_name(
 
 
 def test_backoff_doubles_per_attempt_up_to_60_s_and_honours_retry_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without jitter, the waits double from XTS_RETRY_BACKOFF up to 60 s; a Retry-After is
-    waited at least."""
-    from xts_refresher.client import Deadline, XtsClient
-
-    env_file = tmp_path / "t.env"
-    env_file.write_text("", encoding="utf-8")
-    environ = {
-        "XTS_API_ROOT": "https://x.example",
-        INTERACTIVE.key_variable: "k-123456",
-        INTERACTIVE.secret_variable: "s-123456",
-        "XTS_RETRY_BACKOFF": "2",
-    }
-    loaded = load_settings(PathOverrides(env_file=str(env_file)), environ)
+    """Without jitter, the waits double from the first wait (XTS_RETRY_BACKOFF) up to 60 s; a
+    Retry-After is waited at least, and at most 60 s."""
     import random
 
-    monkeypatch.setattr(random, "uniform", lambda low, high: 1.0)  # the module client uses
-    import logging
+    from xts_refresher.timebox import backoff_seconds
 
-    with XtsClient(loaded, Deadline(10), logging.getLogger("test")) as xts:
-        assert [xts._backoff(n, None) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
-        assert xts._backoff(1, 30.0) == 30.0
+    monkeypatch.setattr(random, "uniform", lambda low, high: 1.0)  # the module timebox uses
+    assert [backoff_seconds(2.0, n) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
+    assert backoff_seconds(2.0, 1, 30.0) == 30.0
+    assert backoff_seconds(2.0, 1, 600.0) == 60.0
 
 
 def test_two_accounts_on_one_marketdata_token_file_are_refused(tmp_path: Path) -> None:
@@ -1415,3 +1404,206 @@ def test_a_secret_inside_a_longer_secret_does_not_unmask_the_longer_one(order: l
 
     masked = Redactor(order).redact("key abcd1234-and-the-rest end")
     assert "-and-the-rest" not in masked, masked
+
+
+# -- delivery: what Telegram and the health check answered, and when to try again -------------
+
+
+def _bot_answer(obj: object) -> bytes:
+    return json.dumps(obj).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "retry_after"),
+    [
+        (429, {}, {"ok": False, "error_code": 429, "parameters": {"retry_after": 7}}, 7.0),
+        (429, {"Retry-After": "3"}, {"ok": False}, 3.0),
+        (429, {"Retry-After": "5"}, {"ok": False, "parameters": {"retry_after": 2}}, 2.0),
+        (429, {}, b"<html>slow down</html>", None),
+        (502, {}, b"<html>Bad Gateway</html>", None),
+        (500, {}, {"ok": False, "error_code": 500, "description": "Internal Server Error"}, None),
+        (200, {}, b"<html>captive portal</html>", None),
+        (200, {}, {"ok": False}, None),
+        (200, {}, [1, 2], None),
+    ],
+)
+def test_telegram_answers_worth_another_try(
+    status: int, headers: dict[str, str], body: object, retry_after: float | None
+) -> None:
+    """429 (waiting what Telegram asks, its body before its header), 5xx, and a 2xx that is
+    not a Bot API answer are worth another try."""
+    from xts_refresher.delivery import telegram_result
+
+    raw = body if isinstance(body, bytes) else _bot_answer(body)
+    with pytest.raises(errors.NotificationUnavailableError) as caught:
+        telegram_result(status, headers, raw)
+    assert caught.value.retry_after == retry_after
+    assert caught.value.message.startswith(f"HTTP {status}")
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "parameters", "fix"),
+    [
+        (401, "Unauthorized", {}, "Check TELEGRAM_TOKEN"),
+        (404, "Not Found", {}, "Check TELEGRAM_TOKEN"),
+        (400, "Bad Request: chat not found", {}, "Check TELEGRAM_CHAT_ID"),
+        (403, "Forbidden: bot was blocked by the user", {}, "Check TELEGRAM_CHAT_ID"),
+        (
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            {"migrate_to_chat_id": -1001234567890},
+            "Set TELEGRAM_CHAT_ID=-1001234567890",
+        ),
+        (409, "Conflict", {}, "Check TELEGRAM_TOKEN, TELEGRAM_CHAT_ID and TELEGRAM_API_URL"),
+    ],
+)
+def test_telegram_refusals_name_the_setting_to_fix(
+    status: int, description: str, parameters: dict[str, Any], fix: str
+) -> None:
+    """A 4xx other than 429 is a refusal, its hint the setting to change."""
+    from xts_refresher.delivery import telegram_result
+
+    body = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    with pytest.raises(errors.NotificationRefusedError) as caught:
+        telegram_result(status, {}, _bot_answer(body))
+    assert caught.value.message == f"HTTP {status}: {description}"
+    assert caught.value.hint.startswith(fix)
+    assert caught.value.exit_code == 2
+
+
+def test_a_telegram_ok_answer_gives_its_result() -> None:
+    """``"ok": true`` in a 2xx answer is success, whatever the result holds."""
+    from xts_refresher.delivery import telegram_result
+
+    answer = {"ok": True, "result": {"message_id": 9}}
+    assert telegram_result(200, {}, _bot_answer(answer)) == {"message_id": 9}
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "kind", "retry_after"),
+    [
+        (200, {}, None, None),
+        (202, {}, None, None),
+        (429, {"Retry-After": "4"}, errors.NotificationUnavailableError, 4.0),
+        (503, {}, errors.NotificationUnavailableError, None),
+        (404, {}, errors.NotificationRefusedError, None),
+        (400, {}, errors.NotificationRefusedError, None),
+    ],
+)
+def test_ping_answers(
+    status: int, headers: dict[str, str], kind: type[Exception] | None, retry_after: float | None
+) -> None:
+    """A 2xx is delivered; 429 and 5xx are worth another try; another 4xx names HEALTHCHECK_URL."""
+    from xts_refresher.delivery import ping_result
+
+    if kind is None:
+        ping_result(status, headers)
+        return
+    with pytest.raises(kind) as caught:
+        ping_result(status, headers)
+    if isinstance(caught.value, errors.NotificationUnavailableError):
+        assert caught.value.retry_after == retry_after
+    else:
+        assert "HEALTHCHECK_URL" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(None, None), ("", None), (True, None), ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+     ("12", 12.0), (3, 3.0), ("-4", 0.0), ("nan", 0.0), (0.5, 0.5)],
+)  # fmt: skip
+def test_retry_after_seconds(value: object, seconds: float | None) -> None:
+    """A number of seconds, never negative; anything else is no wish at all."""
+    from xts_refresher.timebox import retry_after_seconds
+
+    assert retry_after_seconds(value) == seconds
+
+
+class _Attempts:
+    """A fake delivery attempt: raises the queued failures in turn, then succeeds."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self, timeout: float) -> None:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+
+def _deliver(attempt: _Attempts, *, budget: float = 20.0, deadline: float = 60.0,
+             first_wait: float = 0.0) -> tuple[bool, list[str]]:  # fmt: skip
+    import logging
+
+    from xts_refresher.delivery import deliver
+    from xts_refresher.timebox import Deadline, Pacing
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    log = logging.getLogger(f"test-deliver-{id(lines)}")
+    log.propagate = False
+    log.addHandler(Keep())
+    pacing = Pacing(first_wait, Deadline(deadline))
+    done = deliver("The thing", attempt, pacing, log, attempt_seconds=5, budget=Deadline(budget))
+    return done, lines
+
+
+def test_deliver_retries_transient_failures_and_stops_at_the_first_success() -> None:
+    """Two transient failures, then success: three calls, two retry lines, True."""
+    attempt = _Attempts(
+        errors.NotificationUnavailableError("HTTP 502"),
+        errors.NotificationUnavailableError("the connection was reset"),
+    )
+    done, lines = _deliver(attempt)
+    assert done is True
+    assert attempt.calls == 3
+    assert [line.split(", attempt")[0] for line in lines] == [
+        "⚠ The thing failed (HTTP 502)",
+        "⚠ The thing failed (the connection was reset)",
+    ]
+
+
+def test_deliver_gives_up_after_four_attempts() -> None:
+    """Transient every time: four calls, then one line saying it was not delivered."""
+    attempt = _Attempts(*[errors.NotificationUnavailableError("HTTP 503") for _ in range(9)])
+    done, lines = _deliver(attempt)
+    assert done is False
+    assert attempt.calls == 4
+    assert lines[-1] == "⚠ The thing failed (HTTP 503) after 4 attempts: it was not delivered."
+
+
+def test_deliver_never_retries_a_refusal() -> None:
+    """A refusal: one call, one line with the fix."""
+    attempt = _Attempts(errors.NotificationRefusedError("HTTP 401", "Check TELEGRAM_TOKEN."))
+    done, lines = _deliver(attempt)
+    assert done is False
+    assert attempt.calls == 1
+    assert lines == [
+        "⚠ The thing was refused (HTTP 401): it was not delivered. Check TELEGRAM_TOKEN."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("budget", "deadline", "limit"),
+    [(20.0, 60.0, "its 20 s budget"), (60.0, 20.0, "XTS_DEADLINE (20 s)")],
+)
+def test_deliver_waits_only_within_the_budget_and_the_deadline(
+    budget: float, deadline: float, limit: str
+) -> None:
+    """A wait that does not fit in the budget, or before the deadline, is not waited: the
+    line names the nearer limit."""
+    attempt = _Attempts(errors.NotificationUnavailableError("HTTP 429", retry_after=30.0))
+    done, lines = _deliver(attempt, budget=budget, deadline=deadline)
+    assert done is False
+    assert attempt.calls == 1
+    assert lines == [
+        f"⚠ The thing failed (HTTP 429) (asked to wait 30 s), and {limit} leaves no time for "
+        "another try: it was not delivered."
+    ]

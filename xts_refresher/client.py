@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import math
-import random
 import socket
 import time
 import warnings
@@ -27,11 +26,10 @@ from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
 from .sessions import SESSIONS, Session
 from .settings import Settings
 from .store import StoredToken, is_token_text
-from .timebox import run_within
+from .timebox import Deadline, backoff_seconds, retry_after_seconds, run_within
 from .values import Frozen
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-MAX_BACKOFF_SECONDS = 60.0
 HOSTLOOKUP_PASSWORD = "2021HostLookUpAccess"  # noqa: S105 - public, the same for every broker
 HOSTLOOKUP_VERSION = "interactive_1.0.1"
 USER_AGENT = f"xts-token-refresher/{__version__}"
@@ -49,18 +47,6 @@ TRANSPORT_REASONS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
 
 if TYPE_CHECKING:
     from .notify import Log
-
-
-class Deadline:
-    """The run's time budget: no request outlives it, and no retry starts after it."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left, never negative."""
-        return max(0.0, self._end - time.monotonic())
 
 
 class LoginResult(Frozen):
@@ -152,15 +138,6 @@ def describe_xts_error(body: dict[str, Any]) -> str:
     return text
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # the HTTP-date form: fall back to our own backoff
-
-
 def _is_rate_limit(body: dict[str, Any]) -> bool:
     return str(body.get("code", "")).startswith("e-apirl")
 
@@ -217,7 +194,7 @@ def decode_answer(
     With ``rate_limit_is_answer`` (token checks), an XTS rate-limit body is an answer even
     with HTTP 429: XTS only rate-limits a token it recognised.
     """
-    retry_after = _retry_after_seconds(headers.get("Retry-After"))
+    retry_after = retry_after_seconds(headers.get("Retry-After"))
     try:
         body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):  # not JSON, NaN/Infinity, or nested past all reason
@@ -381,7 +358,7 @@ class XtsClient:
                 return answer.status_code
         except requests.RequestException as exc:
             raise XtsUnavailableError(
-                f"{url} cannot be reached: {self._explain(exc)}.",
+                f"{url} cannot be reached: {explain_transport_failure(exc)}.",
                 "Check the URL, DNS, the firewall and the certificate settings.",
             ) from None
 
@@ -441,12 +418,8 @@ class XtsClient:
         raise XtsUnavailableError(f"The {label} failed after {attempts} attempt(s): {reason}.")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter, at least what the server asked for."""
-        exponential = min(MAX_BACKOFF_SECONDS, self.settings.retry_backoff * 2.0 ** (attempt - 1))
-        wait = exponential * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, MAX_BACKOFF_SECONDS))
-        return wait
+        """The wait after failed attempt ``attempt``, from XTS_RETRY_BACKOFF."""
+        return backoff_seconds(self.settings.retry_backoff, attempt, retry_after)
 
     def _attempt(self, request: _Request) -> dict[str, Any]:
         """One request, answered whole within the time left; RetryableError when it fails.
@@ -465,7 +438,7 @@ class XtsClient:
         except TimeoutError:
             raise RetryableError(f"no complete answer within {budget:g} s") from None
         except requests.RequestException as exc:
-            raise RetryableError(self._explain(exc)) from None
+            raise RetryableError(explain_transport_failure(exc)) from None
         return decode_answer(status, answer_headers, raw, request.rate_limit_is_answer)
 
     def _exchange(self, request: _Request, budget: float) -> tuple[int, Mapping[str, str], bytes]:
@@ -496,18 +469,21 @@ class XtsClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    @staticmethod
-    def _explain(exc: requests.RequestException) -> str:
-        """A one-line reason for a requests failure, from the types and ``errno`` of the
-        failure and the exceptions beneath it (never from their English text)."""
-        if isinstance(exc, requests.exceptions.SSLError):
-            return "TLS failed (certificate not trusted or handshake broken; see XTS_CA_BUNDLE)"
-        if isinstance(exc, requests.exceptions.Timeout):
-            return "timed out"
-        for cause in _causes(exc):
-            for types, reason in TRANSPORT_REASONS:
-                if isinstance(cause, types):
-                    return reason
-            if isinstance(cause, OSError) and cause.errno in RESET_ERRNOS:
-                return "the connection was reset"
-        return f"{type(exc).__name__}: {one_line(str(exc))[:200]}"
+
+def explain_transport_failure(
+    exc: requests.RequestException, tls_hint: str = "see XTS_CA_BUNDLE"
+) -> str:
+    """A one-line reason for a requests failure, from the types and ``errno`` of the
+    failure and the exceptions beneath it (never from their English text); ``tls_hint`` says
+    where the certificates that failed come from."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS failed (certificate not trusted or handshake broken; {tls_hint})"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    for cause in _causes(exc):
+        for types, reason in TRANSPORT_REASONS:
+            if isinstance(cause, types):
+                return reason
+        if isinstance(cause, OSError) and cause.errno in RESET_ERRNOS:
+            return "the connection was reset"
+    return f"{type(exc).__name__}: {one_line(str(exc))[:200]}"

@@ -62,6 +62,31 @@ class TokenRejectedError(XtsUnavailableError):
     )
 
 
+class NotificationUnavailableError(XtsRefreshError):
+    """Telegram or the health check did not answer, or answered 429 or 5xx: worth another try.
+
+    A refresh logs it and keeps its own exit code; ``check-config`` exits 3 with it.
+    ``retry_after`` is the wait the server asked for, in seconds, if it said.
+    """
+
+    exit_code = 3
+    default_hint = "Check the network (a proxy or a firewall in the way), then run check-config."
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotificationRefusedError(XtsRefreshError):
+    """Telegram or the health check refused (a bad bot token, an unknown chat or check):
+    another try cannot help, a setting must change (the hint names it).
+
+    A refresh logs it and keeps its own exit code; ``check-config`` exits 2 with it.
+    """
+
+    exit_code = 2
+
+
 class LocalError(XtsRefreshError):
     """Something on this machine failed: saving a token, or waiting for the run lock. Exit 4."""
 

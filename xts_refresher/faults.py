@@ -90,6 +90,24 @@ class Fault:
         )
 
     @classmethod
+    def telegram_error(
+        cls, status: int, description: str, parameters: dict[str, Any] | None = None
+    ) -> Fault:
+        """Return a fault answering a Bot API error (``{"ok": false, ...}``) with ``status``."""
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return cls.json(body, status=status)
+
+    @classmethod
+    def telegram_flood(cls, retry_after: int) -> Fault:
+        """Return a fault answering Telegram's 429 flood control, asking to wait ``retry_after``
+        seconds in ``parameters.retry_after`` (and, as Telegram does, in the description)."""
+        return cls.telegram_error(
+            429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+        )
+
+    @classmethod
     def raw(cls, body: bytes, status: int = 200, content_type: str = "application/json") -> Fault:
         """Return a fault answering arbitrary bytes."""
         return cls(status=status, body=body, headers=(("Content-Type", content_type),))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import IO, TYPE_CHECKING
 
-from .client import Deadline
 from .errors import HookFailedError
 from .sessions import SESSIONS, Session
 from .settings import APP_DIR, SECRET_VARIABLES, Settings
+from .timebox import Deadline
 
 HOOK_MAX_SECONDS = 120.0
 HOOK_MIN_SECONDS = 10.0

@@ -1,8 +1,8 @@
-"""Telling people: the console and log file, Telegram, and the health-check pings.
+"""Telling people: the console and the log file (delivery.py sends Telegram and the pings).
 
-Nothing here may change a run's outcome: a notification that fails is logged and forgotten,
-and each is bounded in time. Every line passes through a Redactor first, so no secret, bot
-token or session token reaches stdout, the log, Telegram or a ping.
+Every line passes through a Redactor first, so no secret, bot token or session token reaches
+stdout, the log, Telegram or a ping; ConsoleCapture keeps the redacted lines a closing ping
+carries.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import XtsRefreshError
-from .settings import TelegramSettings
 from .store import mask
-from .timebox import run_within
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
 
 LOGGER_NAME = "xts_token_refresh"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
-TELEGRAM_SECONDS = 10.0
-PING_SECONDS = 5.0
 PING_BODY_BYTES = 10_000  # what healthchecks.io keeps of a ping's body
 
 # Shapes of secrets that were never registered (a JWT, a Telegram bot token) are masked too.
@@ -255,76 +251,6 @@ def report_failure(log: Log, failure: XtsRefreshError) -> None:
         log.error("✗ %s", failure.hint)
     else:
         log.error("✗ %s", failure)
-
-
-def send_telegram(telegram: TelegramSettings, text: str, log: Log) -> bool:
-    """Send ``text`` to the configured chat; True when Telegram accepted it."""
-    import requests
-
-    url = f"{telegram.api_url}/bot{telegram.bot_token}/sendMessage"
-    payload = {"chat_id": telegram.chat_id, "text": text, "disable_web_page_preview": True}
-
-    def post() -> requests.Response:
-        return requests.post(url, json=payload, timeout=TELEGRAM_SECONDS)
-
-    try:
-        answer = run_within(TELEGRAM_SECONDS + 2, post)
-        accepted = answer.ok and answer.json().get("ok") is True
-        reason = "" if accepted else f"HTTP {answer.status_code}"
-    except (requests.RequestException, ValueError, AttributeError, TimeoutError) as exc:
-        accepted, reason = False, type(exc).__name__
-    if not accepted:
-        # The bot token is part of the URL; say nothing of it, only what went wrong.
-        log.warning("⚠ The Telegram notification was not delivered (%s).", reason)
-    return accepted
-
-
-class HealthCheck:
-    """One run's pings of one health check, the way runitor does them.
-
-    Both pings carry the same ``rid`` (a UUID), so healthchecks.io pairs the start with the
-    end and measures the run; the closing ping is a POST whose body is the run's console
-    output (already redacted, at most the last PING_BODY_BYTES), so the check's page says why a
-    run failed. A ping that fails is logged and never changes the outcome.
-    """
-
-    def __init__(self, base_url: str) -> None:
-        import uuid  # only runs with a health check pay for it
-
-        self.base_url = base_url
-        self.rid = str(uuid.uuid4())
-
-    def start(self, log: Log) -> bool:
-        """``GET <url>/start?rid=…``; True on a 2xx answer."""
-        return self._ping("start", log)
-
-    def finish(self, code: int, output: str, log: Log) -> bool:
-        """``POST <url>/<code>?rid=…`` with the tail of ``output``; True on a 2xx answer."""
-        return self._ping(str(code), log, output)
-
-    def _ping(self, suffix: str, log: Log, output: str | None = None) -> bool:
-        import requests
-
-        url = f"{self.base_url}/{suffix}"
-        params = {"rid": self.rid}
-
-        def send() -> requests.Response:
-            if output is None:
-                return requests.get(url, params=params, timeout=PING_SECONDS)
-            body = output.encode("utf-8", "backslashreplace")[-PING_BODY_BYTES:]
-            headers = {"Content-Type": "text/plain; charset=utf-8"}
-            return requests.post(
-                url, params=params, data=body, headers=headers, timeout=PING_SECONDS
-            )
-
-        try:
-            answer = run_within(PING_SECONDS + 1, send)
-        except (requests.RequestException, TimeoutError) as exc:
-            log.warning("⚠ The health-check ping /%s failed (%s).", suffix, type(exc).__name__)
-            return False
-        if not answer.ok:
-            log.warning("⚠ The health-check ping /%s answered HTTP %d.", suffix, answer.status_code)
-        return answer.ok
 
 
 class ConsoleCapture(logging.Handler):

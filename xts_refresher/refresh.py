@@ -26,7 +26,7 @@ from .checks import (
     format_duration,
     warn_about_setup,
 )
-from .client import Deadline, LoginResult, XtsClient
+from .client import LoginResult, XtsClient
 from .errors import (
     ConfigError,
     HookFailedError,
@@ -39,17 +39,16 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
-from .notify import (
-    AccountLog,
-    ConsoleCapture,
-    HealthCheck,
-    Redactor,
-    report_failure,
-    send_telegram,
-)
+from .notify import AccountLog, ConsoleCapture, Redactor, report_failure
 from .paths import account_file
 from .sessions import SESSIONS, Session
-from .settings import Settings, TelegramSettings, read_env_file
+from .settings import (
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_RETRY_BACKOFF_SECONDS,
+    Settings,
+    TelegramSettings,
+    read_env_file,
+)
 from .store import (
     RunLock,
     StoredToken,
@@ -60,6 +59,7 @@ from .store import (
     remove_stale_temporaries,
     save_token,
 )
+from .timebox import Deadline, Pacing
 from .values import Frozen
 
 BANNER_RULE = "=" * 62
@@ -67,6 +67,7 @@ BANNER_RULE = "=" * 62
 APP_KEY_WARNING_DAYS = 14
 
 if TYPE_CHECKING:
+    from .delivery import HealthCheck
     from .notify import Log
 
 
@@ -485,13 +486,19 @@ def refresh_account(
     try:
         run = RefreshRun(settings, options, log, redactor)
         run.start()
-        check = HealthCheck(settings.healthcheck_url) if settings.healthcheck_url else None
-        if check is not None:
+        pacing = Pacing(settings.retry_backoff, run.deadline)
+        check = None
+        if settings.healthcheck_url:
+            from .delivery import HealthCheck
+
+            check = HealthCheck(settings.healthcheck_url, pacing)
             check.start(log)
         result = run.execute()
         if settings.telegram is not None and _worth_a_message(settings.telegram, [result]):
+            from .delivery import send_telegram
+
             message = _single_message(result, machine_label(settings))
-            send_telegram(settings.telegram, redactor.redact(message), log)
+            send_telegram(settings.telegram, redactor.redact(message), pacing, log)
         if check is not None:
             # The closing line goes into the ping's body too, though it is printed after it.
             output = capture.text() + redactor.redact(closing_text(result)) + "\n"
@@ -515,14 +522,9 @@ def _refresh_many(
     started = time.time()
     capture = ConsoleCapture()
     log.addHandler(capture)
-    pings: dict[str, list[str]] = {}  # each health-check URL, pinged once for its accounts
-    for settings in selection.accounts:
-        if settings.healthcheck_url:
-            pings.setdefault(settings.healthcheck_url, []).append(settings.account)
-    for name, url in broken_accounts_checks(selection):
-        pings.setdefault(url, []).append(name)
-    checks = {url: HealthCheck(url) for url in pings}
-    for check in checks.values():
+    pacing = run_pacing(selection.accounts)
+    checks = _health_checks(selection, pacing)
+    for check, _ in checks.values():
         check.start(log)
     results: dict[str, AccountResult] = {}
 
@@ -559,20 +561,22 @@ def _refresh_many(
         results[name] = AccountResult(name, [problem], [])
     _join_all(threads, log)
     ordered = [results[name] for name in selection.install.select(()) if name in results]
-    for telegram, accounts in _chats(selection):
-        chat_results = [
-            r for r in ordered if r.account in accounts or r.account in dict(selection.broken)
-        ]
-        if _worth_a_message(telegram, chat_results):
-            first = next((s for s in selection.accounts if s.account in accounts), None)
-            message = _accounts_message(chat_results, machine_label(first))
-            send_telegram(telegram, redactor.redact(message), log)
+    messages = _chat_messages(selection, ordered, redactor)
+    if messages:
+        from .delivery import send_telegram_messages
+
+        send_telegram_messages(messages, pacing, log)
     summary = redactor.redact(_summary_text(ordered)) + "\n"
     log.removeHandler(capture)
-    for url, names in pings.items():
-        # Each check hears its own accounts' lines, and the run's own (the summary too).
-        output = capture.text(tuple(f"[{name}] " for name in names)) + summary
-        checks[url].finish(max(results[name].code for name in names), output, log)
+    if checks:
+        from .delivery import finish_checks
+
+        finishes = [
+            # Each check hears its own accounts' lines, and the run's own (the summary too).
+            (check, max(results[n].code for n in names), capture.text(_prefixes(names)) + summary)
+            for check, names in checks.values()
+        ]
+        finish_checks(finishes, log)
     if any(s.metrics_file for s in selection.accounts):
         from .metrics import record_runs, write_metrics
 
@@ -580,6 +584,53 @@ def _refresh_many(
         write_metrics([*selection.accounts, *selection.unselected], log)
     _summary_line(log, ordered)
     return max((r.code for r in ordered), default=0)
+
+
+def _health_checks(
+    selection: Selection, pacing: Pacing
+) -> dict[str, tuple[HealthCheck, list[str]]]:
+    """Each health-check URL of the run, with the accounts it hears of: a URL that several
+    accounts share is pinged once for all of them, and a broken account's URL too."""
+    names_by_url: dict[str, list[str]] = {}
+    for settings in selection.accounts:
+        if settings.healthcheck_url:
+            names_by_url.setdefault(settings.healthcheck_url, []).append(settings.account)
+    for name, url in broken_accounts_checks(selection):
+        names_by_url.setdefault(url, []).append(name)
+    if not names_by_url:
+        return {}
+    from .delivery import HealthCheck
+
+    return {url: (HealthCheck(url, pacing), names) for url, names in names_by_url.items()}
+
+
+def _prefixes(names: Sequence[str]) -> tuple[str, ...]:
+    """The line prefixes of the accounts ``names`` (``[NAME] ``)."""
+    return tuple(f"[{name}] " for name in names)
+
+
+def _chat_messages(
+    selection: Selection, ordered: Sequence[AccountResult], redactor: Redactor
+) -> list[tuple[TelegramSettings, str]]:
+    """The run's Telegram messages: one per chat that wants one, naming its accounts (and
+    every broken one), redacted."""
+    messages = []
+    broken = dict(selection.broken)
+    for telegram, accounts in _chats(selection):
+        chat_results = [r for r in ordered if r.account in accounts or r.account in broken]
+        if _worth_a_message(telegram, chat_results):
+            first = next((s for s in selection.accounts if s.account in accounts), None)
+            message = _accounts_message(chat_results, machine_label(first))
+            messages.append((telegram, redactor.redact(message)))
+    return messages
+
+
+def run_pacing(accounts: Sequence[Settings]) -> Pacing:
+    """When the messages and closing pings of a run of ``accounts`` may retry: with their
+    shortest XTS_RETRY_BACKOFF, before the latest of their XTS_DEADLINEs, counted from now."""
+    first_wait = min((s.retry_backoff for s in accounts), default=DEFAULT_RETRY_BACKOFF_SECONDS)
+    seconds = max((s.deadline for s in accounts), default=DEFAULT_DEADLINE_SECONDS)
+    return Pacing(first_wait, Deadline(seconds))
 
 
 def _join_all(threads: Sequence[threading.Thread], log: logging.Logger) -> None:

@@ -30,6 +30,8 @@ TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
 TELEGRAM_MODES = ("all", "failure", "off")
 MAX_RETRIES = 20
+DEFAULT_DEADLINE_SECONDS = 300.0
+DEFAULT_RETRY_BACKOFF_SECONDS = 2.0
 # Placeholders from .env.example: sending them to the broker would only earn a refusal.
 PLACEHOLDER_PREFIXES = ("your_", "your-", "<")
 
@@ -455,8 +457,10 @@ def build_settings(
         ca_bundle=ca_bundle,
         timeout=check.number("XTS_TIMEOUT", 30.0, maximum=3600.0),
         retries=check.whole("XTS_RETRIES", 4, MAX_RETRIES),
-        deadline=check.number("XTS_DEADLINE", 300.0),
-        retry_backoff=check.number("XTS_RETRY_BACKOFF", 2.0, minimum=0.0, maximum=60.0),
+        deadline=check.number("XTS_DEADLINE", DEFAULT_DEADLINE_SECONDS),
+        retry_backoff=check.number(
+            "XTS_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF_SECONDS, minimum=0.0, maximum=60.0
+        ),
         hostlookup_url=check.url("XTS_HOSTLOOKUP_URL"),
         post_refresh_hook=check.text("XTS_POST_REFRESH_HOOK"),
         telegram=telegram,

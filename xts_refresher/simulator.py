@@ -3,7 +3,8 @@
 It simulates the interactive and market-data login endpoints, the cheap token checks
 (``user/balance``, ``config/clientConfig``), logout and host lookup, as PROTOCOL.md describes
 them (endpoints, answer and error shapes); any other path is answered 404, as a real server
-does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``) and a fake
+does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``, ``getMe`` and
+``getChat``; a refused bot token answers 401, a forgotten chat 400 "chat not found") and a fake
 healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every route is
 named once, in the route table (``_ROUTE_TABLE``). Every request is recorded under its route's
 name; faults can be queued per route to make the next answers fail (errors, HTML proxy pages,
@@ -169,8 +170,29 @@ def _answer_hostlookup(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
 
 
 def _answer_telegram(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return Telegram's answer to sendMessage, with the next message ID."""
-    return 200, {"ok": True, "result": {"message_id": sim._next_message_id()}}
+    """Return Telegram's answer to sendMessage (the next message ID), or its refusal."""
+    refusal = sim._telegram_refusal(request, needs_chat=True)
+    if refusal is not None:
+        return refusal
+    return 200, {"ok": True, "result": {"message_id": sim._deliver_message(request)}}
+
+
+def _answer_telegram_getme(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return Telegram's answer to getMe (who the bot is), or its refusal."""
+    refusal = sim._telegram_refusal(request, needs_chat=False)
+    if refusal is not None:
+        return refusal
+    bot = {"id": 987654321, "is_bot": True, "first_name": "XTS sim", "username": "xts_sim_bot"}
+    return 200, {"ok": True, "result": bot}
+
+
+def _answer_telegram_getchat(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
+    """Return Telegram's answer to getChat (the chat's type and title), or its refusal."""
+    refusal = sim._telegram_refusal(request, needs_chat=True)
+    if refusal is not None:
+        return refusal
+    chat_id = str(_telegram_fields(request).get("chat_id"))
+    return 200, {"ok": True, "result": {"id": chat_id, "type": "group", "title": "XTS alerts"}}
 
 
 def _answer_healthcheck(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
@@ -217,6 +239,15 @@ _ROUTE_TABLE: tuple[_Route, ...] = (
     ),
     _Route("hostlookup", ("POST",), (_any_case("/hostlookup"),), _answer_hostlookup),
     _Route("telegram", ("GET", "POST"), (_whole(r"/bot[^/]+/sendMessage"),), _answer_telegram),
+    _Route(
+        "telegram_getme", ("GET", "POST"), (_whole(r"/bot[^/]+/getMe"),), _answer_telegram_getme
+    ),
+    _Route(
+        "telegram_getchat",
+        ("GET", "POST"),
+        (_whole(r"/bot[^/]+/getChat"),),
+        _answer_telegram_getchat,
+    ),
     _Route("healthcheck", ("GET", "POST", "HEAD"), (_starting("/ping/"),), _answer_healthcheck),
 )
 _UNKNOWN = _Route("unknown", (), (), _answer_unknown)
@@ -355,6 +386,11 @@ def _login_fields(request: RecordedRequest) -> dict[str, Any]:
     return {k: v[0] for k, v in form.items()}
 
 
+def _telegram_fields(request: RecordedRequest) -> dict[str, Any]:
+    """A Bot API request's parameters: its JSON body, else its query string."""
+    return request.json if isinstance(request.json, dict) else dict(request.query)
+
+
 class XtsSimulator:
     """A fake XTS broker (plus Telegram and healthchecks.io) serving on a local port."""
 
@@ -390,7 +426,9 @@ class XtsSimulator:
         self._tokens: dict[str, _Token] = {}
         self._issued: dict[str, list[str]] = {kind: [] for kind in KINDS}
         self._md_current: dict[str, str] = {}
-        self._messages = 0
+        self._messages: list[RecordedRequest] = []
+        self._refused_bot_tokens: set[str] = set()
+        self._unknown_chats: set[str] = set()
         self._thread: threading.Thread | None = None
         self._stopped = False
         # Bind now so that url is known before start(), e.g. to build a test's config.
@@ -480,6 +518,23 @@ class XtsSimulator:
         with self._lock:
             return list(self._issued[kind])
 
+    def telegram_messages(self) -> list[RecordedRequest]:
+        """Return the sendMessage requests Telegram accepted (not those a fault answered, nor
+        the refused), in order: each is a message that reached its chat."""
+        with self._lock:
+            return list(self._messages)
+
+    def refuse_bot_token(self, token: str) -> None:
+        """Answer every Bot API request made with ``token`` 401 Unauthorized, as Telegram
+        does for a revoked or mistyped token; return None."""
+        with self._lock:
+            self._refused_bot_tokens.add(token)
+
+    def forget_chat(self, chat_id: str) -> None:
+        """Answer sendMessage and getChat for ``chat_id`` 400 "chat not found"; return None."""
+        with self._lock:
+            self._unknown_chats.add(str(chat_id))
+
     def invalidate_tokens(self, kind: str | None = None) -> None:
         """Make every token issued so far (of ``kind`` only, when given) answer "Invalid Token",
         as after a broker restart; return None."""
@@ -502,11 +557,26 @@ class XtsSimulator:
             queue = self._faults[request.route]
             return queue.pop(0) if queue else None
 
-    def _next_message_id(self) -> int:
-        """Return the ID of the next fake Telegram message (1, 2, ...)."""
+    def _deliver_message(self, request: RecordedRequest) -> int:
+        """Keep ``request`` as a delivered message; return its ID (1, 2, ...)."""
         with self._lock:
-            self._messages += 1
-            return self._messages
+            self._messages.append(request)
+            return len(self._messages)
+
+    def _telegram_refusal(self, request: RecordedRequest, *, needs_chat: bool) -> _Answer | None:
+        """Telegram's refusal of ``request``, or None: 401 for a refused bot token, 400 for a
+        forgotten chat (or no chat_id at all) where the method needs one."""
+        token = request.path.split("/")[1][len("bot") :]
+        with self._lock:
+            refused = token in self._refused_bot_tokens
+            unknown = self._unknown_chats.copy()
+        if refused:
+            return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        chat_id = _telegram_fields(request).get("chat_id")
+        if needs_chat and (chat_id in (None, "") or str(chat_id) in unknown):
+            description = "Bad Request: chat not found"
+            return 400, {"ok": False, "error_code": 400, "description": description}
+        return None
 
     def _login(self, request: RecordedRequest, kind: str) -> tuple[int, Any]:
         fields = _login_fields(request)

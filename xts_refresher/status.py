@@ -2,11 +2,13 @@
 
 ``status`` reads each token file once into a SessionStatus, asks XTS about it with
 ``--verify`` (quickly: people and monitors wait for the answer), and prints lines or the JSON
-document of README's "Monitoring". ``check-config`` validates paths and reaches the API root.
+document of README's "Monitoring". ``check-config`` validates paths, reaches the API root, and
+asks Telegram and the health check's server whether they can be reached (sending nothing).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,12 +20,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .checks import DEFAULT_RENEW_BEFORE, foreign_token, format_duration, warn_about_setup
-from .client import Deadline, XtsClient
+from .client import XtsClient
 from .errors import ConfigError, TokenRejectedError, TokenUnavailableError, XtsRefreshError
 from .notify import AccountLog, Redactor, report_failure
 from .sessions import SESSIONS, Session
 from .settings import Settings
 from .store import StoredToken, read_token_file
+from .timebox import Deadline, run_within
 
 STATUS_QUICK_SECONDS = 5.0
 # The keys of one `sessions` entry of `status --json`, in the documented order.
@@ -339,14 +342,16 @@ def check_config(
     codes = [2 for _ in broken]
     for name, problem in broken:
         report_failure(AccountLog(log, name), problem)
+    answers: dict[tuple[str, ...], str | XtsRefreshError] = {}  # each chat and server asked once
     for settings in accounts:
-        codes.append(
-            check_account(settings, AccountLog(log, settings.account) if labelled else log)
-        )
+        account_log = AccountLog(log, settings.account) if labelled else log
+        codes.append(check_account(settings, account_log, answers))
     return max(codes, default=0)
 
 
-def check_account(settings: Settings, log: Log) -> int:
+def check_account(
+    settings: Settings, log: Log, answers: dict[tuple[str, ...], str | XtsRefreshError]
+) -> int:
     """The ``check-config`` command: 0 when ready, 2 for settings or paths, 3 for the network."""
     names = ", ".join(s.name for s in settings.sessions)
     log.info("✓ Settings are valid (%s). Sessions: %s.", settings.env_file, names)
@@ -366,12 +371,69 @@ def check_account(settings: Settings, log: Log) -> int:
         variables = ", ".join(s.path_variable for s in SESSIONS.values())
         log.error("✗ Fix the paths above (%s, XTS_LOG_FILE).", variables)
         return 2
+    code = 0
     with XtsClient(settings, Deadline(settings.deadline), log) as client:
         try:
             for url in filter(None, (settings.api_root, settings.hostlookup_url)):
                 _report_probe(url, client.probe(url), log)
         except XtsRefreshError as exc:
             log.error("✗ %s", exc)
-            return exc.exit_code
-    log.info("✓ Ready: run `xts_token_refresh.py` to log in (check-config never logs in).")
-    return 0
+            code = exc.exit_code
+    code = max(code, check_notifications(settings, log, answers))
+    if code == 0:
+        log.info("✓ Ready: run `xts_token_refresh.py` to log in (check-config never logs in).")
+    else:
+        log.error(
+            "✗ Not ready (exit code %d): fix what is marked ✗ above, then run check-config again.",
+            code,
+        )
+    return code
+
+
+def check_notifications(
+    settings: Settings, log: Log, answers: dict[tuple[str, ...], str | XtsRefreshError]
+) -> int:
+    """Ask Telegram (``getMe``, ``getChat``) and the health check's server whether they can
+    be reached, sending no message and no ping: 0 when they can, 2 when one refused (a setting
+    to fix), 3 when one cannot be reached. ``answers`` keeps what each chat and server said,
+    so accounts that share them ask once."""
+    if settings.telegram is None and not settings.healthcheck_url:
+        return 0
+    from .delivery import CHECK_SECONDS, check_health_check, check_telegram
+    from .errors import NotificationRefusedError, NotificationUnavailableError
+
+    questions: list[tuple[str, tuple[str, ...], Callable[[], str]]] = []
+    if settings.telegram is not None:
+        chat = settings.telegram
+        key: tuple[str, ...] = ("telegram", chat.api_url, chat.bot_token, chat.chat_id)
+        questions.append(("Telegram", key, functools.partial(check_telegram, chat)))
+    if settings.healthcheck_url:
+        url = settings.healthcheck_url
+        key = ("healthcheck", urlsplit(url).scheme, urlsplit(url).netloc)  # what is asked
+        questions.append(("The health check", key, functools.partial(check_health_check, url)))
+    code = 0
+    for name, key, question in questions:
+        if key not in answers:
+            try:
+                answers[key] = run_within(3 * CHECK_SECONDS, question)
+            except XtsRefreshError as exc:
+                answers[key] = exc
+            except TimeoutError:
+                answers[key] = NotificationUnavailableError(
+                    f"no answer within {3 * CHECK_SECONDS:g} s"
+                )
+        answer = answers[key]
+        if isinstance(answer, str):
+            log.info("✓ %s", answer)
+        elif isinstance(answer, NotificationRefusedError):
+            log.error("✗ %s refused the check (%s). %s", name, answer.message, answer.hint)
+            code = max(code, answer.exit_code)
+        else:
+            log.error(
+                "✗ %s cannot be reached (%s): its notifications would not arrive. Check the "
+                "network, a proxy or a firewall in the way.",
+                name,
+                answer.message,
+            )
+            code = max(code, 3)
+    return code

@@ -1,12 +1,61 @@
-"""Bounding a blocking call in wall-clock time."""
+"""Time: the run's deadline, the waits between retries, and bounding a blocking call."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class Deadline:
+    """A time budget that started when it was made: no request outlives it, and no retry
+    starts after it. The run has one (``XTS_DEADLINE``); a notification has a smaller one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._end - time.monotonic())
+
+
+class Pacing:
+    """When a run's messages and pings may be retried: after waits that start at
+    ``first_wait`` (XTS_RETRY_BACKOFF), and only before the run's ``deadline``."""
+
+    def __init__(self, first_wait: float, deadline: Deadline) -> None:
+        self.first_wait = first_wait
+        self.deadline = deadline
+
+
+def backoff_seconds(first_wait: float, attempt: int, retry_after: float | None = None) -> float:
+    """The wait after failed attempt number ``attempt`` (1, 2, …): ``first_wait`` doubling per
+    attempt up to MAX_BACKOFF_SECONDS, with jitter, and at least what the server asked for."""
+    exponential = min(MAX_BACKOFF_SECONDS, first_wait * 2.0 ** (attempt - 1))
+    wait = exponential * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+    if retry_after is not None:
+        wait = max(wait, min(retry_after, MAX_BACKOFF_SECONDS))
+    return wait
+
+
+def retry_after_seconds(value: object) -> float | None:
+    """The seconds a server asked to wait (a ``Retry-After`` header, Telegram's
+    ``retry_after``), or None when there is no such number (the HTTP-date form included: the
+    caller's own backoff then decides)."""
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else 0.0
 
 
 def run_within(seconds: float, action: Callable[[], T]) -> T:

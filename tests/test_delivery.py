@@ -1,0 +1,367 @@
+"""Alerts and pings that arrive: Telegram and the closing health-check ping, retried.
+
+A failed refresh at 09:00 is announced by one Telegram message and one closing ping; these
+tests make the simulator's fake Bot API and healthchecks.io fail the first attempts (a reset
+connection, a 502, a 429 asking to wait), refuse (a revoked bot token, an unknown chat, an
+unknown check) or never answer, and check that the message still arrives exactly once, that a
+refusal is said once with the setting to fix, that no delivery holds the run longer than its
+budget or starts a retry after XTS_DEADLINE, and that none changes the exit code. The real
+script runs cron-style against the simulator; nothing is mocked. Every run is scanned for the
+fake secrets (conftest), and every message and ping body here too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from conftest import BOT_TOKEN, Project, Run, closed_port, token_json
+
+from xts_refresher.delivery import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
+from xts_refresher.simulator import Fault
+
+REFUSED_LOGIN = Fault.xts_error(
+    "e-user-0005", "Invalid credentials. Please check your App Key and Secret Key."
+)
+
+
+def with_healthcheck(project: Project) -> str:
+    """Point HEALTHCHECK_URL at the simulator under a fresh check; the check's path."""
+    prefix = f"/ping/{uuid.uuid4()}"
+    project.settings["HEALTHCHECK_URL"] = project.sim.url + prefix
+    return prefix
+
+
+def ping_paths(project: Project) -> list[str]:
+    """The paths of every ping the simulator received, in order."""
+    return [request.path for request in project.sim.requests("healthcheck")]
+
+
+def assert_nothing_secret_left(project: Project) -> None:
+    """No secret or issued token in any Telegram message or ping (path, query, body)."""
+    texts = [r.body.decode("utf-8", "replace") for r in project.sim.requests("telegram")]
+    for ping in project.sim.requests("healthcheck"):
+        texts += [ping.path, json.dumps(ping.query), ping.body.decode("utf-8", "replace")]
+    for secret in project.secrets():
+        for text in texts:
+            assert secret not in text, f"a secret left the machine: {secret[:8]}..."
+
+
+def refresh_once(project: Project) -> str:
+    """A first, successful refresh; the token it saved (a later failure must keep it)."""
+    first = project.run()
+    assert first.code == 0, first.output
+    project.sim.clear()
+    token = token_json(project.token_file)["token"]
+    assert isinstance(token, str)
+    return token
+
+
+def warnings_about(run: Run, what: str) -> list[str]:
+    """The console's ⚠ lines about ``what``."""
+    return [line for line in run.stdout.splitlines() if line.startswith("⚠") and what in line]
+
+
+# -- Telegram -------------------------------------------------------------------------------------
+
+
+def test_a_failure_message_whose_first_attempts_fail_arrives_once(project: Project) -> None:
+    """A failed refresh's message meets a reset connection, a 502 and a 429 asking to wait 1 s:
+    it is sent four times and reaches the chat once, after waiting what Telegram asked; the
+    run's exit code is the refresh's, and the previous token file is kept."""
+    project.with_telegram(notify="failure")
+    previous = refresh_once(project)
+    project.sim.add_fault("interactive_login", REFUSED_LOGIN)
+    project.sim.add_fault("telegram", Fault.connection_reset())
+    project.sim.add_fault("telegram", Fault.html(502))
+    project.sim.add_fault("telegram", Fault.telegram_flood(retry_after=1))
+
+    run = project.run()
+
+    assert run.code == 1, run.output
+    assert token_json(project.token_file)["token"] == previous
+    assert project.sim.count("interactive_login") == 1  # a refusal is not retried either
+    attempts = project.sim.requests("telegram")
+    assert len(attempts) == 4
+    assert len({a.body for a in attempts}) == 1, "every attempt sends the same message"
+    (delivered,) = project.sim.telegram_messages()
+    assert delivered.json["chat_id"] == "4242"
+    assert "XTS token refresh FAILED" in delivered.json["text"]
+    assert "App Key" in delivered.json["text"]
+    assert attempts[3].at - attempts[2].at >= 1.0, "Telegram's retry_after was not waited"
+    retries = warnings_about(run, "Telegram notification to chat 4242 failed")
+    assert [line.split("), ")[1].split(";")[0] for line in retries] == [
+        "attempt 1 of 4",
+        "attempt 2 of 4",
+        "attempt 3 of 4",
+    ]
+    assert "(the connection was reset)" in retries[0]
+    assert "(HTTP 502)" in retries[1]
+    assert "(HTTP 429: Too Many Requests: retry after 1)" in retries[2]
+    assert "was not delivered" not in run.output
+    assert "✓ The Telegram notification to chat 4242 got through on attempt 4 of 4." in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗")
+    assert_nothing_secret_left(project)
+
+
+def test_a_429_asking_longer_than_the_budget_is_not_waited_for(project: Project) -> None:
+    """Flood control asking for 60 s, more than the 20 s budget: one request, a warning that
+    says why it was not retried, and the run is not held."""
+    project.with_telegram().sim.add_fault("telegram", Fault.telegram_flood(retry_after=60))
+
+    started = time.monotonic()
+    run = project.run()
+    elapsed = time.monotonic() - started
+
+    assert run.code == 0, run.output
+    assert elapsed < 10, f"the run took {elapsed:.1f} s"
+    assert project.sim.count("telegram") == 1
+    assert project.sim.telegram_messages() == []
+    (warning,) = warnings_about(run, "Telegram notification")
+    assert "(asked to wait 60 s)" in warning
+    assert f"its {TELEGRAM_BUDGET_SECONDS:g} s budget leaves no time for another try" in warning
+    assert warning.endswith("it was not delivered.")
+    assert "Telegram notification" in run.log
+
+
+def test_a_refused_bot_token_is_not_retried_and_named_in_the_log(project: Project) -> None:
+    """A bot token Telegram does not know (401) is asked once, and the line names
+    TELEGRAM_TOKEN, in the console and the log, without the token itself (conftest scans)."""
+    project.with_telegram().sim.refuse_bot_token(BOT_TOKEN)
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert project.sim.count("telegram") == 1
+    assert project.sim.telegram_messages() == []
+    (warning,) = warnings_about(run, "Telegram notification")
+    assert "was refused (HTTP 401: Unauthorized): it was not delivered." in warning
+    assert "Check TELEGRAM_TOKEN" in warning
+    assert "Check TELEGRAM_TOKEN" in run.log
+    assert "retrying" not in run.output
+    assert BOT_TOKEN.split(":")[1] not in run.output + run.log
+
+
+def test_an_unknown_chat_is_not_retried_and_names_telegram_chat_id(project: Project) -> None:
+    """A chat Telegram cannot find (400) is asked once; the line names TELEGRAM_CHAT_ID."""
+    project.with_telegram().sim.forget_chat("4242")
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert project.sim.count("telegram") == 1
+    assert project.sim.telegram_messages() == []
+    (warning,) = warnings_about(run, "Telegram notification")
+    assert "(HTTP 400: Bad Request: chat not found)" in warning
+    assert "Check TELEGRAM_CHAT_ID" in warning
+    assert "retrying" not in run.output
+
+
+def test_a_telegram_that_never_answers_costs_the_run_at_most_its_budget(
+    project: Project,
+) -> None:
+    """Telegram accepts the connection and never answers: the second attempt gets what is
+    left of the 20 s budget, and no third one starts; the run exits 0 soon after."""
+    project.with_telegram().sim.add_fault("telegram", Fault.hang(60), times=5)
+
+    started = time.monotonic()
+    run = project.run()
+    elapsed = time.monotonic() - started
+
+    assert run.code == 0, run.output
+    assert elapsed < TELEGRAM_BUDGET_SECONDS + 5, f"the run took {elapsed:.1f} s"
+    assert project.sim.count("telegram") == 2
+    assert project.sim.telegram_messages() == []
+    warnings = warnings_about(run, "Telegram notification")
+    assert "(no answer within 10 s), attempt 1 of 4; retrying" in warnings[0]
+    assert "leaves no time for another try: it was not delivered." in warnings[-1]
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+
+
+def test_no_retry_starts_after_the_runs_deadline(project: Project) -> None:
+    """A broker that hangs uses up XTS_DEADLINE=2: the failure is still announced (a first
+    attempt always goes), but the 502 it meets is not retried, and the line says why."""
+    project.with_telegram()
+    project.settings.update(XTS_DEADLINE="2", XTS_RETRIES="0")
+    project.sim.add_fault("interactive_login", Fault.hang(30))
+    project.sim.add_fault("telegram", Fault.html(502), times=3)
+
+    started = time.monotonic()
+    run = project.run()
+    elapsed = time.monotonic() - started
+
+    assert run.code == 3, run.output
+    assert elapsed < 8, f"the run took {elapsed:.1f} s"
+    assert not project.token_file.exists()
+    assert project.sim.count("telegram") == 1
+    (warning,) = warnings_about(run, "Telegram notification")
+    assert "(HTTP 502)" in warning
+    assert "XTS_DEADLINE (2 s) leaves no time for another try" in warning
+
+
+# -- the closing health-check ping ---------------------------------------------------------------
+
+
+def test_the_closing_ping_is_retried_and_arrives_once(project: Project) -> None:
+    """The start ping meets a reset (one try, a warning); the closing ``/1`` meets a 502 and a
+    reset and gets through on the third attempt, each attempt with the same rid and body; the
+    exit code is the refresh's."""
+    prefix = with_healthcheck(project)
+    project.sim.add_fault("interactive_login", REFUSED_LOGIN)
+    project.sim.add_fault("healthcheck", Fault.connection_reset())
+    project.sim.add_fault("healthcheck", Fault.html(502))
+    project.sim.add_fault("healthcheck", Fault.connection_reset())
+
+    run = project.run()
+
+    assert run.code == 1, run.output
+    assert ping_paths(project) == [f"{prefix}/start", *[f"{prefix}/1"] * 3]
+    start, *closing = project.sim.requests("healthcheck")
+    assert {ping.query["rid"] for ping in closing} == {start.query["rid"]}
+    assert len({ping.body for ping in closing}) == 1
+    assert closing[0].method == "POST"
+    assert "App Key" in closing[0].body.decode("utf-8")
+    assert "The health-check ping /start failed (the connection was reset): it was not " in (
+        run.stdout
+    )
+    retries = warnings_about(run, "health-check ping /1 failed")
+    assert len(retries) == 2
+    assert "(HTTP 502), attempt 1 of 4; retrying" in retries[0]
+    assert "(the connection was reset), attempt 2 of 4; retrying" in retries[1]
+    assert "✓ The health-check ping /1 got through on attempt 3 of 4." in run.stdout
+    assert_nothing_secret_left(project)
+
+
+def test_a_closing_ping_that_keeps_failing_is_logged_and_changes_nothing(
+    project: Project,
+) -> None:
+    """A check that answers 503 every time: four closing attempts, then a warning in the console
+    and the log; the run still exits 0 with its token saved."""
+    prefix = with_healthcheck(project)
+    project.sim.add_fault("healthcheck", Fault.html(503), times=10)
+
+    started = time.monotonic()
+    run = project.run()
+    elapsed = time.monotonic() - started
+
+    assert run.code == 0, run.output
+    assert elapsed < PING_BUDGET_SECONDS, f"the run took {elapsed:.1f} s"
+    assert ping_paths(project) == [f"{prefix}/start", *[f"{prefix}/0"] * 4]
+    final = "The health-check ping /0 failed (HTTP 503) after 4 attempts: it was not delivered."
+    assert final in run.stdout
+    assert final in run.log
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✓")
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+
+
+def test_a_refused_ping_is_not_retried_and_names_healthcheck_url(project: Project) -> None:
+    """A check that does not exist (404) is pinged once at the start and once at the end, and
+    the line names HEALTHCHECK_URL."""
+    prefix = with_healthcheck(project)
+    project.sim.add_fault("healthcheck", Fault.raw(b"not found", 404, "text/plain"), times=5)
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert ping_paths(project) == [f"{prefix}/start", f"{prefix}/0"]
+    refused = warnings_about(run, "was refused (HTTP 404)")
+    assert len(refused) == 2
+    assert all("Check HEALTHCHECK_URL" in line for line in refused)
+    assert "retrying" not in run.output
+
+
+# -- check-config ---------------------------------------------------------------------------------
+
+
+def test_check_config_asks_telegram_and_the_health_check_and_sends_nothing(
+    project: Project,
+) -> None:
+    """With Telegram and a health check, check-config asks getMe and getChat and reaches the
+    check's server at its origin: no message, no ping, no login; exit 0."""
+    project.with_telegram()
+    prefix = with_healthcheck(project)
+
+    run = project.run("check-config")
+
+    assert run.code == 0, run.output
+    (get_me,) = project.sim.requests("telegram_getme")
+    assert get_me.path == f"/bot{BOT_TOKEN}/getMe"
+    (get_chat,) = project.sim.requests("telegram_getchat")
+    assert get_chat.json == {"chat_id": "4242"}
+    assert project.sim.count("telegram") == 0
+    assert project.sim.count("healthcheck") == 0
+    assert project.sim.count("interactive_login") == 0
+    heads = [r.path for r in project.sim.requests("unknown") if r.method == "HEAD"]
+    assert heads == ["/"], "the health check's server is asked at its origin, once"
+    assert (
+        "✓ Telegram accepts the bot token (bot @xts_sim_bot) and knows chat 4242 (XTS alerts); "
+        "no message was sent." in run.stdout
+    )
+    origin = project.sim.url + "/"
+    assert f"✓ The health check's server {origin} answers over http" in run.stdout
+    assert "no ping was sent" in run.stdout
+    assert prefix not in run.stdout  # whoever knows a check's URL can ping it: not shown
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✓ Ready")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "setting", "get_chats"),
+    [("bot-token", "TELEGRAM_TOKEN", 0), ("chat", "TELEGRAM_CHAT_ID", 1)],
+)
+def test_check_config_names_a_refused_bot_token_or_unknown_chat(
+    project: Project, refusal: str, setting: str, get_chats: int
+) -> None:
+    """A bot token Telegram refuses, or a chat it cannot find, is exit 2 naming the setting;
+    nothing is sent, and the rest (XTS, the health check) is still checked."""
+    project.with_telegram()
+    with_healthcheck(project)
+    if refusal == "bot-token":
+        project.sim.refuse_bot_token(BOT_TOKEN)
+    else:
+        project.sim.forget_chat("4242")
+
+    run = project.run("check-config")
+
+    assert run.code == 2, run.output
+    assert project.sim.count("telegram_getme") == 1
+    assert project.sim.count("telegram_getchat") == get_chats
+    assert project.sim.count("telegram") == 0
+    (line,) = [text for text in run.stdout.splitlines() if text.startswith("✗ Telegram")]
+    assert line.startswith("✗ Telegram refused the check (HTTP 40")
+    assert f"Check {setting}" in line
+    assert "✓ The health check's server" in run.stdout
+    assert "is reachable over http" in run.stdout  # the API root
+    assert run.stdout.rstrip().splitlines()[-1] == (
+        "✗ Not ready (exit code 2): fix what is marked ✗ above, then run check-config again."
+    )
+
+
+@pytest.mark.parametrize("unreachable", ["telegram", "healthcheck"])
+def test_check_config_says_when_telegram_or_the_health_check_cannot_be_reached(
+    project: Project, unreachable: str
+) -> None:
+    """Telegram or the health check's server on a closed port is exit 3, named; the other is
+    still checked."""
+    project.with_telegram()
+    with_healthcheck(project)
+    dead = f"http://127.0.0.1:{closed_port()}"
+    if unreachable == "telegram":
+        project.settings["TELEGRAM_API_URL"] = dead
+    else:
+        project.settings["HEALTHCHECK_URL"] = dead + "/ping/abc"
+
+    run = project.run("check-config")
+
+    assert run.code == 3, run.output
+    name = "Telegram" if unreachable == "telegram" else "The health check"
+    assert (
+        f"✗ {name} cannot be reached (connection refused): its notifications would not arrive."
+        in run.stdout
+    )
+    reached = "✓ The health check's server" if unreachable == "telegram" else "✓ Telegram accepts"
+    assert reached in run.stdout
+    assert project.sim.count("telegram") == 0
+    assert project.sim.count("healthcheck") == 0
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")

@@ -1,0 +1,340 @@
+"""Delivering the run's news: Telegram messages and health-check pings, retried within budgets.
+
+A failed refresh at 09:00 is announced by one Telegram message and one closing ping; a glitch at
+that moment (a reset connection, a 5xx, Telegram's 429 when a group hears from many bots at
+market open) must not silence it. So a delivery that failed transiently is tried again, with the
+run's backoff (``XTS_RETRY_BACKOFF``, doubling, with jitter, at least the ``retry_after`` Telegram
+asks for), within a budget of its own, and no retry starts after the run's deadline: a Telegram
+outage cannot hold a cron run. A refusal (a bad bot token, an unknown chat or check) is never
+retried; it is logged once, with the setting to fix. Nothing here changes a run's exit code, and
+no line names the bot token (it is part of every Bot API URL, and no URL of it is logged).
+
+Only runs with Telegram or a health check import this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .client import explain_transport_failure, one_line
+from .errors import NotificationRefusedError, NotificationUnavailableError
+from .notify import PING_BODY_BYTES
+from .settings import TelegramSettings
+from .timebox import Deadline, Pacing, backoff_seconds, retry_after_seconds, run_within
+
+if TYPE_CHECKING:
+    from .notify import Log
+
+ATTEMPTS = 4  # the first try and three retries, each within the budget
+TELEGRAM_ATTEMPT_SECONDS = 10.0
+TELEGRAM_BUDGET_SECONDS = 20.0  # all of a run's messages, which go out side by side
+PING_ATTEMPT_SECONDS = 5.0
+PING_BUDGET_SECONDS = 15.0  # all of a run's closing pings, side by side
+MIN_ATTEMPT_SECONDS = 1.0  # a retry starts only with at least this much time left after its wait
+CHECK_SECONDS = 5.0  # check-config's questions: one try each
+TLS_HINT = "see REQUESTS_CA_BUNDLE"  # these requests trust the system's certificates, not XTS's
+
+
+def deliver(
+    what: str,
+    attempt: Callable[[float], object],
+    pacing: Pacing,
+    log: Log,
+    *,
+    attempt_seconds: float,
+    budget: Deadline,
+    attempts: int = ATTEMPTS,
+) -> bool:
+    """Call ``attempt(timeout)`` until it returns; True when it did.
+
+    It is tried again after a NotificationUnavailableError (or no answer within ``timeout``),
+    up to ``attempts`` times, while a retry and its wait fit both in ``budget`` and before the
+    run's deadline; after a NotificationRefusedError it is not. The first attempt always
+    happens: a run that used up its deadline still announces why. ``what`` ("The Telegram
+    notification to chat 42") starts each line this logs.
+    """
+    reason = ""
+    for number in range(1, attempts + 1):
+        timeout = min(attempt_seconds, budget.remaining())
+        if number > 1:
+            timeout = min(timeout, pacing.deadline.remaining())
+        try:
+            # run_within bounds the whole exchange: requests' timeout bounds each read only.
+            run_within(timeout, functools.partial(attempt, timeout))
+        except TimeoutError:
+            reason, retry_after = f"no answer within {timeout:g} s", None
+        except NotificationRefusedError as refusal:
+            reason, fix = refusal.message, refusal.hint
+            log.warning("⚠ %s was refused (%s): it was not delivered. %s", what, reason, fix)
+            return False
+        except NotificationUnavailableError as failure:
+            reason, retry_after = failure.message, failure.retry_after
+        else:
+            if number > 1:  # the lines above said it failed: say that it arrived after all
+                log.info("✓ %s got through on attempt %d of %d.", what, number, attempts)
+            return True
+        if number == attempts:
+            break
+        wait = backoff_seconds(pacing.first_wait, number, retry_after)
+        left = min(budget.remaining(), pacing.deadline.remaining())
+        if wait + MIN_ATTEMPT_SECONDS > left:
+            limit = (
+                f"its {budget.seconds:g} s budget"
+                if budget.remaining() <= pacing.deadline.remaining()
+                else f"XTS_DEADLINE ({pacing.deadline.seconds:g} s)"
+            )
+            asked = f" (asked to wait {retry_after:g} s)" if retry_after is not None else ""
+            log.warning(
+                "⚠ %s failed (%s)%s, and %s leaves no time for another try: it was not delivered.",
+                what,
+                reason,
+                asked,
+                limit,
+            )
+            return False
+        log.warning(
+            "⚠ %s failed (%s), attempt %d of %d; retrying in %.1f s.",
+            what,
+            reason,
+            number,
+            attempts,
+            wait,
+        )
+        time.sleep(wait)
+    after = f" after {attempts} attempts" if attempts > 1 else ""
+    log.warning("⚠ %s failed (%s)%s: it was not delivered.", what, reason, after)
+    return False
+
+
+def side_by_side(actions: Sequence[Callable[[], object]]) -> None:
+    """Run ``actions`` at once, each in its own thread, and wait for all: one chat or check
+    that hangs costs the others nothing, and the run at most one budget."""
+    if len(actions) == 1:
+        actions[0]()
+        return
+    threads = [threading.Thread(target=action, name="xts-delivery") for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+# -- Telegram -----------------------------------------------------------------------------------
+
+
+def telegram_result(status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    """The ``result`` of a Bot API answer that says ``"ok": true``.
+
+    Raises NotificationUnavailableError for a 429 (with its ``retry_after``), a 5xx or a 2xx
+    that is not a Bot API answer (a proxy's page); NotificationRefusedError for any other
+    answer, its hint the setting to fix.
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        answer = {}
+    description = one_line(str(answer.get("description") or ""))[:200]
+    reason = f"HTTP {status}: {description}" if description else f"HTTP {status}"
+    parameters = answer.get("parameters")
+    parameters = parameters if isinstance(parameters, dict) else {}
+    if status == 429 or status >= 500:
+        retry_after = retry_after_seconds(parameters.get("retry_after"))
+        if retry_after is None:
+            retry_after = retry_after_seconds(headers.get("Retry-After"))
+        raise NotificationUnavailableError(reason, retry_after)
+    if 200 <= status < 300:
+        if answer.get("ok") is True:
+            return answer.get("result")
+        raise NotificationUnavailableError(f"HTTP {status}, but not a Bot API answer")
+    raise NotificationRefusedError(reason, telegram_fix(status, description, parameters))
+
+
+def telegram_fix(status: int, description: str, parameters: Mapping[str, Any]) -> str:
+    """What to change when the Bot API refused a request."""
+    if status == 401:
+        return (
+            "Check TELEGRAM_TOKEN: Telegram knows no bot by this token (copy it whole from "
+            "@BotFather; it looks like 123456789:AA…)."
+        )
+    if status == 404:
+        return (
+            "Check TELEGRAM_TOKEN (copy it whole from @BotFather; it looks like "
+            "123456789:AA…), and TELEGRAM_API_URL if you set it: Telegram answers 404 to a "
+            "malformed token, and so does a server that is not a Bot API."
+        )
+    moved = parameters.get("migrate_to_chat_id")
+    if isinstance(moved, int) and not isinstance(moved, bool):
+        return f"Set TELEGRAM_CHAT_ID={moved}: the group became a supergroup with this new ID."
+    if status in (400, 403):
+        return (
+            "Check TELEGRAM_CHAT_ID, and that the bot may write there (added to the group or "
+            "channel; for a private chat, someone has sent it /start)."
+        )
+    return "Check TELEGRAM_TOKEN, TELEGRAM_CHAT_ID and TELEGRAM_API_URL."
+
+
+def telegram_call(
+    telegram: TelegramSettings, method: str, fields: Mapping[str, Any], timeout: float
+) -> Any:
+    """The ``result`` of one Bot API request (``sendMessage``, ``getMe``…); raises as
+    telegram_result does, and NotificationUnavailableError when no answer came."""
+    url = f"{telegram.api_url}/bot{telegram.bot_token}/{method}"
+    try:
+        with requests.post(url, json=dict(fields), timeout=timeout) as answer:
+            return telegram_result(answer.status_code, answer.headers, answer.content)
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+        raise NotificationRefusedError(type(exc).__name__, "Check TELEGRAM_API_URL.") from None
+    except requests.RequestException as exc:
+        # The bot token is in the URL, which some of requests' messages quote.
+        reason = explain_transport_failure(exc, TLS_HINT).replace(telegram.bot_token, "…")
+        raise NotificationUnavailableError(reason) from None
+
+
+def send_telegram(telegram: TelegramSettings, text: str, pacing: Pacing, log: Log) -> bool:
+    """Send ``text`` to the configured chat, retried as ``deliver`` says; True when Telegram
+    accepted it."""
+    fields = {"chat_id": telegram.chat_id, "text": text, "disable_web_page_preview": True}
+    return deliver(
+        f"The Telegram notification to chat {telegram.chat_id}",
+        lambda timeout: telegram_call(telegram, "sendMessage", fields, timeout),
+        pacing,
+        log,
+        attempt_seconds=TELEGRAM_ATTEMPT_SECONDS,
+        budget=Deadline(TELEGRAM_BUDGET_SECONDS),
+    )
+
+
+def send_telegram_messages(
+    messages: Sequence[tuple[TelegramSettings, str]], pacing: Pacing, log: Log
+) -> None:
+    """Send each ``(chat, text)`` side by side: the run waits at most one budget for all."""
+    side_by_side([functools.partial(send_telegram, *message, pacing, log) for message in messages])
+
+
+def check_telegram(telegram: TelegramSettings) -> str:
+    """What check-config says of Telegram, having asked the Bot API who the bot is
+    (``getMe``, which proves the token) and about the chat (``getChat``); nothing is sent.
+
+    Raises NotificationUnavailableError when Telegram cannot be asked, NotificationRefusedError
+    when it said no.
+    """
+    bot = telegram_call(telegram, "getMe", {}, CHECK_SECONDS)
+    name = bot.get("username") if isinstance(bot, dict) else None
+    chat = telegram_call(telegram, "getChat", {"chat_id": telegram.chat_id}, CHECK_SECONDS)
+    title = chat.get("title") or chat.get("username") if isinstance(chat, dict) else None
+    who = f"bot @{one_line(str(name))}" if name else "the bot"
+    where = f"chat {telegram.chat_id}" + (f" ({one_line(str(title))})" if title else "")
+    return f"Telegram accepts the bot token ({who}) and knows {where}; no message was sent."
+
+
+# -- health checks ------------------------------------------------------------------------------
+
+
+def ping_result(status: int, headers: Mapping[str, str]) -> None:
+    """Nothing for a 2xx answer to a ping; NotificationUnavailableError for a 429 or a 5xx
+    (worth another try), NotificationRefusedError for any other answer."""
+    if 200 <= status < 300:
+        return
+    if status == 429 or status >= 500:
+        raise NotificationUnavailableError(
+            f"HTTP {status}", retry_after_seconds(headers.get("Retry-After"))
+        )
+    raise NotificationRefusedError(
+        f"HTTP {status}", "Check HEALTHCHECK_URL: the check's ping URL, as its page shows it."
+    )
+
+
+class HealthCheck:
+    """One run's pings of one health check, the way runitor does them.
+
+    Both pings carry the same ``rid`` (a UUID), so healthchecks.io pairs the start with the
+    end and measures the run; the closing ping is a POST whose body is the run's console
+    output (already redacted, at most the last PING_BODY_BYTES), so the check's page says why a
+    run failed. The start ping is tried once (a run that starts is no news); the closing ping,
+    which carries the exit code, is retried as ``deliver`` says. A ping that fails is logged
+    and never changes the outcome.
+    """
+
+    def __init__(self, base_url: str, pacing: Pacing) -> None:
+        import uuid  # only runs with a health check pay for it
+
+        self.base_url = base_url
+        self.pacing = pacing
+        self.rid = str(uuid.uuid4())
+
+    def start(self, log: Log) -> bool:
+        """``GET <url>/start?rid=…``, once; True on a 2xx answer."""
+        return self._ping("start", None, log, attempts=1)
+
+    def finish(self, code: int, output: str, log: Log) -> bool:
+        """``POST <url>/<code>?rid=…`` with the tail of ``output``; True on a 2xx answer."""
+        body = output.encode("utf-8", "backslashreplace")[-PING_BODY_BYTES:]
+        return self._ping(str(code), body, log, attempts=ATTEMPTS)
+
+    def _ping(self, suffix: str, body: bytes | None, log: Log, *, attempts: int) -> bool:
+        url = f"{self.base_url}/{suffix}"
+        params = {"rid": self.rid}
+
+        def send(timeout: float) -> None:
+            try:
+                if body is None:
+                    answer = requests.get(url, params=params, timeout=timeout)
+                else:
+                    headers = {"Content-Type": "text/plain; charset=utf-8"}
+                    answer = requests.post(
+                        url, params=params, data=body, headers=headers, timeout=timeout
+                    )
+            except requests.RequestException as exc:
+                raise NotificationUnavailableError(
+                    explain_transport_failure(exc, TLS_HINT)
+                ) from None
+            with answer:
+                ping_result(answer.status_code, answer.headers)
+
+        return deliver(
+            f"The health-check ping /{suffix}",
+            send,
+            self.pacing,
+            log,
+            attempt_seconds=PING_ATTEMPT_SECONDS,
+            budget=Deadline(PING_BUDGET_SECONDS),
+            attempts=attempts,
+        )
+
+
+def finish_checks(finishes: Sequence[tuple[HealthCheck, int, str]], log: Log) -> None:
+    """Send each check's closing ping ``(check, exit code, output)``, side by side."""
+    side_by_side(
+        [functools.partial(check.finish, code, output, log) for check, code, output in finishes]
+    )
+
+
+def check_health_check(url: str) -> str:
+    """What check-config says of the health check, having reached the server of ``url`` (its
+    origin, ``scheme://host/``: a request to the ping URL itself would be a ping).
+
+    Raises NotificationUnavailableError when it cannot be reached or answers 5xx.
+    """
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}/"
+    try:
+        with requests.head(origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
+            status = answer.status_code
+    except requests.RequestException as exc:
+        raise NotificationUnavailableError(explain_transport_failure(exc, TLS_HINT)) from None
+    if status >= 500:
+        raise NotificationUnavailableError(f"its server {origin} answered HTTP {status}")
+    return (
+        f"The health check's server {origin} answers over {parts.scheme} (HTTP {status}); "
+        "no ping was sent."
+    )
