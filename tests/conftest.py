@@ -166,6 +166,20 @@ def closed_port() -> int:
     return port
 
 
+def with_healthcheck(project: Project) -> str:
+    """Point HEALTHCHECK_URL at the simulator's ping endpoint, a fresh check; its path."""
+    import uuid
+
+    prefix = f"/ping/{uuid.uuid4()}"
+    project.settings["HEALTHCHECK_URL"] = project.sim.url + prefix
+    return prefix
+
+
+def ping_paths(project: Project) -> list[str]:
+    """The paths of the pings the simulator received, in order."""
+    return [request.path for request in project.sim.requests("healthcheck")]
+
+
 def assert_no_secrets(project: Project, *texts: str) -> None:
     """Fail when any secret or session token appears in ``texts``."""
     for secret in project.secrets():

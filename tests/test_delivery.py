@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
-from conftest import BOT_TOKEN, Project, Run, closed_port, token_json
+from conftest import (
+    BOT_TOKEN,
+    Project,
+    Run,
+    closed_port,
+    ping_paths,
+    token_json,
+    with_healthcheck,
+)
 
 from xts_refresher.delivery import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
 from xts_refresher.simulator import Fault
@@ -25,18 +32,6 @@ from xts_refresher.simulator import Fault
 REFUSED_LOGIN = Fault.xts_error(
     "e-user-0005", "Invalid credentials. Please check your App Key and Secret Key."
 )
-
-
-def with_healthcheck(project: Project) -> str:
-    """Point HEALTHCHECK_URL at the simulator under a fresh check; the check's path."""
-    prefix = f"/ping/{uuid.uuid4()}"
-    project.settings["HEALTHCHECK_URL"] = project.sim.url + prefix
-    return prefix
-
-
-def ping_paths(project: Project) -> list[str]:
-    """The paths of every ping the simulator received, in order."""
-    return [request.path for request in project.sim.requests("healthcheck")]
 
 
 def assert_nothing_secret_left(project: Project) -> None:

@@ -18,24 +18,21 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, SECRETS, Project, assert_no_secrets, closed_port, token_json
+from conftest import (
+    SCRIPT,
+    SECRETS,
+    Project,
+    assert_no_secrets,
+    closed_port,
+    ping_paths,
+    token_json,
+    with_healthcheck,
+)
 
 from xts_refresher.settings import SECRET_VARIABLES
 from xts_refresher.simulator import Fault
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def with_healthcheck(project: Project) -> str:
-    """Point HEALTHCHECK_URL at the simulator's ping endpoint; the check's path prefix."""
-    prefix = f"/ping/{uuid.uuid4()}"
-    project.settings["HEALTHCHECK_URL"] = project.sim.url + prefix
-    return prefix
-
-
-def ping_paths(project: Project) -> list[str]:
-    """The paths of the pings the simulator received, in order."""
-    return [request.path for request in project.sim.requests("healthcheck")]
 
 
 def assert_pings_carry_no_secret(project: Project) -> None:
