@@ -1607,3 +1607,28 @@ def test_deliver_waits_only_within_the_budget_and_the_deadline(
         f"⚠ The thing failed (HTTP 429) (asked to wait 30 s), and {limit} leaves no time for "
         "another try: it was not delivered."
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "retries"),
+    [("0", 0), ("3", 3), (" 20 ", 20), ("007", 7), ("21", None), ("-1", None), ("1e1", None),
+     ("3.0", None), ("²", None), ("٣", None), ("0000003", None), ("", 4)],
+)  # fmt: skip
+def test_xts_retries_takes_ascii_whole_numbers_only(
+    tmp_path: Path, value: str, retries: int | None
+) -> None:
+    """XTS_RETRIES: up to six ASCII digits, at most 20 (unset: 4); anything else, a superscript
+    or Arabic-Indic digit included, is a problem naming the variable."""
+    env_file = tmp_path / "t.env"
+    env_file.write_text("", encoding="utf-8")
+    environ = {
+        "XTS_API_ROOT": "https://x.example",
+        INTERACTIVE.key_variable: "k-123456",
+        INTERACTIVE.secret_variable: "s-123456",
+        "XTS_RETRIES": value,
+    }
+    if retries is None:
+        with pytest.raises(errors.ConfigError, match="XTS_RETRIES must be a whole number"):
+            load_settings(PathOverrides(env_file=str(env_file)), environ)
+    else:
+        assert load_settings(PathOverrides(env_file=str(env_file)), environ).retries == retries

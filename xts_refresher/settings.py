@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -372,7 +371,9 @@ class _Validator:
         value = self.values.get(name, "").strip()
         if not value:
             return default
-        if not re.fullmatch(r"[0-9]{1,6}", value) or int(value) > maximum:
+        # Not a regular expression: compiling one costs every run about 0.3 M instructions.
+        digits = value.isascii() and value.isdigit() and len(value) <= 6
+        if not digits or int(value) > maximum:
             self.problems.append(
                 f"{name} must be a whole number from 0 to {maximum}, not {value!r}."
             )
