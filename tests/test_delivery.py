@@ -102,9 +102,10 @@ def test_a_failure_message_whose_first_attempts_fail_arrives_once(project: Proje
 
 
 def test_a_429_asking_longer_than_the_budget_is_not_waited_for(project: Project) -> None:
-    """Flood control asking for 60 s, more than the 20 s budget: one request, a warning that
-    says why it was not retried, and the run is not held."""
-    project.with_telegram().sim.add_fault("telegram", Fault.telegram_flood(retry_after=60))
+    """Flood control asking for 30 s, more than the 20 s budget (and less than the 60 s
+    XTS_DEADLINE): one request, a warning that says why it was not retried, and the run is
+    not held."""
+    project.with_telegram().sim.add_fault("telegram", Fault.telegram_flood(retry_after=30))
 
     started = time.monotonic()
     run = project.run()
@@ -115,7 +116,7 @@ def test_a_429_asking_longer_than_the_budget_is_not_waited_for(project: Project)
     assert project.sim.count("telegram") == 1
     assert project.sim.telegram_messages() == []
     (warning,) = warnings_about(run, "Telegram notification")
-    assert "(asked to wait 60 s)" in warning
+    assert "(asked to wait 30 s)" in warning
     assert f"its {TELEGRAM_BUDGET_SECONDS:g} s budget leaves no time for another try" in warning
     assert warning.endswith("it was not delivered.")
     assert "Telegram notification" in run.log
@@ -194,6 +195,45 @@ def test_no_retry_starts_after_the_runs_deadline(project: Project) -> None:
     (warning,) = warnings_about(run, "Telegram notification")
     assert "(HTTP 502)" in warning
     assert "XTS_DEADLINE (2 s) leaves no time for another try" in warning
+
+
+def test_an_answer_nested_too_deep_for_the_parser_is_retried_not_a_crash(
+    project: Project,
+) -> None:
+    """A 200 whose body is JSON nested 200,000 deep (the parser gives up with a RecursionError)
+    is not a Bot API answer: retried, delivered once, and the run's exit code and closing ping
+    are its own."""
+    project.with_telegram()
+    prefix = with_healthcheck(project)
+    project.sim.add_fault("telegram", Fault.raw(b"[" * 200_000, 200))
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert project.sim.count("telegram") == 2
+    assert len(project.sim.telegram_messages()) == 1
+    (retry,) = warnings_about(run, "retrying")
+    assert "(HTTP 200, but not a Bot API answer), attempt 1 of 4" in retry
+    assert ping_paths(project) == [f"{prefix}/start", f"{prefix}/0"]
+    assert "Unexpected" not in run.output
+    assert "Traceback" not in run.output + run.log
+
+
+def test_a_message_longer_than_telegram_takes_is_cut_and_still_sent(project: Project) -> None:
+    """A failure whose XTS description is 9,000 characters long makes a message over Telegram's
+    4,096: it is cut, says so, and is delivered on the first attempt."""
+    project.with_telegram()
+    project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid. " * 1000))
+
+    run = project.run()
+
+    assert run.code == 1, run.output
+    (message,) = project.sim.telegram_messages()
+    text = message.json["text"]
+    assert len(text) <= 4096
+    assert text.startswith("❌ XTS token refresh FAILED")
+    assert text.endswith("… (cut here to fit Telegram: the log has every line)")
+    assert project.sim.count("telegram") == 1
 
 
 # -- the closing health-check ping ---------------------------------------------------------------
@@ -360,3 +400,24 @@ def test_check_config_says_when_telegram_or_the_health_check_cannot_be_reached(
     assert project.sim.count("telegram") == 0
     assert project.sim.count("healthcheck") == 0
     assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")
+
+
+def test_check_config_never_shows_the_health_checks_password(project: Project) -> None:
+    """A self-hosted check behind basic authentication: its server is named without the user
+    and password, whether it answers or fails (503)."""
+    host = project.sim.url.split("://", 1)[1]
+    project.settings["HEALTHCHECK_URL"] = f"http://hcuser:hunter2-FAKE-pass@{host}/ping/abc"
+
+    run = project.run("check-config")
+
+    assert run.code == 0, run.output
+    assert f"✓ The health check's server http://{host}/ answers over http" in run.stdout
+    project.sim.add_fault("unknown", Fault.html(503), times=2)  # the API root's GET, the HEAD
+
+    failing = project.run("check-config")
+
+    assert failing.code == 3, failing.output
+    assert f"its server http://{host}/ answered HTTP 503" in failing.stdout
+    for done in (run, failing):
+        assert "hunter2" not in done.output + done.log
+        assert "hcuser" not in done.output + done.log

@@ -169,8 +169,8 @@ def test_an_unreachable_ping_endpoint_does_not_change_the_outcome(project: Proje
     run = project.run()
 
     assert run.code == 0
-    assert "health-check ping /start failed" in run.stdout
-    assert "health-check ping /0 failed" in run.stdout
+    assert "health-check ping /start failed (connection refused): it was not" in run.stdout
+    assert "health-check ping /0 failed (connection refused) after 4 attempts" in run.stdout
     assert project.sim.count("interactive_login") == 1
     assert project.token_file.exists()
 

@@ -1455,6 +1455,12 @@ def test_telegram_answers_worth_another_try(
             "Set TELEGRAM_CHAT_ID=-1001234567890",
         ),
         (409, "Conflict", {}, "Check TELEGRAM_TOKEN, TELEGRAM_CHAT_ID and TELEGRAM_API_URL"),
+        (
+            400,
+            "Bad Request: message is too long",
+            {},
+            "Check TELEGRAM_TOKEN, TELEGRAM_CHAT_ID and TELEGRAM_API_URL",
+        ),
     ],
 )
 def test_telegram_refusals_name_the_setting_to_fix(
@@ -1632,3 +1638,31 @@ def test_xts_retries_takes_ascii_whole_numbers_only(
             load_settings(PathOverrides(env_file=str(env_file)), environ)
     else:
         assert load_settings(PathOverrides(env_file=str(env_file)), environ).retries == retries
+
+
+def test_deliver_turns_an_unforeseen_exception_into_a_warning() -> None:
+    """Whatever an attempt raises, the delivery fails with a line naming only its type, and
+    the run goes on."""
+    attempt = _Attempts(RuntimeError("detail that might hold anything"))
+    done, lines = _deliver(attempt)
+    assert done is False
+    assert attempt.calls == 1
+    assert lines == ["⚠ The thing failed (unexpected RuntimeError): it was not delivered."]
+
+
+def test_a_secret_in_a_long_requests_message_is_hidden_before_it_is_shortened() -> None:
+    """A bot token that straddles the 200th character of requests' message (a long
+    TELEGRAM_API_URL behind a proxy) is hidden whole: not a piece of it is left."""
+    import requests
+
+    from xts_refresher.client import explain_transport_failure
+
+    token = "123456789:AAEhBP0av28rGhZ-pkZmEwFakeFakeFake12"
+    url = "https://" + "a" * 135 + ".example/bot" + token + "/sendMessage"  # token at 185
+    failure = requests.exceptions.ProxyError(f"Unable to connect to proxy for {url}")
+    shown = explain_transport_failure(failure, hide=token)
+    assert shown.startswith("ProxyError: ")
+    assert ".example/bot…/sendMes" in shown
+    assert token[:14] in explain_transport_failure(failure), "the test no longer straddles"
+    for start in range(len(token) - 6):
+        assert token[start : start + 6] not in shown

@@ -471,11 +471,12 @@ class XtsClient:
 
 
 def explain_transport_failure(
-    exc: requests.RequestException, tls_hint: str = "see XTS_CA_BUNDLE"
+    exc: requests.RequestException, tls_hint: str = "see XTS_CA_BUNDLE", hide: str = ""
 ) -> str:
     """A one-line reason for a requests failure, from the types and ``errno`` of the
     failure and the exceptions beneath it (never from their English text); ``tls_hint`` says
-    where the certificates that failed come from."""
+    where the certificates that failed come from. ``hide`` (a secret in the URL, which some of
+    requests' messages quote) is cut out of the text before it is shortened."""
     if isinstance(exc, requests.exceptions.SSLError):
         return f"TLS failed (certificate not trusted or handshake broken; {tls_hint})"
     if isinstance(exc, requests.exceptions.Timeout):
@@ -486,4 +487,5 @@ def explain_transport_failure(
                 return reason
         if isinstance(cause, OSError) and cause.errno in RESET_ERRNOS:
             return "the connection was reset"
-    return f"{type(exc).__name__}: {one_line(str(exc))[:200]}"
+    text = str(exc).replace(hide, "…") if hide else str(exc)
+    return f"{type(exc).__name__}: {one_line(text)[:200]}"

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 
@@ -40,7 +40,9 @@ PING_ATTEMPT_SECONDS = 5.0
 PING_BUDGET_SECONDS = 15.0  # all of a run's closing pings, side by side
 MIN_ATTEMPT_SECONDS = 1.0  # a retry starts only with at least this much time left after its wait
 CHECK_SECONDS = 5.0  # check-config's questions: one try each
-TLS_HINT = "see REQUESTS_CA_BUNDLE"  # these requests trust the system's certificates, not XTS's
+TLS_HINT = "see REQUESTS_CA_BUNDLE"  # these requests trust certifi's bundle, not XTS_CA_BUNDLE
+TELEGRAM_MAX_CHARACTERS = 4096  # Telegram refuses a longer text ("message is too long")
+CUT_NOTE = "\n… (cut here to fit Telegram: the log has every line)"
 
 
 def deliver(
@@ -77,6 +79,11 @@ def deliver(
             return False
         except NotificationUnavailableError as failure:
             reason, retry_after = failure.message, failure.retry_after
+        except Exception as exc:  # a bug or an answer nothing foresaw: never the run's outcome
+            log.warning(
+                "⚠ %s failed (unexpected %s): it was not delivered.", what, type(exc).__name__
+            )
+            return False
         else:
             if number > 1:  # the lines above said it failed: say that it arrived after all
                 log.info("✓ %s got through on attempt %d of %d.", what, number, attempts)
@@ -139,7 +146,7 @@ def telegram_result(status: int, headers: Mapping[str, str], body: bytes) -> Any
     """
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         answer = None
     if not isinstance(answer, dict):
         answer = {}
@@ -175,7 +182,7 @@ def telegram_fix(status: int, description: str, parameters: Mapping[str, Any]) -
     moved = parameters.get("migrate_to_chat_id")
     if isinstance(moved, int) and not isinstance(moved, bool):
         return f"Set TELEGRAM_CHAT_ID={moved}: the group became a supergroup with this new ID."
-    if status in (400, 403):
+    if status == 403 or (status == 400 and "chat" in description.lower()):
         return (
             "Check TELEGRAM_CHAT_ID, and that the bot may write there (added to the group or "
             "channel; for a private chat, someone has sent it /start)."
@@ -196,13 +203,15 @@ def telegram_call(
         raise NotificationRefusedError(type(exc).__name__, "Check TELEGRAM_API_URL.") from None
     except requests.RequestException as exc:
         # The bot token is in the URL, which some of requests' messages quote.
-        reason = explain_transport_failure(exc, TLS_HINT).replace(telegram.bot_token, "…")
+        reason = explain_transport_failure(exc, TLS_HINT, hide=telegram.bot_token)
         raise NotificationUnavailableError(reason) from None
 
 
 def send_telegram(telegram: TelegramSettings, text: str, pacing: Pacing, log: Log) -> bool:
     """Send ``text`` to the configured chat, retried as ``deliver`` says; True when Telegram
     accepted it."""
+    if len(text) > TELEGRAM_MAX_CHARACTERS:  # a run where many accounts failed
+        text = text[: TELEGRAM_MAX_CHARACTERS - len(CUT_NOTE)] + CUT_NOTE
     fields = {"chat_id": telegram.chat_id, "text": text, "disable_web_page_preview": True}
     return deliver(
         f"The Telegram notification to chat {telegram.chat_id}",
@@ -271,6 +280,7 @@ class HealthCheck:
         self.base_url = base_url
         self.pacing = pacing
         self.rid = str(uuid.uuid4())
+        self.password = urlsplit(base_url).password or ""  # never in a line of the log
 
     def start(self, log: Log) -> bool:
         """``GET <url>/start?rid=…``, once; True on a 2xx answer."""
@@ -295,9 +305,8 @@ class HealthCheck:
                         url, params=params, data=body, headers=headers, timeout=timeout
                     )
             except requests.RequestException as exc:
-                raise NotificationUnavailableError(
-                    explain_transport_failure(exc, TLS_HINT)
-                ) from None
+                reason = explain_transport_failure(exc, TLS_HINT, hide=self.password)
+                raise NotificationUnavailableError(reason) from None
             with answer:
                 ping_result(answer.status_code, answer.headers)
 
@@ -312,11 +321,26 @@ class HealthCheck:
         )
 
 
+def start_checks(checks: Sequence[HealthCheck], log: Log) -> None:
+    """Send each check's start ping, side by side: several checks cost one ping's time."""
+    side_by_side([functools.partial(check.start, log) for check in checks])
+
+
 def finish_checks(finishes: Sequence[tuple[HealthCheck, int, str]], log: Log) -> None:
     """Send each check's closing ping ``(check, exit code, output)``, side by side."""
     side_by_side(
         [functools.partial(check.finish, code, output, log) for check, code, output in finishes]
     )
+
+
+def shown_origin(parts: SplitResult) -> str:
+    """``scheme://host[:port]/`` of a URL, without its user and password (a self-hosted check
+    behind basic authentication has them in HEALTHCHECK_URL)."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/"
 
 
 def check_health_check(url: str) -> str:
@@ -327,14 +351,16 @@ def check_health_check(url: str) -> str:
     """
     parts = urlsplit(url)
     origin = f"{parts.scheme}://{parts.netloc}/"
+    shown = shown_origin(parts)
     try:
         with requests.head(origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
             status = answer.status_code
     except requests.RequestException as exc:
-        raise NotificationUnavailableError(explain_transport_failure(exc, TLS_HINT)) from None
+        reason = explain_transport_failure(exc, TLS_HINT, hide=parts.password or "")
+        raise NotificationUnavailableError(reason) from None
     if status >= 500:
-        raise NotificationUnavailableError(f"its server {origin} answered HTTP {status}")
+        raise NotificationUnavailableError(f"its server {shown} answered HTTP {status}")
     return (
-        f"The health check's server {origin} answers over {parts.scheme} (HTTP {status}); "
+        f"The health check's server {shown} answers over {parts.scheme} (HTTP {status}); "
         "no ping was sent."
     )

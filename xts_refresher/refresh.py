@@ -524,8 +524,10 @@ def _refresh_many(
     log.addHandler(capture)
     pacing = run_pacing(selection.accounts)
     checks = _health_checks(selection, pacing)
-    for check, _ in checks.values():
-        check.start(log)
+    if checks:
+        from .delivery import start_checks
+
+        start_checks([check for check, _ in checks.values()], log)
     results: dict[str, AccountResult] = {}
 
     def refresh_in_thread(settings: Settings) -> None:

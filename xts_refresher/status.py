@@ -422,6 +422,8 @@ def check_notifications(
                 answers[key] = NotificationUnavailableError(
                     f"no answer within {3 * CHECK_SECONDS:g} s"
                 )
+            except Exception as exc:  # an answer nothing foresaw: a ✗ line, not a traceback
+                answers[key] = NotificationUnavailableError(f"unexpected {type(exc).__name__}")
         answer = answers[key]
         if isinstance(answer, str):
             log.info("✓ %s", answer)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from .values import Frozen
+
 T = TypeVar("T")
 
 MAX_BACKOFF_SECONDS = 60.0
@@ -26,13 +28,16 @@ class Deadline:
         return max(0.0, self._end - time.monotonic())
 
 
-class Pacing:
+class Pacing(Frozen):
     """When a run's messages and pings may be retried: after waits that start at
     ``first_wait`` (XTS_RETRY_BACKOFF), and only before the run's ``deadline``."""
 
+    __slots__ = ("deadline", "first_wait")
+    first_wait: float
+    deadline: Deadline
+
     def __init__(self, first_wait: float, deadline: Deadline) -> None:
-        self.first_wait = first_wait
-        self.deadline = deadline
+        self._set(first_wait=first_wait, deadline=deadline)
 
 
 def backoff_seconds(first_wait: float, attempt: int, retry_after: float | None = None) -> float:
