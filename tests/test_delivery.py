@@ -219,6 +219,19 @@ def test_an_answer_nested_too_deep_for_the_parser_is_retried_not_a_crash(
     assert "Traceback" not in run.output + run.log
 
 
+def test_a_runaway_answer_is_not_read_past_a_mebibyte(project: Project) -> None:
+    """A 200 of 5 MiB (a misrouted download instead of the Bot API) is read to 1 MiB only,
+    then given up as a transient failure: retried, delivered once."""
+    project.with_telegram().sim.add_fault("telegram", Fault.raw(b"x" * (5 * 1024 * 1024), 200))
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert len(project.sim.telegram_messages()) == 1
+    (retry,) = warnings_about(run, "retrying")
+    assert "(an answer larger than 1048576 bytes), attempt 1 of 4" in retry
+
+
 def test_a_message_longer_than_telegram_takes_is_cut_and_still_sent(project: Project) -> None:
     """A failure whose XTS description is 9,000 characters long makes a message over Telegram's
     4,096: it is cut, says so, and is delivered on the first attempt."""

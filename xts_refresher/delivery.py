@@ -43,6 +43,7 @@ CHECK_SECONDS = 5.0  # check-config's questions: one try each
 TLS_HINT = "see REQUESTS_CA_BUNDLE"  # these requests trust certifi's bundle, not XTS_CA_BUNDLE
 TELEGRAM_MAX_CHARACTERS = 4096  # Telegram refuses a longer text ("message is too long")
 CUT_NOTE = "\n… (cut here to fit Telegram: the log has every line)"
+MAX_ANSWER_BYTES = 1024 * 1024  # a Bot API answer is a few hundred bytes
 
 
 def deliver(
@@ -197,14 +198,27 @@ def telegram_call(
     telegram_result does, and NotificationUnavailableError when no answer came."""
     url = f"{telegram.api_url}/bot{telegram.bot_token}/{method}"
     try:
-        with requests.post(url, json=dict(fields), timeout=timeout) as answer:
-            return telegram_result(answer.status_code, answer.headers, answer.content)
+        with requests.post(url, json=dict(fields), timeout=timeout, stream=True) as answer:
+            return telegram_result(answer.status_code, answer.headers, capped_body(answer))
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
         raise NotificationRefusedError(type(exc).__name__, "Check TELEGRAM_API_URL.") from None
     except requests.RequestException as exc:
         # The bot token is in the URL, which some of requests' messages quote.
         reason = explain_transport_failure(exc, TLS_HINT, hide=telegram.bot_token)
         raise NotificationUnavailableError(reason) from None
+
+
+def capped_body(answer: requests.Response) -> bytes:
+    """The answer's body; NotificationUnavailableError past MAX_ANSWER_BYTES (a runaway
+    answer cannot fill the memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in answer.iter_content(65536):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise NotificationUnavailableError(f"an answer larger than {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def send_telegram(telegram: TelegramSettings, text: str, pacing: Pacing, log: Log) -> bool:
@@ -298,16 +312,16 @@ class HealthCheck:
         def send(timeout: float) -> None:
             try:
                 if body is None:
-                    answer = requests.get(url, params=params, timeout=timeout)
+                    answer = requests.get(url, params=params, timeout=timeout, stream=True)
                 else:
                     headers = {"Content-Type": "text/plain; charset=utf-8"}
                     answer = requests.post(
-                        url, params=params, data=body, headers=headers, timeout=timeout
+                        url, params=params, data=body, headers=headers, timeout=timeout, stream=True
                     )
             except requests.RequestException as exc:
                 reason = explain_transport_failure(exc, TLS_HINT, hide=self.password)
                 raise NotificationUnavailableError(reason) from None
-            with answer:
+            with answer:  # streamed, and closed unread: only the status counts
                 ping_result(answer.status_code, answer.headers)
 
         return deliver(
