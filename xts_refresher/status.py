@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 
 from .checks import DEFAULT_RENEW_BEFORE, foreign_token, format_duration, warn_about_setup
 from .client import XtsClient
-from .errors import ConfigError, TokenRejectedError, TokenUnavailableError, XtsRefreshError
+from .errors import (
+    ConfigError,
+    NotificationRefusedError,
+    NotificationUnavailableError,
+    TokenRejectedError,
+    TokenUnavailableError,
+    XtsRefreshError,
+)
 from .notify import AccountLog, Redactor, report_failure
 from .sessions import SESSIONS, Session
 from .settings import Settings
@@ -400,7 +407,6 @@ def check_notifications(
     if settings.telegram is None and not settings.healthcheck_url:
         return 0
     from .delivery import CHECK_SECONDS, check_health_check, check_telegram
-    from .errors import NotificationRefusedError, NotificationUnavailableError
 
     questions: list[tuple[str, tuple[str, ...], Callable[[], str]]] = []
     if settings.telegram is not None:
