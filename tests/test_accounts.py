@@ -818,8 +818,8 @@ def test_check_config_before_the_first_refresh_passes_and_sends_no_login(
     fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
 ) -> None:
     """The README's order: check-config before any refresh. The accounts' own folders do not
-    exist yet (a refresh makes them), which is no problem: exit 0, every line prefixed, no
-    login anywhere, no folder made."""
+    exist yet (a refresh makes them), which is no problem: exit 0, every line prefixed but the
+    last, which speaks for both; no login anywhere, no folder made."""
     assert len(pair) == 2  # both accounts are written by the run
 
     run = fleet.run("check-config")
@@ -829,7 +829,9 @@ def test_check_config_before_the_first_refresh_passes_and_sends_no_login(
         assert f"[{name}] ✓ Ready" in run.stdout
         assert not (fleet.accounts_dir / name).exists()
     assert logins(sim) == logins(sim2) == 0
-    assert all(line.startswith(("[alice] ", "[bob] ")) for line in lines(run.stdout))
+    *account_lines, closing = lines(run.stdout)
+    assert all(line.startswith(("[alice] ", "[bob] ")) for line in account_lines)
+    assert closing == "✓ All 2 accounts are ready."
 
 
 def test_shared_api_keys_in_the_shared_env_are_warned_about(
@@ -884,10 +886,13 @@ def test_the_per_chat_messages_and_shared_ping_go_out_once_despite_glitches(
     assert [line.split(" failed")[0] for line in retried] == [
         "⚠ The Telegram notification to chat 4242",
         "⚠ The Telegram notification to chat 4242",
-        "⚠ The health-check ping /3",
+        "⚠ The health-check ping /3 for alice, bob",
     ]
     assert "✓ The Telegram notification to chat 4242 got through on attempt 3 of 4." in run.stdout
-    assert "✓ The health-check ping /3 got through on attempt 2 of 4." in run.stdout
+    assert "✓ The health-check ping /3 for alice, bob got through on attempt 2 of 4." in run.stdout
+    assert "⚠ The health-check ping /start for alice, bob failed (HTTP 502): it was not" in (
+        run.stdout
+    )
     assert last_line(run.stdout).startswith("✗ 1 of 2 accounts failed (exit code 3)")
 
 
@@ -955,3 +960,52 @@ def test_check_config_asks_a_shared_chat_and_check_once_for_all_accounts(
     )
     assert "[alice] ✗ Not ready (exit code 2)" in refused.stdout
     assert "[bob] ✓ Ready" in refused.stdout
+    assert last_line(refused.stdout) == "✗ 1 of 2 accounts not ready (exit code 2): alice."
+
+
+def test_a_message_about_many_failed_accounts_is_cut_to_fit_telegram(
+    fleet: Fleet, sim: XtsSimulator
+) -> None:
+    """Nine accounts refused with pages-long XTS descriptions: the one message would pass
+    Telegram's 4,096 characters, so it is cut there, says so, and is delivered at once."""
+    fleet.with_telegram(sim)
+    for number in range(9):
+        fleet.add(f"acct{number}", sim, f"USR{number:03d}")
+    sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Refused. " * 200), times=9)
+
+    run = fleet.run()
+
+    assert run.code == 1, run.output
+    assert sim.count("interactive_login") == 9
+    (message,) = sim.telegram_messages()
+    text = message.json["text"]
+    assert 4000 < len(text) <= 4096
+    assert text.startswith("❌ XTS token refresh on ")
+    assert "9 of 9 accounts FAILED (exit code 1)" in text.split("\n", 1)[0]
+    assert text.endswith("\n… (cut here to fit Telegram: the log has every line)")
+    assert sim.count("telegram") == 1
+
+
+def test_the_start_pings_of_several_checks_go_out_side_by_side(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """Each account's own check hangs on ``/start``: the two pings wait their 5 s together,
+    not one after the other, and each line names its account."""
+    alice, bob = pair
+    alice.settings["HEALTHCHECK_URL"] = f"{sim.url}/ping/{uuid.uuid4()}"
+    bob.settings["HEALTHCHECK_URL"] = f"{sim2.url}/ping/{uuid.uuid4()}"
+    sim.add_fault("healthcheck", Fault.hang(30))
+    sim2.add_fault("healthcheck", Fault.hang(30))
+
+    started = time.monotonic()
+    run = fleet.run()
+    elapsed = time.monotonic() - started
+
+    assert run.code == 0, run.output
+    assert elapsed < 8.5, f"the run took {elapsed:.1f} s: were the start pings one by one?"
+    for name in ("alice", "bob"):
+        assert (
+            f"⚠ The health-check ping /start for {name} failed (no answer within 5 s): it was "
+            "not delivered." in run.stdout
+        )
+    assert sim.count("healthcheck") == sim2.count("healthcheck") == 2

@@ -232,9 +232,11 @@ def test_a_runaway_answer_is_not_read_past_a_mebibyte(project: Project) -> None:
     assert "(an answer larger than 1048576 bytes), attempt 1 of 4" in retry
 
 
-def test_a_message_longer_than_telegram_takes_is_cut_and_still_sent(project: Project) -> None:
-    """A failure whose XTS description is 9,000 characters long makes a message over Telegram's
-    4,096: it is cut, says so, and is delivered on the first attempt."""
+def test_a_pages_long_xts_description_is_cut_in_the_message_but_not_its_hint(
+    project: Project,
+) -> None:
+    """A failure whose XTS description is 9,000 characters long: the message keeps its first
+    500 characters, says it was cut, and still ends with what to do; the log has it whole."""
     project.with_telegram()
     project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid. " * 1000))
 
@@ -243,9 +245,11 @@ def test_a_message_longer_than_telegram_takes_is_cut_and_still_sent(project: Pro
     assert run.code == 1, run.output
     (message,) = project.sim.telegram_messages()
     text = message.json["text"]
-    assert len(text) <= 4096
+    assert 600 < len(text) < 1500
     assert text.startswith("❌ XTS token refresh FAILED")
-    assert text.endswith("… (cut here to fit Telegram: the log has every line)")
+    assert "… (cut; the log has it whole) Fix XTS_INTERACTIVE_API_KEY and" in text
+    assert text.endswith("then run again.")
+    assert "Invalid. " * 900 in run.log
     assert project.sim.count("telegram") == 1
 
 

@@ -1666,3 +1666,55 @@ def test_a_secret_in_a_long_requests_message_is_hidden_before_it_is_shortened() 
     assert token[:14] in explain_transport_failure(failure), "the test no longer straddles"
     for start in range(len(token) - 6):
         assert token[start : start + 6] not in shown
+
+
+def test_pacing_is_read_only() -> None:
+    """The accounts' threads share one Pacing: none may change it for the others."""
+    from xts_refresher.timebox import Deadline, Pacing
+
+    pacing = Pacing(2.0, Deadline(60))
+    with pytest.raises(AttributeError):
+        pacing.first_wait = 0.0
+    assert pacing.first_wait == 2.0
+
+
+def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check of Telegram that raises what nothing foresaw (a bug) is a ✗ line asking for a
+    report, and exit 4, not a traceback; the health check is still asked (here: refused, as
+    nothing listens on port 9 of 127.0.0.1)."""
+    import logging
+
+    from xts_refresher import delivery, status
+
+    def broken(telegram: TelegramSettings) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(delivery, "check_telegram", broken)
+    env_file = tmp_path / "t.env"
+    env_file.write_text("", encoding="utf-8")
+    environ = {
+        "XTS_API_ROOT": "https://x.example",
+        INTERACTIVE.key_variable: "k-123456",
+        INTERACTIVE.secret_variable: "s-123456",
+        "TELEGRAM_TOKEN": "123456789:AAFakeFakeFakeFakeFakeFakeFakeFake00",
+        "TELEGRAM_CHAT_ID": "42",
+        "HEALTHCHECK_URL": "http://127.0.0.1:9/ping/abc",
+    }
+    loaded = load_settings(PathOverrides(env_file=str(env_file)), environ)
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    log = logging.getLogger("test-check-notifications")
+    log.propagate = False
+    log.addHandler(Keep())
+    assert status.check_notifications(loaded, log, {}) == 4
+    assert lines[0] == (
+        "✗ Unexpected error (RuntimeError) while checking Telegram. Please report it, with the "
+        "log file (xts_token_refresh.log)."
+    )
+    assert lines[1].startswith("✗ The health check cannot be reached (connection refused)")

@@ -288,13 +288,15 @@ class HealthCheck:
     and never changes the outcome.
     """
 
-    def __init__(self, base_url: str, pacing: Pacing) -> None:
+    def __init__(self, base_url: str, pacing: Pacing, accounts: Sequence[str] = ()) -> None:
         import uuid  # only runs with a health check pay for it
 
         self.base_url = base_url
         self.pacing = pacing
         self.rid = str(uuid.uuid4())
-        self.password = urlsplit(base_url).password or ""  # never in a line of the log
+        # Whose check it is, in its lines, when several accounts' checks are pinged at once.
+        self.accounts = tuple(accounts)
+        self.hide = hidden_userinfo(urlsplit(base_url))  # never in a line of the log
 
     def start(self, log: Log) -> bool:
         """``GET <url>/start?rid=…``, once; True on a 2xx answer."""
@@ -319,13 +321,14 @@ class HealthCheck:
                         url, params=params, data=body, headers=headers, timeout=timeout, stream=True
                     )
             except requests.RequestException as exc:
-                reason = explain_transport_failure(exc, TLS_HINT, hide=self.password)
+                reason = explain_transport_failure(exc, TLS_HINT, hide=self.hide)
                 raise NotificationUnavailableError(reason) from None
             with answer:  # streamed, and closed unread: only the status counts
                 ping_result(answer.status_code, answer.headers)
 
+        whose = f" for {', '.join(self.accounts)}" if self.accounts else ""
         return deliver(
-            f"The health-check ping /{suffix}",
+            f"The health-check ping /{suffix}{whose}",
             send,
             self.pacing,
             log,
@@ -345,6 +348,12 @@ def finish_checks(finishes: Sequence[tuple[HealthCheck, int, str]], log: Log) ->
     side_by_side(
         [functools.partial(check.finish, code, output, log) for check, code, output in finishes]
     )
+
+
+def hidden_userinfo(parts: SplitResult) -> str:
+    """What to cut out of a message that may quote the URL: its ``user:password@`` part (the
+    password alone may be too short to replace safely), or "" when it has none."""
+    return f"{parts.netloc.rsplit('@', 1)[0]}@" if "@" in parts.netloc else ""
 
 
 def shown_origin(parts: SplitResult) -> str:
@@ -370,7 +379,7 @@ def check_health_check(url: str) -> str:
         with requests.head(origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
             status = answer.status_code
     except requests.RequestException as exc:
-        reason = explain_transport_failure(exc, TLS_HINT, hide=parts.password or "")
+        reason = explain_transport_failure(exc, TLS_HINT, hide=hidden_userinfo(parts))
         raise NotificationUnavailableError(reason) from None
     if status >= 500:
         raise NotificationUnavailableError(f"its server {shown} answered HTTP {status}")

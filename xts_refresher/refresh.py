@@ -65,6 +65,7 @@ from .values import Frozen
 BANNER_RULE = "=" * 62
 
 APP_KEY_WARNING_DAYS = 14
+MESSAGE_ITEM_CHARACTERS = 500
 
 if TYPE_CHECKING:
     from .delivery import HealthCheck
@@ -437,12 +438,23 @@ def machine_label(settings: Settings | None) -> str:
     return (settings.notify_label if settings else None) or socket.gethostname()
 
 
+def message_item(failure: XtsRefreshError) -> str:
+    """``failure`` as a Telegram message tells it: its text cut to MESSAGE_ITEM_CHARACTERS (an
+    XTS description can be pages long, and Telegram takes 4,096 characters in all), its hint
+    (what to do) always whole."""
+    text = failure.message
+    if len(text) > MESSAGE_ITEM_CHARACTERS:
+        text = text[:MESSAGE_ITEM_CHARACTERS].rstrip() + "… (cut; the log has it whole)"
+    separator = "\n" if "\n" in text else " "
+    return f"{text}{separator}{failure.hint}".strip()
+
+
 def _single_message(result: AccountResult, label: str) -> str:
     """The Telegram message of a run of the single account (.env alone)."""
     host = label
     if result.errors:
         lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code})"]
-        lines += [f"• {e}" for e in result.errors]
+        lines += [f"• {message_item(e)}" for e in result.errors]
     else:
         lines = [f"✅ XTS token refreshed on {host}"]
     lines += [f"• {line}" for line in result.token_lines()]
@@ -466,7 +478,7 @@ def _accounts_message(results: Sequence[AccountResult], label: str) -> str:
     for result in sorted(results, key=lambda r: (-r.code, r.account)):
         mark = "✗" if result.errors else "✓"
         lines.append(f"{mark} {result.account}")
-        lines += [f"  • {e}" for e in result.errors]
+        lines += [f"  • {message_item(e)}" for e in result.errors]
         lines += [f"  • {line}" for line in result.token_lines()]
         if not result.errors and not result.saved:
             lines.append("  • still valid, no login needed")
@@ -603,7 +615,7 @@ def _health_checks(
         return {}
     from .delivery import HealthCheck
 
-    return {url: (HealthCheck(url, pacing), names) for url, names in names_by_url.items()}
+    return {url: (HealthCheck(url, pacing, names), names) for url, names in names_by_url.items()}
 
 
 def _prefixes(names: Sequence[str]) -> tuple[str, ...]:

@@ -248,6 +248,8 @@ class Settings(Frozen):
         values = [v for c in self.credentials.values() for v in (c.app_key, c.secret)]
         if self.telegram is not None:
             values.append(self.telegram.bot_token)
+        if self.healthcheck_url:  # a self-hosted check behind basic authentication
+            values += filter(None, [urlsplit(self.healthcheck_url).password])
         return values
 
 

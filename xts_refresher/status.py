@@ -27,6 +27,7 @@ from .errors import (
     NotificationUnavailableError,
     TokenRejectedError,
     TokenUnavailableError,
+    UnexpectedError,
     XtsRefreshError,
 )
 from .notify import AccountLog, Redactor, report_failure
@@ -350,10 +351,25 @@ def check_config(
     for name, problem in broken:
         report_failure(AccountLog(log, name), problem)
     answers: dict[tuple[str, ...], str | XtsRefreshError] = {}  # each chat and server asked once
+    names = [name for name, _ in broken]
     for settings in accounts:
         account_log = AccountLog(log, settings.account) if labelled else log
         codes.append(check_account(settings, account_log, answers))
-    return max(codes, default=0)
+        names.append(settings.account)
+    code = max(codes, default=0)
+    if labelled:  # the last line speaks for every account, as a refresh's does
+        not_ready = [name for name, c in zip(names, codes) if c]
+        if not_ready:
+            log.error(
+                "✗ %d of %d accounts not ready (exit code %d): %s.",
+                len(not_ready),
+                len(codes),
+                code,
+                ", ".join(not_ready),
+            )
+        else:
+            log.info("✓ All %d accounts are ready.", len(codes))
+    return code
 
 
 def check_account(
@@ -428,11 +444,16 @@ def check_notifications(
                 answers[key] = NotificationUnavailableError(
                     f"no answer within {3 * CHECK_SECONDS:g} s"
                 )
-            except Exception as exc:  # an answer nothing foresaw: a ✗ line, not a traceback
-                answers[key] = NotificationUnavailableError(f"unexpected {type(exc).__name__}")
+            except Exception as exc:  # a bug: a ✗ line and exit 4, not a traceback
+                answers[key] = UnexpectedError(
+                    f"Unexpected error ({type(exc).__name__}) while checking {name}."
+                )
         answer = answers[key]
         if isinstance(answer, str):
             log.info("✓ %s", answer)
+        elif isinstance(answer, UnexpectedError):
+            log.error("✗ %s", answer)
+            code = max(code, answer.exit_code)
         elif isinstance(answer, NotificationRefusedError):
             log.error("✗ %s refused the check (%s). %s", name, answer.message, answer.hint)
             code = max(code, answer.exit_code)
