@@ -1258,3 +1258,64 @@ def test_load_tokens_env_reader_agrees_with_python_dotenv(
     value = _env_value_forms(path, comment, form)
     expected = dotenv_values(stream=io.StringIO(f"XTS_TOKEN_FILE={value}\n"), interpolate=False)
     assert paths.unquote(value) == expected["XTS_TOKEN_FILE"]
+
+
+# -- the plain .env reader -----------------------------------------------------------------------
+
+ENV_PIECES = st.sampled_from(
+    ["A", "B_2", "export ", "export", "=", "==", " ", "\t", "#", " #", "'", '"', "\\", "$X",
+     "${A}", "\r", "\r\n", "\n", "\x0c", "\u00a0", "é", "123456:AA-_x", "https://h/p?q=1",
+     "-1001", "/tmp/a b", "1A", ":", "\x00"]
+)  # fmt: skip
+
+
+def _dotenv(text: str) -> dict[str, str | None]:
+    import io
+
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
+
+
+@settings(FAST, max_examples=1500)
+@given(pieces=st.lists(ENV_PIECES, max_size=24))
+@example(pieces=["A", "=", "B_2", "\r", "B_2", "=", "A"])  # a lone carriage return ends a line
+@example(pieces=["A", "=", "B_2", "\x0c", "B_2", "=", "A"])  # str.splitlines would split here
+@example(pieces=["export ", "A", "=", "123456:AA-_x", "\n", "#", "A", "=", "-1001"])
+def test_the_plain_env_reader_reads_what_python_dotenv_reads(pieces: list[str]) -> None:
+    """Whatever text it accepts, plain_env_values reads as python-dotenv does (no
+    interpolation, as the refresher asks it); anything else it leaves to python-dotenv."""
+    from xts_refresher.settings import plain_env_values
+
+    text = "".join(pieces)
+    plain = plain_env_values(text)
+    event("plain" if plain is not None else "left to python-dotenv")
+    if plain is not None:
+        assert plain == _dotenv(text)
+
+
+def test_the_plain_env_reader_takes_the_example_settings_file() -> None:
+    """.env.example, filled in with values of the usual shapes, is plain: a refresh reads it
+    without importing python-dotenv (the point of the fast path)."""
+    from conftest import APP_DIR
+
+    from xts_refresher.settings import plain_env_values
+
+    filled = {
+        "XTS_API_ROOT": "https://ttblaze.iifl.com",
+        "XTS_INTERACTIVE_API_KEY": "ik-FAKE-7f3a9c-interactive-key",
+        "XTS_INTERACTIVE_API_SECRET": "Ab12$Cd34%Ef",
+        "XTS_USER_ID": "CK68",
+        "TELEGRAM_TOKEN": "987654321:AAFakeBotTokenZZtestonly_x9y8w7v6u5t4",
+        "TELEGRAM_CHAT_ID": "-1001234567890",
+        "HEALTHCHECK_URL": "https://hc-ping.com/0f6b7f1e-2d1c-4c4e-9c3e-5a6b7c8d9e0f",
+    }
+    lines = []
+    for line in (APP_DIR / ".env.example").read_text(encoding="utf-8").splitlines():
+        name = line.partition("=")[0]
+        lines.append(f"{name}={filled[name]}" if name in filled else line)
+    text = "\n".join(lines) + "\n"
+    plain = plain_env_values(text)
+    assert plain is not None
+    assert plain == _dotenv(text)
+    assert plain["TELEGRAM_TOKEN"] == filled["TELEGRAM_TOKEN"]

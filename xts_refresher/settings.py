@@ -29,6 +29,10 @@ TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
 TELEGRAM_MODES = ("all", "failure", "off")
 MAX_RETRIES = 20
+# What a plain settings file holds (printable ASCII, tabs, line ends), and what a plain value
+# does not (white space, quotes, a backslash, "#").
+PLAIN_ENV_TEXT = frozenset(map(chr, range(0x20, 0x7F))) | {"\n", "\r", "\t"}
+NOT_IN_PLAIN_VALUES = frozenset(" \t'\"\\#")
 DEFAULT_DEADLINE_SECONDS = 300.0
 DEFAULT_RETRY_BACKOFF_SECONDS = 2.0
 # Placeholders from .env.example: sending them to the broker would only earn a refusal.
@@ -258,16 +262,38 @@ def resolve_path(value: str | os.PathLike[str]) -> Path:
     return Path(paths.resolve(os.fspath(value)))
 
 
+def plain_env_values(text: str) -> dict[str, str] | None:
+    """The variables of ``text`` when every line is blank, a comment, or a plain
+    ``NAME=value`` (``export`` before it allowed; the value printable ASCII without quotes,
+    backslashes, white space or ``#``), as python-dotenv reads them; None for any other text,
+    which python-dotenv must read.
+
+    Most settings files are plain, and reading them without python-dotenv spares every run
+    its import (about 11 M instructions, 2 % of a refresh); a property test holds the two
+    readers to the same answers.
+    """
+    if not PLAIN_ENV_TEXT.issuperset(text):
+        return None
+    values: dict[str, str] = {}
+    # Lines end as python-dotenv ends them: at \r\n, \n or a lone \r.
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not name.isidentifier() or not NOT_IN_PLAIN_VALUES.isdisjoint(value):
+            return None
+        values[name] = value
+    return values
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables of a ``.env`` file; empty values and bare names are left out.
 
     A UTF-8 byte-order mark (Windows editors add one) is dropped before parsing, and no
-    ``${VAR}`` interpolation is done: a secret holding ``$`` stays as written.
+    ``${VAR}`` interpolation is done: a secret holding ``$`` stays as written. A plain file is
+    read without python-dotenv (plain_env_values), any other with it.
     """
-    try:
-        from dotenv import dotenv_values
-    except ImportError:
-        raise ConfigError("python-dotenv is not installed.", SETUP_HINT) from None
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -277,7 +303,13 @@ def read_env_file(path: Path) -> dict[str, str]:
             f"Cannot read the settings file {path}: {exc.strerror}.",
             "Check its path and that the user running the job can read it.",
         ) from None
-    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    parsed: Mapping[str, str | None] | None = plain_env_values(text)
+    if parsed is None:
+        try:
+            from dotenv import dotenv_values
+        except ImportError:
+            raise ConfigError("python-dotenv is not installed.", SETUP_HINT) from None
+        parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
     return {key: value for key, value in parsed.items() if value}
 
 
