@@ -605,6 +605,23 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_account_lines_coexist_in_the_crontab",
         ),
     ),
+    Mutant(
+        "settings-plain-reader-lone-cr-in-a-line",
+        SETTINGS,
+        'text.replace("\\r\\n", "\\n").replace("\\r", "\\n").split("\\n")',
+        'text.split("\\n")',
+        "a lone carriage return does not end a line for the plain .env reader, as it does for "
+        "python-dotenv: the two read the same file differently",
+        ("tests/test_properties.py::test_the_plain_env_reader_reads_what_python_dotenv_reads",),
+    ),
+    Mutant(
+        "settings-plain-reader-takes-quotes",
+        SETTINGS,
+        """NOT_IN_PLAIN_VALUES = frozenset(" \\t'\\"\\\\#")""",
+        """NOT_IN_PLAIN_VALUES = frozenset(" \\t#")""",
+        "a quoted value is read by the plain reader, quotes and all",
+        ("tests/test_properties.py::test_the_plain_env_reader_reads_what_python_dotenv_reads",),
+    ),
     # -- notifications that arrive ---------------------------------------------------------------
     Mutant(
         "delivery-never-retried",

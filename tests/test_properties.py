@@ -1277,8 +1277,24 @@ def _dotenv(text: str) -> dict[str, str | None]:
     return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
 
 
+ENV_LINES = st.lists(
+    st.tuples(
+        st.sampled_from(["", "export ", " ", "#"]),
+        st.sampled_from(["A", "B_2", "export", "1A", "A B"]),
+        st.sampled_from(["=", " = ", ""]),
+        st.lists(st.sampled_from(["x", "$X", "'", '"', "\\", "#", " #", " ", "-", ":", "é"]),
+                 max_size=4),
+        st.sampled_from(["\n", "\r\n", "\r"]),
+    ).map(lambda line: line[0] + line[1] + line[2] + "".join(line[3]) + line[4]),
+    max_size=6,
+).map("".join)  # fmt: skip
+
+
 @settings(FAST, max_examples=1500)
-@given(pieces=st.lists(ENV_PIECES, max_size=24))
+@given(pieces=st.lists(ENV_PIECES, max_size=24) | ENV_LINES.map(lambda text: [text]))
+@example(pieces=["A", "=", "'", "x", "'"])  # quotes are python-dotenv's to take off
+@example(pieces=["A", "=", '"', "$X", '"'])
+@example(pieces=["A", "=", "\\", "x"])
 @example(pieces=["A", "=", "B_2", "\r", "B_2", "=", "A"])  # a lone carriage return ends a line
 @example(pieces=["A", "=", "B_2", "\x0c", "B_2", "=", "A"])  # str.splitlines would split here
 @example(pieces=["export ", "A", "=", "123456:AA-_x", "\n", "#", "A", "=", "-1001"])
