@@ -1625,8 +1625,6 @@ def test_xts_retries_takes_ascii_whole_numbers_only(
 ) -> None:
     """XTS_RETRIES: up to six ASCII digits, at most 20 (unset: 4); anything else, a superscript
     or Arabic-Indic digit included, is a problem naming the variable."""
-    env_file = tmp_path / "t.env"
-    env_file.write_text("", encoding="utf-8")
     environ = {
         "XTS_API_ROOT": "https://x.example",
         INTERACTIVE.key_variable: "k-123456",
@@ -1635,9 +1633,9 @@ def test_xts_retries_takes_ascii_whole_numbers_only(
     }
     if retries is None:
         with pytest.raises(errors.ConfigError, match="XTS_RETRIES must be a whole number"):
-            load_settings(PathOverrides(env_file=str(env_file)), environ)
+            load(tmp_path, {}, environ)
     else:
-        assert load_settings(PathOverrides(env_file=str(env_file)), environ).retries == retries
+        assert load(tmp_path, {}, environ).retries == retries
 
 
 def test_deliver_turns_an_unforeseen_exception_into_a_warning() -> None:
@@ -1692,8 +1690,6 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(delivery, "check_telegram", broken)
-    env_file = tmp_path / "t.env"
-    env_file.write_text("", encoding="utf-8")
     environ = {
         "XTS_API_ROOT": "https://x.example",
         INTERACTIVE.key_variable: "k-123456",
@@ -1702,7 +1698,7 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
         "TELEGRAM_CHAT_ID": "42",
         "HEALTHCHECK_URL": "http://127.0.0.1:9/ping/abc",
     }
-    loaded = load_settings(PathOverrides(env_file=str(env_file)), environ)
+    loaded = load(tmp_path, {}, environ)
     lines: list[str] = []
 
     class Keep(logging.Handler):

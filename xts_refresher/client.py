@@ -460,14 +460,23 @@ class XtsClient:
     @staticmethod
     def _read_body(answer: requests.Response) -> bytes:
         """The body, refused past MAX_BODY_BYTES (a runaway answer cannot fill the memory)."""
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in answer.iter_content(65536):
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise RetryableError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = read_capped(answer, MAX_BODY_BYTES)
+        if body is None:
+            raise RetryableError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
+        return body
+
+
+def read_capped(answer: requests.Response, limit: int) -> bytes | None:
+    """The body of a streamed ``answer``, or None once it passes ``limit`` bytes (the rest is
+    never read)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in answer.iter_content(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def explain_transport_failure(

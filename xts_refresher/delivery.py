@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import requests
 
-from .client import explain_transport_failure, one_line
+from .client import explain_transport_failure, one_line, read_capped
 from .errors import NotificationRefusedError, NotificationUnavailableError
 from .notify import PING_BODY_BYTES
 from .settings import TelegramSettings
@@ -211,14 +211,10 @@ def telegram_call(
 def capped_body(answer: requests.Response) -> bytes:
     """The answer's body; NotificationUnavailableError past MAX_ANSWER_BYTES (a runaway
     answer cannot fill the memory)."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in answer.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise NotificationUnavailableError(f"an answer larger than {MAX_ANSWER_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = read_capped(answer, MAX_ANSWER_BYTES)
+    if body is None:
+        raise NotificationUnavailableError(f"an answer larger than {MAX_ANSWER_BYTES} bytes")
+    return body
 
 
 def send_telegram(telegram: TelegramSettings, text: str, pacing: Pacing, log: Log) -> bool:
