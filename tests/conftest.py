@@ -158,6 +158,22 @@ def run_process(
     )
 
 
+def copy_program(folder: Path, *files: str) -> Path:
+    """``folder`` (made) holding a copy of the package and of the project's top-level
+    ``files`` (the script unless others are named), without bytecode; ``folder``."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    for name in files or (SCRIPT.name,):
+        shutil.copy2(APP_DIR / name, folder / name)
+    shutil.copytree(
+        APP_DIR / "xts_refresher",
+        folder / "xts_refresher",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return folder
+
+
 def closed_port() -> int:
     """A loopback port nobody listens on (bound, noted, closed)."""
     with socket.socket() as probe:

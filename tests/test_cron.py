@@ -40,6 +40,7 @@ from conftest import (
     WRAPPER,
     Project,
     assert_no_secrets,
+    copy_program,
     run_process,
     skip_or_fail,
     token_json,
@@ -102,15 +103,7 @@ def script_cli(
 def program_copy(tmp_path: Path) -> Path:
     """A copy of the program (script, wrapper, package) in a temporary folder, whose
     ``accounts/`` holds the account files of ``ACCOUNTS`` (mode 600); its folder, resolved."""
-    folder = tmp_path / "program"
-    folder.mkdir()
-    for original in (SCRIPT, WRAPPER):
-        shutil.copy2(original, folder / original.name)
-    shutil.copytree(
-        APP_DIR / "xts_refresher",
-        folder / "xts_refresher",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    folder = copy_program(tmp_path / "program", SCRIPT.name, WRAPPER.name)
     accounts = folder / "accounts"
     accounts.mkdir(mode=0o700)
     for name in ACCOUNTS:

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    APP_DIR,
     PYTHON,
     SCRIPT,
     USER_ID,
     Project,
     assert_no_secrets,
+    copy_program,
     run_process,
     skip_or_fail,
     token_json,
@@ -284,15 +284,7 @@ def test_status_warns_about_an_exposed_env_file_on_stderr_with_json(project: Pro
 @pytest.fixture
 def copied_project(tmp_path: Path) -> Path:
     """A copy of the program (script and package) in a fresh folder with no .env in it."""
-    folder = tmp_path / "refresher"
-    folder.mkdir()
-    shutil.copy2(SCRIPT, folder / SCRIPT.name)
-    shutil.copytree(
-        APP_DIR / "xts_refresher",
-        folder / "xts_refresher",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    return folder
+    return copy_program(tmp_path / "refresher")
 
 
 def test_a_missing_env_file_is_named_with_its_absolute_path_and_how_to_create_it(

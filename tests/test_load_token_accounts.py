@@ -11,13 +11,12 @@ Token files are real files in the contract's shape (README, "Files").
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APP_DIR, PYTHON, run_process
+from conftest import PYTHON, copy_program, run_process
 
 # One process, many calls: each call's keyword arguments in, its token or its error out, and
 # the modules a bot must never pay for that were imported by then.
@@ -125,14 +124,7 @@ class Program:
 @pytest.fixture
 def program(tmp_path: Path) -> Program:
     """A fresh copy of the program (no .env, no accounts) and a bot's own folder."""
-    folder = (tmp_path / "app").resolve()
-    folder.mkdir()
-    shutil.copy2(APP_DIR / "xts_token_refresh.py", folder / "xts_token_refresh.py")
-    shutil.copytree(
-        APP_DIR / "xts_refresher",
-        folder / "xts_refresher",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    folder = copy_program((tmp_path / "app").resolve())
     elsewhere = (tmp_path / "bot").resolve()
     elsewhere.mkdir()
     return Program(folder, elsewhere)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from conftest import (
     USER_ID,
     Project,
     assert_no_secrets,
+    copy_program,
     run_process,
     token_json,
 )
@@ -428,14 +428,7 @@ def test_demo_never_reads_a_env_file_and_ignores_proxies(tmp_path: Path) -> None
     """A copy of the program with a broken ``.env`` beside it (which any normal command would
     refuse) still runs ``demo`` to exit 0, even with an HTTP proxy set that cannot be reached:
     the demo uses neither, and the copy's folder is left as it was."""
-    app = tmp_path / "app"
-    app.mkdir()
-    shutil.copy2(SCRIPT, app / SCRIPT.name)
-    shutil.copytree(
-        APP_DIR / "xts_refresher",
-        app / "xts_refresher",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    app = copy_program(tmp_path / "app")
     (app / ".env").write_text("XTS_VERIFY_SSL=maybe\nXTS_API_ROOT=not-a-url\n", encoding="utf-8")
     before = tree(app)
     proxy = {"http_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}

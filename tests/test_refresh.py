@@ -8,7 +8,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import stat
 import subprocess
@@ -28,6 +27,7 @@ from conftest import (
     USER_ID,
     Project,
     closed_port,
+    copy_program,
     run_process,
     token_json,
 )
@@ -584,10 +584,7 @@ def test_load_token_raises_one_documented_exception(project: Project, tmp_path: 
 def test_load_token_never_needs_python_dotenv(tmp_path: Path) -> None:
     """A bot reads the token path from the .env beside the script (export, quotes, comments)
     with the standard library only: dotenv is never imported."""
-    copy = tmp_path / "app"
-    copy.mkdir()
-    shutil.copy(SCRIPT, copy / SCRIPT.name)
-    shutil.copytree(APP_DIR / "xts_refresher", copy / "xts_refresher")
+    copy = copy_program(tmp_path / "app")
     token = tmp_path / "elsewhere.json"
     token.write_text(
         json.dumps({"token": "opaque-token-abc", "userID": USER_ID,

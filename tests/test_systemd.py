@@ -22,7 +22,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import APP_DIR, CRON_PATH, PYTHON, SCRIPT, WRAPPER, run_process, skip_or_fail
+from conftest import (
+    APP_DIR,
+    CRON_PATH,
+    PYTHON,
+    SCRIPT,
+    WRAPPER,
+    copy_program,
+    run_process,
+    skip_or_fail,
+)
 
 from xts_refresher import systemd
 from xts_refresher.errors import ConfigError
@@ -154,19 +163,12 @@ def default_folder(home: Path) -> Path:
 def program_copy(tmp_path: Path) -> Path:
     """A copy of the program whose ``accounts/`` holds ``huf.env`` (XTS_DEADLINE=60) and
     ``self.env``, and whose ``.env`` sets XTS_DEADLINE=100; its folder, resolved."""
-    return copy_program(tmp_path / "program")
+    return program_with_accounts(tmp_path / "program")
 
 
-def copy_program(folder: Path) -> Path:
+def program_with_accounts(folder: Path) -> Path:
     """Copy the script, the wrapper and the package into ``folder``, with the accounts."""
-    folder.mkdir(parents=True)
-    for original in (SCRIPT, WRAPPER):
-        shutil.copy2(original, folder / original.name)
-    shutil.copytree(
-        APP_DIR / "xts_refresher",
-        folder / "xts_refresher",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    copy_program(folder, SCRIPT.name, WRAPPER.name)
     (folder / ".env").write_text(SHARED_DEADLINE, encoding="utf-8")
     accounts = folder / "accounts"
     accounts.mkdir(mode=0o700)
@@ -314,7 +316,7 @@ def test_install_dir_writes_two_units_systemd_accepts(
 def test_units_for_a_folder_with_spaces_percent_and_dollar(tmp_path: Path) -> None:
     """A program in ``my 50% $bots``: WorkingDirectory=, ExecStart= and Documentation= come
     out so that systemd-analyze finds the wrapper (it checks that ExecStart is executable)."""
-    program = copy_program(tmp_path / "my 50% $bots")
+    program = program_with_accounts(tmp_path / "my 50% $bots")
     units_dir = tmp_path / "units"
 
     done = systemd_cli("install", "--dir", str(units_dir), script=program / SCRIPT.name)

@@ -27,6 +27,7 @@ from conftest import (
     WRAPPER,
     Project,
     assert_no_secrets,
+    copy_program,
     run_process,
     token_json,
 )
@@ -105,15 +106,7 @@ def env_file_with_space(project: Project) -> Path:
 
 def copy_project(destination: Path) -> Path:
     """A copy of the project's program files (no virtualenv, no .env) in ``destination``."""
-    destination.mkdir()
-    for name in PROJECT_FILES:
-        shutil.copy2(APP_DIR / name, destination / name)
-    shutil.copytree(
-        APP_DIR / "xts_refresher",
-        destination / "xts_refresher",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    return destination
+    return copy_program(destination, *PROJECT_FILES)
 
 
 def empty_venv(folder: Path) -> Path:

@@ -296,13 +296,20 @@ def _setup_warnings(machine: tzinfo, machine_name: str, environ: Mapping[str, st
                 "unless it runs with the same TZ. If in doubt, run again without TZ "
                 "(env -u TZ ./xts_token_refresh.py cron install)."
             )
-    wrapper = APP_DIR / "refresh_xts_token.sh"
-    if not os.access(wrapper, os.X_OK):
-        warnings.append(
-            f"WARNING: {wrapper} is not executable, so cron cannot start it: "
-            "run ./refresh_xts_token.sh --setup (or chmod +x refresh_xts_token.sh)."
-        )
+    warnings += filter(None, [wrapper_not_executable("cron")])
     return warnings
+
+
+def wrapper_not_executable(scheduler: str) -> str | None:
+    """The warning that ``scheduler`` (cron, systemd) cannot start the wrapper, which is not
+    executable; None when it is."""
+    wrapper = APP_DIR / "refresh_xts_token.sh"
+    if os.access(wrapper, os.X_OK):
+        return None
+    return (
+        f"WARNING: {wrapper} is not executable, so {scheduler} cannot start it: "
+        "run ./refresh_xts_token.sh --setup (or chmod +x refresh_xts_token.sh)."
+    )
 
 
 def _is_cron_daemon(process: Path) -> bool:

@@ -510,12 +510,7 @@ def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
             f"WARNING: {ZONEINFO_DIR / zone} is missing, and systemd reads OnCalendar='s zone "
             "there: install tzdata (apt-get install tzdata), or the timer will not load."
         )
-    wrapper = APP_DIR / "refresh_xts_token.sh"
-    if not os.access(wrapper, os.X_OK):
-        notes.append(
-            f"WARNING: {wrapper} is not executable, so systemd cannot start it: "
-            "run ./refresh_xts_token.sh --setup (or chmod +x refresh_xts_token.sh)."
-        )
+    notes += filter(None, [cron.wrapper_not_executable("systemd")])
     if scope.system:
         notes.append(
             f"a system unit in {scope.folder}, run as {scope.user}"
