@@ -960,7 +960,10 @@ def test_check_config_asks_a_shared_chat_and_check_once_for_all_accounts(
     )
     assert "[alice] ✗ Not ready (exit code 2)" in refused.stdout
     assert "[bob] ✓ Ready" in refused.stdout
-    assert last_line(refused.stdout) == "✗ 1 of 2 accounts not ready (exit code 2): alice."
+    assert last_line(refused.stdout) == (
+        "✗ 1 of 2 accounts not ready (exit code 2): alice. Fix what is marked ✗ under their "
+        "names, then run check-config again."
+    )
 
 
 def test_a_message_about_many_failed_accounts_is_cut_to_fit_telegram(

@@ -361,7 +361,8 @@ def check_config(
         not_ready = [name for name, c in zip(names, codes) if c]
         if not_ready:
             log.error(
-                "✗ %d of %d accounts not ready (exit code %d): %s.",
+                "✗ %d of %d accounts not ready (exit code %d): %s. Fix what is marked ✗ under "
+                "their names, then run check-config again.",
                 len(not_ready),
                 len(codes),
                 code,
