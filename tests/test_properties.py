@@ -496,7 +496,10 @@ def _assert_valid_settings(loaded: Settings) -> None:
     assert 0 <= loaded.retries <= MAX_RETRIES
     assert isinstance(loaded.verify_ssl, bool)
     assert loaded.sessions
-    assert all(loaded.base_path(s).startswith("/") for s in SESSION_TABLE.values())
+    for session in SESSION_TABLE.values():
+        # "/" (or "//") configures no path of its own: "" puts the API at the root itself.
+        base = loaded.base_path(session)
+        assert base == "" or (base.startswith("/") and not base.endswith("/")), base
     if loaded.telegram is not None:
         assert loaded.telegram.notify in TELEGRAM_MODES
         assert _is_http_url(loaded.telegram.api_url)
@@ -890,6 +893,7 @@ def test_token_file_times_at_the_ends_of_the_calendar_are_handled(
 @example(name="TELEGRAM_NOTIFY", value=" Failure ")
 @example(name="XTS_CA_BUNDLE", value="a\x00b")
 @example(name="XTS_TOKEN_FILE", value="xts_marketdata_token.json")
+@example(name="XTS_MARKETDATA_PATH", value="/")  # no path of its own: the root itself
 def test_one_bad_setting_is_a_config_error_naming_it(name: str, value: str, scratch: Path) -> None:
     """Any text in any one variable of a valid environment: Settings in range (numbers and
     booleans as given), or ConfigError (exit 2) whose message names the variable (or the
