@@ -208,6 +208,25 @@ def test_a_bad_renew_before_is_a_usage_error(project: Project, value: str) -> No
     assert project.token_file.read_bytes() == before
 
 
+@pytest.mark.parametrize("args", [["--renew-before", "3h"], ["refresh", "--renew-before", "3h"]])
+def test_renew_before_without_if_needed_is_a_usage_error(project: Project, args: list[str]) -> None:
+    """``--renew-before`` only sets the window of ``--if-needed``: without it the run would log
+    in anyway, so it is exit 2 in argparse's words, saying to add ``--if-needed``, before any
+    request; the previous token file stays byte-identical."""
+    assert project.run().code == 0
+    before = project.token_file.read_bytes()
+    project.sim.clear()
+
+    run = project.run(*args)
+
+    assert run.code == 2, run.output
+    assert "error: argument --renew-before: applies only with --if-needed" in run.stderr
+    assert "add --if-needed" in run.stderr
+    assert run.stderr.startswith("usage: ")
+    assert project.sim.requests() == []
+    assert project.token_file.read_bytes() == before
+
+
 # -- refresh --verify ---------------------------------------------------------------------------
 
 

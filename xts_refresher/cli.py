@@ -83,7 +83,6 @@ def _refresh_arguments(refresh: argparse.ArgumentParser) -> None:
     refresh.add_argument(
         "--renew-before",
         type=parse_duration,
-        default=7200.0,
         metavar="DURATION",
         help="with --if-needed: renew tokens expiring within this (default 2h)",
     )
@@ -334,7 +333,8 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         from .refresh import RefreshOptions, refresh
 
         add_log_file(log, log_file_path(overrides, selection.install.values))
-        options = RefreshOptions(args.if_needed, args.renew_before, args.verify)
+        window = {} if args.renew_before is None else {"renew_before": args.renew_before}
+        options = RefreshOptions(args.if_needed, verify=args.verify, **window)
         return refresh(selection, options, log, redactor)
     if args.command == "status":
         from .status import status
@@ -378,7 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     full = with_default_command(argv)
-    args = build_parser(command_named(full)).parse_args(full)
+    parser = build_parser(command_named(full))
+    args = parser.parse_args(full)
+    if getattr(args, "renew_before", None) is not None and not args.if_needed:
+        # Without --if-needed every session is logged in to, whatever the window says.
+        parser.error("argument --renew-before: applies only with --if-needed; add --if-needed")
     redactor = Redactor()
     log = setup_logging(redactor, console_stream(args))
     try:
