@@ -120,6 +120,51 @@ def test_status_after_a_failed_refresh_still_shows_the_failure(project: Project)
     assert found['xts_token_usable{account="default",session="interactive"}'] == 1
 
 
+def test_a_run_record_that_cannot_be_written_is_a_metrics_warning(project: Project) -> None:
+    """The run record's place is taken by a folder: the refresh still saves its token and
+    exits 0, and the one ⚠ line speaks of the metrics' run record, not of a token (whose
+    saving went fine)."""
+    with_metrics(project)
+    record = project.token_file.with_name(project.token_file.name + ".run")
+    record.mkdir()
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert token_json(project.token_file)["token"]
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert len(warnings) == 1, run.stdout
+    assert warnings[0] == (
+        "⚠ The metrics' run record of account default was not written: Cannot save the run "
+        f"record to {record}: it is a folder; the previous record is kept."
+    )
+
+
+def test_a_metrics_file_that_cannot_be_replaced_is_a_metrics_warning(project: Project) -> None:
+    """The metrics file is immutable (``chattr +i``): the refresh still saves its token and
+    exits 0; the one ⚠ line names the metrics file and never speaks of a token."""
+    path = with_metrics(project)
+    assert project.run().code == 0
+    before = path.read_bytes()
+    chattr = shutil.which("chattr") or "/usr/bin/chattr"
+    done = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        skip_or_fail(f"chattr +i does not work here: {done.stderr.strip()}")
+    try:
+        run = project.run()
+    finally:
+        subprocess.run([chattr, "-i", str(path)], capture_output=True, check=False)
+
+    assert run.code == 0, run.output
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert len(warnings) == 1, run.stdout
+    expected = f"The metrics file {path} was not written: Cannot save the metrics file to {path}"
+    assert expected in warnings[0]
+    assert "token" not in warnings[0]
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
 def free_port() -> int:
     """A loopback port nobody listens on at the moment."""
     with socket.socket() as probe:

@@ -67,7 +67,9 @@ def save_run(settings: Settings, record: RunRecord) -> None:
     """Record the account's last refresh (atomically; a failure to record costs no token)."""
     data = {"ended_at": record.ended_at, "exit_code": record.exit_code, "duration": record.duration}
     content = (json.dumps(data) + "\n").encode("utf-8")
-    write_atomically(run_record_path(settings), content, "the previous record is kept")
+    write_atomically(
+        run_record_path(settings), content, "the previous record is kept", what="the run record"
+    )
 
 
 def load_run(settings: Settings) -> RunRecord | None:
@@ -150,7 +152,9 @@ def write_metrics(accounts: Sequence[Settings], log: Log) -> None:
     for path, named in by_file.items():
         try:
             content = render(named).encode("utf-8")
-            write_atomically(path, content, "the previous file is kept", METRICS_FILE_MODE)
+            write_atomically(
+                path, content, "the previous file is kept", METRICS_FILE_MODE, "the metrics file"
+            )
         except TokenSaveError as exc:
             log.warning("⚠ The metrics file %s was not written: %s", path, exc.message)
 
@@ -164,4 +168,8 @@ def record_runs(results: Iterable[tuple[Settings, int]], started: float, log: Lo
         try:
             save_run(settings, RunRecord(ended, code, ended - started))
         except TokenSaveError as exc:
-            log.warning("⚠ The run record of %s was not written: %s", settings.account, exc.message)
+            log.warning(
+                "⚠ The metrics' run record of account %s was not written: %s",
+                settings.account,
+                exc.message,
+            )

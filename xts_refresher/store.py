@@ -315,6 +315,7 @@ def write_atomically(
     content: bytes,
     kept: str = "the previous token is kept",
     mode: int = TOKEN_FILE_MODE,
+    what: str = "the token",
 ) -> None:
     """Replace ``path`` with ``content`` so a reader sees the old file or the new one, whole.
 
@@ -322,7 +323,8 @@ def write_atomically(
     whatever the umask),
     written, fsynced, then renamed over ``path``; a symbolic link at ``path`` is replaced, not
     followed. On any failure the temporary file is removed, the old file is untouched, and
-    TokenSaveError says why, then ``kept`` (what the untouched old file means).
+    TokenSaveError says why (saving ``what``), then ``kept`` (what the untouched old file
+    means).
     """
     folder = path.parent
     tmp = _temporary_beside(path)
@@ -345,7 +347,7 @@ def write_atomically(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         reason = exc.strerror or str(exc)
-        raise TokenSaveError(f"Cannot save the token to {path}: {reason}; {kept}.") from None
+        raise TokenSaveError(f"Cannot save {what} to {path}: {reason}; {kept}.") from None
     _fsync_folder(folder)
 
 
