@@ -645,6 +645,32 @@ def test_an_invalid_account_files_problem_is_reported_under_its_prefix(
     assert_account_lines_prefixed(run, pair)
 
 
+def test_an_unterminated_quote_in_an_account_file_fails_that_account_only(
+    fleet: Fleet, pair: tuple[Account, Account], sim2: XtsSimulator
+) -> None:
+    """bob's file opens a quote on line 3 (``XTS_INTERACTIVE_API_SECRET="...``) and never closes
+    it: bob fails with exit 2, one message under ``[bob] `` naming his file and the line,
+    said once and never showing the secret; nothing is sent to his broker; alice is
+    refreshed."""
+    alice, bob = pair
+    bob.settings["XTS_INTERACTIVE_API_SECRET"] = '"' + bob.interactive_secret
+
+    run = fleet.run()
+
+    assert run.code == 2, run.output
+    expected = (
+        f"[bob] ✗ The settings file {bob.file} cannot be read: line 3: the value of "
+        'XTS_INTERACTIVE_API_SECRET opens a quote (") that its line does not close.'
+    )
+    assert [line for line in lines(run.stdout) if "line 3" in line][0].startswith(expected)
+    assert run.output.count("line 3") == 2, run.output  # its ✗ line, and the closing summary
+    assert last_line(run.stdout).startswith("✗ 1 of 2 accounts failed (exit code 2): bob: ")
+    assert "python-dotenv" not in run.output
+    assert_holds_newest_token(alice)
+    assert sim2.requests() == []
+    assert not bob.token_file.exists()
+
+
 # -- 7. hook and pings per account ----------------------------------------------------------------
 
 

@@ -275,6 +275,73 @@ def test_bad_settings_exit_2_before_any_traffic(
     assert named in run.log  # a cron run's configuration error reaches its log too
 
 
+def env_file_with_a_bad_line(project: Project, bad_line: str, *, last: bool) -> Path:
+    """The project's settings in a file of their own, opened by a comment and a blank line,
+    ``XTS_INTERACTIVE_API_SECRET``'s line replaced by ``bad_line`` (moved to the end when
+    ``last``; otherwise line 5, followed by a quoted value); its path."""
+    lines = ["# my broker", ""]
+    for name, value in project.settings.items():
+        if name == "XTS_INTERACTIVE_API_SECRET":
+            lines.append(bad_line if not last else f"# {name} is set below")
+            lines.append(f'XTS_USER_ID="{USER_ID}"')
+        elif name != "XTS_USER_ID":
+            lines.append(f"{name}={value}")
+    if last:
+        lines.append(bad_line)
+    path = project.folder / "broken.env"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+@pytest.mark.parametrize("last", [False, True], ids=["a-later-quote-closes-it", "never-closed"])
+def test_an_unterminated_quote_in_the_env_file_is_exit_2_naming_its_line(
+    project: Project, quote: str, last: bool
+) -> None:
+    """``XTS_INTERACTIVE_API_SECRET="abc`` (the quote never closed on its line; a later line's
+    quote would otherwise close it, swallowing the lines between): exit 2 with one message
+    naming the file and the line, said once and never showing the value; nothing is sent and
+    the token file is kept."""
+    before = refreshed(project)
+    env_file = env_file_with_a_bad_line(
+        project, f"XTS_INTERACTIVE_API_SECRET={quote}{INTERACTIVE_SECRET}", last=last
+    )
+    line = len(env_file.read_text(encoding="utf-8").splitlines()) if last else 5
+
+    run = project.run("--env-file", str(env_file), use_env_file=False)
+
+    assert run.code == 2, run.output
+    expected = (
+        f"✗ The settings file {env_file} cannot be read: line {line}: the value of "
+        f"XTS_INTERACTIVE_API_SECRET opens a quote ({quote}) that its line does not close."
+    )
+    assert last_line(run.stdout).startswith(expected + " Close each quote on its line"), run.output
+    assert run.output.count(f"line {line}") == 1, run.output
+    assert "python-dotenv" not in run.output
+    assert expected.removeprefix("✗ ") in run.log
+    assert project.sim.requests() == []
+    assert project.token_file.read_bytes() == before
+
+
+def test_a_line_that_is_not_a_setting_is_exit_2_naming_its_line(project: Project) -> None:
+    """A line python-dotenv cannot read (``NAME value``, no ``=``) is exit 2 naming the file and
+    the line, not a warning after which the setting is silently missing; the value (here the
+    secret) is never shown."""
+    env_file = env_file_with_a_bad_line(
+        project, f"XTS_INTERACTIVE_API_SECRET {INTERACTIVE_SECRET} # pasted", last=False
+    )
+
+    run = project.run("check-config", "--env-file", str(env_file), use_env_file=False)
+
+    assert run.code == 2, run.output
+    assert last_line(run.stdout).startswith(
+        f"✗ The settings file {env_file} cannot be read: line 5 is not NAME=value. Write "
+    ), run.output
+    assert "python-dotenv" not in run.output
+    assert project.sim.requests() == []
+
+
 def test_missing_env_file_flag_exit_2(project: Project) -> None:
     """--env-file naming a missing file is exit 2 with the path."""
     run = project.run("--env-file", "/nonexistent/xts.env", use_env_file=False)

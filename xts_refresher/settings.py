@@ -305,12 +305,87 @@ def read_env_file(path: Path) -> dict[str, str]:
         ) from None
     parsed: Mapping[str, str | None] | None = plain_env_values(text)
     if parsed is None:
-        try:
-            from dotenv import dotenv_values
-        except ImportError:
-            raise ConfigError("python-dotenv is not installed.", SETUP_HINT) from None
-        parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+        parsed = dotenv_env_values(path, text)
     return {key: value for key, value in parsed.items() if value}
+
+
+def dotenv_env_values(path: Path, text: str) -> dict[str, str | None]:
+    """The variables of the settings file ``path`` (its ``text``) as python-dotenv reads them,
+    without interpolation; ConfigError naming the file and each line it cannot read.
+
+    python-dotenv itself only logs a warning for such a line and reads on, so a quote left open
+    drops the setting, or runs on to the next quote and swallows the lines between. Its
+    parser is asked directly so that every such line is found, and none is shown (it may
+    hold a secret).
+    """
+    try:
+        from dotenv.parser import parse_stream
+    except ImportError:
+        raise ConfigError("python-dotenv is not installed.", SETUP_HINT) from None
+    values: dict[str, str | None] = {}
+    problems = []
+    for binding in parse_stream(io.StringIO(text)):
+        problem = _statement_problem(binding.original.string, binding.original.line, binding.error)
+        if problem:
+            problems.append(problem)
+        elif binding.key is not None:
+            values[binding.key] = binding.value
+    if problems:
+        quotes = any("quote" in problem for problem in problems)
+        listing = problems[0] if len(problems) == 1 else "".join(f"\n  - {p}" for p in problems)
+        raise ConfigError(
+            f"The settings file {path} cannot be read: {listing}",
+            (
+                "Close each quote on its line, with nothing after it but a # comment (or "
+                "leave the quotes out: a value needs them only around spaces or #)"
+                if quotes
+                else "Write each setting as NAME=value on a line of its own"
+            )
+            + ", then run check-config.",
+        )
+    return values
+
+
+def _statement_problem(statement: str, line: int, unreadable: bool) -> str | None:
+    """What is wrong with one statement python-dotenv parsed (its text from the end of the one
+    before, which began on ``line``), or None when it is a setting on one line, a comment or
+    blank. The problem names the line and the variable, never the value."""
+    body = statement.strip()
+    # The statement's own line: the blank lines before it are part of its text.
+    lead = statement[: len(statement) - len(statement.lstrip())]
+    line += lead.count("\n") + lead.count("\r") - lead.count("\r\n")
+    if not unreadable and "\n" not in body and "\r" not in body:
+        return None
+    if body.startswith("export") and body[6:7].isspace():
+        body = body[6:].lstrip()
+    name, equals, value = body.partition("=")
+    name, value = name.rstrip(), value.lstrip()
+    if not equals or not name.isidentifier():
+        return f"line {line} is not NAME=value."
+    quote = value[:1]
+    if quote not in ("'", '"'):
+        return f"line {line}: the value of {name} cannot be read."
+    if not _closes_on_its_line(value):
+        return (
+            f"line {line}: the value of {name} opens a quote ({quote}) that its line does not "
+            "close."
+        )
+    return f"line {line}: the value of {name} has more after its closing quote ({quote})."
+
+
+def _closes_on_its_line(quoted: str) -> bool:
+    """True when the quote ``quoted`` opens is closed before its first line ends (a backslash
+    escapes the character after it, as python-dotenv reads quotes)."""
+    first_line = quoted.replace("\r", "\n").split("\n", 1)[0]
+    index = 1
+    while index < len(first_line):
+        if first_line[index] == "\\":
+            index += 2
+        elif first_line[index] == quoted[0]:
+            return True
+        else:
+            index += 1
+    return False
 
 
 def env_file_is_exposed(path: Path) -> bool:
