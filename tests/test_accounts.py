@@ -50,6 +50,14 @@ TELEGRAM_CHAT = "4242"
 # -- the world: accounts on simulated brokers -----------------------------------------------------
 
 
+def write_settings_file(path: Path, text: str) -> None:
+    """Make ``path`` hold ``text``, mode 600; a file that already does is left alone, so that
+    starting a run never truncates a file a run started before it is reading."""
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
 class Account:
     """One broker login: its simulator, user, distinctive fake keys, and its file's settings."""
 
@@ -97,8 +105,7 @@ class Account:
     def write(self) -> None:
         """Write this account's file, mode 600."""
         lines = [f"{name}={value}" for name, value in self.settings.items()]
-        self.file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        self.file.chmod(0o600)
+        write_settings_file(self.file, "\n".join(lines) + "\n")
 
 
 class Fleet:
@@ -148,8 +155,7 @@ class Fleet:
     def write(self) -> Path:
         """Write the shared .env and every account file (mode 600); the shared file's path."""
         lines = [f"{name}={value}" for name, value in self.shared.items()]
-        self.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        self.env_file.chmod(0o600)
+        write_settings_file(self.env_file, "\n".join(lines) + "\n")
         for account in self.accounts.values():
             account.write()
         return self.env_file
@@ -568,6 +574,50 @@ def test_token_file_flag_with_several_accounts_is_exit_2(
     assert logins(sim2) == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("alice copy", "alice copy"), ("a" * 65, "a" * 65), ("bob\nforged", "bob\\nforged")],
+    ids=["a-space", "65-characters", "a-newline"],
+)
+def test_a_misnamed_account_file_fails_only_itself(
+    fleet: Fleet, pair: tuple[Account, Account], name: str, shown: str
+) -> None:
+    """``accounts/alice copy.env`` (a copy of alice's file), a name over 64 characters, or one
+    holding a newline: that file is an account that fails with exit 2, its problem listed
+    under its name (a control character shown escaped, so no line is forged), like a file
+    whose settings are bad; alice and bob are refreshed, each logged in once; the run exits 2.
+    ``check-config`` reports it the same way."""
+    alice, bob = pair
+    misnamed = fleet.accounts_dir / f"{name}.env"
+    misnamed.write_text("".join(f"{k}={v}\n" for k, v in alice.settings.items()), "utf-8")
+    misnamed.chmod(0o600)
+
+    run = fleet.run()
+
+    assert run.code == 2, run.output
+    before_the_summary = lines(run.stdout)[:-1]
+    problem = [line for line in before_the_summary if "has a name no account may have" in line]
+    assert len(problem) == 1, run.stdout
+    shown_file = str(fleet.accounts_dir / f"{shown}.env")
+    assert problem[0].startswith(f"[{shown}] ✗ The account file {shown_file} has a name no ")
+    assert last_line(run.stdout).startswith(f"✗ 1 of 3 accounts failed (exit code 2): {shown}: ")
+    assert not any(line.startswith("forged") for line in run.stdout.splitlines())
+    assert alice.sim.count("interactive_login") == 1
+    assert bob.sim.count("interactive_login") == 1
+    assert_holds_newest_token(alice)
+    assert_holds_newest_token(bob)
+    assert not (fleet.accounts_dir / name).exists()
+
+    check = fleet.run("check-config")
+
+    assert check.code == 2, check.output
+    assert any(
+        line.startswith(f"[{shown}] ✗ The account file {shown_file} has a name no ")
+        for line in lines(check.stdout)
+    ), check.stdout
+    assert last_line(check.stdout).startswith("✗ 1 of 3 accounts not ready (exit code 2): ")
+
+
 # -- 5. two accounts sharing a token file ---------------------------------------------------------
 
 
@@ -662,7 +712,7 @@ def test_an_unterminated_quote_in_an_account_file_fails_that_account_only(
         f"[bob] ✗ The settings file {bob.file} cannot be read: line 3: the value of "
         'XTS_INTERACTIVE_API_SECRET opens a quote (") that its line does not close.'
     )
-    assert [line for line in lines(run.stdout) if "line 3" in line][0].startswith(expected)
+    assert next(line for line in lines(run.stdout) if "line 3" in line).startswith(expected)
     assert run.output.count("line 3") == 2, run.output  # its ✗ line, and the closing summary
     assert last_line(run.stdout).startswith("✗ 1 of 2 accounts failed (exit code 2): bob: ")
     assert "python-dotenv" not in run.output

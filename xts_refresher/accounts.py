@@ -84,19 +84,33 @@ class Install(Frozen):
 
 
 def find_install(overrides: PathOverrides, environ: Mapping[str, str]) -> Install:
-    """The install's shared settings and its accounts; ConfigError for an unreadable .env or
-    an account file whose name no account may have."""
+    """The install's shared settings and its accounts; ConfigError for an unreadable .env.
+
+    An account file whose name no account may have is an account all the same (named as
+    shown_name shows it), which fails alone: see misnamed_account_error.
+    """
     env_file, values = collect_values(overrides, environ)
     accounts_dir = resolve_path(values.get("XTS_ACCOUNTS_DIR") or DEFAULT_ACCOUNTS_DIR)
-    names = paths.account_names(str(accounts_dir))
-    refused = [name for name in names if not paths.is_account_name(name)]
-    if refused:
-        raise ConfigError(
-            f"Account files in {accounts_dir} with names no account may have: "
-            f"{', '.join(n + '.env' for n in refused)}.",
-            "Rename them: letters, digits, -, _ and . only, at most 64, not starting with a dot.",
-        )
+    names = dict.fromkeys(map(shown_name, paths.account_names(str(accounts_dir))))
     return Install(env_file, values, accounts_dir, tuple(names))
+
+
+def shown_name(name: str) -> str:
+    """``name`` with every character that is not printable escaped (a newline as ``\\n``): an
+    account file's name is shown at the start of lines, which it must never split."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
+
+
+def misnamed_account_error(install: Install, name: str) -> ConfigError:
+    """The failure of the account file ``name`` (as shown_name shows it), whose name no
+    account may have: that account fails alone, as one whose settings are bad."""
+    return ConfigError(
+        f"The account file {install.accounts_dir / (name + paths.ACCOUNT_FILE_SUFFIX)} has a "
+        "name no account may have: letters, digits, -, _ and . only, at most "
+        f"{paths.MAX_ACCOUNT_NAME} characters, not starting with a dot.",
+        f"Rename it (or move it out of {install.accounts_dir} if it is a copy), then run "
+        "check-config.",
+    )
 
 
 def check_distinct_files(accounts: Sequence[Settings]) -> None:
@@ -167,7 +181,8 @@ def load_selection(
 
     Raises ConfigError (exit 2, before any traffic) for an unknown name, ``--token-file`` with
     several accounts, two accounts on one token file, and, with the single account of ``.env``,
-    for its invalid settings; an account file's own problems are kept in ``broken``.
+    for its invalid settings; an account file's own problems (and a name no account may
+    have) are kept in ``broken``.
     """
     install = find_install(overrides, environ)
     names = install.select(wanted)
@@ -180,6 +195,9 @@ def load_selection(
     accounts: list[Settings] = []
     broken: list[tuple[str, ConfigError]] = []
     for name in names:
+        if not paths.is_account_name(name):
+            broken.append((name, misnamed_account_error(install, name)))
+            continue
         try:
             accounts.append(account_settings(install, name, overrides))
         except ConfigError as exc:
@@ -188,7 +206,7 @@ def load_selection(
             broken.append((name, exc))
     others = []  # an account not selected may still share a file with one that is
     unflagged = PathOverrides(overrides.env_file, None, overrides.log_file)  # --token-file: ours
-    for name in install.names:
+    for name in filter(paths.is_account_name, install.names):
         if name not in names:
             with contextlib.suppress(ConfigError):
                 others.append(account_settings(install, name, unflagged))
