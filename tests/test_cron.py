@@ -59,6 +59,16 @@ UNRELATED = [
     "0 1 * * * /opt/other/refresh_xts_token.sh # xts-token-refresh:/opt/other",
 ]
 JOB_WAIT_SECONDS = 130
+# Characters that would end a crontab line or a unit's line, or make Python split it when the
+# table is read back (str.splitlines): C0 and C1 controls, DEL, Unicode's line separator.
+LINE_SPLITTERS = {
+    "newline": "\n",
+    "carriage-return": "\r",
+    "escape": "\x1b",
+    "delete": "\x7f",
+    "next-line": "\x85",
+    "line-separator": "\u2028",
+}
 IST = ZoneInfo("Asia/Kolkata")
 ACCOUNTS = ("alice", "bob", "carol")
 
@@ -246,6 +256,25 @@ def test_bad_cron_options_exit_2(args: list[str], machine_tz: str, message: str)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stdout + done.stderr
     assert "refresh_xts_token.sh" not in done.stdout
+
+
+@pytest.mark.parametrize("flag", ["--env-file", "--token-file", "--log-file"])
+@pytest.mark.parametrize("char", LINE_SPLITTERS.values(), ids=LINE_SPLITTERS.keys())
+def test_a_control_character_in_a_path_flag_never_reaches_the_crontab(
+    tmp_path: Path, flag: str, char: str
+) -> None:
+    """A path flag holding a newline, a carriage return or another control character would
+    split the crontab line (or the table when read back): exit 2 naming the path (escaped),
+    and no line is printed."""
+    path = tmp_path / f"job{char}x.txt"
+
+    done = cron_cli("print", flag, str(path))
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"The path {str(path)!r} holds a control character" in done.stdout
+    assert "a crontab line cannot carry" in done.stdout
+    assert "refresh_xts_token.sh" not in done.stdout
+    assert len(done.stdout.splitlines()) == 1, done.stdout  # the path shown escaped
 
 
 def test_cron_help_explains_every_argument() -> None:
@@ -460,6 +489,25 @@ def own_lines(lines: Sequence[str]) -> list[str]:
     return [line for line in lines if line.endswith(MARKER)]
 
 
+@pytest.mark.parametrize("char", ["\n", "\r", "\u2028"], ids=["newline", "cr", "line-separator"])
+def test_a_control_character_in_the_programs_folder_never_reaches_the_crontab(
+    tmp_path: Path, crontab: Crontab, char: str
+) -> None:
+    """The program in a folder whose name holds a line break: ``cron print`` and ``cron
+    install`` exit 2 naming the folder, and the crontab is left as it was."""
+    folder = copy_program(tmp_path / f"bots{char}* * * * * touch x", SCRIPT.name, WRAPPER.name)
+    crontab.write(UNRELATED)
+
+    for action in ("print", "install"):
+        done = cron_cli(action, script=folder / SCRIPT.name)
+
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "holds a control character" in done.stdout
+        assert repr(str(folder))[1:-1] in done.stdout
+        assert "refresh_xts_token.sh" not in done.stdout
+    assert crontab.read() == UNRELATED
+
+
 def test_install_replaces_only_its_own_line(
     crontab: Crontab, app_cron_output: tuple[Path, bool]
 ) -> None:
@@ -501,6 +549,24 @@ def test_install_replaces_only_its_own_line(
     assert nothing.returncode == 0, nothing.stderr
     assert "Nothing to remove" in nothing.stdout
     assert crontab.read() == UNRELATED
+
+
+def test_install_keeps_other_lines_that_hold_control_characters_whole(
+    crontab: Crontab, app_cron_output: tuple[Path, bool]
+) -> None:
+    """Another job's line holding a form feed, a file separator or a Unicode line separator
+    (where Python's str.splitlines would split it) comes through ``install`` and
+    ``uninstall`` byte for byte: one line stays one line."""
+    other = "5 4 * * * /bin/echo 'a\x0cb\x1cc\u2028d\x85e' # another job"
+    crontab.write([*UNRELATED, other])
+    expected = "".join(f"{line}\n" for line in [*UNRELATED, other])
+
+    for action in ("install", "uninstall"):
+        done = cron_cli(action, tz="UTC")
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert other in run_process(["crontab", "-l"]).stdout.split("\n")
+    assert run_process(["crontab", "-l"]).stdout == expected
 
 
 def test_install_and_uninstall_without_a_crontab(

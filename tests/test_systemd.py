@@ -283,6 +283,41 @@ def test_path_flags_are_passed_on_quoted_for_systemd(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("flag", ["--env-file", "--token-file", "--log-file"])
+@pytest.mark.parametrize(
+    "char", ["\n", "\r", "\x1b", "\x85", "\u2028"], ids=["lf", "cr", "esc", "nel", "ls"]
+)
+def test_a_control_character_in_a_path_flag_never_reaches_a_unit(
+    tmp_path: Path, flag: str, char: str
+) -> None:
+    """A path flag holding a line break or another control character (C1 ones and Unicode's
+    line separator too, which Python splits lines at): exit 2 naming the path, escaped, and
+    no unit is printed, in the words the crontab line uses."""
+    path = tmp_path / f"job{char}x.txt"
+
+    done = systemd_cli("print", flag, str(path), home=tmp_path)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"The path {str(path)!r} holds a control character" in done.stdout
+    assert "a systemd unit cannot carry" in done.stdout
+    assert "ExecStart=" not in done.stdout
+    assert len(done.stdout.splitlines()) == 1, done.stdout  # the path shown escaped
+
+
+def test_a_control_character_in_the_programs_folder_never_reaches_a_unit(tmp_path: Path) -> None:
+    """The program in a folder whose name holds a newline: ``systemd install --dir`` exits 2
+    naming the folder, and writes nothing."""
+    folder = copy_program(tmp_path / "bots\nExecStartPre=/bin/true", SCRIPT.name, WRAPPER.name)
+    units = tmp_path / "units"
+    units.mkdir()
+
+    done = systemd_cli("install", "--dir", str(units), script=folder / SCRIPT.name, home=tmp_path)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"The path {str(folder)!r} holds a control character" in done.stdout
+    assert list(units.iterdir()) == []
+
+
 # -- install --dir ------------------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ from .settings import APP_DIR
 MARKER = "# xts-token-refresh:"
 # Between the folder and the account names in the marker of a line for some accounts.
 ACCOUNTS_TAG = " accounts="
+# What would split a crontab line or a unit's line, or the text when Python reads it back
+# (str.splitlines): C0 and C1 control characters, DEL, Unicode's line and paragraph separators.
+LINE_SPLITTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Process names of cron daemons: Debian's cron, cronie's and busybox's crond, fcron.
 CRON_DAEMONS = frozenset({"cron", "crond", "cronie", "fcron"})
 DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
@@ -196,6 +199,18 @@ def account_selection(accounts: Iterable[str] = ()) -> tuple[str, ...]:
     return selection
 
 
+def refuse_control_characters(path: str | Path, carrier: str) -> None:
+    """ConfigError (exit 2) naming ``path``, escaped, when it holds a control character, which
+    would split the line of ``carrier`` (``a crontab line``, ``a systemd unit``) that holds it."""
+    text = str(path)
+    if LINE_SPLITTERS.search(text):
+        raise ConfigError(
+            f"The path {text!r} holds a control character (a line break, a tab, an escape...), "
+            f"which {carrier} cannot carry.",
+            "Rename the file or folder, or give a path without one.",
+        )
+
+
 def crontab_line(
     schedule: Schedule,
     app_dir: Path = APP_DIR,
@@ -210,6 +225,8 @@ def crontab_line(
         return shlex.quote(str(word)).replace("%", "\\%")
 
     selection = account_selection(accounts)
+    for path in (str(app_dir), *arguments):
+        refuse_control_characters(path, "a crontab line")
     chosen = [part for name in selection for part in ("--account", name)]
     words = [str(app_dir / "refresh_xts_token.sh"), *arguments, *chosen]
     wrapper = " ".join(quoted(word) for word in words)
@@ -231,7 +248,9 @@ def read_crontab() -> list[str]:
         if "no crontab" in listing.stderr.lower():
             return []
         raise ConfigError(f"crontab -l failed: {listing.stderr.strip()}")
-    return listing.stdout.splitlines()
+    # Split at line ends only: str.splitlines would also split another job's line at a form
+    # feed or a Unicode line separator in it, and write it back as two.
+    return listing.stdout.removesuffix("\n").split("\n") if listing.stdout else []
 
 
 def write_crontab(lines: list[str]) -> None:

@@ -72,7 +72,6 @@ START_AND_REPORT_SECONDS = 60
 MAX_UNIT_NAME = 255
 # ExecStart words written bare; any other is quoted (and every % and $ doubled).
 BARE_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PROBE_SECONDS = 15
 SYSTEMCTL_SECONDS = 90
 
@@ -145,11 +144,7 @@ def exec_word(word: str, *, program: bool = False) -> str:
     """``word`` as one word of ``ExecStart=``: bare when plain, else double-quoted with ``\\``
     and ``"`` escaped; ``%`` doubled, and ``$`` in an argument (systemd expands specifiers,
     and variables in the arguments, inside quotes too; not variables in the ``program``)."""
-    if CONTROL.search(word):
-        raise ConfigError(
-            f"{word!r} holds a control character, which a systemd unit cannot carry.",
-            "Rename the file or folder.",
-        )
+    cron.refuse_control_characters(word, "a systemd unit")
     if not BARE_WORD.fullmatch(word):
         word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
     word = specifiers_escaped(word)
@@ -159,10 +154,11 @@ def exec_word(word: str, *, program: bool = False) -> str:
 def _check_folder(folder: Path) -> None:
     """ConfigError when ``folder`` cannot be written as a unit's WorkingDirectory= value."""
     text = str(folder)
-    if CONTROL.search(text) or "\\" in text or text != text.strip():
+    cron.refuse_control_characters(text, "a systemd unit")
+    if "\\" in text or text != text.strip():
         raise ConfigError(
-            f"The program's folder {text!r} holds a control character, a backslash or "
-            "surrounding spaces, which systemd's WorkingDirectory= cannot carry.",
+            f"The program's folder {text!r} holds a backslash or surrounding spaces, which "
+            "systemd's WorkingDirectory= cannot carry.",
             "Move the program to a folder with a plain name, or use `cron install`.",
         )
 
