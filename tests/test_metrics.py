@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APP_DIR, Project, assert_no_secrets, skip_or_fail, token_json
+from conftest import APP_DIR, USER_ID, Project, assert_no_secrets, skip_or_fail, token_json
+
+from xts_refresher.simulator import Fault
 
 RULES = APP_DIR / "prometheus" / "xts_refresher_alerts.yml"
 GAUGES = (
@@ -236,3 +238,42 @@ def test_the_example_alerting_rules_are_valid() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 5 rules found" in checked.stdout
+
+
+def test_a_refresh_or_status_of_chosen_accounts_keeps_the_other_accounts_gauges(
+    project: Project,
+) -> None:
+    """One metrics file for two accounts: after ``refresh --account alice`` (a refused login,
+    exit 1) and ``status --account alice``, the file still holds bob's gauges as his last run
+    left them, next to alice's new exit code; bob's token file is untouched."""
+    path = with_metrics(project)
+    accounts_dir = project.folder / "accounts"
+    accounts_dir.mkdir()
+    for name in ("alice", "bob"):
+        key, secret = f"ik-FAKE-{name}-M7x-key", f"is-FAKE-{name}-M7x-secret"
+        project.sim.add_account(key, secret, USER_ID, "interactive")
+        lines = [
+            f"XTS_API_ROOT={project.sim.url}",
+            f"XTS_INTERACTIVE_API_KEY={key}",
+            f"XTS_INTERACTIVE_API_SECRET={secret}",
+        ]
+        (accounts_dir / f"{name}.env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (accounts_dir / f"{name}.env").chmod(0o600)
+    for name in ("XTS_INTERACTIVE_API_KEY", "XTS_INTERACTIVE_API_SECRET", "XTS_TOKEN_FILE"):
+        del project.settings[name]
+    project.settings["XTS_ACCOUNTS_DIR"] = str(accounts_dir)
+    assert project.run().code == 0
+    bob_token = accounts_dir / "bob" / "xts_store_token.json"
+    bob_before = bob_token.read_bytes()
+    bob = samples(path.read_text(encoding="utf-8"))
+    bob = {key: value for key, value in bob.items() if 'account="bob"' in key}
+    assert bob['xts_token_usable{account="bob",session="interactive"}'] == 1
+    project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid."))
+
+    for args, code in ((("--account", "alice"), 1), (("status", "--account", "alice"), 0)):
+        run = project.run(*args)
+        assert run.code == code, run.output
+        found = samples(path.read_text(encoding="utf-8"))
+        assert {key: found.get(key) for key in bob} == bob, f"after {args}: bob's gauges lost"
+        assert found['xts_refresh_last_exit_code{account="alice"}'] == 1
+    assert bob_token.read_bytes() == bob_before
