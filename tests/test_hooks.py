@@ -113,6 +113,29 @@ def test_the_closing_ping_carries_the_runs_output_and_pairs_with_the_start(
     assert_pings_carry_no_secret(project)
 
 
+def test_a_closing_ping_of_a_long_output_carries_its_last_10000_bytes(project: Project) -> None:
+    """An output over 10,000 bytes (XTS refuses with a 12,000-character description) is cut
+    from the front: the closing ping's body is the console output's last 10,000 bytes, byte
+    for byte, ending with the ✗ line and what to do; the banner and the description's start
+    are what is left out."""
+    prefix = with_healthcheck(project)
+    description = "HEAD-OF-DESCRIPTION " + "x" * 12_000 + " END-OF-DESCRIPTION"
+    project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", description))
+
+    run = project.run()
+
+    assert run.code == 1, run.output[:500]
+    assert len(run.stdout.encode("utf-8")) > 12_000
+    (end,) = [r for r in project.sim.requests("healthcheck") if r.path == f"{prefix}/1"]
+    assert end.body == run.stdout.encode("utf-8")[-10_000:]
+    body = end.body.decode("utf-8")
+    assert "END-OF-DESCRIPTION" in body
+    assert body.rstrip().endswith("then run again.")
+    assert "HEAD-OF-DESCRIPTION" not in body
+    assert "XTS Token Refresh Cron Job Started" not in body
+    assert_pings_carry_no_secret(project)
+
+
 @pytest.mark.parametrize(
     ("route", "fault", "times", "code"),
     [
