@@ -26,6 +26,7 @@ from conftest import (
     SCRIPT,
     USER_ID,
     Project,
+    assert_no_secrets,
     closed_port,
     copy_program,
     run_process,
@@ -462,6 +463,55 @@ def test_deadline_stops_the_retries(project: Project) -> None:
 
 
 # -- local failures (exit 4) --------------------------------------------------------------------
+
+
+# A bug planted at run time (the program itself has none to offer): its exception's text holds
+# the new session token and the API secret, as a bug's message might.
+PLANTED_BUGS = {
+    "in-a-session": (
+        "import xts_refresher.refresh as target\n"
+        "def broken(result):\n"
+        "    raise RuntimeError(f'cannot store {result.token} for {SECRET}')\n"
+        "target.stored_from_login = broken\n"
+    ),
+    "in-the-command": (
+        "import xts_refresher.refresh as target\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise RuntimeError(f'cannot refresh with {SECRET}')\n"
+        "target.refresh = broken\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(PLANTED_BUGS))
+def test_an_unexpected_error_is_exit_4_with_a_redacted_traceback_in_the_log(
+    project: Project, where: str
+) -> None:
+    """A bug that escapes every check is exit 4, a closing ``✗ Unexpected error (…)`` line that
+    asks for the log, and its traceback in the log file only; the exception's text, which holds
+    the API secret (and the new token), is masked in the traceback as everywhere; the previous
+    token file is kept byte for byte."""
+    before = refreshed(project)
+    launcher = (
+        f"import runpy, sys\nsys.path.insert(0, {str(APP_DIR)!r})\n"
+        f"SECRET = {INTERACTIVE_SECRET!r}\n{PLANTED_BUGS[where]}"
+        f"sys.argv = [{str(SCRIPT)!r}, '--env-file', {str(project.write_env())!r}]\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    )
+
+    done = run_process([PYTHON, "-c", launcher], env={"XTS_LOG_FILE": str(project.log_file)})
+
+    assert done.returncode == 4, done.stdout + done.stderr
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("✗ ") and "Unexpected error (RuntimeError: cannot " in last
+    assert last.endswith("Please report it, with the log file (xts_token_refresh.log).")
+    assert "Traceback" not in done.stdout + done.stderr
+    log = project.log_file.read_text(encoding="utf-8")
+    traceback = log[log.index("Traceback (most recent call last)") :]
+    assert "RuntimeError: cannot " in traceback
+    assert INTERACTIVE_SECRET not in traceback
+    assert_no_secrets(project, done.stdout, done.stderr, log)
+    assert project.token_file.read_bytes() == before
 
 
 def _limit_file_size() -> None:
