@@ -41,6 +41,8 @@ STDOUT_LINES = (
     "Starting XTS token refresh process...",
     "✓ XTS token refreshed successfully!",
 )
+# A log file line: its time, its level (padded to 7) and the console's line.
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z ]{7}) (.*)")
 
 
 def jwt_payload(token: str) -> dict[str, object]:
@@ -111,6 +113,39 @@ def test_refresh_writes_the_contract_token_file(project: Project) -> None:
     assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO .*refreshed", run.log, re.M)
     assert token[:6] + "…" in run.stdout  # only a masked prefix is ever shown
+
+
+def test_a_refresh_prints_the_documented_lines_in_order_and_logs_the_same(
+    project: Project,
+) -> None:
+    """stdout is exactly README's "What a run prints", line for line (the seed's banner,
+    "Starting XTS token refresh process...", "✓ XTS token refreshed successfully!", "✓ Token
+    saved to: <absolute path>", the user/masked token/expiry line, the closing ✓ line); the log
+    file holds the same lines, each after a timestamp and a level."""
+    run = project.run()
+
+    assert run.code == 0, run.output
+    token = str(token_json(project.token_file)["token"])
+    expires = str(token_json(project.token_file)["expires_at"])
+    expected = [
+        "=" * 62,
+        "XTS Token Refresh Cron Job Started",
+        r"Execution Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+        "=" * 62,
+        re.escape("Starting XTS token refresh process..."),
+        re.escape("✓ XTS token refreshed successfully!"),
+        re.escape(f"✓ Token saved to: {project.token_file}"),
+        re.escape(f"  user {USER_ID}, token {token[:6]}…, expires {expires}"),
+        re.escape("✓ Every configured session holds a fresh token (exit code 0)."),
+    ]
+    lines = run.stdout.splitlines()
+    assert len(lines) == len(expected), run.stdout
+    for line, pattern in zip(lines, expected):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    logged = [LOG_LINE.fullmatch(line) for line in run.log.splitlines()]
+    assert all(logged), run.log
+    assert [found.group(2) for found in logged if found] == lines
+    assert {found.group(1) for found in logged if found} == {"INFO   "}
 
 
 def test_token_file_is_0600_even_under_umask_000(project: Project) -> None:
