@@ -82,6 +82,7 @@ class Project:
             "XTS_RETRY_BACKOFF": "0.05",
         }
         self.runs: list[Run] = []
+        self.account_secrets: list[str] = []  # the keys with_accounts makes
 
     def with_marketdata(self) -> Project:
         """Configure the market-data session too."""
@@ -98,6 +99,35 @@ class Project:
             TELEGRAM_API_URL=self.sim.url,
         )
         return self
+
+    def with_accounts(self, *names: str, **own: dict[str, str]) -> Path:
+        """Make this project an install of account files: ``accounts/NAME.env`` for each name,
+        with its own API keys (accepted by the simulator) and the settings ``own[NAME]`` adds;
+        the project's settings become the shared ``.env`` (no keys, no token file). Returns
+        the accounts folder; each account's tokens go to ``accounts/NAME/``."""
+        folder = self.folder / "accounts"
+        folder.mkdir()
+        for name in names:
+            key, secret = f"ik-FAKE-{name}-Ac7-key", f"is-FAKE-{name}-Ac7-secret"
+            self.sim.add_account(key, secret, USER_ID, "interactive")
+            self.account_secrets += [key, secret]
+            values = {
+                "XTS_API_ROOT": self.sim.url,
+                "XTS_INTERACTIVE_API_KEY": key,
+                "XTS_INTERACTIVE_API_SECRET": secret,
+                **own.get(name, {}),
+            }
+            account_file = folder / f"{name}.env"
+            account_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()), "utf-8")
+            account_file.chmod(0o600)
+        for shared_only in (
+            "XTS_INTERACTIVE_API_KEY",
+            "XTS_INTERACTIVE_API_SECRET",
+            "XTS_TOKEN_FILE",
+        ):
+            self.settings.pop(shared_only, None)
+        self.settings["XTS_ACCOUNTS_DIR"] = str(folder)
+        return folder
 
     def write_env(self) -> Path:
         """Write the settings to this project's .env file (mode 600); its path."""
@@ -132,7 +162,7 @@ class Project:
     def secrets(self) -> list[str]:
         """Every secret this project knows: the fake keys and every token the simulator issued."""
         tokens = self.sim.issued_tokens("interactive") + self.sim.issued_tokens("marketdata")
-        return [*SECRETS, *tokens]
+        return [*SECRETS, *self.account_secrets, *tokens]
 
 
 def run_process(

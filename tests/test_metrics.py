@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APP_DIR, USER_ID, Project, assert_no_secrets, skip_or_fail, token_json
+from conftest import APP_DIR, Project, assert_no_secrets, skip_or_fail, token_json
 
 from xts_refresher.simulator import Fault
 
@@ -247,21 +247,7 @@ def test_a_refresh_or_status_of_chosen_accounts_keeps_the_other_accounts_gauges(
     exit 1) and ``status --account alice``, the file still holds bob's gauges as his last run
     left them, next to alice's new exit code; bob's token file is untouched."""
     path = with_metrics(project)
-    accounts_dir = project.folder / "accounts"
-    accounts_dir.mkdir()
-    for name in ("alice", "bob"):
-        key, secret = f"ik-FAKE-{name}-M7x-key", f"is-FAKE-{name}-M7x-secret"
-        project.sim.add_account(key, secret, USER_ID, "interactive")
-        lines = [
-            f"XTS_API_ROOT={project.sim.url}",
-            f"XTS_INTERACTIVE_API_KEY={key}",
-            f"XTS_INTERACTIVE_API_SECRET={secret}",
-        ]
-        (accounts_dir / f"{name}.env").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (accounts_dir / f"{name}.env").chmod(0o600)
-    for name in ("XTS_INTERACTIVE_API_KEY", "XTS_INTERACTIVE_API_SECRET", "XTS_TOKEN_FILE"):
-        del project.settings[name]
-    project.settings["XTS_ACCOUNTS_DIR"] = str(accounts_dir)
+    accounts_dir = project.with_accounts("alice", "bob")
     assert project.run().code == 0
     bob_token = accounts_dir / "bob" / "xts_store_token.json"
     bob_before = bob_token.read_bytes()

@@ -231,26 +231,14 @@ def test_for_an_account_flag_beats_its_file_beats_environment_beats_env_file(
     """HEALTHCHECK_URL in .env, another in the environment, a third in alice's own file (bob's
     sets none): alice pings hers, bob the environment's, the .env's check hears nothing. And
     ``--token-file`` with ``--account alice`` beats the XTS_TOKEN_FILE of alice's file."""
-    accounts_dir = project.folder / "accounts"
-    accounts_dir.mkdir()
-    checks = {}
-    for level in ("env-file", "environment", "alice"):
-        checks[level] = with_healthcheck(project)
+    checks = {level: with_healthcheck(project) for level in ("env-file", "environment", "alice")}
     project.settings["HEALTHCHECK_URL"] = project.sim.url + checks["env-file"]
     alice_file = project.folder / "alice-own.json"
-    for name in ("alice", "bob"):
-        key, secret = f"ik-FAKE-{name}-P9-key", f"is-FAKE-{name}-P9-secret"
-        project.sim.add_account(key, secret, USER_ID, "interactive")
-        lines = [f"XTS_API_ROOT={project.sim.url}", f"XTS_INTERACTIVE_API_KEY={key}",
-                 f"XTS_INTERACTIVE_API_SECRET={secret}"]  # fmt: skip
-        if name == "alice":
-            lines += [f"HEALTHCHECK_URL={project.sim.url}{checks['alice']}",
-                      f"XTS_TOKEN_FILE={alice_file}"]  # fmt: skip
-        (accounts_dir / f"{name}.env").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (accounts_dir / f"{name}.env").chmod(0o600)
-    for name in ("XTS_INTERACTIVE_API_KEY", "XTS_INTERACTIVE_API_SECRET", "XTS_TOKEN_FILE"):
-        del project.settings[name]
-    project.settings["XTS_ACCOUNTS_DIR"] = str(accounts_dir)
+    alice = {
+        "HEALTHCHECK_URL": project.sim.url + checks["alice"],
+        "XTS_TOKEN_FILE": str(alice_file),
+    }
+    project.with_accounts("alice", "bob", alice=alice)
     environment = {"HEALTHCHECK_URL": project.sim.url + checks["environment"]}
 
     run = project.run(env=environment)
