@@ -487,3 +487,26 @@ def test_status_json_with_bad_settings_keeps_stdout_empty(project: Project) -> N
     assert run.stdout == ""
     assert "✗" in run.stderr
     assert "XTS_VERIFY_SSL" in run.stderr
+
+
+def test_status_json_lists_an_account_with_invalid_settings_under_errors(
+    project: Project,
+) -> None:
+    """With account files, an account whose own settings are invalid (bob: XTS_VERIFY_SSL
+    "maybe") is listed under a top-level ``errors`` entry naming the account and the setting,
+    ``ok`` is false and the exit code 2; alice is reported as usual, as ``account`` "alice"."""
+    project.with_accounts("alice", "bob", bob={"XTS_VERIFY_SSL": "maybe"})
+    assert project.run("--account", "alice").code == 0
+
+    run = project.run("status", "--json")
+
+    assert run.code == 2, run.output
+    document = json.loads(run.stdout)
+    assert document["ok"] is False
+    (error,) = document["errors"]
+    assert error["account"] == "bob"
+    assert "XTS_VERIFY_SSL" in error["message"]
+    (entry,) = document["sessions"]
+    assert (entry["account"], entry["state"], entry["usable"]) == ("alice", "fresh", True)
+    assert set(entry) == SESSION_KEYS
+    assert project.sim.count("interactive_login") == 1
