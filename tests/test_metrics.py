@@ -9,6 +9,7 @@ and the example rules in ``prometheus/``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import stat
@@ -66,13 +67,13 @@ def with_metrics(project: Project) -> Path:
 
 
 def test_a_refresh_writes_every_gauge_matching_the_token_files(project: Project) -> None:
-    """After a refresh: mode 0644, # HELP and # TYPE for every gauge, samples labelled by
-    account and session whose values are the token files' own, the run's exit code 0, and no
-    secret or token; promtool accepts the format."""
+    """After a refresh under umask 077 (the systemd unit's): mode 0644 all the same, # HELP and
+    # TYPE for every gauge, samples labelled by account and session whose values are the token
+    files' own, the run's exit code 0, and no secret or token; promtool accepts the format."""
     project.with_marketdata()
     path = with_metrics(project)
 
-    run = project.run()
+    run = project.run(preexec=lambda: os.umask(0o077))
 
     assert run.code == 0, run.output
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
