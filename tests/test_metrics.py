@@ -168,6 +168,21 @@ def test_a_metrics_file_that_cannot_be_replaced_is_a_metrics_warning(project: Pr
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
+def test_the_run_record_is_kept_beside_the_token_file_only_with_metrics_on(
+    project: Project,
+) -> None:
+    """Without XTS_METRICS_FILE a refresh writes no metrics and no run record (its folder holds
+    the token, the lock and the log only); with it, the record is ``<token file>.run``."""
+    assert project.run().code == 0
+    names = {path.name for path in project.folder.iterdir()} - {project.env_file.name}
+    assert names == {"xts_store_token.json", "xts_store_token.json.lock", "xts_token_refresh.log"}
+    with_metrics(project)
+
+    assert project.run().code == 0
+
+    assert (project.folder / "xts_store_token.json.run").is_file()
+
+
 def free_port() -> int:
     """A loopback port nobody listens on at the moment."""
     with socket.socket() as probe:
