@@ -101,26 +101,6 @@ def test_a_failure_message_whose_first_attempts_fail_arrives_once(project: Proje
     assert_nothing_secret_left(project)
 
 
-def test_telegram_notify_off_sends_nothing_whatever_the_outcome(project: Project) -> None:
-    """``TELEGRAM_NOTIFY=off`` with a bot token and chat set: no request reaches the Bot API
-    after a success, after a refused login (exit 1, the token kept) or from check-config
-    (which says nothing of Telegram); the exit codes are the runs' own."""
-    project.with_telegram(notify="off")
-    first = project.run()
-    assert first.code == 0, first.output
-    previous = token_json(project.token_file)["token"]
-    project.sim.add_fault("interactive_login", REFUSED_LOGIN)
-    refused = project.run()
-    check = project.run("check-config")
-
-    bot_api = [r.path for r in project.sim.requests() if r.path.startswith("/bot")]
-    assert bot_api == [], "TELEGRAM_NOTIFY=off must keep every run off the Bot API"
-    assert refused.code == 1, refused.output
-    assert token_json(project.token_file)["token"] == previous
-    assert check.code == 0, check.output
-    assert "Telegram" not in check.stdout
-
-
 def test_a_429_asking_longer_than_the_budget_is_not_waited_for(project: Project) -> None:
     """Flood control asking for 30 s, more than the 20 s budget (and less than the 60 s
     XTS_DEADLINE): one request, a warning that says why it was not retried, and the run is

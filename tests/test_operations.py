@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -329,6 +330,50 @@ def test_telegram_on_success_follows_telegram_notify(
         assert f"interactive: user {USER_ID}, expires " in texts[0]
         assert f"market-data: user {USER_ID}, expires " in texts[0]
         assert not JWT_SHAPE.search(texts[0])
+
+
+def test_telegram_notify_off_sends_nothing_whatever_the_outcome(project: Project) -> None:
+    """``TELEGRAM_NOTIFY=off`` with a bot token and chat set: no request reaches the Bot API
+    after a success, after a refused login (exit 1, the token kept) or from check-config
+    (which says nothing of Telegram); the exit codes are the runs' own."""
+    project.with_telegram(notify="off")
+    first = project.run()
+    assert first.code == 0, first.output
+    previous = token_json(project.token_file)["token"]
+    project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid."))
+    refused = project.run()
+    check = project.run("check-config")
+
+    bot_api = [r.path for r in project.sim.requests() if r.path.startswith("/bot")]
+    assert bot_api == [], "TELEGRAM_NOTIFY=off must keep every run off the Bot API"
+    assert refused.code == 1, refused.output
+    assert token_json(project.token_file)["token"] == previous
+    assert check.code == 0, check.output
+    assert "Telegram" not in check.stdout
+
+
+def test_telegram_notify_failure_still_sends_a_success_that_warns(project: Project) -> None:
+    """``TELEGRAM_NOTIFY=failure`` means failures and warnings: a successful refresh whose
+    market-data app key expires in 3 days sends one message, holding the warning."""
+    project.with_marketdata().with_telegram("failure")
+    expiry = child_today() + timedelta(days=3)
+    project.sim.application_expiry_date = f"{expiry:%d-%m-%Y}"
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    (text,) = telegram_texts(project)
+    assert "The market-data app key expires in 3 day(s)" in text
+
+
+def test_telegram_messages_name_the_host_without_a_label(project: Project) -> None:
+    """Without XTS_NOTIFY_LABEL, a message names the machine by its host name."""
+    project.with_telegram("all")
+
+    assert project.run().code == 0
+
+    (text,) = telegram_texts(project)
+    assert text.startswith(f"✅ XTS token refreshed on {socket.gethostname()}")
 
 
 @pytest.mark.parametrize("mode", ["all", "failure"])
