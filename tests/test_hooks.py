@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    APP_DIR,
     SCRIPT,
     SECRETS,
     Project,
@@ -204,15 +205,17 @@ def test_an_unreachable_ping_endpoint_does_not_change_the_outcome(project: Proje
 def test_hook_runs_after_the_new_token_file_exists_and_sees_paths_but_no_secret(
     project: Project, tmp_path: Path
 ) -> None:
-    """The hook runs once the new token files are in place (it copies the interactive file and
-    finds the token issued by this run), gets XTS_TOKEN_FILE, XTS_MARKETDATA_TOKEN_FILE and
-    XTS_REFRESHED_SESSIONS, and none of the secret variables or tokens."""
+    """The hook runs in the script's folder once the new token files are in place (it copies
+    the interactive file and finds the token issued by this run), gets XTS_TOKEN_FILE,
+    XTS_MARKETDATA_TOKEN_FILE and XTS_REFRESHED_SESSIONS, and none of the secret variables or
+    tokens."""
     project.with_marketdata()
     assert project.run().code == 0  # an older token file, which the hook must not see
     snapshot, dump = tmp_path / "snapshot.json", tmp_path / "hook-env.txt"
+    folder = tmp_path / "hook-cwd.txt"
     project.settings["XTS_POST_REFRESH_HOOK"] = (
         f'test -s "$XTS_TOKEN_FILE" || exit 7; cp "$XTS_TOKEN_FILE" {shlex.quote(str(snapshot))}; '
-        f"env > {shlex.quote(str(dump))}"
+        f"env > {shlex.quote(str(dump))}; pwd -P > {shlex.quote(str(folder))}"
     )
 
     run = project.run()
@@ -225,6 +228,7 @@ def test_hook_runs_after_the_new_token_file_exists_and_sees_paths_but_no_secret(
     assert seen["XTS_TOKEN_FILE"] == str(project.token_file)
     assert seen["XTS_MARKETDATA_TOKEN_FILE"] == str(project.md_token_file)
     assert seen["XTS_REFRESHED_SESSIONS"] == "interactive,marketdata"
+    assert folder.read_text(encoding="utf-8").strip() == str(APP_DIR)  # the script's, not /
     assert not set(SECRET_VARIABLES) & set(seen)
     assert_no_secrets(project, dump.read_text(encoding="utf-8"))
     log = run.log

@@ -1714,3 +1714,16 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
         "log file (xts_token_refresh.log)."
     )
     assert lines[1].startswith("✗ The health check cannot be reached (connection refused)")
+
+
+@pytest.mark.parametrize(
+    ("remaining", "limit"), [(-5.0, 10.0), (3.0, 10.0), (45.0, 45.0), (300.0, 120.0)]
+)
+def test_the_hook_gets_the_time_left_at_least_10_s_at_most_120_s(
+    remaining: float, limit: float
+) -> None:
+    """README: the hook may take the time left before XTS_DEADLINE, at least 10 s and at most
+    120 s."""
+    from xts_refresher.hook import hook_time_limit
+
+    assert hook_time_limit(remaining) == limit

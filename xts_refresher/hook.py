@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from .notify import Log
 
 
+def hook_time_limit(remaining: float) -> float:
+    """Seconds the hook may run: what is left before XTS_DEADLINE, at least
+    HOOK_MIN_SECONDS (a run near its deadline still restarts its bot) and at most
+    HOOK_MAX_SECONDS."""
+    return min(HOOK_MAX_SECONDS, max(HOOK_MIN_SECONDS, remaining))
+
+
 def run_hook(
     command: str,
     settings: Settings,
@@ -43,7 +50,7 @@ def run_hook(
         XTS_ACCOUNT=settings.account,
         XTS_REFRESH_LOCK_HELD=str(settings.lock_file),
     )
-    limit = min(HOOK_MAX_SECONDS, max(HOOK_MIN_SECONDS, deadline.remaining()))
+    limit = hook_time_limit(deadline.remaining())
     log.info("Running the post-refresh hook...")
     # Output goes to a file, not a pipe: a hook that starts the bot in the background leaves
     # the bot holding its output, and waiting for a pipe to close would wait for the bot.
