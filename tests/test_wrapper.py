@@ -134,16 +134,22 @@ def arrange(project: Project, scenario: str) -> tuple[int, int]:
         project.settings["XTS_RETRIES"] = "1"
         project.sim.add_fault("interactive_login", Fault.html(503), times=10)
         return 3, 2
+    if scenario == "hook-fails":
+        project.settings["XTS_POST_REFRESH_HOOK"] = "exit 9"
+        return 5, 1
     return 0, 1
 
 
 @pytest.mark.parametrize("locale", LOCALES.values(), ids=list(LOCALES))
 @pytest.mark.parametrize("how", ["direct", "symlink"])
-@pytest.mark.parametrize("scenario", ["success", "refused", "bad-setting", "xts-failing"])
+@pytest.mark.parametrize(
+    "scenario", ["success", "refused", "bad-setting", "xts-failing", "hook-fails"]
+)
 def test_exit_code_propagates(
     project: Project, tmp_path: Path, scenario: str, how: str, locale: dict[str, str]
 ) -> None:
-    """The wrapper exits with the program's exact code (0, 1, 2, 3) and says so in its banner.
+    """The wrapper exits with the program's exact code (0, 1, 2, 3, 5) and says so in its
+    banner.
 
     Run under cron's bare environment from ``/``, directly or through a relative-then-absolute
     symlink chain, with LANG unset or LC_ALL=C; ``--env-file`` (a path with spaces) is passed
@@ -173,6 +179,11 @@ def test_exit_code_propagates(
         assert saved["token"] == project.sim.issued_tokens("interactive")[-1]
         assert saved["userID"] == USER_ID
         assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
+    elif scenario == "hook-fails":  # the tokens are saved all the same
+        assert "✗ Token refresh failed (exit code: 5): tokens saved, but the post-refresh" in out
+        assert (
+            token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+        )
     else:
         assert f"✗ Token refresh failed (exit code: {expected}): " in done.stdout
         assert "completed successfully" not in done.stdout
