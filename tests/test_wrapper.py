@@ -357,6 +357,91 @@ def test_setup_twice_on_a_fresh_copy(project: Project, tmp_path: Path) -> None:
     assert_clean(project, run)
 
 
+def borrowing_venv(folder: Path) -> Path:
+    """A virtualenv of its own (nothing can be installed into the tests' one through it) that
+    sees the tests' packages, pip included, through a .pth file: --setup then finds
+    requirements.txt satisfied and needs no network."""
+    import site
+    import sysconfig
+
+    empty_venv(folder)
+    own = subprocess.run(
+        [
+            str(folder / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    borrowed = (
+        site.getsitepackages()[0] if site.getsitepackages() else sysconfig.get_path("purelib")
+    )
+    Path(own, "borrowed.pth").write_text(borrowed + "\n", encoding="utf-8")
+    return folder
+
+
+def test_setup_locks_down_the_accounts_and_leaves_an_existing_env_alone(
+    tmp_path: Path,
+) -> None:
+    """``--setup`` in an install with account files that others can read (accounts/ 0755,
+    accounts/*.env 0644), under umask 000: accounts/ becomes 0700 and each account file 0600;
+    a missing .env is created 0600 from .env.example; a .env that exists is never touched."""
+    copy = copy_project(tmp_path / "copy")
+    borrowing_venv(copy / ".venv")
+    accounts = copy / "accounts"
+    accounts.mkdir(mode=0o755)
+    for name in ("alice", "bob"):
+        (accounts / f"{name}.env").write_text("XTS_API_ROOT=https://x.example\n", encoding="utf-8")
+        (accounts / f"{name}.env").chmod(0o644)
+    accounts.chmod(0o755)
+    env = {"HOME": str(tmp_path)}
+
+    done = run_process(
+        [str(copy / "refresh_xts_token.sh"), "--setup"], env=env, preexec=lambda: os.umask(0)
+    )
+
+    assert done.returncode == 0, output_of(done)
+    assert (
+        "✓ accounts/ is mode 700 and its 2 account file(s) accounts/*.env mode 600" in done.stdout
+    )
+    assert stat.S_IMODE(accounts.stat().st_mode) == 0o700
+    for name in ("alice", "bob"):
+        assert stat.S_IMODE((accounts / f"{name}.env").stat().st_mode) == 0o600
+    env_file = copy / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert env_file.read_bytes() == (copy / ".env.example").read_bytes()
+    env_file.write_text("XTS_API_ROOT=https://mine.example\n", encoding="utf-8")
+    env_file.chmod(0o640)  # the operator's choice: warned about by every run, not changed
+
+    again = run_process([str(copy / "refresh_xts_token.sh"), "--setup"], env=env)
+
+    assert again.returncode == 0, output_of(again)
+    assert "✓ .env already exists: left as it is" in again.stdout
+    assert env_file.read_text(encoding="utf-8") == "XTS_API_ROOT=https://mine.example\n"
+
+
+def test_the_wrapper_looks_for_xts_venv_then_dot_venv_then_venv(tmp_path: Path) -> None:
+    """XTS_VENV (relative to the project folder, though started from /) comes first, then
+    .venv, then venv: each run names the virtualenv it activated and runs the program in it."""
+    copy = copy_project(tmp_path / "copy")
+    for name in ("custom-env", ".venv", "venv"):
+        borrowing_venv(copy / name)
+    wrapper = str(copy / "refresh_xts_token.sh")
+    env = {"HOME": str(tmp_path)}
+
+    for override, chosen in (("custom-env", "custom-env"), (None, ".venv")):
+        extra = {"XTS_VENV": override} if override else {}
+        done = run_process([wrapper, "--version"], env={**env, **extra})
+        assert done.returncode == 0, output_of(done)
+        assert f"✓ Virtual environment activated ({copy / chosen})" in done.stdout
+    shutil.rmtree(copy / ".venv")
+    done = run_process([wrapper, "--version"], env=env)
+    assert done.returncode == 0, output_of(done)
+    assert f"✓ Virtual environment activated ({copy / 'venv'})" in done.stdout
+
+
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_tells_of_setup_too(tmp_path: Path, flag: str) -> None:
     """``refresh_xts_token.sh --help`` shows the wrapper's own usage (``--setup`` is the
