@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -234,6 +234,32 @@ def test_tz_may_name_a_zone_file() -> None:
     assert by_system.returncode == 0, by_system.stderr
     assert by_file.stdout == by_system.stdout
     assert by_file.stdout.endswith(f" {MARKER}\n")
+
+
+def test_a_tz_other_than_the_systems_zone_is_warned_about() -> None:
+    """With ``TZ`` naming a zone whose offset is not the system's, the line follows TZ and
+    stderr warns that the cron daemon reads the system's zone, with the ``env -u TZ`` way out;
+    with TZ naming the system's zone itself there is no such warning."""
+    if not Path("/etc/localtime").exists():
+        skip_or_fail("this machine has no /etc/localtime")
+    now = datetime.now(timezone.utc)
+    system_offset = now.astimezone(cron.system_zone()[0]).utcoffset()
+    other = next(
+        name
+        for name in ("Asia/Singapore", "Pacific/Honolulu")
+        if now.astimezone(ZoneInfo(name)).utcoffset() != system_offset
+    )
+
+    differing = cron_cli("print", tz=other)
+    same = cron_cli("print", tz=":/etc/localtime")
+
+    assert differing.returncode == 0, differing.stderr
+    assert f"WARNING: TZ={other} is set here" in differing.stderr
+    assert "env -u TZ ./xts_token_refresh.py cron install" in differing.stderr
+    local = ist_today_at(9, 0).astimezone(ZoneInfo(other))
+    assert differing.stdout.startswith(f"{local.minute} {local.hour} ")
+    assert same.returncode == 0, same.stderr
+    assert "WARNING: TZ=" not in same.stderr
 
 
 @pytest.mark.parametrize(
