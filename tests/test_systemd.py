@@ -708,6 +708,22 @@ def test_bad_options_exit_2_and_write_nothing(
     assert not units_dir.exists()
 
 
+def test_a_unit_folder_that_cannot_be_made_is_exit_4(program_copy: Path, tmp_path: Path) -> None:
+    """``systemd install --dir`` below a regular file: the folder cannot be made, so the units
+    cannot be written: exit 4 naming the folder, not a claim that a unit already exists."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+
+    done = systemd_cli(
+        "install", "--dir", str(blocker / "units"), script=program_copy / SCRIPT.name
+    )
+
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert f"Cannot write the units into {blocker / 'units'}" in done.stdout + done.stderr
+    assert "exists and belongs to" not in done.stdout + done.stderr
+    assert blocker.read_text(encoding="utf-8") == "not a folder\n"
+
+
 def test_help_describes_the_command() -> None:
     done = run_process([PYTHON, str(SCRIPT), "systemd", "--help"], env={"COLUMNS": "100"})
     assert done.returncode == 0, done.stderr

@@ -361,7 +361,7 @@ def owner(path: Path, app_dir: Path, accounts: tuple[str, ...]) -> str | None:
     it belongs to, for the messages."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # below a file: no unit there either
         return None
     except OSError as exc:
         return f"unknown (it cannot be read: {exc.strerror})"
