@@ -56,7 +56,13 @@ from . import cron
 from .errors import ConfigError, LocalError
 from .hook import HOOK_MAX_SECONDS
 from .paths import account_file, file_value
-from .settings import APP_DIR, DEFAULT_ENV_FILE, PathOverrides, resolve_path
+from .settings import (
+    APP_DIR,
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_ENV_FILE,
+    PathOverrides,
+    resolve_path,
+)
 
 UNIT_PREFIX = "xts-token-refresh"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -65,7 +71,6 @@ LINGER_DIR = Path("/var/lib/systemd/linger")
 ZONEINFO_DIR = Path("/usr/share/zoneinfo")
 CALENDAR_DAYS = MappingProxyType({"daily": "*-*-*", "weekdays": "Mon..Fri *-*-*"})
 DAY_WORDS = MappingProxyType({"daily": "every day", "weekdays": "on weekdays"})
-DEFAULT_DEADLINE = 300.0
 # Beyond XTS_DEADLINE: the post-refresh hook's longest time, and the start-up, the summary and
 # the notifications (Telegram and the health check time out after 5 s each).
 START_AND_REPORT_SECONDS = 60
@@ -198,13 +203,14 @@ def run_deadline(
         ] or [shared]
     deadlines = []
     for value in values:
-        seconds = _seconds(value) if value else DEFAULT_DEADLINE
+        seconds = _seconds(value) if value else DEFAULT_DEADLINE_SECONDS
         if seconds is None:
             notes.append(
                 f"WARNING: XTS_DEADLINE={value!r} is not a number of seconds, so the run will "
-                f"refuse to start (exit 2); TimeoutStartSec= counts {DEFAULT_DEADLINE:g} s for it."
+                "refuse to start (exit 2); TimeoutStartSec= counts "
+                f"{DEFAULT_DEADLINE_SECONDS:g} s for it."
             )
-            seconds = DEFAULT_DEADLINE
+            seconds = DEFAULT_DEADLINE_SECONDS
         deadlines.append(seconds)
     if environ.get("XTS_DEADLINE") and _seconds(environ["XTS_DEADLINE"]) not in deadlines:
         notes.append(
@@ -258,7 +264,7 @@ def render(
     app_dir: Path = APP_DIR,
     arguments: tuple[str, ...] = (),
     accounts: tuple[str, ...] = (),
-    deadline: float = DEFAULT_DEADLINE,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
 ) -> Units:
     """The service and the timer that run the wrapper in ``app_dir`` (with ``arguments``, then
     ``--account NAME`` for each of ``accounts``) at ``at`` in ``zone``, ``days``."""
