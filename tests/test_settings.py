@@ -258,3 +258,23 @@ def test_for_an_account_flag_beats_its_file_beats_environment_beats_env_file(
     assert f"✓ Token saved to: {flagged}" in run.stdout
     assert alice_file.read_bytes() == before
     assert json.loads(flagged.read_text(encoding="utf-8"))["session"] == "interactive"
+
+
+def test_path_flags_work_before_the_command_name_too(project: Project) -> None:
+    """``--env-file``, ``--token-file`` and ``--log-file`` given before ``refresh`` or
+    ``status`` count as after it: the token goes to the flag's file, the log to the flag's
+    log, and ``status`` reads the flag's token file."""
+    token_file = project.folder / "before-command.json"
+    log_file = project.folder / "before-command.log"
+    flags = ["--env-file", str(project.write_env()), "--token-file", str(token_file)]
+    flags += ["--log-file", str(log_file)]
+
+    refreshed = run_process([PYTHON, str(SCRIPT), *flags, "refresh"])
+    status = run_process([PYTHON, str(SCRIPT), *flags, "status", "--json"])
+
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    assert token_json(token_file)["userID"] == USER_ID
+    assert not project.token_file.exists()
+    assert "Cron Job Started" in log_file.read_text(encoding="utf-8")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["sessions"][0]["path"] == str(token_file)
