@@ -278,3 +278,17 @@ def test_path_flags_work_before_the_command_name_too(project: Project) -> None:
     assert "Cron Job Started" in log_file.read_text(encoding="utf-8")
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["sessions"][0]["path"] == str(token_file)
+
+
+def test_a_plain_http_root_that_is_not_this_machine_is_warned_about(project: Project) -> None:
+    """``XTS_API_ROOT=http://`` another host: every run warns that secrets would cross the
+    network unencrypted (``status`` here, which never contacts the root); https, and plain
+    http to this machine (the simulator), are not warned about."""
+    warning = "⚠ XTS_API_ROOT uses plain http: secrets cross the network unencrypted."
+    assert project.run().code == 0
+    assert warning not in project.runs[-1].stdout  # http://127.0.0.1 is this machine
+    for root, warned in (("http://xts.example", True), ("https://xts.example", False)):
+        project.settings["XTS_API_ROOT"] = root
+        run = project.run("status")
+        assert (warning in run.stdout) is warned, (root, run.stdout)
+    assert project.sim.count("interactive_login") == 1
