@@ -11,6 +11,7 @@ import resource
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -394,6 +395,27 @@ def test_usage_errors_exit_2_and_version_exit_0(project: Project) -> None:
     assert version.code == 0
     assert "1.0.0" in version.stdout
     assert project.run("--help", use_env_file=False).code == 0
+
+
+def test_a_python_without_the_packages_continues_in_the_venv_beside_the_script(
+    project: Project, tmp_path: Path
+) -> None:
+    """Started by a Python that lacks requests (``-S``: no site-packages), a copy of the
+    script with a ``.venv`` beside it continues in that virtualenv and refreshes; without the
+    ``.venv`` it says what is missing and how to set it up (exit 2, nothing sent)."""
+    copy = copy_program(tmp_path / "refresher")
+    argv = [PYTHON, "-S", str(copy / SCRIPT.name), "--env-file", str(project.write_env())]
+
+    without = run_process(argv)
+    (copy / ".venv").symlink_to(Path(sys.prefix).resolve())
+    within = run_process(argv)
+
+    assert without.returncode == 2, without.stdout + without.stderr
+    assert "✗ Required packages are missing (requests, dotenv)" in without.stdout
+    assert "--setup" in without.stdout
+    assert within.returncode == 0, within.stdout + within.stderr
+    assert "✓ XTS token refreshed successfully!" in within.stdout
+    assert project.sim.count("interactive_login") == 1
 
 
 def test_strict_booleans_accept_any_case_and_warn_when_off(project: Project) -> None:
