@@ -31,6 +31,7 @@ from conftest import (
     closed_port,
     copy_program,
     run_process,
+    skip_or_fail,
     token_json,
 )
 
@@ -147,6 +148,39 @@ def test_a_refresh_prints_the_documented_lines_in_order_and_logs_the_same(
     assert all(logged), run.log
     assert [found.group(2) for found in logged if found] == lines
     assert {found.group(1) for found in logged if found} == {"INFO   "}
+
+
+def test_git_ignores_every_file_that_holds_a_secret_or_a_token() -> None:
+    """README's Security: ``.gitignore`` covers the settings files (``.env``, and each
+    account's ``accounts/NAME.env``), the token files (an account's too), their locks, run
+    records and temporary files, and the logs."""
+    written = [
+        ".env",
+        "accounts/alice.env",
+        "accounts/alice/xts_store_token.json",
+        "accounts/alice/xts_marketdata_token.json",
+        "xts_store_token.json",
+        "xts_marketdata_token.json",
+        "xts_store_token.json.lock",
+        "xts_store_token.json.run",
+        ".xts_store_token.json.4242.1.tmp",
+        "xts_token_refresh.log",
+        "cron_output.log",
+        "cron_output.log.1",
+    ]
+    done = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *written],
+        cwd=APP_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 128:
+        skip_or_fail(f"not a git checkout: {done.stderr.strip()}")
+    not_ignored = [
+        line.split("\t")[-1] for line in done.stdout.splitlines() if line.startswith("::")
+    ]
+    assert not_ignored == [], f"git would offer to commit {not_ignored}"
 
 
 def test_token_file_is_0600_even_under_umask_000(project: Project) -> None:
