@@ -292,3 +292,14 @@ def test_a_plain_http_root_that_is_not_this_machine_is_warned_about(project: Pro
         run = project.run("status")
         assert (warning in run.stdout) is warned, (root, run.stdout)
     assert project.sim.count("interactive_login") == 1
+
+
+def test_xts_api_source_is_sent_as_the_logins_source(project: Project) -> None:
+    """XTS_API_SOURCE (default WEBAPI) is what each login sends as ``source``."""
+    project.with_marketdata().settings["XTS_API_SOURCE"] = "MOBILEAPI"
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    for route in ("interactive_login", "marketdata_login"):
+        assert project.sim.requests(route)[0].json["source"] == "MOBILEAPI", route
