@@ -133,3 +133,23 @@ def test_example_config_rotates_both_logs(project: Project, tmp_path: Path) -> N
         assert event_b in log.with_name(log.name + ".1").read_text(encoding="utf-8")
         with gzip.open(log.with_name(log.name + ".2.gz"), "rt", encoding="utf-8") as archived:
             assert event_a in archived.read()
+
+
+def test_a_log_rotated_during_a_run_is_reopened(project: Project) -> None:
+    """logrotate moves the log away while a run is under way (here its hook does, after the
+    token is saved): the run's later lines go to a new file at the log's path, mode 0600, and
+    none to the moved one after the move."""
+    moved = project.log_file.with_name(project.log_file.name + ".1")
+    project.settings["XTS_POST_REFRESH_HOOK"] = (
+        f"mv {shlex.quote(str(project.log_file))} {shlex.quote(str(moved))}"
+    )
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    old, new = moved.read_text(encoding="utf-8"), project.log_file.read_text(encoding="utf-8")
+    assert "✓ Token saved to:" in old and "✓ Token saved to:" not in new
+    assert "✓ Post-refresh hook finished." in new
+    assert "✓ Every configured session holds a fresh token (exit code 0)." in new
+    assert "Post-refresh hook finished" not in old
+    assert owner_only(project.log_file)
