@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import USER_ID, Project, Run, closed_port, token_json
+from conftest import USER_ID, Project, Run, closed_port, token_json, with_healthcheck
 
 from xts_refresher.simulator import Fault
 
@@ -452,14 +452,18 @@ def test_check_config_exits_2_when_the_token_folder_does_not_exist(
     project: Project, tmp_path: Path
 ) -> None:
     """A token file in a folder that does not exist cannot be saved: exit 2 before any
-    network traffic, and the message names the folder."""
+    network traffic (XTS, Telegram and the health check are not asked), the message names the
+    folder and the ✗ line says to fix the paths."""
     missing = tmp_path / "no-such-folder"
     project.settings["XTS_TOKEN_FILE"] = str(missing / "xts_store_token.json")
+    project.with_telegram()
+    with_healthcheck(project)
 
     run = project.run("check-config")
 
     assert run.code == 2
     assert f"the folder {missing} does not exist" in run.stdout
+    assert "✗ Fix the paths above" in run.stdout
     assert project.sim.requests() == []
     assert not missing.exists()
 
