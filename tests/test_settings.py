@@ -230,13 +230,16 @@ def test_for_an_account_flag_beats_its_file_beats_environment_beats_env_file(
 ) -> None:
     """HEALTHCHECK_URL in .env, another in the environment, a third in alice's own file (bob's
     sets none): alice pings hers, bob the environment's, the .env's check hears nothing. And
-    ``--token-file`` with ``--account alice`` beats the XTS_TOKEN_FILE of alice's file."""
+    ``--token-file`` with ``--account alice`` beats the XTS_TOKEN_FILE of alice's file. The one
+    exception: XTS_LOG_FILE in alice's file is ignored, every account logs to the shared log."""
     checks = {level: with_healthcheck(project) for level in ("env-file", "environment", "alice")}
     project.settings["HEALTHCHECK_URL"] = project.sim.url + checks["env-file"]
     alice_file = project.folder / "alice-own.json"
+    own_log = project.folder / "alice-own.log"
     alice = {
         "HEALTHCHECK_URL": project.sim.url + checks["alice"],
         "XTS_TOKEN_FILE": str(alice_file),
+        "XTS_LOG_FILE": str(own_log),  # not for an account: one log for all
     }
     project.with_accounts("alice", "bob", alice=alice)
     environment = {"HEALTHCHECK_URL": project.sim.url + checks["environment"]}
@@ -249,6 +252,8 @@ def test_for_an_account_flag_beats_its_file_beats_environment_beats_env_file(
         f"{checks[level]}/{ping}" for level in ("alice", "environment") for ping in ("start", "0")
     )
     assert token_json(alice_file)["userID"] == USER_ID
+    assert not own_log.exists()
+    assert "[alice] ✓ Token saved to: " in project.log_file.read_text(encoding="utf-8")
     flagged = project.folder / "alice-flag.json"
     before = alice_file.read_bytes()
 
