@@ -514,3 +514,20 @@ def test_status_json_lists_an_account_with_invalid_settings_under_errors(
     assert (entry["account"], entry["state"], entry["usable"]) == ("alice", "fresh", True)
     assert set(entry) == SESSION_KEYS
     assert project.sim.count("interactive_login") == 1
+
+
+def test_check_config_reaches_the_host_lookup_too(project: Project) -> None:
+    """With XTS_HOSTLOOKUP_URL, check-config reaches it as well as the API root: a host lookup
+    nobody answers on is exit 3 naming it, though the root answers; nothing logs in."""
+    port = closed_port()
+    project.settings["XTS_HOSTLOOKUP_URL"] = f"http://127.0.0.1:{port}/hostlookup"
+
+    run = project.run("check-config")
+
+    assert run.code == 3, run.output
+    assert (
+        f"✗ http://127.0.0.1:{port}/hostlookup cannot be reached: connection refused" in run.stdout
+    )
+    assert f"✓ {project.sim.url} is reachable" in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")
+    assert not any(project.sim.count(route) for route in LOGIN_ROUTES)
