@@ -9,6 +9,7 @@ and the example rules in ``prometheus/``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -279,3 +281,31 @@ def test_a_refresh_or_status_of_chosen_accounts_keeps_the_other_accounts_gauges(
         assert {key: found.get(key) for key in bob} == bob, f"after {args}: bob's gauges lost"
         assert found['xts_refresh_last_exit_code{account="alice"}'] == 1
     assert bob_token.read_bytes() == bob_before
+
+
+def test_the_gauges_hold_the_token_files_times_and_usability(project: Project) -> None:
+    """``xts_token_refreshed_timestamp_seconds`` is the file's login time, the app key's expiry
+    its ``application_expiry_date`` (midnight, this machine's zone), and ``xts_token_usable``
+    is 0 for a token these settings cannot use (another user's) and for a missing one."""
+    project.with_marketdata()
+    path = with_metrics(project)
+    project.sim.application_expiry_date = "31-12-2030"
+    assert project.run().code == 0
+    app_key = samples(path.read_text(encoding="utf-8"))
+    expected = datetime(2030, 12, 31).timestamp()
+    assert app_key['xts_app_key_expiry_timestamp_seconds{account="default"}'] == expected
+    stored = token_json(project.token_file)
+    data = json.loads(project.token_file.read_text(encoding="utf-8"))
+    data["userID"] = "ZZ99"
+    project.token_file.write_text(json.dumps(data), encoding="utf-8")
+    project.md_token_file.unlink()
+
+    assert project.run("status").code == 1
+
+    found = samples(path.read_text(encoding="utf-8"))
+    interactive = '{account="default",session="interactive"}'
+    refreshed = datetime.fromisoformat(str(stored["timestamp"])).timestamp()
+    assert found[f"xts_token_refreshed_timestamp_seconds{interactive}"] == pytest.approx(refreshed)
+    assert found[f"xts_token_usable{interactive}"] == 0
+    assert found['xts_token_usable{account="default",session="marketdata"}'] == 0
+    assert 'xts_app_key_expiry_timestamp_seconds{account="default"}' not in found  # file gone
