@@ -354,6 +354,30 @@ def test_fault_tls_ca_bundle_beats_requests_ca_bundle(
     assert run.code == 0, run.output
 
 
+def test_fault_telegram_trusts_requests_ca_bundle_not_xts_ca_bundle(
+    tls_project: Project, certificate: Path
+) -> None:
+    """Telegram on a server with a private certificate: XTS_CA_BUNDLE (XTS's setting) does
+    not make Telegram trusted, so the message is not delivered (a ⚠ line, exit 0 all the
+    same); REQUESTS_CA_BUNDLE in the process's environment does."""
+    tls_project.settings["XTS_CA_BUNDLE"] = str(certificate)
+    tls_project.with_telegram()
+
+    untrusted = tls_project.run()
+
+    assert untrusted.code == 0, untrusted.output
+    assert tls_project.sim.count("telegram") == 0  # no TLS handshake got through
+    assert any(
+        line.startswith("⚠ The Telegram notification") and "not delivered" in line
+        for line in untrusted.stdout.splitlines()
+    ), untrusted.stdout
+
+    trusted = tls_project.run(env={"REQUESTS_CA_BUNDLE": str(certificate)})
+
+    assert trusted.code == 0, trusted.output
+    assert tls_project.sim.count("telegram") == 1
+
+
 def test_fault_tls_verification_off_warns(tls_project: Project) -> None:
     """XTS_VERIFY_SSL=false reaches the untrusted server, and every run says it is unsafe."""
     tls_project.settings["XTS_VERIFY_SSL"] = "false"
