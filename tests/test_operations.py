@@ -193,6 +193,27 @@ def test_renew_before_sets_the_window(project: Project) -> None:
     assert "the stored token expires in 23h" in renewed.stdout
 
 
+@pytest.mark.parametrize(("minutes", "renewed"), [(100, True), (140, False)])
+def test_the_default_renewal_window_is_2_hours(
+    project: Project, minutes: int, renewed: bool
+) -> None:
+    """Without ``--renew-before`` the window is 2 h (``--help``, README): ``--if-needed``
+    renews a token with 100 minutes left and keeps one with 140; ``status`` calls the first
+    ``expiring`` and the second ``fresh``."""
+    project.sim.token_lifetime = minutes * 60
+    assert project.run().code == 0
+    before = project.token_file.read_bytes()
+
+    status = project.run("status", "--json")
+    run = project.run("--if-needed")
+
+    assert run.code == 0, run.output
+    state = json.loads(status.stdout)["sessions"][0]["state"]
+    assert state == ("expiring" if renewed else "fresh")
+    assert project.sim.count("interactive_login") == (2 if renewed else 1)
+    assert (project.token_file.read_bytes() != before) is renewed
+
+
 @pytest.mark.parametrize("value", ["2 hours", "abc", "h", ""])
 def test_a_bad_renew_before_is_a_usage_error(project: Project, value: str) -> None:
     """An unreadable ``--renew-before`` is exit 2 with a message naming the option, before any
