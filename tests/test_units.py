@@ -1727,3 +1727,20 @@ def test_the_hook_gets_the_time_left_at_least_10_s_at_most_120_s(
     from xts_refresher.hook import hook_time_limit
 
     assert hook_time_limit(remaining) == limit
+
+
+def test_the_deliveries_of_several_accounts_take_the_shortest_backoff_and_longest_deadline(
+    tmp_path: Path,
+) -> None:
+    """README, Several accounts: the retries of the shared messages and pings are paced by the
+    shortest XTS_RETRY_BACKOFF of the selected accounts, and none starts after the longest of
+    their XTS_DEADLINEs."""
+    from xts_refresher.refresh import run_pacing
+
+    slow = load(tmp_path, {**MINIMAL, "XTS_RETRY_BACKOFF": "5", "XTS_DEADLINE": "900"})
+    quick = load(tmp_path, {**MINIMAL, "XTS_RETRY_BACKOFF": "0.5", "XTS_DEADLINE": "100"})
+
+    pacing = run_pacing([slow, quick])
+
+    assert pacing.first_wait == 0.5
+    assert 890 < pacing.deadline.remaining() <= 900
