@@ -109,7 +109,7 @@ def account_samples(settings: Settings) -> dict[str, list[tuple[str, float]]]:
         usable = not stored.is_expired() and foreign_token(settings, stored) is None
         samples["xts_token_usable"].append((labels, 1.0 if usable else 0.0))
         samples["xts_token_refreshed_timestamp_seconds"].append(
-            (labels, stored.timestamp.astimezone().timestamp())
+            (labels, stored.logged_in_at.timestamp())
         )
         if stored.expires_at is not None:
             samples["xts_token_expiry_timestamp_seconds"].append(

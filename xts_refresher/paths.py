@@ -4,12 +4,15 @@ Cron starts jobs in ``$HOME``, so a relative path is taken from the folder that 
 ``xts_token_refresh.py``, never from the current folder. Only ``os`` is imported:
 ``load_token`` uses this module, and trading programs pay for every import; so it also
 holds the small ``.env`` reader and the account lookup with which ``load_token`` finds a
-token file (``bot_token_path``; its errors come from the package's own light ``errors``).
+token file (``bot_token_path``; its errors come from the package's own light ``errors``), and
+the one way every token, settings and lock file is read (``read_small_file``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 from .errors import TokenUnavailableError
 
@@ -28,6 +31,66 @@ ACCOUNT_NAME_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 )
 MAX_ACCOUNT_NAME = 64
+# The most a token, settings or lock file may hold: real ones hold a few kilobytes.
+MAX_SMALL_FILE = 1 << 20
+SMALL_FILE_LIMIT_TEXT = "1 MiB"
+
+
+class RefusedFileError(OSError):
+    """The file at a path is not one the program reads: a FIFO, a device, a folder, a socket,
+    or a regular file larger than MAX_SMALL_FILE. ``strerror`` says which."""
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (``st_mode``) is, in words: "a FIFO", "a device", ...."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _refuse_unless_small(info: os.stat_result) -> None:
+    """Raise RefusedFileError unless ``info`` is a regular file of at most MAX_SMALL_FILE."""
+    if not stat.S_ISREG(info.st_mode):
+        raise RefusedFileError(errno.EINVAL, f"it is {file_kind(info.st_mode)}, not a regular file")
+    if info.st_size > MAX_SMALL_FILE:
+        raise RefusedFileError(errno.EFBIG, f"it is larger than {SMALL_FILE_LIMIT_TEXT}")
+
+
+def read_small_file(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file at ``path`` (symlinks followed) and its ``fstat``.
+
+    Never blocks and never reads without limit: a FIFO would block the reader until someone
+    writes, a device (``/dev/zero``) never ends, and a huge file fills the memory. So the
+    path is looked at before it is opened (opening some devices has effects of its own), the
+    open is non-blocking, the opened file is checked again (the path may have changed
+    meanwhile), and at most MAX_SMALL_FILE + 1 bytes are read. Raises RefusedFileError for
+    anything but a regular file of at most MAX_SMALL_FILE bytes, and the OSError of the
+    failing call otherwise (FileNotFoundError when nothing is there).
+    """
+    _refuse_unless_small(os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        _refuse_unless_small(info)
+        chunks = []
+        left = MAX_SMALL_FILE + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    if left <= 0:  # it grew past the limit after the check
+        raise RefusedFileError(errno.EFBIG, f"it is larger than {SMALL_FILE_LIMIT_TEXT}")
+    return b"".join(chunks), info
 
 
 def resolve(value: str) -> str:
@@ -55,9 +118,8 @@ def file_value(path: str, variable: str) -> str | None:
     property test holds it to python-dotenv, which the refresher itself uses.
     """
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as env:
-            text = env.read()
-    except OSError:
+        text = read_small_file(path)[0].decode("utf-8-sig", "replace")
+    except OSError:  # also a FIFO, a device or a huge file (read_small_file)
         return None
     found = None
     for line in text.splitlines():

@@ -161,12 +161,11 @@ def stored_from_login(result: LoginResult) -> StoredToken:
     extra = {name: result.result.get(name) for name, _ in session.extra_fields}
     extra.update({name: default for name, default in session.extra_fields if extra[name] is None})
     user_id = result.user_id or str(jwt_claims(result.token).get("userID") or "")
-    return StoredToken(
+    return StoredToken.logged_in_now(
         token=result.token,
         user_id=user_id,
         session=result.session,
         api_root=result.api_root,
-        timestamp=datetime.now(),
         expires_at=expiry_from_token(result.token),
         extra=extra,
     )

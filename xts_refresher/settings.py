@@ -34,6 +34,8 @@ MAX_RETRIES = 20
 PLAIN_ENV_TEXT = frozenset(map(chr, range(0x20, 0x7F))) | {"\n", "\r", "\t"}
 NOT_IN_PLAIN_VALUES = frozenset(" \t'\"\\#")
 DEFAULT_DEADLINE_SECONDS = 300.0
+# A settings file that these can write is refused (see refuse_foreign_writers).
+FOREIGN_WRITE_BITS = stat.S_IWGRP | stat.S_IWOTH
 DEFAULT_RETRY_BACKOFF_SECONDS = 2.0
 # Placeholders from .env.example: sending them to the broker would only earn a refusal.
 PLACEHOLDER_PREFIXES = ("your_", "your-", "<")
@@ -292,17 +294,28 @@ def read_env_file(path: Path) -> dict[str, str]:
 
     A UTF-8 byte-order mark (Windows editors add one) is dropped before parsing, and no
     ``${VAR}`` interpolation is done: a secret holding ``$`` stays as written. A plain file is
-    read without python-dotenv (plain_env_values), any other with it.
+    read without python-dotenv (plain_env_values), any other with it. ConfigError for a file
+    that cannot be read, that is no regular file of at most 1 MiB (paths.read_small_file), or
+    that someone other than this user (and root) could have written (refuse_foreign_writers).
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text.", "Save it as UTF-8.") from None
+        raw, info = paths.read_small_file(path)
+    except paths.RefusedFileError as exc:
+        raise ConfigError(
+            f"Cannot read the settings file {path}: {exc.strerror}.",
+            "Point --env-file (or the account file) at your settings file, a regular text file.",
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"Cannot read the settings file {path}: {exc.strerror}.",
             "Check its path and that the user running the job can read it.",
         ) from None
+    refuse_foreign_writers(path, info)
+    try:
+        # Lines end as a file opened as text ends them (universal newlines).
+        text = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text.", "Save it as UTF-8.") from None
     parsed: Mapping[str, str | None] | None = plain_env_values(text)
     if parsed is None:
         parsed = dotenv_env_values(path, text)
@@ -386,6 +399,48 @@ def _closes_on_its_line(quoted: str) -> bool:
         else:
             index += 1
     return False
+
+
+def refuse_foreign_writers(path: Path, info: os.stat_result) -> None:
+    """ConfigError when anyone but this user and root can change the settings file ``path``
+    (``info`` is its fstat): group or others may write it, or another user owns it (an owner
+    can always make a file writable again).
+
+    A settings file sets XTS_POST_REFRESH_HOOK, a command this job runs as this user (as
+    root, under root's crontab): whoever can write the file can run commands as this user.
+    Group write is refused too, not only when the group has other members: a group's members
+    cannot be listed reliably (primary groups, NSS, LDAP), and a write ACL shows in the
+    group bits of the mode.
+    """
+    mode = stat.S_IMODE(info.st_mode)
+    user = os.geteuid()
+    why = "XTS_POST_REFRESH_HOOK, a command this job runs as its own user, so it is not read"
+    if mode & FOREIGN_WRITE_BITS:
+        who = "other users" if mode & stat.S_IWOTH else "its group"
+        raise ConfigError(
+            f"The settings file {path} can be written by {who} (mode {mode:04o}): whoever can "
+            f"write it can set {why}.",
+            f"Run `chmod 600 {path}` (and check who may have changed it), then run again.",
+        )
+    if info.st_uid not in (user, 0):
+        running = user_name(user)
+        owners = running if user == 0 else f"{running} (who runs the job) or root"
+        raise ConfigError(
+            f"The settings file {path} belongs to the user {user_name(info.st_uid)}, who can "
+            f"change it and set {why}: only {owners} may own it.",
+            f"Give it to {running} (as root: `chown {running} {path}`), check what it "
+            "holds, then run again.",
+        )
+
+
+def user_name(uid: int) -> str:
+    """The name of the user ``uid``, or the number when no user has it."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def env_file_is_exposed(path: Path) -> bool:

@@ -12,10 +12,12 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from datetime import datetime, timedelta, timezone
 
 from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
+from .paths import RefusedFileError, read_small_file
 from .sessions import SESSIONS, Session
 from .values import Frozen
 
@@ -30,6 +32,11 @@ TOKEN_FILE_MODE = 0o600
 FS_IOC_GETFLAGS = 0x80086601
 FS_IMMUTABLE_OR_APPEND_FL = 0x10 | 0x20
 ASSUMED_LIFETIME = timedelta(hours=24)
+# The years a token file's times may fall in: from the Unix epoch to one year short of the
+# last one datetime knows, so that zone changes and the assumed lifetime never overflow.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+# How much of a lock file names its holder ("pid N since YYYY-MM-DD HH:MM:SS").
+HOLDER_BYTES = 200
 
 
 class StoredToken(Frozen):
@@ -37,9 +44,20 @@ class StoredToken(Frozen):
 
     ``extra`` keeps the session-specific fields (``isInvestorClient`` and ``clientCodes`` for the
     interactive session, ``application_expiry_date`` for market data) in the order XTS sent them.
+    ``timestamp`` is the naive local time of the login on the machine that saved it, and
+    ``utc_offset`` that machine's UTC offset then (None in files written before it was kept).
     """
 
-    __slots__ = ("api_root", "expires_at", "extra", "session", "timestamp", "token", "user_id")
+    __slots__ = (
+        "api_root",
+        "expires_at",
+        "extra",
+        "session",
+        "timestamp",
+        "token",
+        "user_id",
+        "utc_offset",
+    )
     _hidden = ("token",)
     token: str
     user_id: str
@@ -48,6 +66,7 @@ class StoredToken(Frozen):
     timestamp: datetime
     expires_at: datetime | None
     extra: dict[str, Any]
+    utc_offset: timedelta | None
 
     def __init__(
         self,
@@ -59,6 +78,7 @@ class StoredToken(Frozen):
         timestamp: datetime,
         expires_at: datetime | None,
         extra: dict[str, Any] | None = None,
+        utc_offset: timedelta | None = None,
     ) -> None:
         self._set(
             token=token,
@@ -68,12 +88,31 @@ class StoredToken(Frozen):
             timestamp=timestamp,
             expires_at=expires_at,
             extra=dict(extra or {}),
+            utc_offset=utc_offset,
         )
+
+    @classmethod
+    def logged_in_now(cls, **fields: Any) -> StoredToken:
+        """A StoredToken of a login that happened just now: ``timestamp`` the local time,
+        ``utc_offset`` this machine's offset; ``fields`` are the others."""
+        now = datetime.now().astimezone()
+        return cls(timestamp=now.replace(tzinfo=None), utc_offset=now.utcoffset(), **fields)
 
     @property
     def refreshed_at(self) -> datetime:
         """The local time of the login, to the second."""
         return self.timestamp.replace(microsecond=0)
+
+    @property
+    def logged_in_at(self) -> datetime:
+        """When the login happened, as an aware datetime: ``timestamp`` in the zone it was
+        written in (``utc_offset``); a file without ``utc_offset`` is read in this machine's
+        zone, as it was before the offset was kept."""
+        if self.timestamp.tzinfo is not None:  # a hand-written file may say its zone itself
+            return self.timestamp
+        if self.utc_offset is not None:
+            return self.timestamp.replace(tzinfo=timezone(self.utc_offset))
+        return self.timestamp.astimezone()
 
     @property
     def effective_expiry(self) -> datetime:
@@ -84,10 +123,7 @@ class StoredToken(Frozen):
         """
         if self.expires_at is not None:
             return self.expires_at
-        try:
-            return self.timestamp.astimezone() + ASSUMED_LIFETIME
-        except (ValueError, OverflowError, OSError):
-            return datetime.min.replace(tzinfo=timezone.utc)  # an absurd login time: expired
+        return self.logged_in_at + ASSUMED_LIFETIME
 
     def seconds_left(self, now: datetime | None = None) -> float:
         """Seconds until the token expires (negative once expired), see effective_expiry."""
@@ -113,8 +149,37 @@ class StoredToken(Frozen):
             "session": self.session,
             "api_root": self.api_root,
         }
+        if self.utc_offset is not None:
+            data["utc_offset"] = format_utc_offset(self.utc_offset)
         data.update(self.extra)
         return data
+
+
+def format_utc_offset(offset: timedelta) -> str:
+    """``offset`` as ISO 8601 writes it: ``+05:30``, ``-04:00`` (whole minutes)."""
+    minutes = round(offset.total_seconds() / 60)
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{'-' if offset < timedelta(0) else '+'}{hours:02d}:{minutes:02d}"
+
+
+def parse_utc_offset(value: Any) -> timedelta | None:
+    """A ``utc_offset`` as format_utc_offset writes it (``+05:30``), or None when it is not
+    one (the file is then read as one written before the offset was kept)."""
+    if not isinstance(value, str) or len(value) != 6 or value[0] not in "+-" or value[3] != ":":
+        return None
+    hours, minutes = value[1:3], value[4:]
+    if not (hours.isdigit() and minutes.isdigit() and hours.isascii() and minutes.isascii()):
+        return None
+    offset = timedelta(hours=int(hours), minutes=int(minutes))
+    if offset >= timedelta(hours=24) or int(minutes) >= 60:
+        return None
+    return -offset if value[0] == "-" else offset
+
+
+def is_plausible_time(moment: datetime) -> bool:
+    """True when ``moment`` falls in the years FIRST_YEAR to LAST_YEAR: a time a token file
+    may hold, and that every conversion the program makes can handle."""
+    return FIRST_YEAR <= moment.year <= LAST_YEAR
 
 
 def is_token_text(token: str) -> bool:
@@ -154,9 +219,10 @@ def expiry_from_token(token: str) -> datetime | None:
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):
         return None
     try:
-        return datetime.fromtimestamp(exp, timezone.utc).astimezone()
+        expiry = datetime.fromtimestamp(exp, timezone.utc).astimezone()
     except (OverflowError, OSError, ValueError):
         return None
+    return expiry if is_plausible_time(expiry) else None
 
 
 def _parse_local_time(value: Any) -> datetime | None:
@@ -166,6 +232,21 @@ def _parse_local_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+# The token file's own fields; any other is kept in StoredToken.extra.
+OWN_FIELDS = frozenset(
+    {
+        "token",
+        "userID",
+        "timestamp",
+        "refreshed_at",
+        "expires_at",
+        "session",
+        "api_root",
+        "utc_offset",
+    }
+)
 
 
 def parse_token_json(data: Any, path: str | os.PathLike[str], session: str) -> StoredToken:
@@ -186,18 +267,18 @@ def parse_token_json(data: Any, path: str | os.PathLike[str], session: str) -> S
     timestamp = _parse_local_time(data.get("timestamp"))
     if timestamp is None:
         raise corrupt("its timestamp is missing or malformed")
+    if not is_plausible_time(timestamp):
+        raise corrupt(f"its timestamp is not a time from {FIRST_YEAR} to {LAST_YEAR}")
     stored_session = data.get("session", session)
     if stored_session != session:
         raise corrupt(f"it holds the {stored_session!r} session, not {session!r}")
     expires_at = _parse_local_time(data.get("expires_at"))
     if expires_at is None:
         expires_at = expiry_from_token(token)
+    elif not is_plausible_time(expires_at):
+        raise corrupt(f"its expires_at is not a time from {FIRST_YEAR} to {LAST_YEAR}")
     elif expires_at.tzinfo is None:
-        try:
-            expires_at = expires_at.astimezone()
-        except (ValueError, OverflowError, OSError):
-            raise corrupt("its expires_at is out of range") from None
-    known = {"token", "userID", "timestamp", "refreshed_at", "expires_at", "session", "api_root"}
+        expires_at = expires_at.astimezone()
     return StoredToken(
         token=token,
         user_id=str(data.get("userID") or ""),
@@ -205,7 +286,8 @@ def parse_token_json(data: Any, path: str | os.PathLike[str], session: str) -> S
         api_root=str(data.get("api_root") or ""),
         timestamp=timestamp,
         expires_at=expires_at,
-        extra={k: v for k, v in data.items() if k not in known},
+        extra={k: v for k, v in data.items() if k not in OWN_FIELDS},
+        utc_offset=parse_utc_offset(data.get("utc_offset")),
     )
 
 
@@ -215,11 +297,18 @@ def read_token_file(path: str | os.PathLike[str], session: str = "interactive") 
     Raises TokenUnavailableError with state ``missing`` or ``corrupt``.
     """
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = read_small_file(path)[0]
     except FileNotFoundError:
         raise TokenUnavailableError(
             f"No token file at {path}.", state="missing", path=str(path)
+        ) from None
+    except RefusedFileError as exc:
+        raise TokenUnavailableError(
+            f"The token file {path} is corrupt: {exc.strerror}.",
+            state="corrupt",
+            path=str(path),
+            hint="Remove it (the refresher saves a regular file there), then run "
+            "`xts_token_refresh.py` to log in again.",
         ) from None
     except OSError as exc:
         raise TokenUnavailableError(
@@ -477,10 +566,16 @@ class RunLock:
 
     @staticmethod
     def _holder(fd: int) -> str:
+        """What the lock file ``fd`` says of its holder (``pid N since ...``), one line of
+        printable text; "holder unknown" when it says nothing readable. Only a regular file is
+        read (a device could block or never end), and only its first 200 bytes."""
         try:
-            text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            readable = stat.S_ISREG(os.fstat(fd).st_mode)
+            raw = os.pread(fd, HOLDER_BYTES, 0) if readable else b""
         except OSError:
-            text = ""
+            raw = b""
+        line = raw.decode("utf-8", "replace").strip().split("\n", 1)[0]
+        text = "".join(char if char.isprintable() else "?" for char in line).strip()
         return text or "holder unknown"
 
     def release(self) -> None:
