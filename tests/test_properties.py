@@ -339,6 +339,13 @@ TOKEN_FILE_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "isInvestorClient": INVESTOR_FLAGS,
     "clientCodes": CLIENT_CODES,
     "application_expiry_date": APP_EXPIRY_DATES,
+    "utc_offset": st.one_of(
+        st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+            lambda minutes: store.format_utc_offset(timedelta(minutes=minutes))
+        ),
+        st.text(max_size=8),
+        JSON_VALUES,
+    ),
 }
 NEAR_VALID_TOKEN_FILES: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
     {"token": TOKENS, "timestamp": ISO_TIMES}, optional=TOKEN_FILE_FIELDS
@@ -536,6 +543,8 @@ def _assert_usable(stored: store.StoredToken, session: str) -> None:
     assert stored.expires_at is None or stored.expires_at.utcoffset() is not None
     stored.is_expired()
     stored.seconds_left()
+    stored.logged_in_at.timestamp()  # metrics
+    assert stored.refreshed_at.strftime("%Y-%m-%d %H:%M:%S")  # status
     assert len(stored.masked()) <= 7
     json.dumps(stored.to_json())
 
@@ -576,6 +585,8 @@ def _login_pipeline(
         stored.api_root,
     )
     assert (back.timestamp, back.expires_at) == (stored.timestamp, stored.expires_at)
+    assert back.utc_offset == stored.utc_offset
+    assert back.logged_in_at == stored.logged_in_at
     assert json.dumps(back.extra) == json.dumps(stored.extra)
     event(f"login answer: saved, expiry {'known' if stored.expires_at else 'unknown'}")
     return stored

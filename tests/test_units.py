@@ -984,6 +984,108 @@ def test_stored_token_repr_hides_the_token() -> None:
     assert stored.masked() == "tok-A…"  # 16 characters: a third of them, at most
 
 
+@pytest.mark.parametrize(
+    ("offset", "text"),
+    [
+        (timedelta(hours=5, minutes=30), "+05:30"),
+        (timedelta(0), "+00:00"),
+        (-timedelta(hours=4), "-04:00"),
+        (-timedelta(hours=3, minutes=30), "-03:30"),
+        (timedelta(hours=14), "+14:00"),
+        (-timedelta(hours=23, minutes=59), "-23:59"),
+    ],
+)
+def test_utc_offset_written_and_read_back(offset: timedelta, text: str) -> None:
+    assert store.format_utc_offset(offset) == text
+    assert store.parse_utc_offset(text) == offset
+
+
+@pytest.mark.parametrize(
+    "value", [None, 330, "", "+0530", "05:30", "+5:30", "+05:60", "+24:00", "+٠٥:٣٠", "+05:30 "]
+)
+def test_utc_offset_that_is_not_one_is_ignored(value: object) -> None:
+    assert store.parse_utc_offset(value) is None
+
+
+def test_a_token_without_exp_lives_24_hours_from_its_login_in_the_writers_zone() -> None:
+    data = token_data(timestamp="2024-01-10T09:00:00.123456", expires_at=None)
+    stored = store.parse_token_json({**data, "utc_offset": "+05:30"}, TOKEN_FILE, "interactive")
+    assert stored.utc_offset == timedelta(hours=5, minutes=30)
+    assert stored.logged_in_at == datetime(2024, 1, 10, 9, 0, 0, 123456, tzinfo=IST)
+    assert stored.effective_expiry == datetime(2024, 1, 11, 9, 0, 0, 123456, tzinfo=IST)
+    assert stored.to_json()["utc_offset"] == "+05:30"
+    assert "utc_offset" not in stored.extra
+
+
+def test_a_token_file_without_utc_offset_is_read_in_this_machines_zone_as_before() -> None:
+    data = token_data(timestamp="2024-01-10T09:00:00", expires_at=None)
+    stored = store.parse_token_json(data, TOKEN_FILE, "interactive")
+    assert stored.utc_offset is None
+    assert stored.effective_expiry == datetime(2024, 1, 11, 9, 0).astimezone()
+    assert "utc_offset" not in stored.to_json()
+
+
+def test_a_new_token_keeps_the_offset_of_its_login() -> None:
+    stored = StoredToken.logged_in_now(
+        token="t", user_id="CK68", session="interactive", api_root="r", expires_at=None
+    )
+    now = datetime.now().astimezone()
+    assert stored.timestamp.tzinfo is None
+    assert stored.utc_offset == now.utcoffset()
+    assert abs((stored.logged_in_at - now).total_seconds()) < 60
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"timestamp": "0001-01-01T00:00:00"},
+        {"timestamp": "1969-12-31T23:59:59"},
+        {"timestamp": "9999-01-01T00:00:00"},
+        {"timestamp": "9999-12-31T23:59:59.999999+05:30"},
+        {"expires_at": "0001-01-01T00:00:00+14:00"},
+        {"expires_at": "9999-12-31T23:59:59"},
+        {"expires_at": "9999-12-31T23:59:59-14:00"},
+    ],
+)
+def test_parse_token_json_calls_times_at_the_ends_of_the_calendar_corrupt(
+    changes: dict[str, str],
+) -> None:
+    with pytest.raises(TokenUnavailableError) as failure:
+        store.parse_token_json(token_data(**changes), TOKEN_FILE, "interactive")
+    assert failure.value.state == "corrupt"
+    assert "from 1970 to 9998" in failure.value.message
+
+
+@pytest.mark.parametrize("exp", [-62135596800, 253402300799, 253370764800])
+def test_an_exp_claim_at_the_ends_of_the_calendar_is_no_readable_expiry(exp: int) -> None:
+    assert store.expiry_from_token(jwt_of({"exp": exp})) is None
+
+
+def test_the_first_and_last_plausible_times_are_read() -> None:
+    first = token_data(timestamp="1970-01-01T00:00:00", expires_at="9998-12-31T23:59:59")
+    stored = store.parse_token_json(first, TOKEN_FILE, "interactive")
+    assert stored.logged_in_at.timestamp() < 86400
+    assert stored.seconds_left() > 0
+
+
+def test_the_lock_holder_is_read_from_a_regular_file_only(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    lock.write_bytes(b"pid 42 since 2024-10-13 09:00:00\x1b[2J\nsecond line\n" + b"x" * 500)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fds = [
+        os.open(lock, os.O_RDONLY),
+        os.open("/dev/zero", os.O_RDONLY),
+        os.open(fifo, os.O_RDWR | os.O_NONBLOCK),
+    ]
+    try:
+        holders = [store.RunLock._holder(fd) for fd in fds]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert holders == ["pid 42 since 2024-10-13 09:00:00?[2J", "holder unknown", "holder unknown"]
+
+
 # -- sessions -------------------------------------------------------------------------------
 
 
@@ -1128,6 +1230,48 @@ def test_resolve_expands_a_known_user() -> None:
     entry = pwd.getpwuid(os.getuid())
     home = entry.pw_dir.rstrip("/") or "/"
     assert paths.resolve(f"~{entry.pw_name}/x") == os.path.join(home, "x")
+
+
+def test_read_small_file_reads_up_to_1_mib(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * paths.MAX_SMALL_FILE)
+    content, info = paths.read_small_file(path)
+    assert content == b"a" * paths.MAX_SMALL_FILE
+    assert info.st_size == paths.MAX_SMALL_FILE
+    with path.open("ab") as more:
+        more.write(b"b")
+    with pytest.raises(paths.RefusedFileError) as failure:
+        paths.read_small_file(path)
+    assert failure.value.strerror == "it is larger than 1 MiB"
+
+
+def test_read_small_file_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to("/dev/zero")
+    found = {}
+    for path in (fifo, Path("/dev/zero"), link, tmp_path):
+        with pytest.raises(paths.RefusedFileError) as failure:
+            paths.read_small_file(path)
+        found[path.name] = failure.value.strerror
+    assert found == {
+        "fifo": "it is a FIFO (named pipe), not a regular file",
+        "zero": "it is a device, not a regular file",
+        "link": "it is a device, not a regular file",
+        tmp_path.name: "it is a folder, not a regular file",
+    }
+    with pytest.raises(FileNotFoundError):
+        paths.read_small_file(tmp_path / "nothing")
+
+
+def test_file_value_of_a_file_that_cannot_be_read_is_none(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.env"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.env"
+    huge.write_bytes(b"XTS_TOKEN_FILE=/x\n" + b"#" * paths.MAX_SMALL_FILE)
+    assert paths.file_value(str(fifo), "XTS_TOKEN_FILE") is None
+    assert paths.file_value(str(huge), "XTS_TOKEN_FILE") is None
 
 
 # -- settings -------------------------------------------------------------------------------

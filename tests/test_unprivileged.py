@@ -340,6 +340,43 @@ def test_env_file_readable_by_others_is_warned_about(user_project: UserProject, 
         assert "can be read by other users" not in run.output
 
 
+@pytest.mark.parametrize(
+    ("owner", "mode", "refusal"),
+    [
+        ("user", 0o660, "can be written by its group"),
+        ("user", 0o606, "can be written by other users"),
+        ("nobody", 0o644, "belongs to the user nobody"),
+        ("root", 0o644, None),
+    ],
+    ids=["group-writable", "world-writable", "another-users", "roots"],
+)
+def test_env_file_others_can_change_is_refused(
+    user_project: UserProject, owner: str, mode: int, refusal: str | None
+) -> None:
+    """The user's settings file set the hook, a command run as the user: one that its group or
+    other users can write, or that another user (not root) owns, is refused with exit 2 before
+    any login and the hook never runs; one root owns is taken (root can do anything anyway)."""
+    project = user_project
+    marker = project.folder / "hook-ran"
+    project.settings["XTS_POST_REFRESH_HOOK"] = f"touch {marker}"
+    env_file = project.write_env()
+    uid = {"user": project.user.uid, "nobody": pwd.getpwnam("nobody").pw_uid, "root": 0}[owner]
+    os.chown(env_file, uid, -1)
+    env_file.chmod(mode)
+
+    run = project.run("--env-file", str(env_file), use_env_file=False)
+
+    if refusal is None:
+        assert run.code == 0, run.output
+        assert marker.exists()
+        return
+    assert run.code == 2, run.output
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("✗") and f"{env_file} {refusal}" in last, last
+    assert logins(project) == 0
+    assert not marker.exists()
+
+
 # -- the real cron daemon, the user's own crontab -----------------------------------------------
 
 
