@@ -166,6 +166,27 @@ def test_refresh_if_needed_logs_in_over_an_unreadable_token_file(
         assert pipe.is_fifo()
 
 
+
+def test_status_with_metrics_passes_a_fifo_where_the_last_run_is_recorded(
+    project: Project,
+) -> None:
+    """With metrics on, ``status`` reads the record of the last refresh (``<lock>.run``,
+    beside the token file): a FIFO there is taken as no record, never waited on; the
+    metrics file is written all the same."""
+    project.settings["XTS_METRICS_FILE"] = str(project.folder / "xts.prom")
+    project.run()
+    record = project.token_file.with_name(project.token_file.name + ".run")
+    assert record.exists()  # the premise: the refresh recorded itself there
+    record.unlink()
+    os.mkfifo(record, 0o600)
+
+    done = run(project, "status")
+
+    assert done.code == 0, done.output
+    metrics = (project.folder / "xts.prom").read_text(encoding="utf-8")
+    assert "xts_token_usable" in metrics and "xts_refresh_last_exit_code{" not in metrics
+    assert record.is_fifo()
+
 # -- settings files -----------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .checks import foreign_token
 from .errors import TokenSaveError, TokenUnavailableError
+from .paths import read_small_file
 from .settings import Settings
 from .store import read_token_file, write_atomically
 from .values import Frozen
@@ -73,9 +74,10 @@ def save_run(settings: Settings, record: RunRecord) -> None:
 
 
 def load_run(settings: Settings) -> RunRecord | None:
-    """The account's last refresh as recorded, or None (never recorded, or unreadable)."""
+    """The account's last refresh as recorded, or None (never recorded, or unreadable: also
+    a FIFO, a device or a huge file, see read_small_file)."""
     try:
-        data = json.loads(run_record_path(settings).read_bytes())
+        data = json.loads(read_small_file(run_record_path(settings))[0])
         return RunRecord(float(data["ended_at"]), int(data["exit_code"]), float(data["duration"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
