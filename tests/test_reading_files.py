@@ -166,7 +166,6 @@ def test_refresh_if_needed_logs_in_over_an_unreadable_token_file(
         assert pipe.is_fifo()
 
 
-
 def test_status_with_metrics_passes_a_fifo_where_the_last_run_is_recorded(
     project: Project,
 ) -> None:
@@ -186,6 +185,7 @@ def test_status_with_metrics_passes_a_fifo_where_the_last_run_is_recorded(
     metrics = (project.folder / "xts.prom").read_text(encoding="utf-8")
     assert "xts_token_usable" in metrics and "xts_refresh_last_exit_code{" not in metrics
     assert record.is_fifo()
+
 
 # -- settings files -----------------------------------------------------------------------------
 
