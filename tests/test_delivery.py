@@ -27,7 +27,7 @@ from conftest import (
 )
 
 from xts_refresher.delivery import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
-from xts_refresher.simulator import Fault
+from xts_refresher.simulator import Fault, XtsSimulator
 
 REFUSED_LOGIN = Fault.xts_error(
     "e-user-0005", "Invalid credentials. Please check your App Key and Secret Key."
@@ -324,6 +324,53 @@ def test_a_refused_ping_is_not_retried_and_names_healthcheck_url(project: Projec
     assert "retrying" not in run.output
 
 
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirected_telegram_message_is_refused_not_followed(
+    project: Project, status: int
+) -> None:
+    """The Bot API answers sendMessage with a redirect to another server: it is not followed
+    (the server it names receives nothing: not the bot token, not the message), not retried,
+    and the ⚠ line names TELEGRAM_API_URL; the exit code is the refresh's."""
+    project.with_telegram(notify="failure")
+    refresh_once(project)
+    project.sim.add_fault("interactive_login", REFUSED_LOGIN)
+    with XtsSimulator() as elsewhere:
+        location = f"{elsewhere.url}/bot{BOT_TOKEN}/sendMessage"
+        project.sim.add_fault("telegram", Fault.redirect(location, status), times=4)
+
+        run = project.run()
+
+        assert elsewhere.requests() == []
+    assert run.code == 1, run.output
+    assert project.sim.count("telegram") == 1
+    assert project.sim.telegram_messages() == []
+    (line,) = warnings_about(run, "Telegram notification")
+    assert f"was refused (HTTP {status}: a redirect to {elsewhere.url}/" in line
+    assert "Check TELEGRAM_API_URL" in line
+    assert "retrying" not in run.output
+    assert_nothing_secret_left(project)
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirected_ping_is_refused_not_followed(project: Project, status: int) -> None:
+    """The health check answers its pings with a redirect: neither ping is followed (the
+    server it names receives nothing, not the run's output), nor retried; each ⚠ line names
+    HEALTHCHECK_URL; the run still exits 0."""
+    prefix = with_healthcheck(project)
+    with XtsSimulator() as elsewhere:
+        project.sim.add_fault("healthcheck", Fault.redirect(f"{elsewhere.url}/ping/x", status), 5)
+
+        run = project.run()
+
+        assert elsewhere.requests() == []
+    assert run.code == 0, run.output
+    assert ping_paths(project) == [f"{prefix}/start", f"{prefix}/0"]
+    refused = warnings_about(run, f"was refused (HTTP {status}: a redirect to")
+    assert len(refused) == 2
+    assert all("Check HEALTHCHECK_URL" in line for line in refused)
+    assert "retrying" not in run.output
+
+
 # -- check-config ---------------------------------------------------------------------------------
 
 
@@ -438,3 +485,42 @@ def test_check_config_never_shows_the_health_checks_password(project: Project) -
     for done in (run, failing):
         assert "hunter2" not in done.output + done.log
         assert "hcuser" not in done.output + done.log
+
+
+@pytest.mark.parametrize("method", ["getMe", "getChat"])
+def test_check_config_refuses_a_redirecting_bot_api(project: Project, method: str) -> None:
+    """check-config's getMe or getChat answered with a redirect: not followed (the server it
+    names receives nothing), exit 2 naming TELEGRAM_API_URL; no message is sent."""
+    project.with_telegram()
+    route = "telegram_getme" if method == "getMe" else "telegram_getchat"
+    with XtsSimulator() as elsewhere:
+        project.sim.add_fault(route, Fault.redirect(f"{elsewhere.url}/bot{BOT_TOKEN}/{method}"))
+
+        run = project.run("check-config")
+
+        assert elsewhere.requests() == []
+    assert run.code == 2, run.output
+    assert project.sim.count(route) == 1
+    assert project.sim.count("telegram") == 0
+    (line,) = [text for text in run.stdout.splitlines() if text.startswith("✗ Telegram")]
+    assert "a redirect to" in line
+    assert "Check TELEGRAM_API_URL" in line
+
+
+def test_check_config_refuses_a_health_check_server_redirecting_elsewhere(
+    project: Project,
+) -> None:
+    """The health check's server answers check-config's HEAD with a redirect to another
+    server: not followed, exit 2 naming HEALTHCHECK_URL (its pings would be refused)."""
+    with XtsSimulator() as checks, XtsSimulator() as elsewhere:
+        project.settings["HEALTHCHECK_URL"] = f"{checks.url}/ping/abc"
+        checks.add_fault("unknown", Fault.redirect(f"{elsewhere.url}/"))
+
+        run = project.run("check-config")
+
+        assert elsewhere.requests() == []
+        assert [r.method for r in checks.requests()] == ["HEAD"]
+    assert run.code == 2, run.output
+    (line,) = [text for text in run.stdout.splitlines() if text.startswith("✗ The health check")]
+    assert f"a redirect to {elsewhere.url}/" in line
+    assert "Check HEALTHCHECK_URL" in line

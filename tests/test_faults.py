@@ -387,6 +387,57 @@ def test_fault_tls_verification_off_warns(tls_project: Project) -> None:
     assert "InsecureRequestWarning" not in run.output
 
 
+def test_a_hostlookup_sending_an_https_root_to_plain_http_gets_no_login(
+    tls_project: Project, certificate: Path
+) -> None:
+    """The API root and its host lookup speak https, and the lookup hands out a plain-http
+    connection string on another server: exit 3 before any login, naming the connection string;
+    the other server receives nothing (the secret would cross the network in clear text)."""
+    tls_project.settings["XTS_CA_BUNDLE"] = str(certificate)
+    tls_project.settings["XTS_HOSTLOOKUP_URL"] = f"{tls_project.sim.url}/hostlookup"
+    assert tls_project.run().code == 0
+    before = tls_project.token_file.read_bytes()
+    tls_project.sim.clear()
+    with XtsSimulator() as elsewhere:
+        elsewhere.add_account(INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID)
+        tls_project.sim.hostlookup_connection = f"{elsewhere.url}/interactive"
+
+        run = tls_project.run()
+
+        assert elsewhere.requests() == []
+    assert run.code == 3, run.output
+    assert [r.route for r in tls_project.sim.requests()] == ["hostlookup"]
+    assert f"{elsewhere.url}/interactive" in run.stdout
+    assert "not https" in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗")
+    assert tls_project.token_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_login_answered_with_a_redirect_is_not_followed_nor_retried(
+    project: Project, previous: bytes, status: int
+) -> None:
+    """XTS answers the login with a redirect to another server: it is not followed (a 307
+    would send the secret again, to that server), not retried (the next answer would say the
+    same), exit 3 naming XTS_API_ROOT and where the redirect pointed; the token file is kept."""
+    with XtsSimulator() as elsewhere:
+        elsewhere.add_account(INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID)
+        target = f"{elsewhere.url}/interactive/user/session"
+        project.sim.add_fault(LOGIN, Fault.redirect(target, status), times=3)
+
+        run = project.run()
+
+        assert elsewhere.requests() == []
+    assert run.code == 3, run.output
+    assert project.sim.count(LOGIN) == 1
+    assert "retrying" not in run.output
+    last = run.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("✗")
+    assert f"redirect (HTTP {status}) to {target}" in last
+    assert "XTS_API_ROOT" in last
+    assert project.token_file.read_bytes() == previous
+
+
 # -- local faults -----------------------------------------------------------------------------
 
 

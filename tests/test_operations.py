@@ -36,6 +36,7 @@ from xts_refresher.simulator import (
     DEMO_INTERACTIVE_SECRET,
     DEMO_MARKETDATA_SECRET,
     Fault,
+    XtsSimulator,
 )
 
 CONTRACT_LINES = (
@@ -300,6 +301,30 @@ def test_verify_exits_3_and_notifies_when_xts_rejects_the_new_token(project: Pro
     assert "Invalid Token" in text
 
 
+@pytest.mark.parametrize("status", [400, 200])
+def test_if_needed_verify_renews_a_token_xts_answers_e_token(project: Project, status: int) -> None:
+    """A stored token whose check XTS answers ``e-token-0002`` ("Please Provide token to
+    Authenticate", with HTTP 400 or 200; no "Invalid Token" in the words) counts as rejected:
+    ``--if-needed --verify`` logs in again and saves the new token, exit 0."""
+    assert project.run().code == 0
+    old = token_json(project.token_file)["token"]
+    project.sim.clear()
+    project.sim.add_fault(
+        "interactive_balance",
+        Fault.xts_error("e-token-0002", "Please Provide token to Authenticate", status=status),
+    )
+
+    run = project.run("refresh", "--if-needed", "--verify")
+
+    assert run.code == 0, run.output
+    checked_then_renewed = ["interactive_balance", "interactive_login", "interactive_balance"]
+    assert xts_routes(project) == checked_then_renewed
+    assert "e-token-0002" in run.stdout
+    saved = token_json(project.token_file)["token"]
+    assert saved == newest_token(project)
+    assert saved != old
+
+
 # -- the app key's own expiry -------------------------------------------------------------------
 
 
@@ -478,6 +503,48 @@ def test_a_failing_hostlookup_is_exit_3_with_no_login(project: Project) -> None:
     assert xts_routes(project) == ["hostlookup"] * 3
     assert "host lookup failed" in run.stdout
     assert run.stdout.rstrip().splitlines()[-1].startswith("✗")
+    assert project.token_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "http://xtsuser:cs-FAKE-pass@{elsewhere}/interactive",
+        "http://xts-cluster.invalid:3000/interactive",
+        "ftp://{elsewhere}/interactive",
+    ],
+    ids=["user-and-password", "plain-http-to-another-host", "not-http"],
+)
+def test_a_hostlookup_handing_out_an_unsafe_connection_string_gets_no_login(
+    project: Project, connection: str
+) -> None:
+    """A host lookup whose connection string carries a user and password, or is plain http to
+    a host that is not this machine, or is not http(s) at all: exit 3 before any login, naming
+    XTS_HOSTLOOKUP_URL; the host it named receives nothing, the secret is sent nowhere, the
+    password is never shown, and the previous token file is kept."""
+    assert project.run().code == 0
+    before = project.token_file.read_bytes()
+    project.settings["XTS_HOSTLOOKUP_URL"] = f"{project.sim.url}/hostlookup"
+    project.sim.clear()
+    with XtsSimulator() as elsewhere:
+        project.sim.hostlookup_connection = connection.format(
+            elsewhere=elsewhere.url.split("://", 1)[1]
+        )
+
+        run = project.run()
+
+        assert elsewhere.requests() == []
+    assert run.code == 3, run.output
+    assert xts_routes(project) == ["hostlookup"]  # refused at once: no retry, no login
+    last = run.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("✗")
+    assert "connection string" in last
+    assert "no login was sent" in last
+    assert "XTS_HOSTLOOKUP_URL" in last
+    for text in (run.output, run.log):
+        assert INTERACTIVE_SECRET not in text
+        assert "cs-FAKE-pass" not in text
+        assert "xtsuser" not in text
     assert project.token_file.read_bytes() == before
 
 

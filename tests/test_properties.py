@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import math
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -37,10 +38,13 @@ from requests.structures import CaseInsensitiveDict
 from xts_refresher import refresh, store
 from xts_refresher.client import (
     LoginResult,
+    RedirectedError,
     RetryableError,
+    RouteNotFoundError,
     decode_answer,
     describe_xts_error,
     login_result,
+    one_line,
     require_token,
 )
 from xts_refresher.errors import (
@@ -649,7 +653,8 @@ def _check_real_run(fault: Fault, *args: str, secret: str | None = None) -> None
 def test_arbitrary_bytes_decode_to_xts_json_or_a_retryable_error(
     raw: bytes, status: int, headers: CaseInsensitiveDict[str], rate_limit_is_answer: bool
 ) -> None:
-    """Any body, status and headers: an XTS object with "type", or RetryableError (exit 3).
+    """Any body, status and headers: an XTS object with "type", or RetryableError (exit 3),
+    or for a redirect (3xx with a Location) or a 404 their own errors (exit 3, not retried).
 
     Also: an answer only passes with a status below 500 other than 429 (or a 429 rate-limit
     body when rate limits are answers), and Retry-After never becomes a negative or NaN wait.
@@ -659,6 +664,14 @@ def test_arbitrary_bytes_decode_to_xts_json_or_a_retryable_error(
     except RetryableError as exc:
         assert exc.exit_code == 3
         assert exc.retry_after is None or exc.retry_after >= 0
+        return
+    except RedirectedError as exc:
+        assert exc.exit_code == 3
+        assert 300 <= status < 400 and "Location" in headers
+        return
+    except RouteNotFoundError as exc:
+        assert exc.exit_code == 3
+        assert status == 404
         return
     assert isinstance(body, dict)
     assert "type" in body
@@ -685,7 +698,7 @@ def test_arbitrary_json_decodes_to_itself_or_a_retryable_error(
     raw = _encoded(value, ascii_only, encoding)
     try:
         body = decode_answer(status, headers, raw)
-    except RetryableError as exc:
+    except (RetryableError, RedirectedError, RouteNotFoundError) as exc:
         assert exc.exit_code == 3
         return
     assert isinstance(value, dict)
@@ -752,7 +765,7 @@ def test_describe_xts_error_never_raises(body: dict[str, Any]) -> None:
     assert isinstance(text, str)
     code = body.get("code")
     if isinstance(code, str) and code.strip():
-        assert text.startswith(" ".join(code.split()))
+        assert text.startswith(one_line(code))
     assert "\n" not in text and "\r" not in text
 
 
@@ -1090,13 +1103,20 @@ def test_saved_token_file_is_strict_json(body: dict[str, Any], scratch: Path) ->
 @BUG
 @given(body=st.one_of(XTS_ANSWERS, JSON_OBJECTS))
 @example(body={"type": "error", "code": "e-user-0005", "description": f"Invalid\n{SUCCESS_LINE}"})
+@example(
+    body={"type": "error", "code": "e-\x1b[2J", "description": f"\x1b[31m\r{SUCCESS_LINE}\x9b"}
+)
 def test_xts_text_stays_on_one_line(body: dict[str, Any]) -> None:
-    """XTS's error text, as the messages quote it, is one line."""
+    """XTS's error text, as the messages quote it, is one line, with no control character
+    (an ESC sequence, a carriage return, a C1 character) that could steer a terminal."""
+    controls = re.compile(r"[\x00-\x1f\x7f-\x9f]")
     assert len(describe_xts_error(body).splitlines()) <= 1
+    assert not controls.search(describe_xts_error(body))
     try:
         login_result(INTERACTIVE, body, ROOTS[0])
     except XtsRefreshError as exc:
         assert len(exc.message.splitlines()) <= 1
+        assert not controls.search(exc.message)
 
 
 @BUG

@@ -23,6 +23,8 @@ from conftest import (
     APP_DIR,
     INTERACTIVE_KEY,
     INTERACTIVE_SECRET,
+    MARKETDATA_KEY,
+    MARKETDATA_SECRET,
     PYTHON,
     SCRIPT,
     USER_ID,
@@ -35,7 +37,7 @@ from conftest import (
     token_json,
 )
 
-from xts_refresher.simulator import CODE_BAD_CREDENTIALS_INTERACTIVE, Fault
+from xts_refresher.simulator import CODE_BAD_CREDENTIALS_INTERACTIVE, Fault, XtsSimulator
 
 STDOUT_LINES = (
     "=" * 62,
@@ -220,16 +222,46 @@ def test_root_prefix_trailing_slash_and_binary_marketdata_path(project: Project)
 
 def test_a_typo_in_the_marketdata_path_is_a_404_not_a_login(project: Project) -> None:
     """The simulator serves only the paths a broker serves: a misspelt XTS_MARKETDATA_PATH gets
-    a 404, as from a real server, so the run fails instead of passing by accident."""
+    XTS's "Route not found" (HTTP 404), which is exit 3 with a hint about the path (not about
+    the key and secret), not retried; the interactive session is still refreshed."""
     project.with_marketdata().settings["XTS_MARKETDATA_PATH"] = "/apimarketdat"
     run = project.run()
-    assert run.code == 1, run.output
+    assert run.code == 3, run.output
     assert project.sim.count("marketdata_login") == 0
     (sent,) = project.sim.requests("unknown")
     assert sent.path == "/apimarketdat/auth/login"
     assert "e-route-0404" in run.stdout
+    last = last_line(run.stdout)
+    assert "XTS_MARKETDATA_PATH" in last
+    assert "/apibinarymarketdata" in last
+    assert "XTS_MARKETDATA_API_SECRET" not in last
     assert project.sim.count("interactive_login") == 1
     assert not project.md_token_file.exists()
+
+
+def test_a_binary_feed_broker_asked_at_the_json_feed_path_says_which_path(
+    tmp_path: Path,
+) -> None:
+    """A binary-feed broker (it serves /apibinarymarketdata only) with XTS_MARKETDATA_PATH left
+    at /apimarketdata: exit 3, the ✗ line names XTS_MARKETDATA_PATH and /apibinarymarketdata;
+    set right, the same broker logs in."""
+    with XtsSimulator(marketdata_path="/apibinarymarketdata") as broker:
+        broker.add_account(INTERACTIVE_KEY, INTERACTIVE_SECRET, USER_ID)
+        broker.add_account(MARKETDATA_KEY, MARKETDATA_SECRET, USER_ID, "marketdata")
+        project = Project(broker, tmp_path).with_marketdata()
+
+        run = project.run()
+
+        assert run.code == 3, run.output
+        assert broker.count("marketdata_login") == 0
+        assert [r.path for r in broker.requests("unknown")] == ["/apimarketdata/auth/login"]
+        last = last_line(run.stdout)
+        assert "XTS_MARKETDATA_PATH" in last
+        assert "/apibinarymarketdata" in last
+        assert not project.md_token_file.exists()
+        project.settings["XTS_MARKETDATA_PATH"] = "/apibinarymarketdata"
+        assert project.run().code == 0
+        assert token_json(project.md_token_file)["session"] == "marketdata"
 
 
 def test_flag_beats_environment_beats_env_file(project: Project, tmp_path: Path) -> None:
@@ -305,6 +337,37 @@ def test_refused_credentials_exit_1_without_retry(project: Project) -> None:
     assert project.token_file.read_bytes() == before
 
 
+@pytest.mark.parametrize("answered", ["CK68_EVIL", "CK68_", "CK6"])
+def test_an_interactive_login_for_a_suffixed_or_other_user_is_refused(
+    project: Project, answered: str
+) -> None:
+    """The interactive login's userID must be XTS_USER_ID itself (any case): the ``_suffix``
+    that market-data userIDs carry does not make ``CK68_EVIL`` CK68. Exit 1, nothing saved."""
+    before = refreshed(project)
+    project.sim.interactive_user_override = answered
+
+    run = project.run()
+
+    assert run.code == 1, run.output
+    assert f"answered for user {answered}," in run.stdout
+    assert project.token_file.read_bytes() == before
+
+
+def test_user_ids_match_in_any_case_and_market_data_may_carry_a_suffix(project: Project) -> None:
+    """An interactive userID differing only in case from XTS_USER_ID, and a market-data
+    userID ``CK68_<suffix>``, are the configured user: both saved, exit 0."""
+    project.with_marketdata()
+    project.sim.interactive_user_override = USER_ID.lower()
+    project.sim.marketdata_user_override = f"{USER_ID}_BEBAFFDB51B1A9A1B1D140"
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert token_json(project.token_file)["userID"] == USER_ID.lower()
+    assert token_json(project.md_token_file)["userID"] == f"{USER_ID}_BEBAFFDB51B1A9A1B1D140"
+    assert project.run("status").code == 0
+
+
 def test_login_for_another_user_is_refused_and_not_saved(project: Project) -> None:
     """With XTS_USER_ID set, an answer for another user is exit 1 and nothing is saved."""
     before = refreshed(project)
@@ -321,6 +384,9 @@ def test_login_for_another_user_is_refused_and_not_saved(project: Project) -> No
     [
         ({"XTS_API_ROOT": ""}, "XTS_API_ROOT"),
         ({"XTS_API_ROOT": "ttblaze.iifl.com"}, "XTS_API_ROOT"),
+        ({"XTS_API_ROOT": "https://ttblaze.iifl.com/?user=CK68"}, "XTS_API_ROOT"),
+        ({"XTS_API_ROOT": "https://ttblaze.iifl.com/#interactive"}, "XTS_API_ROOT"),
+        ({"XTS_API_ROOT": "https://ttblaze.iifl.com?"}, "XTS_API_ROOT"),
         ({"XTS_VERIFY_SSL": "maybe"}, "XTS_VERIFY_SSL"),
         ({"XTS_TIMEOUT": "thirty"}, "XTS_TIMEOUT"),
         ({"XTS_RETRIES": "-1"}, "XTS_RETRIES"),

@@ -310,6 +310,29 @@ def test_status_verify_reports_a_token_xts_no_longer_accepts_as_rejected(
     assert re.search(r"^✗ interactive\s+rejected\b", text.stdout, re.MULTILINE)
 
 
+@pytest.mark.parametrize("session", ["interactive", "marketdata"])
+def test_status_verify_counts_an_e_token_answer_as_rejected(project: Project, session: str) -> None:
+    """XTS answering a token check with ``e-token-0002`` ("Please Provide token to
+    Authenticate": no "Invalid Token" in it) rejects the token: ``rejected``, exit 1, the code
+    in the message, and nothing logs in."""
+    project.with_marketdata()
+    assert project.run().code == 0
+    project.sim.clear()
+    route = "interactive_balance" if session == "interactive" else "marketdata_config"
+    project.sim.add_fault(
+        route, Fault.xts_error("e-token-0002", "Please Provide token to Authenticate", 400)
+    )
+
+    run, document = status_json(project, "--verify")
+
+    entry = by_session(document)[session]
+    assert run.code == 1
+    assert entry["state"] == "rejected"
+    assert entry["verified"] is False
+    assert "e-token-0002" in entry["message"]
+    assert logins(project) == 0
+
+
 def test_status_verify_counts_a_rate_limit_body_as_accepted(project: Project) -> None:
     """XTS's rate-limit answer (``e-apirl-0004`` in an HTTP 200 body) proves the token was
     recognised: verified, exit 0, after exactly one balance request."""
@@ -419,10 +442,40 @@ def test_check_config_passes_against_the_simulator_without_logging_in(project: P
     # The root's 404 is reported without a tick beside it: it reads like an error code.
     assert not re.search(r"^✓.*HTTP 404", run.stdout, re.MULTILINE)
     assert "answered HTTP 404" in run.stdout
+    md_api = f"{project.sim.url}/apimarketdata"
+    assert f"✓ The market-data API answers at {md_api} (XTS_MARKETDATA_PATH)" in run.stdout
     assert logins(project) == 0
-    assert len(project.sim.requests()) == 1
+    (root, md_probe) = project.sim.requests()
+    assert (root.method, root.path) == ("GET", "/")
+    assert (md_probe.method, md_probe.route) == ("GET", "marketdata_config")
+    assert "authorization" not in md_probe.headers  # no token, no login: XTS says e-token
     assert not project.token_file.exists()
     assert not project.md_token_file.exists()
+
+
+@pytest.mark.parametrize("path", ["/apimarketdat", "/apibinarymarketdata"])
+def test_check_config_reports_a_market_data_path_xts_does_not_serve(
+    tmp_path: Path, path: str
+) -> None:
+    """A broker that serves the JSON feed only (``/apimarketdata``), asked at a misspelt path or
+    at the binary feed's: check-config exits 3, its ✗ line names XTS_MARKETDATA_PATH and the
+    two paths brokers use; nothing logs in."""
+    from xts_refresher.simulator import XtsSimulator
+
+    with XtsSimulator(marketdata_path="/apimarketdata") as broker:
+        project = Project(broker, tmp_path).with_marketdata()
+        project.settings["XTS_MARKETDATA_PATH"] = path
+
+        run = project.run("check-config")
+
+        assert run.code == 3, run.output
+        (line,) = [text for text in run.stdout.splitlines() if "XTS_MARKETDATA_PATH" in text]
+        assert line.startswith("✗")
+        assert f"{broker.url}{path}" in line
+        assert "/apibinarymarketdata" in line
+        assert "/apimarketdata" in line
+        assert broker.count("interactive_login") == broker.count("marketdata_login") == 0
+        assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")
 
 
 @pytest.mark.parametrize(

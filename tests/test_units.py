@@ -25,11 +25,15 @@ import xts_refresher
 from xts_refresher import checks, cli, cron, errors, paths, settings, store
 from xts_refresher.client import (
     LoginResult,
+    RedirectedError,
     RetryableError,
+    RouteNotFoundError,
     decode_answer,
     describe_xts_error,
     login_result,
+    one_line,
     require_token,
+    unsafe_connection,
 )
 from xts_refresher.errors import (
     ConfigError,
@@ -37,6 +41,7 @@ from xts_refresher.errors import (
     TokenUnavailableError,
     XtsRefreshError,
 )
+from xts_refresher.notify import Redactor
 from xts_refresher.sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
 from xts_refresher.settings import Credentials, PathOverrides, TelegramSettings, load_settings
 from xts_refresher.store import StoredToken
@@ -543,7 +548,7 @@ def raw(body: object) -> bytes:
     return json.dumps(body).encode("utf-8")
 
 
-@pytest.mark.parametrize("status", [200, 400, 401, 404])
+@pytest.mark.parametrize("status", [200, 400, 401, 403])
 def test_decode_answer_returns_xts_json(status: int) -> None:
     body = {"type": "success", "code": "s-user-0001", "result": {"token": "abc", "n": 1.5}}
     assert decode_answer(status, JSON, raw(body)) == body
@@ -565,7 +570,6 @@ def test_decode_answer_returns_xts_json(status: int) -> None:
         (200, JSON, b'{"type": "success", "result": {"n": -1e999}}'),
         (200, JSON, b"[" * 100000),
         (200, JSON, b"\xff\xfe not utf-8"),
-        (302, {"Location": "https://login.example/"}, b""),
     ],
 )
 def test_decode_answer_refuses_what_is_not_xts_json(
@@ -577,11 +581,138 @@ def test_decode_answer_refuses_what_is_not_xts_json(
     assert failure.value.exit_code == 3
 
 
-def test_decode_answer_names_the_redirect_and_content_type() -> None:
+def test_decode_answer_names_the_content_type_of_what_is_not_xts_json() -> None:
     with pytest.raises(RetryableError) as failure:
-        decode_answer(302, {"Location": "https://login.example/", "Content-Type": "text/html"}, b"")
-    assert "redirect to https://login.example/" in failure.value.reason
-    assert "text/html" in failure.value.reason
+        decode_answer(200, {"Content-Type": "text/html\x1b[2J; charset=utf-8"}, b"<html>")
+    assert "text/html\\x1b[2J" in failure.value.reason  # the server's text, written out
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_decode_answer_refuses_a_redirect_without_a_retry(status: int) -> None:
+    """A redirect is its own failure (never retried, never followed), naming where it
+    pointed without a user or password."""
+    location = "https://user:pw-FAKE@login.example/\x1b[31mx"
+    with pytest.raises(RedirectedError) as failure:
+        decode_answer(status, {"Location": location, "Content-Type": "text/html"}, b"")
+    assert not isinstance(failure.value, RetryableError)
+    assert failure.value.exit_code == 3
+    assert failure.value.message == (
+        f"a redirect (HTTP {status}) to https://login.example/\\x1b[31mx"
+    )
+
+
+@pytest.mark.parametrize(
+    "content", [raw({"type": "error", "code": "e-route-0404", "description": "x"}), b"<html>", b""]
+)
+def test_decode_answer_takes_a_404_for_a_wrong_path_not_a_refusal(content: bytes) -> None:
+    with pytest.raises(RouteNotFoundError) as failure:
+        decode_answer(404, JSON, content)
+    assert not isinstance(failure.value, RetryableError)
+    assert failure.value.message.startswith("HTTP 404")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b[2J\x1b[31mred\x07", "\\x1b[2J\\x1b[31mred\\x07"),
+        ("ok\r✓ fake success", "ok ✓ fake success"),
+        ("a\nb\tc  d", "a b c d"),
+        ("c1 \x9b31m and \x85 del \x7f", "c1 \\x9b31m and del \\x7f"),
+        ("\x00\x1f", "\\x00"),
+        ("plain: é ✓ ₹", "plain: é ✓ ₹"),
+    ],
+)
+def test_one_line_folds_and_writes_out_control_characters(text: str, shown: str) -> None:
+    """Server text is shown on one line with no character that could steer a terminal."""
+    assert one_line(text) == shown
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f]", one_line(text))
+
+
+def test_the_redactor_writes_out_controls_and_cuts_url_credentials_but_keeps_lines() -> None:
+    text = "line one\n\tline \x1b[2Jtwo \r http://u:p-FAKE@host:1/x and ssh://git@h"
+    assert Redactor().redact(text) == (
+        "line one\n\tline \\x1b[2Jtwo \\x0d http://host:1/x and ssh://h"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@host:4000/x?y#z", "https://host:4000/x?y#z"),
+        ("https://token@host", "https://host"),
+        ("https://host/path@not-credentials", "https://host/path@not-credentials"),
+        ("https://a@b:c@host/", "https://host/"),
+        ("http://[::1]:8/x", "http://[::1]:8/x"),
+        ("no scheme@host", "no scheme@host"),
+    ],
+)
+def test_without_credentials(url: str, shown: str) -> None:
+    assert settings.without_credentials(url) == shown
+
+
+def test_settings_secrets_hold_every_urls_credentials() -> None:
+    loaded = load_settings(
+        PathOverrides(),
+        {
+            "XTS_API_ROOT": "https://xts.example",
+            "XTS_INTERACTIVE_API_KEY": "key-1234",
+            "XTS_INTERACTIVE_API_SECRET": "secret-1234",
+            "XTS_HOSTLOOKUP_URL": "https://lu:lookup-pw@xts.example:4000/hostlookup",
+            "TELEGRAM_TOKEN": "123456789:AAbcdefghijklmnopqrstuvwxyz012345678",
+            "TELEGRAM_CHAT_ID": "42",
+            "TELEGRAM_API_URL": "https://tg:tg-pw@bot.example",
+            "HEALTHCHECK_URL": "https://only-a-token@hc.example/ping/x",
+        },
+    )
+    found = loaded.secrets()
+    for secret in ("lu:lookup-pw", "lookup-pw", "tg:tg-pw", "tg-pw", "only-a-token"):
+        assert secret in found
+
+
+@pytest.mark.parametrize(
+    ("connection", "root", "why"),
+    [
+        ("https://xts.example:3000/interactive", "https://xts.example", None),
+        ("https://other.example/interactive", "https://xts.example", None),
+        ("http://xts.example:3000/interactive", "https://xts.example", "is not https"),
+        ("http://127.0.0.1:3000/interactive", "https://xts.example", "is not https"),
+        ("http://127.0.0.1:3000/interactive", "http://127.0.0.1:9", None),
+        ("http://[::1]:3000/interactive", "http://localhost:9", None),
+        ("http://xts.example/interactive", "http://127.0.0.1:9", "is not https"),
+        (
+            "https://u:p@xts.example/interactive",
+            "https://xts.example",
+            "carries a user or password",
+        ),
+        ("https://xts.example/i?x=1", "https://xts.example", "has a query or fragment"),
+        ("https://xts.example/i#x", "https://xts.example", "has a query or fragment"),
+        ("ftp://xts.example/interactive", "https://xts.example", "is not https"),
+        ("/interactive", "https://xts.example", "names no host"),
+        ("https://[::1/interactive", "https://xts.example", "is not a valid URL"),
+    ],
+)
+def test_unsafe_connection(connection: str, root: str, why: str | None) -> None:
+    """Where a host lookup may send the login (and its secret)."""
+    assert unsafe_connection(connection, root) == why
+
+
+@pytest.mark.parametrize(
+    ("session", "answered", "same"),
+    [
+        (INTERACTIVE, "CK68", True),
+        (INTERACTIVE, "ck68", True),
+        (INTERACTIVE, "CK68_EVIL", False),
+        (INTERACTIVE, "CK68_", False),
+        (INTERACTIVE, "CK6", False),
+        (MARKETDATA, "CK68_BEBAFF", True),
+        (MARKETDATA, "ck68", True),
+        (MARKETDATA, "CK69_BEBAFF", False),
+    ],
+)
+def test_is_user_allows_the_suffix_for_market_data_only(
+    session: Session, answered: str, same: bool
+) -> None:
+    assert checks.is_user(session, answered, "CK68") is same
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -1140,7 +1271,7 @@ def test_every_session_field_is_set(session: Session) -> None:
         value = getattr(session, field)  # AttributeError when a field was never set
         if field in optional and value is None:
             continue
-        if field in ("uses_hostlookup", "one_login_per_app_key"):
+        if field in ("uses_hostlookup", "one_login_per_app_key", "user_id_has_suffix"):
             assert isinstance(value, bool), field
         elif field == "extra_fields":
             assert isinstance(value, tuple) and value, field

@@ -10,8 +10,8 @@ import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .sessions import SESSIONS
-from .settings import Settings, env_file_is_exposed
+from .sessions import SESSIONS, Session
+from .settings import Settings, env_file_is_exposed, without_credentials
 from .store import StoredToken
 
 DEFAULT_RENEW_BEFORE = 2 * 3600.0
@@ -38,6 +38,15 @@ def format_duration(seconds: float) -> str:
 def base_user(user_id: str) -> str:
     """The user part of an XTS userID (market data appends ``_<suffix>``), upper-cased."""
     return user_id.split("_", 1)[0].strip().upper()
+
+
+def is_user(session: Session, user_id: str, wanted: str) -> bool:
+    """Whether ``user_id``, as ``session``'s login answered it, is the user ``wanted`` (any
+    case). Only a market-data userID may carry a ``_<suffix>``: an interactive ``CK68_EVIL``
+    is not CK68."""
+    if session.user_id_has_suffix:
+        return base_user(user_id) == base_user(wanted)
+    return user_id.strip().upper() == wanted.strip().upper()
 
 
 def is_loopback_url(url: str) -> bool:
@@ -81,15 +90,17 @@ def foreign_token(settings: Settings, stored: StoredToken) -> tuple[str, str] | 
 
     With host lookup the interactive root is whatever the lookup assigned, so it is not compared.
     """
-    if settings.user_id and base_user(stored.user_id) != base_user(settings.user_id):
+    session = SESSIONS[stored.session]
+    if settings.user_id and not is_user(session, stored.user_id, settings.user_id):
         return "wrong-user", (
             f"the stored token is for user {stored.user_id or 'unknown'}, "
             f"not XTS_USER_ID={settings.user_id}"
         )
-    assigned_root = SESSIONS[stored.session].uses_hostlookup and settings.hostlookup_url
+    assigned_root = session.uses_hostlookup and settings.hostlookup_url
     if not assigned_root and stored.api_root.rstrip("/") != settings.api_root:
+        stored_root = without_credentials(stored.api_root) or "an unknown API root"
         return "wrong-root", (
-            f"the stored token is for {stored.api_root or 'an unknown API root'}, "
-            f"not XTS_API_ROOT={settings.api_root}"
+            f"the stored token is for {stored_root}, "
+            f"not XTS_API_ROOT={without_credentials(settings.api_root)}"
         )
     return None

@@ -17,14 +17,17 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from http.client import RemoteDisconnected
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
 
 from . import __version__
+from .checks import is_loopback_url
 from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
+from .notify import without_controls
 from .sessions import SESSIONS, Session
-from .settings import Settings
+from .settings import Settings, without_credentials
 from .store import StoredToken, is_token_text
 from .timebox import Deadline, backoff_seconds, retry_after_seconds, run_within
 from .values import Frozen
@@ -44,6 +47,17 @@ TRANSPORT_REASONS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
         "the connection was reset",
     ),
 )
+
+# What to check when XTS answers a request with a redirect or "Route not found".
+ROOT_HINT = (
+    "Check XTS_API_ROOT: the API address your broker gives (https, with any path prefix, "
+    "e.g. https://ttblaze.iifl.com)."
+)
+MARKETDATA_PATH_HINT = (
+    "Check XTS_MARKETDATA_PATH: binary-feed brokers (Jainam, RMoney, ibulls) use "
+    "/apibinarymarketdata, the others /apimarketdata; and XTS_API_ROOT."
+)
+HOSTLOOKUP_HINT = "Check XTS_HOSTLOOKUP_URL with your broker."
 
 if TYPE_CHECKING:
     from .notify import Log
@@ -110,12 +124,33 @@ class RetryableError(XtsUnavailableError):
         self.retry_after = retry_after
 
 
-def one_line(text: str) -> str:
-    """``text`` with its line breaks and runs of white space folded into single spaces.
+class RedirectedError(XtsUnavailableError):
+    """XTS answered with a redirect, which is never followed: a login's secret (a 307 or 308
+    resends the body) would go wherever the answer points. Not retried: the next answer
+    would point the same way."""
 
-    XTS writes some of what is printed: a line break in it could forge a ✓ line on stdout.
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(f"a redirect (HTTP {status}) to {shown_url(location) or 'nowhere'}")
+
+
+class RouteNotFoundError(XtsUnavailableError):
+    """XTS has no such path (HTTP 404, "Route not found"): a setting names the wrong path, and
+    no key or secret is to blame. Not retried."""
+
+
+def one_line(text: str) -> str:
+    """Text a server wrote, ready to be shown: line breaks and runs of white space folded into
+    single spaces, any other control character written as ``\\xNN`` (without_controls).
+
+    A line break could forge a ✓ line on stdout; an ESC sequence, a carriage return or a C1
+    character could clear or rewrite the reader's terminal.
     """
-    return " ".join(text.split())
+    return without_controls(" ".join(text.split()))
+
+
+def shown_url(url: str) -> str:
+    """A URL a server sent, as it may be shown: on one line, without user and password."""
+    return one_line(without_credentials(url))
 
 
 def describe_xts_error(body: dict[str, Any]) -> str:
@@ -199,9 +234,14 @@ def decode_answer(
         body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):  # not JSON, NaN/Infinity, or nested past all reason
         body = None
+    if 300 <= status < 400 and "Location" in headers:
+        raise RedirectedError(status, headers["Location"])
+    if status == 404:
+        said = f" ({describe_xts_error(body)})" if isinstance(body, dict) else ""
+        raise RouteNotFoundError(f"HTTP 404{said}")
     if not isinstance(body, dict) or "type" not in body:
-        kind = headers.get("Content-Type", "no content type").split(";")[0]
-        where = f" (redirect to {headers['Location']})" if "Location" in headers else ""
+        kind = one_line(headers.get("Content-Type", "no content type").split(";")[0])
+        where = f" (redirect to {shown_url(headers['Location'])})" if "Location" in headers else ""
         raise RetryableError(
             f"HTTP {status}{where}, {len(raw)} bytes of {kind} that is not XTS JSON",
             retry_after,
@@ -281,8 +321,16 @@ class XtsClient:
             root = self.settings.api_root
             url = f"{root}{self.settings.base_path(session)}{session.login_path}"
         label = f"{session.label} login"
-        body = self._call("POST", url, label, payload=payload, check=require_token)
+        fix = self._path_hint(session)
+        body = self._call("POST", url, label, fix, payload=payload, check=require_token)
         return login_result(session, body, root)
+
+    def _path_hint(self, session: Session) -> str:
+        """The setting to check when XTS answers ``session``'s requests with a redirect or
+        "Route not found"."""
+        if session.uses_hostlookup and self.settings.hostlookup_url:
+            return HOSTLOOKUP_HINT
+        return MARKETDATA_PATH_HINT if session.base_variable else ROOT_HINT
 
     def lookup_host(self, lookup_url: str) -> tuple[str, str]:
         """The unique key and connection string a clustered deployment assigns to this run."""
@@ -302,14 +350,26 @@ class XtsClient:
             if body.get("type") in ("success", True) and not all(fields(body).values()):
                 raise RetryableError("the host lookup answer has no uniqueKey or connectionString")
 
-        body = self._call("POST", lookup_url, "host lookup", payload=payload, check=complete)
+        body = self._call(
+            "POST", lookup_url, "host lookup", HOSTLOOKUP_HINT, payload=payload, check=complete
+        )
         if body.get("type") not in ("success", True):
             raise XtsUnavailableError(
-                f"The host lookup at {lookup_url} failed: {describe_xts_error(body)}.",
-                "Check XTS_HOSTLOOKUP_URL with your broker.",
+                f"The host lookup at {shown_url(lookup_url)} failed: {describe_xts_error(body)}.",
+                HOSTLOOKUP_HINT,
             )
         found = fields(body)
-        return found["uniqueKey"], found["connectionString"].rstrip("/")
+        connection = found["connectionString"].rstrip("/")
+        unsafe = unsafe_connection(connection, self.settings.api_root)
+        if unsafe:
+            raise XtsUnavailableError(
+                f"The host lookup at {shown_url(lookup_url)} answered the connection string "
+                f"{shown_url(connection)}, which {unsafe}: no login was sent (it carries the "
+                "API secret).",
+                "Check XTS_HOSTLOOKUP_URL with your broker: the connection string it hands out "
+                "must be https, with no user or password in it.",
+            )
+        return found["uniqueKey"], connection
 
     def verify(self, stored: StoredToken) -> str:
         """Prove with one cheap authenticated call that XTS accepts ``stored``.
@@ -330,6 +390,7 @@ class XtsClient:
             "GET",
             url,
             label,
+            self._path_hint(session),
             params=params,
             headers={"Authorization": stored.token},
             rate_limit_is_answer=True,
@@ -358,7 +419,7 @@ class XtsClient:
                 return answer.status_code
         except requests.RequestException as exc:
             raise XtsUnavailableError(
-                f"{url} cannot be reached: {explain_transport_failure(exc)}.",
+                f"{shown_url(url)} cannot be reached: {explain_transport_failure(exc)}.",
                 "Check the URL, DNS, the firewall and the certificate settings.",
             ) from None
 
@@ -369,6 +430,7 @@ class XtsClient:
         method: str,
         url: str,
         label: str,
+        fix: str,
         *,
         payload: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
@@ -378,7 +440,8 @@ class XtsClient:
     ) -> dict[str, Any]:
         """The XTS JSON body of ``method url``, retrying transient failures.
 
-        Raises XtsUnavailableError once the retries or the deadline are spent.
+        Raises XtsUnavailableError once the retries or the deadline are spent, and at once for
+        a redirect or "Route not found", with ``fix`` (the setting to check) as its hint.
         """
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
@@ -397,6 +460,19 @@ class XtsClient:
                 if check is not None:
                     check(body)
                 return body
+            except RedirectedError as redirect:
+                raise XtsUnavailableError(
+                    f"The {label} at {shown_url(url)} was answered with {redirect.message}, "
+                    "which is not followed (it would take the request, and the secret or token "
+                    "in it, elsewhere).",
+                    fix,
+                ) from None
+            except RouteNotFoundError as missing:
+                raise XtsUnavailableError(
+                    f"The {label} at {shown_url(url)} was answered {missing.message}: XTS "
+                    "has no such path.",
+                    fix,
+                ) from None
             except RetryableError as failure:
                 reason, wait = failure.reason, self._backoff(attempt, failure.retry_after)
             if attempt == attempts:
@@ -464,6 +540,35 @@ class XtsClient:
         if body is None:
             raise RetryableError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
         return body
+
+
+def unsafe_connection(connection: str, api_root: str) -> str | None:
+    """Why a host lookup's ``connection`` string must not be logged in at, or None when it may.
+
+    The login there carries the API secret: it must be https, with no user or password, no
+    query and no fragment. Plain http is allowed only between loopback addresses, where an
+    XTS_API_ROOT on plain http over loopback (a local simulator or tunnel) hands out one.
+    """
+    try:
+        parts = urlsplit(connection)
+        _ = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    if "@" in parts.netloc:
+        return "carries a user or password"
+    if parts.query or parts.fragment or "?" in connection or "#" in connection:
+        return "has a query or fragment"
+    if not parts.hostname:
+        return "names no host"
+    if parts.scheme.lower() == "https":
+        return None
+    local = (
+        parts.scheme.lower() == "http"
+        and api_root.lower().startswith("http://")
+        and is_loopback_url(api_root)
+        and is_loopback_url(connection)
+    )
+    return None if local else "is not https"
 
 
 def read_capped(answer: requests.Response, limit: int) -> bytes | None:

@@ -20,14 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 
 from .client import explain_transport_failure, one_line, read_capped
 from .errors import NotificationRefusedError, NotificationUnavailableError
 from .notify import PING_BODY_BYTES
-from .settings import TelegramSettings
+from .settings import TelegramSettings, without_credentials
 from .timebox import Deadline, Pacing, backoff_seconds, retry_after_seconds, run_within
 
 if TYPE_CHECKING:
@@ -151,6 +151,12 @@ def telegram_result(status: int, headers: Mapping[str, str], body: bytes) -> Any
         answer = None
     if not isinstance(answer, dict):
         answer = {}
+    if 300 <= status < 400:
+        raise NotificationRefusedError(
+            redirect_reason(status, headers),
+            "Check TELEGRAM_API_URL: redirects are not followed (they would take the bot token "
+            "and the message elsewhere); set the address the Bot API answers at.",
+        )
     description = one_line(str(answer.get("description") or ""))[:200]
     reason = f"HTTP {status}: {description}" if description else f"HTTP {status}"
     parameters = answer.get("parameters")
@@ -198,7 +204,9 @@ def telegram_call(
     telegram_result does, and NotificationUnavailableError when no answer came."""
     url = f"{telegram.api_url}/bot{telegram.bot_token}/{method}"
     try:
-        with requests.post(url, json=dict(fields), timeout=timeout, stream=True) as answer:
+        with requests.post(
+            url, json=dict(fields), timeout=timeout, stream=True, allow_redirects=False
+        ) as answer:
             return telegram_result(answer.status_code, answer.headers, capped_body(answer))
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
         raise NotificationRefusedError(type(exc).__name__, "Check TELEGRAM_API_URL.") from None
@@ -259,11 +267,32 @@ def check_telegram(telegram: TelegramSettings) -> str:
 # -- health checks ------------------------------------------------------------------------------
 
 
+PING_REDIRECT_HINT = (
+    "Check HEALTHCHECK_URL: redirects are not followed (they would take the run's output "
+    "elsewhere); set the check's ping URL as its page shows it."
+)
+
+
+def redirect_reason(status: int, headers: Mapping[str, str]) -> str:
+    """What a redirect answer says, naming where it points by its origin only (a ping URL or
+    a Bot API URL in it is as secret as ours)."""
+    location = headers.get("Location") or ""
+    try:
+        parts = urlsplit(location)
+        where = shown_origin(parts) if parts.netloc else "another path of the same server"
+    except ValueError:
+        where = "an address that is not a valid URL"
+    return f"HTTP {status}: a redirect to {one_line(where)}"
+
+
 def ping_result(status: int, headers: Mapping[str, str]) -> None:
     """Nothing for a 2xx answer to a ping; NotificationUnavailableError for a 429 or a 5xx
-    (worth another try), NotificationRefusedError for any other answer."""
+    (worth another try), NotificationRefusedError for any other answer (a redirect too: it is
+    never followed)."""
     if 200 <= status < 300:
         return
+    if 300 <= status < 400:
+        raise NotificationRefusedError(redirect_reason(status, headers), PING_REDIRECT_HINT)
     if status == 429 or status >= 500:
         raise NotificationUnavailableError(
             f"HTTP {status}", retry_after_seconds(headers.get("Retry-After"))
@@ -310,11 +339,19 @@ class HealthCheck:
         def send(timeout: float) -> None:
             try:
                 if body is None:
-                    answer = requests.get(url, params=params, timeout=timeout, stream=True)
+                    answer = requests.get(
+                        url, params=params, timeout=timeout, stream=True, allow_redirects=False
+                    )
                 else:
                     headers = {"Content-Type": "text/plain; charset=utf-8"}
                     answer = requests.post(
-                        url, params=params, data=body, headers=headers, timeout=timeout, stream=True
+                        url,
+                        params=params,
+                        data=body,
+                        headers=headers,
+                        timeout=timeout,
+                        stream=True,
+                        allow_redirects=False,
                     )
             except requests.RequestException as exc:
                 reason = explain_transport_failure(exc, TLS_HINT, hide=self.hide)
@@ -346,6 +383,21 @@ def finish_checks(finishes: Sequence[tuple[HealthCheck, int, str]], log: Log) ->
     )
 
 
+def redirects_elsewhere(origin: str, location: str) -> bool:
+    """Whether a redirect from ``origin`` to ``location`` leaves its scheme, host or port (a
+    server's root sending a browser to its login page stays)."""
+    try:
+        target = urlsplit(urljoin(origin, location))
+        source = urlsplit(origin)
+        return (target.scheme, target.hostname, target.port) != (
+            source.scheme,
+            source.hostname,
+            source.port,
+        )
+    except ValueError:
+        return True
+
+
 def hidden_userinfo(parts: SplitResult) -> str:
     """What to cut out of a message that may quote the URL: its ``user:password@`` part (the
     password alone may be too short to replace safely), or "" when it has none."""
@@ -355,28 +407,27 @@ def hidden_userinfo(parts: SplitResult) -> str:
 def shown_origin(parts: SplitResult) -> str:
     """``scheme://host[:port]/`` of a URL, without its user and password (a self-hosted check
     behind basic authentication has them in HEALTHCHECK_URL)."""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # IPv6
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/"
+    return without_credentials(f"{parts.scheme}://{parts.netloc}/")
 
 
 def check_health_check(url: str) -> str:
     """What check-config says of the health check, having reached the server of ``url`` (its
     origin, ``scheme://host/``: a request to the ping URL itself would be a ping).
 
-    Raises NotificationUnavailableError when it cannot be reached or answers 5xx.
+    Raises NotificationUnavailableError when it cannot be reached or answers 5xx,
+    NotificationRefusedError when it redirects to another server (a ping would be refused).
     """
     parts = urlsplit(url)
     origin = f"{parts.scheme}://{parts.netloc}/"
     shown = shown_origin(parts)
     try:
         with requests.head(origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
-            status = answer.status_code
+            status, headers = answer.status_code, answer.headers
     except requests.RequestException as exc:
         reason = explain_transport_failure(exc, TLS_HINT, hide=hidden_userinfo(parts))
         raise NotificationUnavailableError(reason) from None
+    if 300 <= status < 400 and redirects_elsewhere(origin, headers.get("Location") or ""):
+        raise NotificationRefusedError(redirect_reason(status, headers), PING_REDIRECT_HINT)
     if status >= 500:
         raise NotificationUnavailableError(f"its server {shown} answered HTTP {status}")
     return (

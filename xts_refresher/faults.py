@@ -108,6 +108,16 @@ class Fault:
         )
 
     @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Fault:
+        """Return a fault answering a redirect (``status`` 301/302/303/307/308) to ``location``,
+        as a proxy or a moved server does."""
+        return cls(
+            status=status,
+            body=b"",
+            headers=(("Location", location), ("Content-Type", "text/html")),
+        )
+
+    @classmethod
     def raw(cls, body: bytes, status: int = 200, content_type: str = "application/json") -> Fault:
         """Return a fault answering arbitrary bytes."""
         return cls(status=status, body=body, headers=(("Content-Type", content_type),))

@@ -1,7 +1,8 @@
 """Telling people: the console and the log file (delivery.py sends Telegram and the pings).
 
-Every line passes through a Redactor first, so no secret, bot token or session token reaches
-stdout, the log, Telegram or a ping; ConsoleCapture keeps the redacted lines a closing ping
+Every line passes through a Redactor first, so no secret, bot token or session token (nor a
+URL's password, nor a control character a server slipped in) reaches stdout, the log, Telegram
+or a ping; ConsoleCapture keeps the redacted lines a closing ping
 carries.
 """
 
@@ -37,6 +38,21 @@ SECRET_SHAPES = (
     # A bot token, also inside a Bot API URL (/bot<id>:<secret>/), where no \b precedes it.
     re.compile(r"(?:\b|(?<=bot))\d{6,12}:[A-Za-z0-9_-]{30,}\b"),
 )
+# The ``user:password@`` of a URL quoted in any text (an error message of requests, say).
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#@\s]+@")
+# Control characters (C0, DEL, C1) written as \xNN: a server's ESC sequence, carriage return or
+# bell would otherwise move the cursor, clear the screen or rewrite a line of the reader's
+# terminal. The line feed and the tab are kept here (our own messages use them); text from a
+# server is also folded onto one line first (client.one_line).
+CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)
+}
+
+
+def without_controls(text: str) -> str:
+    """``text`` with every control character but the line feed and the tab written as
+    ``\\xNN``, so that showing it cannot steer a terminal."""
+    return text.translate(CONTROL_ESCAPES)
 
 
 class Redactor(logging.Filter):
@@ -60,13 +76,16 @@ class Redactor(logging.Filter):
                 self._secrets = tuple(sorted((*self._secrets, secret), key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        """``text`` with every known secret, and anything shaped like one, masked."""
+        """``text`` with every known secret, and anything shaped like one, masked, a URL's
+        user and password cut out, and control characters written out (without_controls)."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, mask(secret))
         for shape in SECRET_SHAPES:
             text = shape.sub(lambda found: mask(found.group(0)), text)
-        return text
+        if "://" in text:
+            text = URL_CREDENTIALS.sub("", text)
+        return without_controls(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's message in place; never drop a record."""

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from .accounts import Selection
 from .checks import (
     DEFAULT_RENEW_BEFORE,
-    base_user,
     foreign_token,
     format_duration,
+    is_user,
     warn_about_setup,
 )
 from .client import LoginResult, XtsClient
@@ -337,7 +337,7 @@ class RefreshRun:
 
     def _check_user(self, session: Session, stored: StoredToken) -> None:
         wanted = self.settings.user_id
-        if wanted and base_user(stored.user_id) != base_user(wanted):
+        if wanted and not is_user(session, stored.user_id, wanted):
             raise LoginRefusedError(
                 f"The {session.label} login answered for user {stored.user_id or 'unknown'}, "
                 f"not XTS_USER_ID={wanted}; nothing was saved.",

@@ -36,6 +36,7 @@ class Session(Frozen):
         "path_variable",
         "secret_variable",
         "title",
+        "user_id_has_suffix",
         "uses_hostlookup",
     )
     name: str
@@ -53,6 +54,7 @@ class Session(Frozen):
     extra_fields: tuple[tuple[str, object], ...]
     uses_hostlookup: bool
     one_login_per_app_key: bool
+    user_id_has_suffix: bool
 
     def __init__(self, **facts: object) -> None:
         missing = set(self.__slots__) - set(facts)
@@ -79,6 +81,8 @@ INTERACTIVE = Session(
     extra_fields=(("isInvestorClient", None), ("clientCodes", [])),
     uses_hostlookup=True,
     one_login_per_app_key=False,
+    # The login answers XTS_USER_ID itself.
+    user_id_has_suffix=False,
 )
 MARKETDATA = Session(
     name="marketdata",
@@ -97,6 +101,8 @@ MARKETDATA = Session(
     uses_hostlookup=False,
     # A new market-data login ends the previous market-data session of the same app key.
     one_login_per_app_key=True,
+    # The login answers the user with a suffix: CK68_BEBAFF... is CK68.
+    user_id_has_suffix=True,
 )
 # In the order a refresh logs in and status reports.
 SESSIONS = MappingProxyType({session.name: session for session in (INTERACTIVE, MARKETDATA)})

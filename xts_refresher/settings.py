@@ -249,14 +249,51 @@ class Settings(Frozen):
         token_file = self.token_files[INTERACTIVE.name]
         return token_file.with_name(token_file.name + ".lock")
 
+    def urls(self) -> dict[str, str]:
+        """Every URL these settings hold, by the variable that sets it."""
+        urls = {"XTS_API_ROOT": self.api_root}
+        if self.hostlookup_url:
+            urls["XTS_HOSTLOOKUP_URL"] = self.hostlookup_url
+        if self.telegram is not None:
+            urls["TELEGRAM_API_URL"] = self.telegram.api_url
+        if self.healthcheck_url:
+            urls["HEALTHCHECK_URL"] = self.healthcheck_url
+        return urls
+
     def secrets(self) -> list[str]:
-        """Every secret value these settings hold, for redaction."""
+        """Every secret value these settings hold, for redaction: the keys and secrets, the bot
+        token, and the credentials in any URL (a server behind basic authentication)."""
         values = [v for c in self.credentials.values() for v in (c.app_key, c.secret)]
         if self.telegram is not None:
             values.append(self.telegram.bot_token)
-        if self.healthcheck_url:  # a self-hosted check behind basic authentication
-            values += filter(None, [urlsplit(self.healthcheck_url).password])
+        for url in self.urls().values():
+            values += url_credentials(url)
         return values
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as it may be shown: without the ``user:password@`` before its host."""
+    scheme, separator, rest = url.partition("://")
+    ends = [found for found in map(rest.find, "/?#") if found >= 0]
+    authority = rest[: min(ends, default=len(rest))]
+    if not separator or "@" not in authority:
+        return url
+    return f"{scheme}://{rest[authority.rindex('@') + 1 :]}"
+
+
+def url_credentials(url: str) -> list[str]:
+    """The ``user:password`` of ``url`` and its password (the user alone when there is no
+    password: then it is the secret), for redaction; [] when it has none."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return []
+    if "@" not in parts.netloc:
+        return []
+    if password is None:
+        return list(filter(None, [user]))
+    return list(filter(None, [parts.netloc.rsplit("@", 1)[0], password]))
 
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:
@@ -485,7 +522,12 @@ class _Validator:
             return None
         return value or default
 
-    def url(self, name: str, *, required: bool = False) -> str | None:
+    def url(
+        self, name: str, *, required: bool = False, base: bool = False, no_user: bool = False
+    ) -> str | None:
+        """The URL setting ``name``; with ``base``, paths are added to it, so a query or a
+        fragment (which would end up before those paths) is a problem too; with ``no_user``,
+        so is a user or password (never shown)."""
         value = self.text(name)
         if value is None:
             if required and not self.values.get(name, "").strip():
@@ -499,6 +541,18 @@ class _Validator:
             return None
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             self.problems.append(f"{name} must be an http(s) URL, e.g. https://host:port/path.")
+            return None
+        if no_user and "@" in parts.netloc:
+            self.problems.append(
+                f"{name} must not hold a user or password (user:password@): XTS reads the "
+                "session token from the Authorization header, which they would replace."
+            )
+            return None
+        if base and ("?" in value or "#" in value):
+            self.problems.append(
+                f"{name} must not have a query (?…) or a fragment (#…): paths are added to it, "
+                "e.g. https://host:port/path."
+            )
             return None
         return value.rstrip("/")
 
@@ -586,7 +640,7 @@ def build_settings(
     for name in sorted(n for n, v in values.items() if "\x00" in v):
         check.problems.append(f"{name} contains a NUL byte.")
         values[name] = ""
-    api_root = check.url("XTS_API_ROOT", required=True)
+    api_root = check.url("XTS_API_ROOT", required=True, base=True, no_user=True)
     credentials = {}
     for session in SESSIONS.values():
         pair = check.pair(session.key_variable, session.secret_variable)
@@ -629,7 +683,7 @@ def build_settings(
         hostlookup_url=check.url("XTS_HOSTLOOKUP_URL"),
         post_refresh_hook=check.text("XTS_POST_REFRESH_HOOK"),
         telegram=telegram,
-        healthcheck_url=check.url("HEALTHCHECK_URL"),
+        healthcheck_url=check.url("HEALTHCHECK_URL", base=True),
         notify_label=check.text("XTS_NOTIFY_LABEL"),
         metrics_file=_optional_path(check.text("XTS_METRICS_FILE")),
         env_file=env_file,
@@ -691,7 +745,7 @@ def _telegram(check: _Validator) -> TelegramSettings | None:
     bot_token = check.text("TELEGRAM_TOKEN")
     chat_id = check.text("TELEGRAM_CHAT_ID")
     notify = check.choice("TELEGRAM_NOTIFY", TELEGRAM_MODES, "all")
-    api_url = check.url("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL
+    api_url = check.url("TELEGRAM_API_URL", base=True) or DEFAULT_TELEGRAM_API_URL
     if bool(bot_token) != bool(chat_id):
         missing = "TELEGRAM_CHAT_ID" if bot_token else "TELEGRAM_TOKEN"
         check.problems.append(f"{missing} is not set, but its partner is: set both or neither.")

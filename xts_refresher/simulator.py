@@ -254,6 +254,7 @@ _UNKNOWN = _Route("unknown", (), (), _answer_unknown)
 
 # The routes whose every answer waits for the simulator's login_delay first.
 _LOGIN_ROUTES = frozenset(("interactive_login", "marketdata_login"))
+_MARKETDATA_ROUTES = frozenset(("marketdata_login", "marketdata_config"))
 
 # The route names add_fault() accepts and requests() records, "unknown" last.
 ROUTES: tuple[str, ...] = (*(route.name for route in _ROUTE_TABLE), _UNKNOWN.name)
@@ -317,6 +318,10 @@ class _Handler(BaseHTTPRequestHandler):
                 parsed = json.loads(body)
         split = urlsplit(self.path)
         route = _find_route(self.command, split.path, parsed, sim.api_prefix)
+        if route.name in _MARKETDATA_ROUTES and not split.path.startswith(
+            tuple(sim.api_prefix + md_path + "/" for md_path in sim.marketdata_paths)
+        ):
+            route = _UNKNOWN  # the other feed's path: this broker does not serve it
         request = RecordedRequest(
             route=route.name,
             method=self.command,
@@ -404,6 +409,7 @@ class XtsSimulator:
         tls: ssl.SSLContext | None = None,
         api_prefix: str = "",
         login_delay: float = 0.0,
+        marketdata_path: str | None = None,
     ) -> None:
         if login_delay < 0:
             raise ValueError("login_delay must not be negative")
@@ -417,6 +423,11 @@ class XtsSimulator:
         self.interactive_user_override: str | None = None
         self.marketdata_user_override: str | None = None
         self.hostlookup_style: str = "standard"
+        # The connection string host lookups hand out; None: {url}/interactive, this server.
+        self.hostlookup_connection: str | None = None
+        # The market-data API paths served: both, or only the one of a broker's feed
+        # ("/apibinarymarketdata" for a binary-feed broker), the other answered 404.
+        self.marketdata_paths = _MD_PREFIXES if marketdata_path is None else (marketdata_path,)
         self.last_unique_key: str | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -671,7 +682,7 @@ class XtsSimulator:
     def _hostlookup(self) -> dict[str, Any]:
         unique_key = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
         self.last_unique_key = unique_key
-        connection = f"{self.url}/interactive"
+        connection = self.hostlookup_connection or f"{self.url}/interactive"
         described = "Hostlookup successful"
         if self.hostlookup_style == "pascal":
             keys = ("UniqueKey", "ConnectionString", "TimeStamp", "Remarks")

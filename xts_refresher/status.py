@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .checks import DEFAULT_RENEW_BEFORE, foreign_token, format_duration, warn_about_setup
-from .client import XtsClient
+from .client import MARKETDATA_PATH_HINT, XtsClient
 from .errors import (
     ConfigError,
     NotificationRefusedError,
@@ -29,10 +29,11 @@ from .errors import (
     TokenUnavailableError,
     UnexpectedError,
     XtsRefreshError,
+    XtsUnavailableError,
 )
 from .notify import AccountLog, Redactor, report_failure
-from .sessions import SESSIONS, Session
-from .settings import Settings
+from .sessions import MARKETDATA, SESSIONS, Session
+from .settings import Settings, without_credentials
 from .store import StoredToken, read_token_file
 from .timebox import Deadline, run_within
 
@@ -320,19 +321,39 @@ def _report_probe(url: str, status: int, log: Log) -> None:
     a 5xx says the server behind it is failing.
     """
     scheme = urlsplit(url).scheme
+    shown = without_credentials(url)
     if status < 400:
-        log.info("✓ %s is reachable over %s (HTTP %d).", url, scheme, status)
+        log.info("✓ %s is reachable over %s (HTTP %d).", shown, scheme, status)
     elif status < 500:
-        log.info("✓ %s is reachable over %s.", url, scheme)
+        log.info("✓ %s is reachable over %s.", shown, scheme)
         log.info("  (It answered HTTP %d, as an API root may: only its API paths exist.)", status)
     else:
         log.warning(
             "⚠ %s is reachable over %s, but answered HTTP %d: the broker's server may be "
             "failing; check its status before the next refresh.",
-            url,
+            shown,
             scheme,
             status,
         )
+
+
+def check_marketdata_path(settings: Settings, client: XtsClient, log: Log) -> None:
+    """Ask XTS for the market-data token check's path without a token (XTS answers that a
+    token is missing; nothing logs in): XtsUnavailableError when it has no such path (HTTP 404),
+    the path is wrong."""
+    base = f"{settings.api_root}{settings.base_path(MARKETDATA)}"
+    status = client.probe(f"{base}{MARKETDATA.check_path}")
+    if status == 404:
+        raise XtsUnavailableError(
+            f"XTS has no market-data API at {without_credentials(base)} (HTTP 404 for "
+            f"{MARKETDATA.check_path}).",
+            MARKETDATA_PATH_HINT,
+        )
+    log.info(
+        "✓ The market-data API answers at %s (XTS_MARKETDATA_PATH) (HTTP %d without a token).",
+        without_credentials(base),
+        status,
+    )
 
 
 def check_config(
@@ -400,6 +421,8 @@ def check_account(
         try:
             for url in filter(None, (settings.api_root, settings.hostlookup_url)):
                 _report_probe(url, client.probe(url), log)
+            if MARKETDATA.name in settings.credentials:
+                check_marketdata_path(settings, client, log)
         except XtsRefreshError as exc:
             log.error("✗ %s", exc)
             code = exc.exit_code
