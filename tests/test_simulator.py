@@ -284,3 +284,58 @@ def test_add_fault_rejects_an_unknown_route_name(sim: XtsSimulator, name: str) -
     """A misspelt route name is an error, not a fault that silently never fires."""
     with pytest.raises(ValueError, match=r"unknown route .*expected one of"):
         sim.add_fault(name, Fault.html())
+
+
+@pytest.mark.parametrize(
+    ("feed", "served", "refused"),
+    [
+        ("/apibinarymarketdata", "/apibinarymarketdata", "/apimarketdata"),
+        ("/apimarketdata", "/apimarketdata", "/apibinarymarketdata"),
+    ],
+)
+def test_a_broker_of_one_market_data_feed_serves_its_path_only(
+    feed: str, served: str, refused: str
+) -> None:
+    """``marketdata_path`` makes a broker of one feed (a binary-feed broker serves
+    ``/apibinarymarketdata``): the other feed's paths are the "unknown" route, 404 "Route not
+    found"; without it, both are served."""
+    login = {"appKey": DEMO_MARKETDATA_KEY, "secretKey": DEMO_MARKETDATA_SECRET, "source": "WEBAPI"}
+    with XtsSimulator(marketdata_path=feed) as broker:
+        assert send(broker, Call("POST", f"{served}/auth/login", login)).status == 200
+        missing = send(broker, Call("POST", f"{refused}/auth/login", login))
+        assert missing.status == 404
+        assert b"Route not found" in missing.body
+        assert send(broker, Call("GET", f"{refused}/config/clientConfig")).status == 404
+        assert routes_taken(broker) == ["marketdata_login", "unknown", "unknown"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_fault_answers_its_status_and_location(sim: XtsSimulator, status: int) -> None:
+    """Fault.redirect answers the status with a Location header (urllib would follow it: the
+    raw answer is read with http.client)."""
+    import http.client
+
+    sim.add_fault("telegram", Fault.redirect("http://127.0.0.1:9/elsewhere", status))
+    host, port = sim.url.split("://", 1)[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.request("POST", TELEGRAM, body=b"{}")
+        answer = connection.getresponse()
+        assert answer.status == status
+        assert answer.getheader("Location") == "http://127.0.0.1:9/elsewhere"
+    finally:
+        connection.close()
+    assert routes_taken(sim) == ["telegram"]
+
+
+def test_the_host_lookup_hands_out_the_connection_string_it_is_given(sim: XtsSimulator) -> None:
+    """``hostlookup_connection`` replaces the connection string (any text: the tests of unsafe
+    ones need it); unset, it is this server's ``/interactive``."""
+    first = json.loads(send(sim, Call("POST", "/hostlookup", {})).body)
+    assert first["result"]["connectionString"] == f"{sim.url}/interactive"
+    sim.hostlookup_connection = "http://user:pw@elsewhere.invalid/interactive"
+    try:
+        second = json.loads(send(sim, Call("POST", "/hostlookup", {})).body)
+    finally:
+        sim.hostlookup_connection = None
+    assert second["result"]["connectionString"] == "http://user:pw@elsewhere.invalid/interactive"

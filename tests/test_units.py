@@ -715,6 +715,29 @@ def test_is_user_allows_the_suffix_for_market_data_only(
     assert checks.is_user(session, answered, "CK68") is same
 
 
+@pytest.mark.parametrize(
+    ("location", "elsewhere"),
+    [
+        ("/accounts/login/", False),
+        ("https://hc.example/accounts/login/", False),
+        ("https://HC.example/x", False),
+        ("https://hc.example:8443/x", True),
+        ("http://hc.example/", True),
+        ("https://evil.example/", True),
+        ("//evil.example/ping", True),
+        ("https://[::1/", True),
+    ],
+)
+def test_a_health_check_server_redirects_elsewhere_only_off_its_origin(
+    location: str, elsewhere: bool
+) -> None:
+    """check-config's HEAD of the check's server may be sent to a login page on the same
+    server; a redirect to another scheme, host or port is a refusal."""
+    from xts_refresher.delivery import redirects_elsewhere
+
+    assert redirects_elsewhere("https://hc.example/", location) is elsewhere
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_decode_answer_retries_xts_json_5xx(status: int) -> None:
     body = {"type": "error", "code": "e-server-0001", "description": "Internal error"}

@@ -8,8 +8,11 @@ does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``, ``getM
 healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every route is
 named once, in the route table (``_ROUTE_TABLE``). Every request is recorded under its route's
 name; faults can be queued per route to make the next answers fail (errors, HTML proxy pages,
-rate limits, hangs, resets, trickled bodies), and ``login_delay`` makes every login answer
-only after a wait, as a slow broker does.
+rate limits, hangs, resets, trickled bodies, redirects), and ``login_delay`` makes every login
+answer only after a wait, as a slow broker does. ``marketdata_path`` makes it a broker of one
+market-data feed (``/apibinarymarketdata`` for a binary-feed broker: the other feed's paths are
+"Route not found"), and ``hostlookup_connection`` sets the connection string its host lookup
+hands out.
 """
 
 from __future__ import annotations
