@@ -451,12 +451,12 @@ def refuse_foreign_writers(path: Path, info: os.stat_result) -> None:
     """
     mode = stat.S_IMODE(info.st_mode)
     user = os.geteuid()
-    why = "XTS_POST_REFRESH_HOOK, a command this job runs as its own user, so it is not read"
+    why = "XTS_POST_REFRESH_HOOK, a command this job runs as its own user"
     if mode & FOREIGN_WRITE_BITS:
         who = "other users" if mode & stat.S_IWOTH else "its group"
         raise ConfigError(
             f"The settings file {path} can be written by {who} (mode {mode:04o}): whoever can "
-            f"write it can set {why}.",
+            f"write it can set {why}, so it is not read.",
             f"Run `chmod 600 {path}` (and check who may have changed it), then run again.",
         )
     if info.st_uid not in (user, 0):
@@ -464,7 +464,7 @@ def refuse_foreign_writers(path: Path, info: os.stat_result) -> None:
         owners = running if user == 0 else f"{running} (who runs the job) or root"
         raise ConfigError(
             f"The settings file {path} belongs to the user {user_name(info.st_uid)}, who can "
-            f"change it and set {why}: only {owners} may own it.",
+            f"change it and so set {why}: only {owners} may own it, so it is not read.",
             f"Give it to {running} (as root: `chown {running} {path}`), check what it "
             "holds, then run again.",
         )
