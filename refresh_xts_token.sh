@@ -84,6 +84,8 @@ explain_exit() {
     3:*) echo "XTS unreachable or failing after the retries: check the network and the broker" ;;
     4:*) echo "local failure: a token could not be saved, or another run held the lock" ;;
     5:*) echo "tokens saved, but the post-refresh hook failed" ;;
+    130:*) echo "interrupted by SIGINT (Ctrl-C): the logins under way were saved, none started after" ;;
+    143:*) echo "stopped by SIGTERM: the logins under way were saved, none started after" ;;
     *) echo "unexpected failure: see the messages above and xts_token_refresh.log" ;;
   esac
 }

@@ -152,6 +152,27 @@ class Project:
         full_env = {"XTS_LOG_FILE": str(self.log_file), **(env or {})}
         return self._finish(run_process(argv, env=full_env, timeout=timeout, preexec=preexec))
 
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the script with ``args`` (plus --env-file) as cron would, without waiting for it;
+        finish it with ``finish``."""
+        argv = [PYTHON, str(SCRIPT), *args, "--env-file", str(self.write_env())]
+        return subprocess.Popen(
+            argv,
+            env={"PATH": CRON_PATH, "XTS_LOG_FILE": str(self.log_file), **(env or {})},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(self, process: subprocess.Popen[str], timeout: float = 60) -> Run:
+        """Wait for a run ``start`` began; the Run, checked for secrets as ``run`` does."""
+        stdout, stderr = process.communicate(timeout=timeout)
+        return self._finish(
+            subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        )
+
     def _finish(self, done: subprocess.CompletedProcess[str]) -> Run:
         log = self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
         run = Run(done.returncode, done.stdout, done.stderr, log)

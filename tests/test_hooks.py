@@ -382,3 +382,68 @@ def test_a_hook_that_runs_the_refresher_fails_at_once_instead_of_deadlocking(
     assert time.monotonic() - started < 8
     assert "A hook must not run the refresher" in run.stdout
     assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+    assert "post-refresh hook failed with exit code 4" in run.stdout
+    assert project.sim.count("interactive_login") == 1
+
+
+def wait_for_file(path: Path, seconds: float = 20) -> str:
+    """The text of ``path`` once it exists with a whole line in it (bounded poll)."""
+    give_up = time.monotonic() + seconds
+    while not (path.exists() and path.read_text(encoding="utf-8").endswith("\n")):
+        assert time.monotonic() < give_up, f"{path} never appeared"
+        time.sleep(0.05)
+    return path.read_text(encoding="utf-8")
+
+
+def test_a_bot_the_hook_left_running_may_run_the_refresher_after_the_run_ended(
+    project: Project, tmp_path: Path
+) -> None:
+    """A hook that starts a background process (a bot) and returns: once the refresh that ran
+    the hook has ended, the bot runs the refresher (with the hook's environment) and that
+    refresh logs in and exits 0; the guard only stops a refresh while its hook's run holds
+    the lock."""
+    go, started, out, code = (tmp_path / n for n in ("go", "started", "bot.out", "bot.code"))
+    env_file = project.write_env()
+    later = (
+        f"i=0; while [ ! -e {shlex.quote(str(go))} ] && [ $i -lt 400 ]; do sleep 0.05; "
+        f"i=$((i+1)); done; {shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))} "
+        f"--env-file {shlex.quote(str(env_file))} > {shlex.quote(str(out))} 2>&1; "
+        f"echo $? > {shlex.quote(str(code))}"
+    )
+    project.settings["XTS_POST_REFRESH_HOOK"] = (
+        f"[ -e {shlex.quote(str(started))} ] && exit 0; touch {shlex.quote(str(started))}; "
+        f"( {later} ) > /dev/null 2>&1 &"
+    )
+
+    run = project.run()
+    assert run.code == 0, run.output
+    assert project.sim.count("interactive_login") == 1
+    go.touch()
+    exit_code = wait_for_file(code).strip()
+
+    bot_output = out.read_text(encoding="utf-8")
+    assert exit_code == "0", bot_output
+    assert "A hook must not run the refresher" not in bot_output
+    assert project.sim.count("interactive_login") == 2
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+    assert_no_secrets(project, bot_output)
+
+
+def test_the_hook_does_not_run_for_a_token_verify_saw_rejected(
+    project: Project, tmp_path: Path
+) -> None:
+    """``--verify`` puts the new token to XTS, which rejects it ("Invalid Token"): the token is
+    saved, the run exits 3, and the hook (which would restart the bot on a dead token) does
+    not run."""
+    marker = tmp_path / "hook-ran.txt"
+    project.settings["XTS_POST_REFRESH_HOOK"] = f"touch {shlex.quote(str(marker))}"
+    project.sim.add_fault("interactive_balance", Fault.xts_error("e-session-0007", "Invalid Token"))
+
+    run = project.run("--verify")
+
+    assert run.code == 3, run.output
+    assert "XTS rejected the interactive token" in run.stdout
+    assert project.sim.count("interactive_balance") == 1
+    assert not marker.exists(), "the hook ran for a token XTS rejected"
+    assert "post-refresh hook" not in run.stdout
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]

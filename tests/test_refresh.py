@@ -709,6 +709,30 @@ def test_a_symlink_at_the_token_path_is_replaced_not_followed(project: Project) 
     assert token_json(project.token_file)["userID"] == USER_ID
 
 
+@pytest.mark.parametrize("lifetime", [-120, 1800], ids=["already-expired", "expires-in-30-min"])
+def test_a_new_token_that_is_expired_by_this_machines_clock_is_saved_but_exit_3(
+    project: Project, lifetime: int
+) -> None:
+    """XTS hands out a token whose ``exp`` is already past, or within the hour, by this
+    machine's clock (a clock that is wrong, most likely): the token is saved, but the run is not
+    called fresh: exit 3, and the closing line names the token's exp, the machine's time and
+    the clock."""
+    project.sim.token_lifetime = lifetime
+
+    run = project.run()
+
+    assert run.code == 3, run.output
+    issued = project.sim.issued_tokens("interactive")[-1]
+    saved = token_json(project.token_file)
+    assert saved["token"] == issued
+    closing = run.stdout.rstrip().splitlines()[-1]
+    assert closing.startswith("✗ Token refresh failed (exit code 3)"), closing
+    assert f"exp {saved['expires_at']}" in closing
+    assert f"{datetime.now().astimezone():%Y-%m-%d}" in closing
+    assert "clock" in closing
+    assert "fresh token" not in run.stdout
+
+
 def test_a_held_lock_makes_the_next_run_wait_then_exit_4(project: Project) -> None:
     """While another process holds the run lock past the deadline, a run exits 4 naming it."""
     before = refreshed(project)

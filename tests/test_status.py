@@ -156,8 +156,8 @@ def test_status_text_names_state_user_and_time_left(project: Project) -> None:
 def test_status_reports_a_token_inside_the_renewal_window_as_expiring_but_usable(
     project: Project,
 ) -> None:
-    """A one-hour token (inside the 2 h window) is ``expiring``: still usable, so exit 0."""
-    project.sim.token_lifetime = 3600
+    """A 90-minute token (inside the 2 h window) is ``expiring``: still usable, so exit 0."""
+    project.sim.token_lifetime = 5400  # inside --if-needed's 2 h, past the 1 h of a wrong clock
     assert project.run().code == 0
     logins_before = logins(project)
 
@@ -168,8 +168,8 @@ def test_status_reports_a_token_inside_the_renewal_window_as_expiring_but_usable
     assert document["ok"] is True
     assert entry["state"] == "expiring"
     assert entry["usable"] is True
-    assert 3600 - 120 < entry["seconds_left"] <= 3600
-    assert re.fullmatch(r"\d\dm", entry["time_left"])
+    assert 5400 - 120 < entry["seconds_left"] <= 5400
+    assert re.fullmatch(r"1h \d\dm", entry["time_left"])
     assert logins(project) == logins_before
 
 

@@ -62,6 +62,16 @@ class TokenRejectedError(XtsUnavailableError):
     )
 
 
+class ClockSkewError(XtsUnavailableError):
+    """XTS handed out a token that is expired, or nearly, by this machine's clock: it was saved,
+    but is not called fresh. Exit 3."""
+
+    default_hint = (
+        "Check this machine's clock (`timedatectl`: turn on NTP time sync), then run the "
+        "refresh again; a broker whose clock is wrong is the other possibility."
+    )
+
+
 class NotificationUnavailableError(XtsRefreshError):
     """Telegram or the health check did not answer, or answered 429 or 5xx: worth another try.
 
@@ -120,6 +130,23 @@ class HookFailedError(XtsRefreshError):
     default_hint = (
         "The tokens are saved; fix the hook command (XTS_POST_REFRESH_HOOK) and run it by hand."
     )
+
+
+class InterruptedRunError(XtsRefreshError):
+    """SIGINT (Ctrl-C) stopped the refresh: the logins under way finished and their tokens were
+    saved, and none started after it. Exit 130, as a shell reports a job stopped by SIGINT."""
+
+    exit_code = 130
+    meaning = "interrupted by SIGINT (Ctrl-C): the logins under way were saved, none started after"
+    default_hint = "Run the refresh again to renew the tokens that were not renewed."
+
+
+class TerminatedRunError(InterruptedRunError):
+    """SIGTERM (systemd stopping the job, a shutdown) stopped the refresh, as SIGINT does.
+    Exit 143, as a shell reports a job stopped by SIGTERM."""
+
+    exit_code = 143
+    meaning = "stopped by SIGTERM: the logins under way were saved, none started after"
 
 
 class TokenUnavailableError(XtsRefreshError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -28,9 +27,12 @@ from .checks import (
 )
 from .client import LoginResult, XtsClient
 from .errors import (
+    ClockSkewError,
     ConfigError,
     HookFailedError,
+    InterruptedRunError,
     LocalError,
+    LockTimeoutError,
     LoginRefusedError,
     TokenRejectedError,
     TokenSaveError,
@@ -39,6 +41,8 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
+from .hook import run_hook, started_by_running_hook
+from .interrupt import StopRequest
 from .notify import AccountLog, ConsoleCapture, Redactor, report_failure
 from .paths import account_file
 from .sessions import SESSIONS, Session
@@ -66,6 +70,11 @@ BANNER_RULE = "=" * 62
 
 APP_KEY_WARNING_DAYS = 14
 MESSAGE_ITEM_CHARACTERS = 500
+# A new token that dies sooner than this by this machine's clock is not called fresh: XTS
+# tokens live about a day, so the clock (this machine's, or the broker's) is wrong.
+SHORT_LIFE_SECONDS = 3600.0
+# How often the main thread looks up from waiting for the accounts, to tell of a signal.
+JOIN_POLL_SECONDS = 0.1
 
 if TYPE_CHECKING:
     from .delivery import HealthCheck
@@ -171,6 +180,24 @@ def stored_from_login(result: LoginResult) -> StoredToken:
     )
 
 
+def short_life_error(session: Session, stored: StoredToken) -> ClockSkewError | None:
+    """The failure of a new token that is expired, or dies within SHORT_LIFE_SECONDS, by this
+    machine's clock (None for one that lives longer, or whose expiry cannot be read)."""
+    if stored.expires_at is None:
+        return None
+    now = datetime.now().astimezone()
+    left = stored.seconds_left(now)
+    if left >= SHORT_LIFE_SECONDS:
+        return None
+    life = "is already expired" if left <= 0 else f"expires in {format_duration(left)}"
+    return ClockSkewError(
+        f"The new {session.label} token was saved, but by this machine's clock it {life} "
+        f"(exp {stored.expires_at.isoformat()}, this machine's time "
+        f"{now.isoformat(timespec='seconds')}). XTS tokens live about a day, so a wrong clock "
+        "is the likely cause; bots may find the token dead."
+    )
+
+
 def make_account_folder(settings: Settings) -> None:
     """Create the account's own folder (``accounts/NAME``, mode 0700), where its token files
     go unless its file says otherwise; a folder that cannot be made is reported by the
@@ -186,14 +213,23 @@ class RefreshRun:
     notifies, pings and prints the closing lines)."""
 
     def __init__(
-        self, settings: Settings, options: RefreshOptions, log: Log, redactor: Redactor
+        self,
+        settings: Settings,
+        options: RefreshOptions,
+        log: Log,
+        redactor: Redactor,
+        stop: StopRequest | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
         self.log = log
         self.redactor = redactor
+        self.stop = stop or StopRequest()
         self.deadline = Deadline(settings.deadline)
         self.warnings: list[str] = []
+        # The first lock this run had to wait for (None: every lock was free at once).
+        self.waited: RunLock | None = None
+        self.hook_skipped = False
 
     def start(self) -> None:
         """The opening lines of the run (the seed's banner), and the setup warnings."""
@@ -213,15 +249,47 @@ class RefreshRun:
         hook_error: HookFailedError | None = None
         try:
             outcomes, hook_error = self._refresh_locked()
-        except LocalError as exc:
+        except (LocalError, InterruptedRunError) as exc:
             outcomes = [SessionOutcome(s, error=exc) for s in self.settings.sessions]
         except Exception as exc:  # a bug: the operator and the monitor must still hear of it
             self.log.exception("Unexpected error during the refresh:")
             failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
             outcomes = [SessionOutcome(s, error=failure) for s in self.settings.sessions]
-        errors = [o.error for o in outcomes if o.error] + ([hook_error] if hook_error else [])
+        errors: list[XtsRefreshError] = [
+            o.error for o in outcomes if o.error and not isinstance(o.error, InterruptedRunError)
+        ]
+        errors += [hook_error] if hook_error else []
+        if self.stop.requested:
+            errors.append(self._interruption(outcomes))
         saved = [o.saved for o in outcomes if o.saved is not None]
         return AccountResult(self.settings.account, errors, saved, self.warnings)
+
+    def _interruption(self, outcomes: Sequence[SessionOutcome]) -> InterruptedRunError:
+        """The failure of a run a signal stopped: which tokens are fresh, which not renewed."""
+        states = []
+        for outcome in outcomes:
+            label, error = outcome.session.label, outcome.error
+            if error is None and outcome.saved is not None:
+                states.append(f"the {label} token is fresh (renewed and saved)")
+            elif error is None and outcome.kept is not None:
+                states.append(f"the {label} token is fresh (the stored one is still valid)")
+            elif outcome.saved is not None:
+                states.append(f"the new {label} token was saved but failed (see above)")
+            elif isinstance(error, InterruptedRunError):
+                states.append(
+                    f"the {label} token was not renewed (no login was sent; its file is unchanged)"
+                )
+            else:
+                states.append(f"the {label} token was not renewed (see above)")
+        if self.hook_skipped:
+            states.append("the post-refresh hook was not run (restart the bot yourself)")
+        renewed_all = all(o.error is None for o in outcomes)
+        return self.stop.error(
+            f"{self.stop.name} stopped the refresh after the logins under way: "
+            + "; ".join(states)
+            + ".",
+            "Nothing else needs doing." if renewed_all and not self.hook_skipped else None,
+        )
 
     def _refresh_locked(self) -> tuple[list[SessionOutcome], HookFailedError | None]:
         """Log in, save, verify and run the hook, all under the run lock.
@@ -229,13 +297,20 @@ class RefreshRun:
         The hook runs under the lock too, so a second run cannot log in again (and cut off the
         market-data stream) while the hook is restarting the bot.
         """
-        if os.environ.get("XTS_REFRESH_LOCK_HELD") == str(self.settings.lock_file):
+        if started_by_running_hook(self.settings.lock_files):
             # Waiting would deadlock: the parent holds the lock until this hook returns.
             raise hook_recursion_error()
         announce = lambda text: self.log.info("%s", text)  # noqa: E731 - a one-line callback
         if self.settings.shared_env_file is not None:
             make_account_folder(self.settings)
-        with RunLock(self.settings.lock_file, self.deadline.remaining(), announce):
+        with contextlib.ExitStack() as held:
+            # One lock per token file, taken in sorted order, so that runs sharing some of
+            # their files never each hold a lock the other waits for.
+            for path in self.settings.lock_files:
+                lock = RunLock(path, self.deadline.remaining(), announce, self.stop.lock_wait_error)
+                held.enter_context(lock)
+                if lock.waited_for is not None and self.waited is None:
+                    self.waited = lock
             for session in self.settings.sessions:
                 remove_stale_temporaries(self.settings.token_path(session))
             with XtsClient(self.settings, self.deadline, self.log) as client:
@@ -244,8 +319,13 @@ class RefreshRun:
             fresh = [o.session for o in outcomes if o.saved is not None and o.error is None]
             if not (fresh and self.settings.post_refresh_hook):
                 return outcomes, None
-            from .hook import run_hook  # most runs have no hook: its imports wait until one does
-
+            if self.stop.requested:
+                self.hook_skipped = True
+                self.log.warning(
+                    "⚠ The post-refresh hook was not run: %s asked the run to stop.",
+                    self.stop.name,
+                )
+                return outcomes, None
             try:
                 run_hook(
                     self.settings.post_refresh_hook, self.settings, fresh, self.deadline, self.log
@@ -267,13 +347,37 @@ class RefreshRun:
             except TokenSaveError as exc:
                 self.log.error("✗ %s: %s", session.title, exc.message)
                 decided[session] = SessionOutcome(session, error=exc)
-        outcomes = [
-            outcome if outcome is not None else self._log_in_and_save(client, session)
-            for session, outcome in decided.items()
-        ]
+        outcomes = []
+        for session, decision in decided.items():
+            outcome = decision or self._refusal_to_log_in(session)
+            if outcome is None:
+                outcome = self._log_in_and_save(client, session)
+            outcomes.append(outcome)
         if self.options.verify:
-            outcomes = [self._verify(client, o) for o in outcomes]
+            outcomes = [o if self.stop.requested else self._verify(client, o) for o in outcomes]
         return outcomes
+
+    def _refusal_to_log_in(self, session: Session) -> SessionOutcome | None:
+        """The outcome of a login that must not be sent now, or None to send it.
+
+        A login is not sent once a signal asked the run to stop, nor when this run waited for
+        another run's lock and the time left cannot hold a whole request: a login whose answer
+        is never read still ends the previous market-data session, and its token is lost.
+        """
+        label = session.label
+        if self.stop.requested:
+            return SessionOutcome(session, error=self.stop.error(f"No {label} login was sent."))
+        left = self.deadline.remaining()
+        if self.waited is None or left >= self.settings.timeout:
+            return None
+        failure = LockTimeoutError(
+            f"Another refresh ({self.waited.waited_for}) held the lock {self.waited.path}, and "
+            f"the {left:.1f} s it left before XTS_DEADLINE ({self.settings.deadline:g} s) cannot "
+            f"hold a whole request (XTS_TIMEOUT={self.settings.timeout:g} s): no login was sent, "
+            f"so the {label} token file is unchanged. XTS did not fail.",
+        )
+        self.log.error("✗ %s: %s", session.title, failure.message)
+        return SessionOutcome(session, error=failure)
 
     def _keep_or_renew(self, client: XtsClient, session: Session) -> SessionOutcome | None:
         """The outcome of keeping the stored token under ``--if-needed``; None to log in.
@@ -322,10 +426,15 @@ class RefreshRun:
         except XtsRefreshError as exc:
             self.log.error("✗ %s: %s", session.title, exc.message)
             return SessionOutcome(session, error=exc)
-        self.log.info("✓ %s refreshed successfully!", session.title)
+        short_lived = short_life_error(session, stored)
+        if short_lived is None:
+            self.log.info("✓ %s refreshed successfully!", session.title)
         self.log.info("✓ Token saved to: %s", path)
         expires = stored.expires_at.isoformat() if stored.expires_at else "unknown"
         self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
+        if short_lived is not None:
+            self.log.error("✗ %s: %s", session.title, short_lived.message)
+            return SessionOutcome(session, saved=stored, error=short_lived)
         if stored.expires_at is None:
             self._warn(
                 f"The {session.label} token carries no readable expiry (exp claim); "
@@ -361,7 +470,7 @@ class RefreshRun:
         self.warnings.append(text)
 
     def _verify(self, client: XtsClient, outcome: SessionOutcome) -> SessionOutcome:
-        if outcome.saved is None:
+        if outcome.saved is None or outcome.error is not None:
             return outcome
         try:
             note = client.verify(outcome.saved)
@@ -486,7 +595,11 @@ def _accounts_message(results: Sequence[AccountResult], label: str) -> str:
 
 
 def refresh_account(
-    settings: Settings, options: RefreshOptions, log: Log, redactor: Redactor
+    settings: Settings,
+    options: RefreshOptions,
+    log: Log,
+    redactor: Redactor,
+    stop: StopRequest | None = None,
 ) -> int:
     """One account on its own (the single account of .env, or the demo's): the lines, the
     message and the pings as they were before accounts existed."""
@@ -495,7 +608,7 @@ def refresh_account(
     base = log.logger if isinstance(log, logging.LoggerAdapter) else log
     base.addHandler(capture)
     try:
-        run = RefreshRun(settings, options, log, redactor)
+        run = RefreshRun(settings, options, log, redactor, stop)
         run.start()
         pacing = Pacing(settings.retry_backoff, run.deadline)
         check = None
@@ -504,7 +617,7 @@ def refresh_account(
 
             check = HealthCheck(settings.healthcheck_url, pacing)
             check.start(log)
-        result = run.execute()
+        result = _execute_in_thread(run, log)
         if settings.telegram is not None and _worth_a_message(settings.telegram, [result]):
             from .delivery import send_telegram
 
@@ -525,8 +638,25 @@ def refresh_account(
     return result.code
 
 
+def _execute_in_thread(run: RefreshRun, log: Log) -> AccountResult:
+    """``run.execute()``, run in a thread of its own while the main thread waits for it (see
+    _join_all), as each account of a run of several is."""
+    results: list[AccountResult] = []
+    worker = threading.Thread(target=lambda: results.append(run.execute()), name="xts-refresh")
+    worker.start()
+    _join_all([worker], run.stop, log)
+    if not results:  # execute() reports every Exception itself: only a BaseException gets here
+        failure = UnexpectedError("The refresh ended without a result.")
+        return AccountResult(run.settings.account, [failure], [])
+    return results[0]
+
+
 def _refresh_many(
-    selection: Selection, options: RefreshOptions, log: logging.Logger, redactor: Redactor
+    selection: Selection,
+    options: RefreshOptions,
+    log: logging.Logger,
+    redactor: Redactor,
+    stop: StopRequest,
 ) -> int:
     """Every selected account at once, each in its own thread under its own lock: no account
     waits for another's broker, and each is bounded by the run's deadline."""
@@ -544,7 +674,7 @@ def _refresh_many(
     def refresh_in_thread(settings: Settings) -> None:
         account_log = AccountLog(log, settings.account)
         try:
-            run = RefreshRun(settings, options, account_log, redactor)
+            run = RefreshRun(settings, options, account_log, redactor, stop)
             run.start()
             result = run.execute()
         except Exception as exc:  # a bug: this account fails, and the others carry on
@@ -556,7 +686,8 @@ def _refresh_many(
 
     for warning in selection.warnings:
         log.warning("⚠ %s", warning)
-    started_by_hook = [s for s in selection.accounts if os.environ.get("XTS_REFRESH_LOCK_HELD")]
+    every_lock = tuple(path for s in selection.accounts for path in s.lock_files)
+    started_by_hook = list(selection.accounts) if started_by_running_hook(every_lock) else []
     for settings in started_by_hook:
         # A refresh started by a hook: logging in again would cut off the accounts' bots.
         results[settings.account] = AccountResult(settings.account, [hook_recursion_error()], [])
@@ -572,7 +703,7 @@ def _refresh_many(
         account_log = AccountLog(log, name)
         report_failure(account_log, problem)
         results[name] = AccountResult(name, [problem], [])
-    _join_all(threads, log)
+    _join_all(threads, stop, log)
     ordered = [results[name] for name in selection.install.select(()) if name in results]
     messages = _chat_messages(selection, ordered, redactor)
     if messages:
@@ -646,17 +777,20 @@ def run_pacing(accounts: Sequence[Settings]) -> Pacing:
     return Pacing(first_wait, Deadline(seconds))
 
 
-def _join_all(threads: Sequence[threading.Thread], log: logging.Logger) -> None:
-    """Wait for every account's thread; Ctrl-C does not abandon accounts that are logging in
-    (their sessions would end with no token saved): they finish, bounded by the deadline."""
+def _join_all(threads: Sequence[threading.Thread], stop: StopRequest, log: Log) -> None:
+    """Wait for every account's thread. SIGINT or SIGTERM does not abandon accounts that are
+    logging in (a market-data session would end with no token saved): their logins finish,
+    bounded by the deadline, and no new one starts; this says so once, at once."""
+    told = False
     for thread in threads:
         while thread.is_alive():
-            try:
-                thread.join()
-            except KeyboardInterrupt:
+            thread.join(JOIN_POLL_SECONDS)
+            if stop.requested and not told:
+                told = True
                 log.warning(
-                    "⚠ Interrupted: the accounts already logging in finish first (within "
-                    "XTS_DEADLINE), so that none is left with a dead session and no token."
+                    "⚠ %s received: the logins under way finish first (within XTS_DEADLINE) "
+                    "and their tokens are saved; no new login starts.",
+                    stop.name,
                 )
 
 
@@ -719,7 +853,11 @@ def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None
 def refresh(
     selection: Selection, options: RefreshOptions, log: logging.Logger, redactor: Redactor
 ) -> int:
-    """The ``refresh`` command over the selected accounts; the highest of their exit codes."""
-    if not selection.labelled:
-        return refresh_account(selection.accounts[0], options, log, redactor)
-    return _refresh_many(selection, options, log, redactor)
+    """The ``refresh`` command over the selected accounts; the highest of their exit codes.
+
+    SIGINT and SIGTERM stop it gently (see interrupt.py): exit 130 or 143.
+    """
+    with StopRequest().handling() as stop:
+        if not selection.labelled:
+            return refresh_account(selection.accounts[0], options, log, redactor, stop)
+        return _refresh_many(selection, options, log, redactor, stop)

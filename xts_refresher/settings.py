@@ -246,8 +246,17 @@ class Settings(Frozen):
     @property
     def lock_file(self) -> Path:
         """The run lock, beside the interactive token file."""
-        token_file = self.token_files[INTERACTIVE.name]
-        return token_file.with_name(token_file.name + ".lock")
+        return lock_beside(self.token_files[INTERACTIVE.name])
+
+    @property
+    def lock_files(self) -> tuple[Path, ...]:
+        """Every lock a refresh of these settings takes, in the order it takes them (sorted by
+        path, so two runs that share files can never each hold one the other waits for): the
+        run lock, and one beside each configured session's token file. A market-data login
+        ends the previous market-data session, so two runs that share a market-data file but
+        not the interactive one must still take turns."""
+        paths = {self.lock_file, *(lock_beside(self.token_path(s)) for s in self.sessions)}
+        return tuple(sorted(paths, key=str))
 
     def urls(self) -> dict[str, str]:
         """Every URL these settings hold, by the variable that sets it."""
@@ -294,6 +303,11 @@ def url_credentials(url: str) -> list[str]:
     if password is None:
         return list(filter(None, [user]))
     return list(filter(None, [parts.netloc.rsplit("@", 1)[0], password]))
+
+
+def lock_beside(token_file: Path) -> Path:
+    """The lock of ``token_file``: ``<token file>.lock``, beside it."""
+    return token_file.with_name(token_file.name + ".lock")
 
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:

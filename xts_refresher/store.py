@@ -16,7 +16,7 @@ import stat
 import time
 from datetime import datetime, timedelta, timezone
 
-from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError
+from .errors import LockTimeoutError, TokenSaveError, TokenUnavailableError, XtsRefreshError
 from .paths import RefusedFileError, read_small_file
 from .sessions import SESSIONS, Session
 from .values import Frozen
@@ -490,7 +490,7 @@ def save_token(path: Path, stored: StoredToken) -> None:
 
 
 class RunLock:
-    """An exclusive lock file beside the interactive token file: one refresh at a time.
+    """An exclusive lock file beside a token file: one refresh of that file at a time.
 
     Two refreshes racing (cron plus a person at the keyboard, or a slow run overtaken by the
     next) would both log in, and the second market-data login silently kills the first one's
@@ -506,12 +506,18 @@ class RunLock:
         path: Path,
         wait_seconds: float = 0.0,
         on_wait: Callable[[str], object] | None = None,
+        interrupted: Callable[[], XtsRefreshError | None] | None = None,
     ) -> None:
         """A lock on ``path``; used as a context manager it is taken (waiting at most
-        ``wait_seconds``, telling ``on_wait`` once) on entry and released on exit."""
+        ``wait_seconds``, telling ``on_wait`` once, giving up with the error ``interrupted``
+        returns once it returns one) on entry and released on exit."""
         self.path = path
         self.wait_seconds = wait_seconds
         self.on_wait = on_wait
+        self.interrupted = interrupted
+        # Who held the lock when this run had to wait for it ("pid 123 since …"); None when
+        # it was free at once.
+        self.waited_for: str | None = None
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -543,12 +549,18 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if not announced and on_wait is not None:
-                    on_wait(
-                        f"Another refresh ({self._holder(fd)}) holds the lock {self.path}; "
-                        f"waiting up to {wait_seconds:.0f} s for it to finish."
-                    )
+                if not announced:
+                    self.waited_for = self._holder(fd)
+                    if on_wait is not None:
+                        on_wait(
+                            f"Another refresh ({self.waited_for}) holds the lock {self.path}; "
+                            f"waiting up to {wait_seconds:.0f} s for it to finish."
+                        )
                 announced = True
+                stop = self.interrupted() if self.interrupted is not None else None
+                if stop is not None:
+                    os.close(fd)
+                    raise stop from None
                 if time.monotonic() >= give_up:
                     holder = self._holder(fd)
                     os.close(fd)
@@ -583,3 +595,25 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def lock_holder(path: Path) -> str | None:
+    """What the lock file at ``path`` says of its holder ("pid 123 since …") while another
+    process holds the lock; None when nobody holds it (or there is no lock file).
+
+    A probe: it takes the lock shared without waiting and lets go at once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return RunLock._holder(fd)
+        except OSError:
+            return None
+        return None
+    finally:
+        os.close(fd)
