@@ -18,6 +18,10 @@ unset CDPATH
 # end it. So SIGPIPE is ignored (Python ignores it anyway and handles EPIPE itself; its own
 # child processes get the default back) and the wrapper's echo lines fail quietly.
 trap '' PIPE
+# systemd stops a job with SIGTERM to each of its processes: the program then finishes the
+# logins under way and exits 143. A trap (not an ignore, which the program would inherit) makes
+# this script wait for it and report that, instead of dying first without a closing line.
+trap ':' TERM
 echo() { builtin echo "$@" 2>/dev/null || true; }
 
 readonly RULE="=================================================="

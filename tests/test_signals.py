@@ -10,14 +10,16 @@ has received the login it is meant to interrupt.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import Project, token_json
+from conftest import CRON_PATH, WRAPPER, Project, assert_no_secrets, token_json
 from test_accounts import Fleet, jwt_user
+from test_wrapper import venv_override
 
 from xts_refresher.simulator import XtsSimulator
 
@@ -127,3 +129,38 @@ def test_a_signal_during_a_run_of_several_accounts_lets_each_login_under_way_fin
         assert "the market-data token was not renewed" in own_line
     assert closing_line(run.stdout).startswith("✗ 2 of 2 accounts failed (exit code 130)")
     assert "Traceback" not in run.output + run.log
+
+
+def test_sigterm_to_the_wrapper_and_the_program_is_reported_by_the_wrapper_as_143(
+    project: Project, tmp_path: Path
+) -> None:
+    """systemd stops a job by sending SIGTERM to every process of it: the cron wrapper and the
+    program under it. The wrapper waits for the program to finish the login under way and
+    ends with its own closing line for exit 143, instead of dying first without a word."""
+    project.with_marketdata()
+    project.sim.login_delay = LOGIN_DELAY
+    process = subprocess.Popen(
+        [str(WRAPPER), "--env-file", str(project.write_env())],
+        env={"PATH": CRON_PATH, "HOME": str(tmp_path), "XTS_LOG_FILE": str(project.log_file),
+             **venv_override()},  # fmt: skip
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    give_up = time.monotonic() + 20
+    while project.sim.count("interactive_login") < 1:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < give_up, "the login never arrived"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 143, stdout + stderr
+    assert "✗ Token refresh failed (exit code: 143): stopped by SIGTERM" in stdout
+    assert "the market-data token was not renewed" in stdout
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+    assert project.sim.count("marketdata_login") == 0
+    assert_no_secrets(project, stdout, stderr)

@@ -224,9 +224,9 @@ def test_with_default_command_does_not_change_its_argument() -> None:
     assert argv == ("--if-needed",)
 
 
-def test_exit_codes_text_names_0_to_5_in_order() -> None:
+def test_exit_codes_text_names_0_to_5_130_and_143_in_order() -> None:
     text = cli.exit_codes_text()
-    assert re.findall(r"(?:^|; )(\d+) ", text) == ["0", "1", "2", "3", "4", "5"]
+    assert re.findall(r"(?:^|; )(\d+) ", text) == ["0", "1", "2", "3", "4", "5", "130", "143"]
     for code, meaning in errors.exit_code_meanings().items():
         assert f"{code} {meaning}" in text
     assert "\n" not in text
@@ -246,9 +246,9 @@ def all_error_classes() -> list[type[XtsRefreshError]]:
     return found
 
 
-def test_exit_code_meanings_are_exactly_0_to_5() -> None:
+def test_exit_code_meanings_are_exactly_0_to_5_130_and_143() -> None:
     meanings = errors.exit_code_meanings()
-    assert list(meanings) == [0, 1, 2, 3, 4, 5]
+    assert list(meanings) == [0, 1, 2, 3, 4, 5, 130, 143]
     assert meanings[0] == errors.SUCCESS_MEANING
     assert all(isinstance(m, str) and m.strip() and "\n" not in m for m in meanings.values())
 
@@ -267,6 +267,9 @@ def test_the_error_hierarchy_is_found() -> None:
         "HookFailedError",
         "TokenUnavailableError",
         "RetryableError",
+        "ClockSkewError",
+        "InterruptedRunError",
+        "TerminatedRunError",
     } <= names
 
 
@@ -290,6 +293,9 @@ def test_every_error_class_exit_code_has_a_meaning(cls: type[XtsRefreshError]) -
         (errors.LockTimeoutError, 4),
         (errors.UnexpectedError, 4),
         (errors.HookFailedError, 5),
+        (errors.ClockSkewError, 3),
+        (errors.InterruptedRunError, 130),
+        (errors.TerminatedRunError, 143),
     ],
     ids=lambda value: getattr(value, "__name__", str(value)),
 )
@@ -1490,6 +1496,27 @@ def test_load_settings_minimal(tmp_path: Path) -> None:
     assert loaded.telegram is None
     assert (loaded.source, loaded.verify_ssl, loaded.retries) == ("WEBAPI", True, 4)
     assert sorted(loaded.secrets()) == ["ik-unit-key", "is-unit-secret"]
+
+
+def test_lock_files_are_the_run_lock_and_one_per_configured_token_file_in_sorted_order(
+    tmp_path: Path,
+) -> None:
+    """Every run takes its locks in path order, whichever session each belongs to, so two runs
+    that share files (even as different sessions) can never each hold what the other awaits."""
+    alone = load(tmp_path, {**MINIMAL, "XTS_TOKEN_FILE": str(tmp_path / "z.json")})
+    assert alone.lock_files == (tmp_path / "z.json.lock",)
+    both = {**MARKETDATA_PAIR, **MINIMAL, "XTS_MARKETDATA_TOKEN_FILE": str(tmp_path / "a.json")}
+    one = load(tmp_path, {**both, "XTS_TOKEN_FILE": str(tmp_path / "z.json")})
+    other = load(tmp_path, {**both, "XTS_TOKEN_FILE": str(tmp_path / "b.json")})
+    assert one.lock_files == (tmp_path / "a.json.lock", tmp_path / "z.json.lock")
+    assert other.lock_files == (tmp_path / "a.json.lock", tmp_path / "b.json.lock")
+    assert one.lock_file == tmp_path / "z.json.lock"
+    market_data_only = {
+        **{k: v for k, v in both.items() if "INTERACTIVE" not in k},
+        "XTS_TOKEN_FILE": str(tmp_path / "z.json"),
+    }
+    # The run lock follows the interactive token file even where only market data is on.
+    assert load(tmp_path, market_data_only).lock_files == one.lock_files
 
 
 def test_load_settings_both_sessions_in_order(tmp_path: Path) -> None:

@@ -14,7 +14,13 @@ from typing import TextIO
 
 from . import SETUP_HINT, __version__
 from .accounts import find_install, load_selection
-from .errors import ConfigError, UnexpectedError, XtsRefreshError, exit_code_meanings
+from .errors import (
+    ConfigError,
+    InterruptedRunError,
+    UnexpectedError,
+    XtsRefreshError,
+    exit_code_meanings,
+)
 from .notify import (
     Redactor,
     add_log_file,
@@ -395,8 +401,12 @@ def _main(argv: Sequence[str]) -> int:
         report_failure(log, broken)
         return broken.exit_code
     except KeyboardInterrupt:
-        log.error("✗ Interrupted; the previous token files are intact.")
-        return 130
+        # Ctrl-C outside a refresh's logins (which note it and finish first, see interrupt.py).
+        interrupted = InterruptedRunError(
+            "Interrupted (SIGINT) while no login was under way.", "Run the command again."
+        )
+        report_failure(log, interrupted)
+        return interrupted.exit_code
     except Exception as exc:
         # The traceback goes to the log file only; the console gets the one-line reason.
         failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
