@@ -147,7 +147,7 @@ def _corrupt(project: Project) -> None:
     ("prepare", "reason"),
     [
         (_missing, "the stored token is missing"),
-        (_expiring, "the stored token expires in 59m"),
+        (_expiring, "the stored token expires in 1h 29m"),
         (_other_user, "the stored token is for user ZZ99"),
         (_other_root, "the stored token is for https://ttblaze.iifl.com"),
         (_corrupt, "the stored token is corrupt"),

@@ -10,6 +10,7 @@ has received the login it is meant to interrupt.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -109,8 +110,8 @@ def test_a_signal_during_a_run_of_several_accounts_lets_each_login_under_way_fin
     both interactive logins are under way: both tokens are saved, neither account starts its
     market-data login, and the run exits 130 with a ✗ line for each account and the summary."""
     fleet = Fleet(tmp_path, sim)
-    accounts = [fleet.add(name, sim, user, marketdata=True) for name, user in
-                (("alice", "ALC101"), ("bob", "BOB202"))]  # fmt: skip
+    names = (("alice", "ALC101"), ("bob", "BOB202"))
+    accounts = [fleet.add(name, sim, user, marketdata=True) for name, user in names]
     sim.login_delay = LOGIN_DELAY
 
     process = fleet.start()
@@ -141,8 +142,12 @@ def test_sigterm_to_the_wrapper_and_the_program_is_reported_by_the_wrapper_as_14
     project.sim.login_delay = LOGIN_DELAY
     process = subprocess.Popen(
         [str(WRAPPER), "--env-file", str(project.write_env())],
-        env={"PATH": CRON_PATH, "HOME": str(tmp_path), "XTS_LOG_FILE": str(project.log_file),
-             **venv_override()},  # fmt: skip
+        env={
+            "PATH": CRON_PATH,
+            "HOME": str(tmp_path),
+            "XTS_LOG_FILE": str(project.log_file),
+            **venv_override(),
+        },
         cwd="/",
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -164,3 +169,34 @@ def test_sigterm_to_the_wrapper_and_the_program_is_reported_by_the_wrapper_as_14
     assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
     assert project.sim.count("marketdata_login") == 0
     assert_no_secrets(project, stdout, stderr)
+
+
+def test_a_signal_while_waiting_for_another_runs_lock_ends_the_wait_at_once(
+    project: Project,
+) -> None:
+    """Another run holds the lock; this run waits (up to XTS_DEADLINE=60 s) until SIGTERM
+    comes: it stops waiting at once, sends nothing, changes no file, and exits 143 saying no
+    login was sent."""
+    assert project.run().code == 0
+    previous = project.token_file.read_bytes()
+    project.sim.clear()
+    lock_path = Path(f"{project.token_file}.lock")
+    with lock_path.open("w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        process = project.start()
+        give_up = time.monotonic() + 20
+        while "holds the lock" not in (project.log_file.read_text(encoding="utf-8")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < give_up, "the run never said it waits"
+            time.sleep(0.01)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        run = project.finish(process)
+        stopped_after = time.monotonic() - started
+
+    assert run.code == 143, run.output
+    assert stopped_after < 5
+    assert "no login was sent" in closing_line(run.stdout)
+    assert project.sim.count("interactive_login") == 0
+    assert project.token_file.read_bytes() == previous
+    assert "Traceback" not in run.output + run.log

@@ -292,9 +292,9 @@ class RefreshRun:
         )
 
     def _refresh_locked(self) -> tuple[list[SessionOutcome], HookFailedError | None]:
-        """Log in, save, verify and run the hook, all under the run lock.
+        """Log in, save, verify and run the hook, all under the locks of the token files.
 
-        The hook runs under the lock too, so a second run cannot log in again (and cut off the
+        The hook runs under the locks too, so a second run cannot log in again (and cut off the
         market-data stream) while the hook is restarting the bot.
         """
         if started_by_running_hook(self.settings.lock_files):
