@@ -64,6 +64,8 @@ REFRESH = "tests/test_refresh.py"
 FAULTS = "tests/test_faults.py"
 CORE = "tests/test_core.py"
 OPERATIONS = "tests/test_operations.py"
+LOCKS = "tests/test_locks.py"
+SIGNALS = "tests/test_signals.py"
 PACKAGE = "xts_refresher"
 
 TARGETS = (
@@ -72,7 +74,13 @@ TARGETS = (
         f"{PACKAGE}/accounts.py",
         ("tests/test_accounts.py", "tests/test_load_token_accounts.py", *SLOW_ACCOUNTS),
     ),
-    Target("refresh", f"{PACKAGE}/refresh.py", (CORE, REFRESH, FAULTS, OPERATIONS)),
+    Target(
+        "refresh",
+        f"{PACKAGE}/refresh.py",
+        (CORE, REFRESH, FAULTS, OPERATIONS, LOCKS, SIGNALS, "tests/test_hooks.py"),
+    ),
+    Target("interrupt", f"{PACKAGE}/interrupt.py", (SIGNALS,)),
+    Target("hook", f"{PACKAGE}/hook.py", ("tests/test_hooks.py",)),
     Target(
         "delivery",
         f"{PACKAGE}/delivery.py",
@@ -88,7 +96,7 @@ TARGETS = (
     Target(
         "store",
         f"{PACKAGE}/store.py",
-        ("tests/test_blind_spots.py", "tests/test_crash.py", CORE, REFRESH, FAULTS),
+        ("tests/test_blind_spots.py", "tests/test_crash.py", CORE, REFRESH, FAULTS, LOCKS),
     ),
     Target("client", f"{PACKAGE}/client.py", (CORE, REFRESH, FAULTS)),
     Target(
