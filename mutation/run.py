@@ -11,12 +11,13 @@ and draws ``--per-module`` of them with a random generator seeded by ``--seed`` 
 target's name: the same seed on the same code draws the same mutants; a run without
 ``--seed`` picks one and prints it.
 
-First the baseline: each target's selection runs once on an unmutated copy, recording each
-test's duration, and the run refuses to go on if any fails (a mutant "killed" by a test that
-fails anyway proves nothing). Then each mutant gets a fresh copy of the snapshot with its one
-edit and runs ``python -m pytest -q -x -p no:cacheprovider <selection>`` there with
-``CI=true``, its tests fastest first (``fast_first.py``), ``--jobs`` at a time, within a
-time limit of three times its selection's baseline plus 30 s (at least 60 s):
+First the baseline: each test file of the drawn targets' selections runs once on an
+unmutated copy, recording each test's duration, and the run refuses to go on if any test fails
+(a mutant "killed" by a test that fails anyway proves nothing). Then each mutant gets a fresh
+copy of the snapshot with its one edit and runs ``python -m pytest -q -x -p no:cacheprovider
+<selection>`` there with ``CI=true``, its tests fastest first (``fast_first.py``), ``--jobs``
+at a time, within a time limit of three times its selection's baseline plus 30 s (at least
+60 s); the tests of ``targets.LEFT_OUT`` never run:
 
 - killed: pytest exit 1 (a test failed);
 - survived: exit 0 (every selected test passed with the bug in place);
@@ -51,7 +52,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from generate import Mutant, draw, python_mutants, shell_mutants
-from targets import TARGETS, WHOLE_SUITE, Target
+from targets import DESELECT, TARGETS, WHOLE_SUITE, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -163,7 +164,7 @@ def run_pytest(
     """Run ``selection`` in ``tree`` (stopping at the first failure) within ``timeout``;
     ``durations`` may name a file to ``record`` each test's seconds in, or to ``order`` by."""
     argv = [str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
-    argv += ["-p", "fast_first", *selection]
+    argv += ["-p", "fast_first", *selection, *DESELECT]
     env = {**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"}
     env["PYTHONPATH"] = str(tree / "mutation")
     for name in ("PYTEST_ADDOPTS", "XTS_MUTATION_RECORD", "XTS_MUTATION_ORDER"):
@@ -217,9 +218,10 @@ class Campaign:
         """The snapshot's copy of ``path``."""
         return (self.snapshot / path).read_bytes()
 
-    def durations(self, target: Target) -> Path:
-        """Where the baseline of ``target`` records its tests' durations."""
-        return self.folder / f"durations-{target.name}.json"
+    def durations(self, name: str = "all") -> Path:
+        """Where the baseline records the durations of a test file's tests (``all``: of
+        every file, merged)."""
+        return self.folder / f"durations-{name.replace('/', '-')}.json"
 
     def fresh_copy(self, label: str) -> Path:
         """A new copy of the snapshot."""
@@ -228,6 +230,8 @@ class Campaign:
             number = self._count
         tree = self.folder / f"{number:04d}-{label}"
         copy_tree(self.snapshot, self.files, tree)
+        # A checkout, as the tests expect (git check-ignore; nothing left beside the script).
+        subprocess.run(["git", "init", "-q", str(tree)], check=True, capture_output=True)
         if VENV.is_dir():
             # The wrapper looks for .venv beside itself (tests run it without XTS_VENV too).
             (tree / ".venv").symlink_to(VENV.resolve(), target_is_directory=True)
@@ -299,33 +303,40 @@ def plan(
 
 
 def baseline(campaign: Campaign, targets: list[Target], jobs: int) -> dict[str, float] | None:
-    """Each target's selection once, unmutated, recording durations; the seconds each took,
-    or None when any fails."""
-    say(f"Baseline: {len(targets)} test selections on the unmutated tree...")
+    """Each test file of the targets' selections once, unmutated, recording its tests'
+    durations (merged into ``campaign.durations()``); the seconds each file took, or None
+    when any test fails."""
+    files = list(dict.fromkeys(name for t in targets for name in t.selection()))
+    say(f"Baseline: {len(files)} test files on the unmutated tree...")
     seconds: dict[str, float] = {}
     good = True
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             pool.submit(
                 campaign.run,
-                f"baseline-{t.name}",
-                t.selection(),
+                f"baseline-{Path(name).stem}",
+                (name,),
                 WHOLE_SUITE_TIMEOUT,
                 None,
-                {"record": campaign.durations(t)},
-            ): t
-            for t in targets
+                {"record": campaign.durations(name)},
+            ): name
+            for name in files
         }
         for future in concurrent.futures.as_completed(futures):
-            target, outcome = futures[future], future.result()
+            name, outcome = futures[future], future.result()
             passed = outcome.status == "survived"
             good = good and passed
-            seconds[target.name] = outcome.seconds
-            mark = "ok  " if passed else "FAIL"
-            say(f"  {mark} {outcome.seconds:5.1f} s  {target.name}: {' '.join(target.tests)}")
+            seconds[name] = outcome.seconds
+            say(f"  {'ok  ' if passed else 'FAIL'} {outcome.seconds:5.1f} s  {name}")
             if not passed:
                 say(f"       {outcome.killer}\n{indent(outcome.tail)}")
-    return seconds if good else None
+    if not good:
+        return None
+    merged: dict[str, float] = {}
+    for name in files:
+        merged.update(json.loads(campaign.durations(name).read_text(encoding="utf-8")))
+    campaign.durations().write_text(json.dumps(merged) + "\n", encoding="utf-8")
+    return seconds
 
 
 def time_limit(baseline_seconds: float | None) -> float:
@@ -365,7 +376,7 @@ def mutate(
         for item in interleaved(planned, limits):
             target, mutant = item.target, item.mutant
             selection = WHOLE_SUITE if whole_suite else target.selection()
-            order = {} if whole_suite else {"order": campaign.durations(target)}
+            order = {} if whole_suite else {"order": campaign.durations()}
             future = pool.submit(
                 campaign.run,
                 f"{target.name}-{mutant.line}",
@@ -489,6 +500,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "selection: does any test anywhere kill a survivor? (about 5 min a mutant)",
     )
     parser.add_argument(
+        "--baseline-only",
+        action="store_true",
+        help="run the targets' selections unmutated, show how long each takes, and stop",
+    )
+    parser.add_argument(
         "--no-baseline",
         action="store_true",
         help="skip the baseline (only while iterating on one mutant: a recorded run has one)",
@@ -529,6 +545,8 @@ def main(argv: list[str]) -> int:
             list_plan(campaign, targets, planned, args.all)
             return 0
         used = [t for t in targets if any(p.target is t for p in planned)]
+        if args.baseline_only:
+            return 0 if baseline(campaign, list(targets), args.jobs) is not None else 2
         limits: dict[str, float] = {}
         if not args.whole_suite:
             if args.no_baseline:
@@ -538,7 +556,9 @@ def main(argv: list[str]) -> int:
                 if seconds is None:
                     say("A baseline fails: fix the tests (or the selection) before mutating.")
                     return 2
-                limits = {name: time_limit(s) for name, s in seconds.items()}
+                limits = {
+                    t.name: time_limit(sum(seconds[name] for name in t.selection())) for t in used
+                }
         results = mutate(campaign, planned, args.jobs, limits, args.whole_suite)
     finally:
         campaign.close()

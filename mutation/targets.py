@@ -1,16 +1,16 @@
 """What the mutation run mutates, and which tests it runs against each file's mutants.
 
-A target is one file and the test selection that covers it: ``tests/test_units.py`` first
-(about a second, and the most likely to kill), then the end-to-end files that drive that
-part of the program against the simulator. Each selection is whole test files (so a new test
-counts without an edit here), minus tests that touch machine-wide state or only wait out a
-budget; a selection should take well under a minute unmutated. The run orders the selected
-tests fastest first (by the baseline's durations), so a kill usually comes within seconds;
-a survivor costs the whole selection.
+A target is one file and the test files that cover it: ``tests/test_units.py`` first (about
+two seconds), then the end-to-end files that drive that part of the program against the
+simulator. Selections are whole test files, so a new test in them counts without an edit
+here; the few tests of ``LEFT_OUT`` never run in the mutation run. A selection should take
+well under a minute and a half unmutated. The run orders the selected tests fastest first
+(by the baseline's durations), so a kill usually comes within seconds; a survivor costs the
+whole selection.
 
 Never in a selection: ``tests/test_quality.py`` and ``tests/test_shell.py`` (ruff, mypy and
 shellcheck "kill" a mutant for its style, not its behaviour), ``tests/test_unprivileged.py``
-(the machine-wide user ``xtstest``).
+(the machine-wide user ``xtstest``), ``tests/test_mutation.py`` (this run's own generator).
 """
 
 from __future__ import annotations
@@ -21,113 +21,102 @@ UNITS = "tests/test_units.py"
 
 
 class Target(NamedTuple):
-    """A file to mutate and the pytest arguments of the tests that cover it."""
+    """A file to mutate and the test files that cover it."""
 
     name: str
     path: str
     tests: tuple[str, ...]
 
     def selection(self) -> tuple[str, ...]:
-        """The pytest arguments: the unit tier first, then the target's own."""
+        """The test files to run: the unit tier first, then the target's own."""
         return (UNITS, *self.tests)
 
 
-def _skip(path: str, *names: str) -> tuple[str, ...]:
-    """``--deselect`` arguments for these tests of ``path`` (a name is a node ID prefix)."""
-    return tuple(f"--deselect=tests/{path}::{name}" for name in names)
+def _tests(path: str, *names: str) -> tuple[str, ...]:
+    """Node ID prefixes of these tests of ``path``."""
+    return tuple(f"tests/{path}::{name}" for name in names)
 
 
-# Tests whose cost is a budget waited out (20 s of a hanging Telegram, a hanging XTS): they
-# test time bounds, which other tests of the same file cover more cheaply.
-SLOW_ACCOUNTS = _skip("test_accounts.py", "test_a_chat_whose_bot_api_hangs_costs_the_other_chat")
-SLOW_DELIVERY = _skip(
-    "test_delivery.py", "test_a_telegram_that_never_answers_costs_the_run_at_most_its_budget"
+# Left out of every selection (``--deselect``, a node ID prefix each):
+LEFT_OUT = (
+    # A budget waited out (20 s of a hanging Telegram or XTS): time bounds, which other tests
+    # of the same files cover in a few seconds.
+    *_tests("test_accounts.py", "test_a_chat_whose_bot_api_hangs_costs_the_other_chat"),
+    *_tests("test_delivery.py", "test_a_telegram_that_never_answers_costs_the_run_at_most"),
+    *_tests("test_status.py", "test_status_verify_when_xts_cannot_be_asked_says_not_checked"),
+    # Root's real crontab and the cron daemon (machine-wide; the daemon test waits for cron's
+    # next minute).
+    *_tests(
+        "test_cron.py",
+        "test_install_replaces_only_its_own_line",
+        "test_install_and_uninstall_without_a_crontab",
+        "test_account_lines_coexist_in_the_crontab",
+        "test_cron_install_account_lines_coexist",
+        "test_install_without_a_cron_daemon_warns_and_still_installs",
+        "test_install_with_the_cron_daemon_running_does_not_warn_of_it",
+        "test_install_recognises_other_cron_daemons",
+        "test_cron_daemon_runs_the_wrapper",
+    ),
 )
-SLOW_STATUS = _skip(
-    "test_status.py", "test_status_verify_when_xts_cannot_be_asked_says_not_checked_quickly[time"
-)
-# Tests of cron that change root's real crontab or start the cron daemon (the daemon test
-# waits for cron's next minute): machine-wide, and slow.
-CRONTAB = _skip(
-    "test_cron.py",
-    "test_install_replaces_only_its_own_line",
-    "test_install_and_uninstall_without_a_crontab",
-    "test_account_lines_coexist_in_the_crontab",
-    "test_cron_install_account_lines_coexist",
-    "test_install_without_a_cron_daemon_warns_and_still_installs",
-    "test_install_with_the_cron_daemon_running_does_not_warn_of_it",
-    "test_install_recognises_other_cron_daemons",
-    "test_cron_daemon_runs_the_wrapper",
-)
+DESELECT = tuple(f"--deselect={node}" for node in LEFT_OUT)
 
-REFRESH = "tests/test_refresh.py"
-FAULTS = "tests/test_faults.py"
+ACCOUNTS = "tests/test_accounts.py"
+BLIND_SPOTS = "tests/test_blind_spots.py"
 CORE = "tests/test_core.py"
-OPERATIONS = "tests/test_operations.py"
+CRASH = "tests/test_crash.py"
+CRON = "tests/test_cron.py"
+DELIVERY = "tests/test_delivery.py"
+FAULTS = "tests/test_faults.py"
+HARDENING = "tests/test_hardening.py"
+HOOKS = "tests/test_hooks.py"
+LOADER_ACCOUNTS = "tests/test_load_token_accounts.py"
 LOCKS = "tests/test_locks.py"
+LOGROTATE = "tests/test_logrotate.py"
+METRICS = "tests/test_metrics.py"
+OPERATIONS = "tests/test_operations.py"
+PIPES = "tests/test_pipes.py"
+PROPERTIES = "tests/test_properties.py"
+REFRESH = "tests/test_refresh.py"
+SETTINGS = "tests/test_settings.py"
 SIGNALS = "tests/test_signals.py"
+STATUS = "tests/test_status.py"
+SYSTEMD = "tests/test_systemd.py"
+WRAPPER = "tests/test_wrapper.py"
 PACKAGE = "xts_refresher"
 
 TARGETS = (
-    Target(
-        "accounts",
-        f"{PACKAGE}/accounts.py",
-        ("tests/test_accounts.py", "tests/test_load_token_accounts.py", *SLOW_ACCOUNTS),
-    ),
+    Target("accounts", f"{PACKAGE}/accounts.py", (ACCOUNTS, LOADER_ACCOUNTS)),
     Target(
         "refresh",
         f"{PACKAGE}/refresh.py",
-        (CORE, REFRESH, FAULTS, OPERATIONS, LOCKS, SIGNALS, "tests/test_hooks.py"),
+        (CORE, REFRESH, FAULTS, OPERATIONS, LOCKS, SIGNALS, HOOKS),
     ),
     Target("interrupt", f"{PACKAGE}/interrupt.py", (SIGNALS,)),
-    Target("hook", f"{PACKAGE}/hook.py", ("tests/test_hooks.py",)),
-    Target(
-        "delivery",
-        f"{PACKAGE}/delivery.py",
-        ("tests/test_delivery.py", "tests/test_hooks.py", OPERATIONS, *SLOW_DELIVERY),
-    ),
-    Target(
-        "metrics", f"{PACKAGE}/metrics.py", ("tests/test_metrics.py", "tests/test_properties.py")
-    ),
-    Target("systemd", f"{PACKAGE}/systemd.py", ("tests/test_systemd.py",)),
-    Target("cron", f"{PACKAGE}/cron.py", ("tests/test_cron.py", CORE, *CRONTAB)),
-    Target("status", f"{PACKAGE}/status.py", ("tests/test_status.py", CORE, *SLOW_STATUS)),
-    Target("settings", f"{PACKAGE}/settings.py", (CORE, REFRESH, "tests/test_hardening.py")),
-    Target(
-        "store",
-        f"{PACKAGE}/store.py",
-        ("tests/test_blind_spots.py", "tests/test_crash.py", CORE, REFRESH, FAULTS, LOCKS),
-    ),
+    Target("hook", f"{PACKAGE}/hook.py", (HOOKS,)),
+    Target("delivery", f"{PACKAGE}/delivery.py", (DELIVERY, HOOKS, OPERATIONS)),
+    Target("metrics", f"{PACKAGE}/metrics.py", (METRICS, PROPERTIES)),
+    Target("systemd", f"{PACKAGE}/systemd.py", (SYSTEMD,)),
+    Target("cron", f"{PACKAGE}/cron.py", (CRON, CORE)),
+    Target("status", f"{PACKAGE}/status.py", (STATUS, CORE, HARDENING)),
+    Target("settings", f"{PACKAGE}/settings.py", (SETTINGS, CORE, REFRESH, HARDENING)),
+    Target("store", f"{PACKAGE}/store.py", (BLIND_SPOTS, CRASH, CORE, REFRESH, FAULTS, LOCKS)),
     Target("client", f"{PACKAGE}/client.py", (CORE, REFRESH, FAULTS)),
     Target(
-        "notify",
-        f"{PACKAGE}/notify.py",
-        (
-            "tests/test_blind_spots.py",
-            "tests/test_pipes.py",
-            CORE,
-            REFRESH,
-            "tests/test_logrotate.py",
-        ),
+        "notify", f"{PACKAGE}/notify.py", (BLIND_SPOTS, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS)
     ),
-    Target("timebox", f"{PACKAGE}/timebox.py", (REFRESH, "tests/test_delivery.py", *SLOW_DELIVERY)),
+    Target("timebox", f"{PACKAGE}/timebox.py", (REFRESH, DELIVERY)),
     Target(
-        "paths",
-        f"{PACKAGE}/paths.py",
-        ("tests/test_hardening.py", "tests/test_properties.py", CORE, REFRESH),
+        "paths", f"{PACKAGE}/paths.py", (HARDENING, LOADER_ACCOUNTS, SETTINGS, PROPERTIES, CORE)
     ),
-    Target(
-        "wrapper",
-        "refresh_xts_token.sh",
-        ("tests/test_wrapper.py", CORE, "tests/test_pipes.py", "tests/test_logrotate.py"),
-    ),
+    Target("wrapper", "refresh_xts_token.sh", (WRAPPER, CORE, PIPES, LOGROTATE)),
 )
 
-# --whole-suite: every test but the style checks and the machine-wide user's.
+# --whole-suite: every test but the style checks, the machine-wide user's and LEFT_OUT.
 WHOLE_SUITE = (
     UNITS,
     "tests",
     "--ignore=tests/test_quality.py",
     "--ignore=tests/test_shell.py",
     "--ignore=tests/test_unprivileged.py",
+    "--ignore=tests/test_mutation.py",
 )
