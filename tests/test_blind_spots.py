@@ -14,7 +14,7 @@
 5. Tokens the redactor was never told about (a JWT, a Telegram bot token) masked in any text,
    in-process and end to end (an XTS error description echoing one, a hook printing one).
 
-RELIABILITY.md ("Blind spots the mutation run found") lists the same five, one row each.
+mutation/README.md ("Blind spots an earlier run found") lists the same five, one row each.
 """
 
 from __future__ import annotations

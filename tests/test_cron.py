@@ -1010,22 +1010,29 @@ def test_cron_setup_commands_are_real() -> None:
             pytest.fail(f"CRON_SETUP.md shows `{program} {' '.join(args)}`: exit {exc.code}")
 
 
-DOCUMENT_NAME = re.compile(r"\b[A-Za-z][\w-]*\.md\b")
+DOCUMENT_NAME = re.compile(r"(?<![\w./-])(?:\.\./|[\w-]+/)*[A-Za-z][\w-]*\.md\b")
 SHIPPED_SUFFIXES = (".py", ".sh", ".md", ".service", ".timer", ".example", ".toml", ".txt")
 
 
 def documents_named(text: str) -> set[str]:
-    """The ``*.md`` file names ``text`` mentions (``see README.md``, ``[x](CRON_SETUP.md#y)``)."""
+    """The ``*.md`` files ``text`` mentions, with the path written before them (``see README.md``,
+    ``[x](CRON_SETUP.md#y)``, ``docs/systemd.md``)."""
     return set(DOCUMENT_NAME.findall(text))
 
 
 def test_documents_point_only_inside_the_repository() -> None:
     """Every ``*.md`` document that a file of the project names (a docstring's "see ...",
-    a link in a guide) is a file of the repository, beside the script."""
+    a link in a guide) is a file of the repository: beside the script, or where the path
+    written before it (``docs/operations.md``, ``../README.md``) leads from there or from the
+    naming file's folder."""
     gone = "INTERFACE" + ".md"  # spelled in two parts, or this file would name it
     assert documents_named(f'see {gone}, "Exit codes"; [x](CRON_SETUP.md#3)') == {
         gone,
         "CRON_SETUP.md",
+    }
+    assert documents_named("[a](../README.md), docs/systemd.md") == {
+        "../README.md",
+        "docs/systemd.md",
     }
     missing = []
     for path in sorted(APP_DIR.rglob("*")):
@@ -1035,7 +1042,7 @@ def test_documents_point_only_inside_the_repository() -> None:
         if not path.is_file() or not path.name.endswith(SHIPPED_SUFFIXES):
             continue
         for name in documents_named(path.read_text(encoding="utf-8", errors="replace")):
-            if not (APP_DIR / name).is_file():
+            if not (APP_DIR / name).is_file() and not (path.parent / name).is_file():
                 missing.append(f"{relative} names {name}")
     assert missing == []
 

@@ -1,0 +1,239 @@
+"""The documents: README.md's samples are what the program prints, its tables name what the
+program knows, its quick-start commands are the ones CI runs, and every relative link in the
+documents leads to a file (and a heading) that exists.
+
+Samples are checked against real runs: the script (and the wrapper) run as cron runs them,
+against the bundled simulator, and each line of the documented sample, with paths, times,
+tokens and versions normalised, must appear in the output, in order.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import APP_DIR, WRAPPER, Project, assert_no_secrets, run_process
+
+README = APP_DIR / "README.md"
+CRON_SETUP = APP_DIR / "CRON_SETUP.md"
+README_LIMIT_BYTES = 15 * 1024
+DEMO_COMMAND = "./refresh_xts_token.sh --setup && ./xts_token_refresh.py demo"
+TEST_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -q -r requirements-dev.txt "
+    "&& .venv/bin/python -m pytest"
+)
+DOCUMENTS = (
+    "README.md",
+    "CRON_SETUP.md",
+    "RELIABILITY.md",
+    "PROTOCOL.md",
+    "benchmarks/README.md",
+    "mutation/README.md",
+)
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.M)
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+# What differs between the documented sample and a real run: where, when, which token, which
+# Python. Applied to both sides.
+VARIABLE_PARTS = (
+    (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d)?"), "<TIME>"),
+    (re.compile(r"(?<=token )[A-Za-z0-9_-]{6}…"), "<TOKEN>…"),
+    (re.compile(r"Python 3\.\d+\.\d+"), "Python <VERSION>"),
+)
+
+
+def section(path: Path, heading: str) -> str:
+    """The text of ``path`` under the heading ``heading`` (any level), up to the next heading
+    of the same or a higher level."""
+    text = path.read_text(encoding="utf-8")
+    found = re.search(rf"^(#+) {re.escape(heading)}\n", text, re.M)
+    assert found, f"{path.name} has no heading {heading!r}"
+    rest = text[found.end() :]
+    end = re.search(rf"^#{{1,{len(found[1])}}} ", rest, re.M)
+    return rest[: end.start()] if end else rest
+
+
+def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
+    """The fenced blocks of ``text``: each one's language (``""`` for none) and lines."""
+    blocks: list[tuple[str, list[str]]] = []
+    language: str | None = None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language = line[3:].strip()
+                blocks.append((language, []))
+            else:
+                language = None
+        elif language is not None:
+            blocks[-1][1].append(line)
+    return blocks
+
+
+def first_plain_block(text: str) -> list[str]:
+    """The lines of the first fenced block without a language (an output sample) in ``text``."""
+    plain = [lines for language, lines in fenced_blocks(text) if language == ""]
+    assert plain, "no output sample"
+    return plain[0]
+
+
+def normalised(lines: list[str], folders: dict[str, str]) -> list[str]:
+    """``lines`` with the folders (each to its placeholder) and the variable parts replaced."""
+    result = []
+    for line in lines:
+        text = line
+        for folder, placeholder in folders.items():
+            text = text.replace(folder, placeholder)
+        for pattern, placeholder in VARIABLE_PARTS:
+            text = pattern.sub(placeholder, text)
+        result.append(text)
+    return result
+
+
+def assert_in_order(sample: list[str], output: list[str]) -> None:
+    """Each line of ``sample`` is a line of ``output``, in the same order."""
+    position = 0
+    for line in sample:
+        try:
+            position = output.index(line, position) + 1
+        except ValueError:
+            raise AssertionError(
+                f"documented line {line!r} is not printed (in this order):\n" + "\n".join(output)
+            ) from None
+
+
+def test_the_readme_sample_is_what_a_refresh_prints(project: Project) -> None:
+    """README's "What a run prints" is a refresh as cron runs it, line for line once the
+    folder, the times and the token prefix are set aside."""
+    run = project.run()
+
+    assert run.code == 0, run.output
+    sample = first_plain_block(section(README, "What a run prints"))
+    assert len(sample) >= 9 and sample[-1].startswith("✓ "), sample
+    folders = {str(project.folder): "<DIR>", "/abs/path": "<DIR>"}
+    assert_in_order(normalised(sample, folders), normalised(run.stdout.splitlines(), folders))
+
+
+def test_the_cron_guide_samples_are_what_the_program_and_the_wrapper_print(
+    project: Project, tmp_path: Path
+) -> None:
+    """CRON_SETUP.md's "The program directly" is the script's output and "The wrapper, as cron
+    will run it" is the wrapper's, run from ``/`` with cron's bare environment (the wrapper
+    finds this checkout's virtualenv, as it finds the operator's)."""
+    direct = project.run()
+    env_file = str(project.write_env())
+    wrapped = run_process([str(WRAPPER), "--env-file", env_file], env={"HOME": str(tmp_path)})
+
+    assert direct.code == 0, direct.output
+    assert wrapped.returncode == 0, wrapped.stdout + wrapped.stderr
+    assert_no_secrets(project, wrapped.stdout, wrapped.stderr)
+    folders = {
+        str(project.folder): "<DATA>",
+        "/path/to/xts-token-refresher/xts_store_token.json": "<DATA>/xts_store_token.json",
+        str(APP_DIR): "<APP>",
+        "/path/to/xts-token-refresher": "<APP>",
+    }
+    program = first_plain_block(section(CRON_SETUP, "The program directly"))
+    assert_in_order(normalised(program, folders), normalised(direct.stdout.splitlines(), folders))
+    wrapper = first_plain_block(section(CRON_SETUP, "The wrapper, as cron will run it"))
+    assert wrapper[-1] == "exit code 0"  # what the documented command's `echo` adds
+    assert_in_order(
+        normalised(wrapper[:-1], folders), normalised(wrapped.stdout.splitlines(), folders)
+    )
+
+
+def test_the_readme_is_short_and_shows_the_quick_start_commands_ci_runs() -> None:
+    """README.md stays within 15 KB and shows the demo and the test command exactly, each in
+    a bash block of its own; .ci/run runs that very test command."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.encode("utf-8")) <= README_LIMIT_BYTES
+    bash_blocks = [lines for language, lines in fenced_blocks(text) if language == "bash"]
+    assert [DEMO_COMMAND] in bash_blocks
+    assert [TEST_COMMAND] in bash_blocks
+    ci_lines = (APP_DIR / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith(TEST_COMMAND) for line in ci_lines)
+
+
+def table_first_cells(text: str) -> list[str]:
+    """The first cell of every body row of the Markdown tables in ``text``."""
+    lines = [*text.splitlines(), ""]
+    separator = re.compile(r"\|[-:| ]+\|")
+    return [
+        line.split("|")[1].strip()
+        for line, after in zip(lines, lines[1:])
+        if line.startswith("|") and not separator.fullmatch(line) and not separator.fullmatch(after)
+    ]
+
+
+def test_the_readme_exit_codes_are_the_programs() -> None:
+    """README's exit-code table lists exactly the exit codes the error classes carry (and 0);
+    CRON_SETUP's troubleshooting table covers each of them too."""
+    from xts_refresher.errors import exit_code_meanings
+
+    programs = set(exit_code_meanings())
+    documented = {int(cell) for cell in table_first_cells(section(README, "Exit codes"))}
+    assert documented == programs
+    in_guide = {
+        int(code)
+        for cell in table_first_cells(section(CRON_SETUP, "6. Troubleshooting"))
+        for code in cell.split(",")
+    }
+    assert programs <= in_guide
+
+
+def test_the_readme_settings_table_names_every_setting_of_env_example() -> None:
+    """Every setting .env.example describes is in README's settings table, and the table
+    names no other."""
+    example = (APP_DIR / ".env.example").read_text(encoding="utf-8")
+    described = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, re.M))
+    cells = table_first_cells(section(README, "Settings"))
+    documented = {name for cell in cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+    assert len(described) >= 20
+    assert documented == described
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives ``heading``: lower case, markup and punctuation dropped, spaces
+    to hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors of the headings of ``path`` (outside fenced blocks)."""
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    return {slug(heading) for heading in HEADING.findall(text)}
+
+
+def test_slug_is_githubs() -> None:
+    """The anchors this file checks are the ones GitHub makes."""
+    assert slug("6. Troubleshooting") == "6-troubleshooting"
+    assert slug("How bots find an account's token") == "how-bots-find-an-accounts-token"
+    assert slug("`check-config`") == "check-config"
+    assert slug("Alternative: a systemd timer") == "alternative-a-systemd-timer"
+
+
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist() -> None:
+    """Each relative link in README.md, CRON_SETUP.md, RELIABILITY.md, PROTOCOL.md, docs/*.md
+    and the benchmark and mutation guides names an existing file, and its ``#anchor`` (in a
+    Markdown file) a heading there."""
+    documents = [APP_DIR / name for name in DOCUMENTS]
+    documents += sorted((APP_DIR / "docs").glob("*.md"))
+    assert len(documents) >= len(DOCUMENTS) + 5
+    broken = []
+    checked = 0
+    for document in documents:
+        text = FENCE.sub("", document.read_text(encoding="utf-8"))
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            name, _, anchor = target.partition("#")
+            linked = (document.parent / name).resolve() if name else document
+            checked += 1
+            where = f"{document.relative_to(APP_DIR)}: {target}"
+            if not linked.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+                broken.append(f"{where} (no such heading)")
+    assert checked >= 40
+    assert broken == []
