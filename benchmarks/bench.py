@@ -1,4 +1,4 @@
-"""Benchmark of the XTS token refresher against its budgets (README, "Performance").
+"""Benchmark of the XTS token refresher against its budgets (benchmarks/README.md).
 
 Run it from the repository::
 
@@ -254,7 +254,7 @@ class Install:
             account_file = accounts_dir / f"{account}.env"
             account_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()), "utf-8")
             account_file.chmod(0o600)
-            # Where a refresh writes the account's token (README, "Files of an account").
+            # Where a refresh writes the account's token (docs/accounts.md, "Files of an account").
             token_files.append(accounts_dir / account / "xts_store_token.json")
         env_file = folder / "bench.env"
         shared = {
@@ -981,7 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table (or JSON); 0 when every budget is met, else 1."""
     parser = argparse.ArgumentParser(
         description=(
-            "Benchmark the XTS token refresher against its budgets (README, Performance): "
+            "Benchmark the XTS token refresher against its budgets (benchmarks/README.md): "
             f"refresh / floor <= {TARGET_REFRESH:.2f}x, wrapper / script <= "
             f"{TARGET_WRAPPER:.2f}x, load_token / json.load process <= {TARGET_LOAD_TOKEN:.2f}x, "
             f"refresh peak RSS <= {TARGET_RSS_MIB:g} MiB, and a refresh against a server that "

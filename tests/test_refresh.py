@@ -153,7 +153,7 @@ def test_a_refresh_prints_the_documented_lines_in_order_and_logs_the_same(
 
 
 def test_git_ignores_every_file_that_holds_a_secret_or_a_token() -> None:
-    """README's Security: ``.gitignore`` covers the settings files (``.env``, and each
+    """docs/operations.md, Security: ``.gitignore`` covers the settings files (``.env``, and each
     account's ``accounts/NAME.env``), the token files (an account's too), their locks, run
     records and temporary files, and the logs."""
     written = [

@@ -2047,8 +2047,8 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
 def test_the_hook_gets_the_time_left_at_least_10_s_at_most_120_s(
     remaining: float, limit: float
 ) -> None:
-    """README: the hook may take the time left before XTS_DEADLINE, at least 10 s and at most
-    120 s."""
+    """docs/operations.md: the hook may take the time left before XTS_DEADLINE, at least 10 s
+    and at most 120 s."""
     from xts_refresher.hook import hook_time_limit
 
     assert hook_time_limit(remaining) == limit
@@ -2057,7 +2057,7 @@ def test_the_hook_gets_the_time_left_at_least_10_s_at_most_120_s(
 def test_the_deliveries_of_several_accounts_take_the_shortest_backoff_and_longest_deadline(
     tmp_path: Path,
 ) -> None:
-    """README, Several accounts: the retries of the shared messages and pings are paced by the
+    """docs/accounts.md: the retries of the shared messages and pings are paced by the
     shortest XTS_RETRY_BACKOFF of the selected accounts, and none starts after the longest of
     their XTS_DEADLINEs."""
     from xts_refresher.refresh import run_pacing

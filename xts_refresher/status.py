@@ -2,7 +2,7 @@
 
 ``status`` reads each token file once into a SessionStatus, asks XTS about it with
 ``--verify`` (quickly: people and monitors wait for the answer), and prints lines or the JSON
-document of README's "Monitoring". ``check-config`` validates paths, reaches the API root, and
+document of docs/monitoring.md. ``check-config`` validates paths, reaches the API root, and
 asks Telegram and the health check's server whether they can be reached (sending nothing).
 """
 
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 
 class SessionStatus(NamedTuple):
-    """What ``status`` knows of one session's stored token (README, "Monitoring").
+    """What ``status`` knows of one session's stored token (docs/monitoring.md).
 
     ``usable`` is the local view (present, unexpired, these settings'); ``verified`` is what XTS
     said under ``--verify``: True, False (rejected), or None (not asked, or could not be asked).
