@@ -1,10 +1,10 @@
-"""The documents: README.md's samples are what the program prints, its tables name what the
-program knows, its quick-start commands are the ones CI runs, and every relative link in the
-documents leads to a file (and a heading) that exists.
+"""The documents: the samples in README.md, CRON_SETUP.md and docs/ are what the program
+prints, README's tables name what the program knows, its quick-start commands are the ones CI
+runs, and every relative link in the documents leads to a file (and a heading) that exists.
 
 Samples are checked against real runs: the script (and the wrapper) run as cron runs them,
 against the bundled simulator, and each line of the documented sample, with paths, times,
-tokens and versions normalised, must appear in the output, in order.
+tokens, user IDs and versions normalised, must appear in the output, in order.
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ VARIABLE_PARTS = (
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d)?"), "<TIME>"),
     (re.compile(r"(?<=token )[A-Za-z0-9_-]{6}…"), "<TOKEN>…"),
     (re.compile(r"Python 3\.\d+\.\d+"), "Python <VERSION>"),
+    (re.compile(r"(?<=user )[A-Z0-9]+"), "<USER>"),
+    (re.compile(r"\(\d+h \d+m left\)"), "(<LEFT> left)"),
 )
+ACCOUNTS = APP_DIR / "docs" / "accounts.md"
+MONITORING = APP_DIR / "docs" / "monitoring.md"
 
 
 def section(path: Path, heading: str) -> str:
@@ -139,6 +143,38 @@ def test_the_cron_guide_samples_are_what_the_program_and_the_wrapper_print(
     assert_in_order(
         normalised(wrapper[:-1], folders), normalised(wrapped.stdout.splitlines(), folders)
     )
+
+
+def test_the_status_sample_is_what_status_prints(project: Project) -> None:
+    """docs/monitoring.md's ``status`` sample is what ``status`` prints after a refresh."""
+    assert project.run().code == 0
+    run = project.run("status")
+
+    assert run.code == 0, run.output
+    sample = first_plain_block(section(MONITORING, "`status`"))
+    assert sample[0].startswith("✓ interactive")
+    folders = {str(project.folder): "<DIR>", "/abs/path": "<DIR>"}
+    assert_in_order(normalised(sample, folders), normalised(run.stdout.splitlines(), folders))
+
+
+def test_the_accounts_sample_is_what_a_run_of_two_accounts_prints(project: Project) -> None:
+    """docs/accounts.md's sample of a run of the accounts ``huf`` and ``self`` (its ``...``
+    stands for lines left out) is what such a run prints; its lines of one account keep
+    their order, whatever the other account's lines do between them."""
+    project.with_accounts("huf", "self")
+    run = project.run()
+
+    assert run.code == 0, run.output
+    sample = first_plain_block(section(ACCOUNTS, "What a run of several accounts does and prints"))
+    assert "..." in sample and sample[-1].startswith("✓ All 2 accounts")
+    folders = {str(project.folder): "<DIR>", "/abs/path": "<DIR>"}
+    printed = normalised(run.stdout.splitlines(), folders)
+    documented = normalised([line for line in sample if line != "..."], folders)
+    for prefix in ("[huf] ", "[self] ", "✓ "):
+        assert_in_order(
+            [line for line in documented if line.startswith(prefix)],
+            [line for line in printed if line.startswith(prefix)],
+        )
 
 
 def test_the_readme_is_short_and_shows_the_quick_start_commands_ci_runs() -> None:
