@@ -42,8 +42,8 @@ VARIABLE_PARTS = (
     (re.compile(r"(?<=user )[A-Z0-9]+"), "<USER>"),
     (re.compile(r"\(\d+h \d+m left\)"), "(<LEFT> left)"),
 )
-ACCOUNTS = APP_DIR / "docs" / "accounts.md"
-MONITORING = APP_DIR / "docs" / "monitoring.md"
+ACCOUNTS = APP_DIR / "docs/accounts.md"
+MONITORING = APP_DIR / "docs/monitoring.md"
 
 
 def section(path: Path, heading: str) -> str:
