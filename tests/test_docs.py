@@ -1,6 +1,7 @@
 """The documents: the samples in README.md, CRON_SETUP.md and docs/ are what the program
 prints, README's tables name what the program knows, its quick-start commands are the ones CI
-runs, and every relative link in the documents leads to a file (and a heading) that exists.
+runs, every command line they show parses, and every relative link in the documents (and
+every document a file of the project names) leads to a file (and a heading) that exists.
 
 Samples are checked against real runs: the script (and the wrapper) run as cron runs them,
 against the bundled simulator, and each line of the documented sample, with paths, times,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from conftest import APP_DIR, WRAPPER, Project, assert_no_secrets, run_process
 
 README = APP_DIR / "README.md"
@@ -58,18 +60,21 @@ def section(path: Path, heading: str) -> str:
 
 
 def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
-    """The fenced blocks of ``text``: each one's language (``""`` for none) and lines."""
-    blocks: list[tuple[str, list[str]]] = []
+    """The fenced blocks of ``text`` (also those indented in a list): each one's language
+    (``""`` for none) and lines; ``"inline"`` for the inline code outside them, one a line."""
+    blocks: list[tuple[str, list[str]]] = [("inline", [])]
     language: str | None = None
     for line in text.splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):
             if language is None:
-                language = line[3:].strip()
+                language = line.strip()[3:]
                 blocks.append((language, []))
             else:
                 language = None
         elif language is not None:
             blocks[-1][1].append(line)
+        else:
+            blocks[0][1].extend(re.findall(r"`([^`]+)`", line))
     return blocks
 
 
@@ -175,6 +180,92 @@ def test_the_accounts_sample_is_what_a_run_of_two_accounts_prints(project: Proje
             [line for line in documented if line.startswith(prefix)],
             [line for line in printed if line.startswith(prefix)],
         )
+
+
+INVOCATION = re.compile(
+    r"(xts_token_refresh\.py|refresh_xts_token\.sh)((?:[ \t]+[^\s`|>#;&)\"]+)*)"
+)
+
+
+def documented_invocations(path: Path) -> list[tuple[str, list[str]]]:
+    """Every ``xts_token_refresh.py ...`` and ``refresh_xts_token.sh ...`` that ``path`` tells
+    the reader to type: in ```bash blocks and in inline code (output blocks are plain), but
+    not a usage line with placeholders (``[COMMAND] [OPTIONS]``)."""
+    commands = [
+        line
+        for language, lines in fenced_blocks(path.read_text(encoding="utf-8"))
+        if language in ("bash", "inline")
+        for line in lines
+        if not line.lstrip().startswith("chmod")  # file names given to chmod, not invocations
+    ]
+    found = []
+    for command in commands:
+        for match in INVOCATION.finditer(command):
+            args = match[2].split()
+            if not any(arg.startswith("[") for arg in args):
+                found.append((match[1], args))
+    return found
+
+
+def test_every_documented_command_line_is_real() -> None:
+    """Every command line CRON_SETUP.md, README.md and docs/ show parses with the program's
+    own parser (the wrapper passes its arguments on; ``--setup`` is the wrapper's own), so no
+    documented flag is made up."""
+    from xts_refresher.cli import build_parser, with_default_command
+
+    guide = documented_invocations(CRON_SETUP)
+    assert len(guide) >= 20
+    seen = {" ".join(args) for _, args in guide}
+    for expected in ("cron install", "cron install --days weekdays", "cron uninstall", "status"):
+        assert expected in seen, expected
+    assert "--setup" in seen and "--if-needed" in seen
+    documents = [CRON_SETUP, README, *sorted((APP_DIR / "docs").glob("*.md"))]
+    invocations = [(doc, *found) for doc in documents for found in documented_invocations(doc)]
+    assert len(invocations) >= len(guide) + 20
+    for document, program, args in invocations:
+        if program == "refresh_xts_token.sh" and args == ["--setup"]:
+            continue
+        try:
+            build_parser().parse_args(with_default_command(args))
+        except SystemExit as exc:
+            pytest.fail(f"{document.name} shows `{program} {' '.join(args)}`: exit {exc.code}")
+
+
+DOCUMENT_NAME = re.compile(r"(?<![\w./-])(?:\.\./|[\w-]+/)*[A-Za-z][\w-]*\.md\b")
+SHIPPED_SUFFIXES = (".py", ".sh", ".md", ".service", ".timer", ".example", ".toml", ".txt")
+
+
+def documents_named(text: str) -> set[str]:
+    """The ``*.md`` files ``text`` mentions, with the path written before them (``see README.md``,
+    ``[x](CRON_SETUP.md#y)``, ``docs/systemd.md``)."""
+    return set(DOCUMENT_NAME.findall(text))
+
+
+def test_documents_point_only_inside_the_repository() -> None:
+    """Every ``*.md`` document that a file of the project names (a docstring's "see ...",
+    a link in a guide) is a file of the repository: beside the script, or where the path
+    written before it (``docs/operations.md``, ``../README.md``) leads from there or from the
+    naming file's folder."""
+    gone = "INTERFACE" + ".md"  # spelled in two parts, or this file would name it
+    assert documents_named(f'see {gone}, "Exit codes"; [x](CRON_SETUP.md#3)') == {
+        gone,
+        "CRON_SETUP.md",
+    }
+    assert documents_named("[a](../README.md), docs/systemd.md") == {
+        "../README.md",
+        "docs/systemd.md",
+    }
+    missing = []
+    for path in sorted(APP_DIR.rglob("*")):
+        relative = path.relative_to(APP_DIR)
+        if any(part.startswith((".", "__pycache__")) or "venv" in part for part in relative.parts):
+            continue
+        if not path.is_file() or not path.name.endswith(SHIPPED_SUFFIXES):
+            continue
+        for name in documents_named(path.read_text(encoding="utf-8", errors="replace")):
+            if not (APP_DIR / name).is_file() and not (path.parent / name).is_file():
+                missing.append(f"{relative} names {name}")
+    assert missing == []
 
 
 def test_the_readme_is_short_and_shows_the_quick_start_commands_ci_runs() -> None:
