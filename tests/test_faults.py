@@ -472,12 +472,12 @@ def test_fault_unreadable_token_file_is_replaced_under_if_needed(project: Projec
 
 
 def test_fault_folder_at_token_path(project: Project) -> None:
-    """A folder where the token file should be: exit 4, the folder untouched, no login sent
-    (the file's writability is proved before any login)."""
+    """A folder where the token file should be: exit 2 (a path to fix), the folder untouched,
+    no login sent (every written path is checked before any login)."""
     project.token_file.mkdir()
     run = project.run()
-    assert run.code == 4, run.output
-    assert "it is a folder" in run.stdout
+    assert run.code == 2, run.output
+    assert f"{project.token_file} is a folder" in run.stdout
     assert project.token_file.is_dir()
     assert project.sim.count(LOGIN) == 0
 

@@ -688,11 +688,13 @@ def test_a_failed_save_is_exit_4_and_keeps_the_previous_file(project: Project) -
     assert [p.name for p in project.folder.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_folder_at_the_token_path_is_exit_4(project: Project) -> None:
-    """A folder where the token file should be is exit 4, and the folder is left alone."""
+def test_a_folder_at_the_token_path_is_exit_2(project: Project) -> None:
+    """A folder where the token file should be is exit 2 (a path to fix, found before any
+    login), and the folder is left alone."""
     project.token_file.mkdir()
     run = project.run()
-    assert run.code == 4
+    assert run.code == 2
+    assert project.sim.count("interactive_login") == 0
     assert str(project.token_file) in run.stdout
     assert project.token_file.is_dir()
 
@@ -919,11 +921,11 @@ def test_a_token_without_readable_expiry_ages_out_after_a_day(tmp_path: Path) ->
 def test_a_refused_login_and_an_unwritable_marketdata_file_exit_with_the_highest_code(
     project: Project,
 ) -> None:
-    """Sessions ending differently: a refused interactive login (1) and a folder at the
-    market-data token path (4) make the run exit 4, the highest."""
+    """Sessions ending differently: a refused interactive login (1) and a market-data token
+    file in a folder that does not exist (4) make the run exit 4, the highest."""
     project.with_marketdata()
     project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Hi44"
-    project.md_token_file.mkdir()
+    project.settings["XTS_MARKETDATA_TOKEN_FILE"] = str(project.folder / "gone" / "md.json")
     run = project.run()
     assert run.code == 4, run.output
     assert project.sim.count("marketdata_login") == 0

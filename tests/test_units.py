@@ -2069,3 +2069,84 @@ def test_the_deliveries_of_several_accounts_take_the_shortest_backoff_and_longes
 
     assert pacing.first_wait == 0.5
     assert 890 < pacing.deadline.remaining() <= 900
+
+
+# -- the paths a run writes ---------------------------------------------------------------------
+
+
+def test_written_paths_list_token_files_their_locks_the_run_record_metrics_and_log(
+    tmp_path: Path,
+) -> None:
+    """One list of what a refresh writes: each configured session's token file and its lock
+    (the market-data file's too), the run record and the metrics file with metrics, the log."""
+    from xts_refresher.outputs import written_paths
+    from xts_refresher.settings import lock_beside
+
+    loaded = load(
+        tmp_path,
+        {
+            **MINIMAL,
+            **MARKETDATA_PAIR,
+            "XTS_TOKEN_FILE": str(tmp_path / "i.json"),
+            "XTS_MARKETDATA_TOKEN_FILE": str(tmp_path / "m.json"),
+            "XTS_METRICS_FILE": str(tmp_path / "x.prom"),
+        },
+        log_file=str(tmp_path / "run.log"),
+    )
+    listed = {w.path: w for w in written_paths(loaded)}
+    assert set(listed) == {
+        tmp_path / "i.json",
+        tmp_path / "m.json",
+        tmp_path / "i.json.lock",
+        tmp_path / "m.json.lock",
+        tmp_path / "i.json.run",
+        tmp_path / "x.prom",
+        tmp_path / "run.log",
+    }
+    assert lock_beside(tmp_path / "i.json") == loaded.lock_file
+    assert listed[tmp_path / "i.json"].replaced  # renamed over: a symlink there is replaced
+    assert not listed[tmp_path / "run.log"].replaced  # written in place: a symlink is refused
+    assert not listed[tmp_path / "i.json.lock"].replaced
+
+
+def test_collisions_find_one_file_under_two_roles_but_not_a_shared_role(tmp_path: Path) -> None:
+    """A hard link, a symlinked folder (for paths that do not exist yet) and a settings file
+    are collisions; one path used twice in one role (the log of several accounts) is not."""
+    from xts_refresher.outputs import WrittenPath, collisions
+
+    token = tmp_path / "token.json"
+    token.write_text("{}")
+    os.link(token, tmp_path / "hard.log")
+    (tmp_path / "alias").symlink_to(tmp_path)
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("X=1\n")
+    (tmp_path / "env-link").symlink_to(env_file)
+
+    def written(path: Path, role: str) -> WrittenPath:
+        return WrittenPath(path, role, replaced=False)
+
+    assert (
+        collisions([written(tmp_path / "a.log", "log"), written(tmp_path / "a.log", "log")]) == []
+    )
+    hard = collisions([written(token, "token"), written(tmp_path / "hard.log", "log")])
+    assert [p.paths for p in hard] == [(tmp_path / "hard.log", token)]
+    later = collisions(
+        [written(tmp_path / "new.json", "token"), written(tmp_path / "alias" / "new.json", "md")]
+    )
+    assert len(later) == 1
+    guarded = collisions([written(tmp_path / "env-link", "log")], [env_file])
+    assert "settings file" in guarded[0].text
+    through = collisions([written(env_file, "log")], [tmp_path / "env-link"])
+    assert "settings file" in through[0].text
+
+
+def test_the_run_lock_never_opens_through_a_symlink(tmp_path: Path) -> None:
+    """A symlink at the lock path: the lock refuses it, and its target is neither truncated
+    nor locked."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    lock = tmp_path / "token.json.lock"
+    lock.symlink_to(target)
+    with pytest.raises(errors.LocalError):
+        store.RunLock(lock).acquire(0)
+    assert target.read_text() == "keep me\n"

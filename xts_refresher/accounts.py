@@ -114,18 +114,25 @@ def misnamed_account_error(install: Install, name: str) -> ConfigError:
 
 
 def check_distinct_files(accounts: Sequence[Settings]) -> None:
-    """ConfigError when two accounts would write the same token file (naming both)."""
-    owners: dict[Path, str] = {}
-    for settings in accounts:
-        for path in settings.token_files.values():
-            other = owners.setdefault(path, settings.account)
-            if other != settings.account:
-                raise ConfigError(
-                    f"The accounts {other} and {settings.account} would both write {path}: each "
-                    "account needs token files of its own.",
-                    "Remove XTS_TOKEN_FILE/XTS_MARKETDATA_TOKEN_FILE from one of their files "
-                    "(each then uses its own folder), then run check-config.",
-                )
+    """ConfigError when two accounts would write the same token file, also through a symlink
+    or a hard link (naming both)."""
+    from .outputs import WrittenPath, collisions
+
+    token_files = [
+        WrittenPath(path, settings.account, True)
+        for settings in accounts
+        for path in settings.token_files.values()
+    ]
+    for problem in collisions(token_files):
+        later, earlier = problem.roles
+        first, second = problem.paths
+        shown = first if first == second else f"{first} and {second} (one file)"
+        raise ConfigError(
+            f"The accounts {earlier} and {later} would both write {shown}: each account needs "
+            "token files of its own.",
+            "Remove XTS_TOKEN_FILE/XTS_MARKETDATA_TOKEN_FILE from one of their files "
+            "(each then uses its own folder), then run check-config.",
+        )
 
 
 class Selection(Frozen):

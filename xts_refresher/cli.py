@@ -30,6 +30,7 @@ from .notify import (
     setup_logging,
 )
 from .settings import (
+    DEFAULT_ENV_FILE,
     PathOverrides,
     collect_values,
     log_file_path,
@@ -260,12 +261,18 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
 def _log_to_fallback_file(
     overrides: PathOverrides, log: logging.Logger, redactor: Redactor
 ) -> None:
-    """Send the rest of the run's lines to the log file too, as far as it can be known."""
+    """Send the rest of the run's lines to the log file too, as far as it can be known, unless
+    it is a settings file (the log handler itself refuses what is not a regular file)."""
+    from .outputs import LOG_ROLE, WrittenPath, collisions
+
+    env_file = resolve_path(overrides.env_file or DEFAULT_ENV_FILE)
     try:
         _, values = collect_values(overrides, os.environ)
     except ConfigError:
         values = dict(os.environ)  # the .env itself is unreadable: the environment may still say
-    add_log_file(log, log_file_path(overrides, values))
+    log_file = log_file_path(overrides, values)
+    if not collisions([WrittenPath(log_file, LOG_ROLE, False)], [env_file]):
+        add_log_file(log, log_file)
 
 
 def selected_accounts(args: argparse.Namespace) -> list[str]:
@@ -336,11 +343,11 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
     for secret in selection.secrets():
         redactor.add(secret)
     if args.command == "refresh":
-        from .refresh import RefreshOptions, refresh
+        from .refresh import RefreshOptions, check_paths_and_open_log, refresh
 
-        add_log_file(log, log_file_path(overrides, selection.install.values))
         window = {} if args.renew_before is None else {"renew_before": args.renew_before}
         options = RefreshOptions(args.if_needed, verify=args.verify, **window)
+        check_paths_and_open_log(selection, log, log_file_path(overrides, selection.install.values))
         return refresh(selection, options, log, redactor)
     if args.command == "status":
         from .status import status
@@ -356,6 +363,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             warnings=selection.warnings,
             also=selection.unselected,
         )
+    from .outputs import path_problems
     from .status import check_config
 
     return check_config(
@@ -364,6 +372,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         labelled=selection.labelled,
         broken=selection.broken,
         warnings=selection.warnings,
+        path_problems=path_problems(selection, log_file_path(overrides, selection.install.values)),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .checks import foreign_token
 from .errors import TokenSaveError, TokenUnavailableError
+from .outputs import METRICS_ROLE, WrittenPath, kind_problem
 from .paths import read_small_file
 from .settings import Settings
 from .store import read_token_file, write_atomically
@@ -146,12 +147,17 @@ def render(accounts: Iterable[Settings]) -> str:
 
 def write_metrics(accounts: Sequence[Settings], log: Log) -> None:
     """Rewrite each metrics file the accounts name, with the gauges of the accounts naming
-    it; a file that cannot be written costs a warning, never the run's outcome."""
+    it; a file that cannot be written, or is a symlink or no regular file, costs a warning,
+    never the run's outcome."""
     by_file: dict[Path, list[Settings]] = {}
     for settings in accounts:
         if settings.metrics_file is not None:
             by_file.setdefault(settings.metrics_file, []).append(settings)
     for path, named in by_file.items():
+        refused = kind_problem(WrittenPath(path, METRICS_ROLE, replaced=False))
+        if refused is not None:  # a symlink (or no regular file) there: never written through
+            log.warning("⚠ The metrics file %s was not written: %s", path, refused.text)
+            continue
         try:
             content = render(named).encode("utf-8")
             write_atomically(

@@ -9,13 +9,15 @@ carries.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import os
 import re
+import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -197,6 +199,9 @@ def setup_logging(redactor: Redactor, console_stream: TextIO | None = None) -> l
     return log
 
 
+LOG_FILE_MODE = 0o600
+
+
 class ReopeningFileHandler(logging.FileHandler):
     """A log file handler that reopens the file when logrotate has moved it away.
 
@@ -204,45 +209,103 @@ class ReopeningFileHandler(logging.FileHandler):
     pickle, queue and the socket handlers, which would cost every run about as many
     instructions as the rest of logging. A run that spans a rotation (a long hook) keeps
     writing to the new file, not to the renamed one.
+
+    The file is never opened through a symlink nor as anything but a regular file, and is
+    kept mode 0600 (``narrowed_from`` is the wider mode it had, if any). A file that cannot be
+    written any more (a full disk, its folder removed) silences the handler after one call of
+    ``on_failure`` with the reason: the run goes on, on the console alone, with no traceback.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_failure: Callable[[str], object] | None = None) -> None:
+        self.narrowed_from: int | None = None
+        self.failed = False
+        self._on_failure = on_failure
         super().__init__(path, encoding="utf-8", errors="backslashreplace")
         self._identity = self._file_identity()
 
     def _open(self) -> io.TextIOWrapper:
-        """The log file opened for appending, created with mode 0600 whatever the umask."""
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        """The log file opened for appending, created with mode 0600 whatever the umask.
+
+        O_NOFOLLOW: a symlink there is refused (ELOOP); O_NONBLOCK: a FIFO does not hang the
+        open, and is then refused with the rest of what is not a regular file.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(self.baseFilename, flags, LOG_FILE_MODE)
+        try:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode):
+                raise OSError(errno.EINVAL, "it is not a regular file")
+            if found.st_mode & 0o077:
+                os.fchmod(fd, LOG_FILE_MODE)
+                self.narrowed_from = stat.S_IMODE(found.st_mode)
+        except OSError:
+            os.close(fd)
+            raise
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:
             found = os.stat(self.baseFilename)
-        except FileNotFoundError:
+        except OSError:
             return None
         return found.st_dev, found.st_ino
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record``, first reopening the file if it is no longer the one at the path."""
-        identity = self._file_identity()
-        if identity != self._identity:
-            if self.stream is not None:
-                self.stream.flush()
-                self.stream.close()
-            self.stream = self._open()
-            self._identity = self._file_identity()
-        super().emit(record)
+        if self.failed:
+            return
+        try:
+            identity = self._file_identity()
+            stream = self.stream
+            if stream is None or identity != self._identity:
+                if stream is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.close()
+                stream = self.stream = self._open()
+                self._identity = self._file_identity()
+            stream.write(self.format(record) + self.terminator)
+            stream.flush()
+        except Exception as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        """Stop writing the file, and say why once (through ``on_failure``)."""
+        self.failed = True
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()  # unflushed lines are dropped with it: the disk is full
+        if self._on_failure is not None:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._on_failure(reason)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A write that failed inside logging's own code: as in emit, one warning, then quiet."""
+        self._give_up(OSError(errno.EIO, "the log file could not be written"))
+
+    def close(self) -> None:
+        """Close the file; a last flush that fails (a full disk) is not the run's failure."""
+        with contextlib.suppress(OSError, ValueError):
+            super().close()
 
 
 def add_log_file(log: logging.Logger, log_file: Path) -> None:
     """From now on, write ``log``'s lines to ``log_file`` too, each with a time and a level.
 
-    The file is created with mode 0600 and written through a ReopeningFileHandler, which
-    reopens it after logrotate renames it. A log file that cannot be opened costs a warning,
-    not the run.
+    The file is created with mode 0600 (a wider one is narrowed, with a warning) and written
+    through a ReopeningFileHandler, which reopens it after logrotate renames it. A log file
+    that cannot be opened, or stops being writable, costs one warning, not the run.
     """
+
+    def warn(reason: str) -> None:
+        log.warning(
+            "⚠ Cannot write the log file %s (%s); the rest of this run is on the console only.",
+            log_file,
+            reason,
+        )
+
     try:
-        handler = ReopeningFileHandler(log_file)
+        handler = ReopeningFileHandler(log_file, warn)
     except OSError as exc:
         log.warning(
             "⚠ Cannot write the log file %s (%s); logging to the console only.",
@@ -252,6 +315,12 @@ def add_log_file(log: logging.Logger, log_file: Path) -> None:
         return
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     log.addHandler(handler)
+    if handler.narrowed_from is not None:
+        log.warning(
+            "⚠ The log file %s was mode %03o (others could read it); it is now 0600.",
+            log_file,
+            handler.narrowed_from,
+        )
 
 
 def close_logging(log: logging.Logger) -> None:

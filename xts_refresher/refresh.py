@@ -43,7 +43,8 @@ from .errors import (
 )
 from .hook import run_hook, started_by_running_hook
 from .interrupt import StopRequest
-from .notify import AccountLog, ConsoleCapture, Redactor, report_failure
+from .notify import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
+from .outputs import WrittenPathError, check_written_paths
 from .paths import account_file
 from .sessions import SESSIONS, Session
 from .settings import (
@@ -850,10 +851,24 @@ def _summary_line(log: logging.Logger, results: Sequence[AccountResult]) -> None
     log.log(logging.ERROR if failed else logging.INFO, "%s", _summary_text(results))
 
 
+def check_paths_and_open_log(selection: Selection, log: logging.Logger, log_file: Path) -> None:
+    """The start of a refresh: check every path it writes (WrittenPathError, exit 2, before any
+    login), and only then add ``log_file`` to ``log``: a log aimed at the settings or a token
+    file is never appended to (a refusal is logged there unless the log is why)."""
+    try:
+        check_written_paths(selection, log_file)
+    except WrittenPathError as exc:
+        if log_file not in exc.paths:
+            add_log_file(log, log_file)
+        raise
+    add_log_file(log, log_file)
+
+
 def refresh(
     selection: Selection, options: RefreshOptions, log: logging.Logger, redactor: Redactor
 ) -> int:
-    """The ``refresh`` command over the selected accounts; the highest of their exit codes.
+    """The ``refresh`` command over the selected accounts (after check_paths_and_open_log);
+    the highest of their exit codes.
 
     SIGINT and SIGTERM stop it gently (see interrupt.py): exit 130 or 143.
     """

@@ -32,6 +32,7 @@ from .errors import (
     XtsUnavailableError,
 )
 from .notify import AccountLog, Redactor, report_failure
+from .outputs import PathProblem, written_paths
 from .sessions import MARKETDATA, SESSIONS, Session
 from .settings import Settings, without_credentials
 from .store import StoredToken, read_token_file
@@ -363,9 +364,12 @@ def check_config(
     labelled: bool = False,
     broken: Sequence[tuple[str, ConfigError]] = (),
     warnings: Sequence[str] = (),
+    path_problems: Sequence[PathProblem] = (),
 ) -> int:
     """The ``check-config`` command over the accounts: the highest of their codes (0 ready, 2
-    settings or paths, 3 the network); each account's lines start ``[NAME]`` with accounts."""
+    settings or paths, 3 the network); each account's lines start ``[NAME]`` with accounts.
+    ``path_problems`` are what a refresh would refuse about the paths it writes; each is shown
+    under every account whose paths it names."""
     for warning in warnings:
         log.warning("⚠ %s", warning)
     codes = [2 for _ in broken]
@@ -375,7 +379,7 @@ def check_config(
     names = [name for name, _ in broken]
     for settings in accounts:
         account_log = AccountLog(log, settings.account) if labelled else log
-        codes.append(check_account(settings, account_log, answers))
+        codes.append(check_account(settings, account_log, answers, path_problems))
         names.append(settings.account)
     code = max(codes, default=0)
     if labelled:  # the last line speaks for every account, as a refresh's does
@@ -395,7 +399,10 @@ def check_config(
 
 
 def check_account(
-    settings: Settings, log: Log, answers: dict[tuple[str, ...], str | XtsRefreshError]
+    settings: Settings,
+    log: Log,
+    answers: dict[tuple[str, ...], str | XtsRefreshError],
+    path_problems: Sequence[PathProblem] = (),
 ) -> int:
     """The ``check-config`` command: 0 when ready, 2 for settings or paths, 3 for the network."""
     names = ", ".join(s.name for s in settings.sessions)
@@ -403,8 +410,16 @@ def check_account(
     warn_about_setup(settings, log)
     paths = [(f"{s.label} token file", settings.token_path(s)) for s in settings.sessions]
     paths.append(("log file", settings.log_file))
-    problems = 0
+    written = {w.path for w in written_paths(settings)}
+    refused: set[Path] = set()
+    for refusal in path_problems:
+        if written.intersection(refusal.paths):
+            log.error("✗ %s", refusal.text)
+            refused.update(refusal.paths)
+    problems = len(refused)
     for label, path in paths:
+        if path in refused:
+            continue  # said above
         own_folder = settings.env_file.parent / settings.account
         problem = _folder_problem(path, own_folder if settings.shared_env_file else None)
         if problem:
@@ -414,7 +429,7 @@ def check_account(
             log.info("✓ The %s %s can be written.", label, path)
     if problems:
         variables = ", ".join(s.path_variable for s in SESSIONS.values())
-        log.error("✗ Fix the paths above (%s, XTS_LOG_FILE).", variables)
+        log.error("✗ Fix the paths above (%s, XTS_LOG_FILE, XTS_METRICS_FILE).", variables)
         return 2
     code = 0
     with XtsClient(settings, Deadline(settings.deadline), log) as client:
