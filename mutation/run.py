@@ -23,7 +23,9 @@ at a time, within a time limit of three times its selection's baseline plus 30 s
 - survived: exit 0 (every selected test passed with the bug in place);
 - error: a time-out, a collection or usage error (exit 2-5): reported apart, never a kill.
 
-The score is killed / total, per target and in all. Nothing is written in the project folder
+Then every test that killed a mutant runs once more, all together, on an unmutated copy: a
+kill by a test that fails there too (flaky) becomes an error. The score is killed / total,
+per target and in all. Nothing is written in the project folder
 (copies live under the system's temporary folder and are removed at the end); this run is not
 part of ``.ci/run``. Exit status: 0 when the score reaches ``--fail-under``, 1 below it, 2 when
 a baseline fails or an ``--only`` ID names no mutant of the code.
@@ -47,12 +49,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from generate import Mutant, draw, python_mutants, shell_mutants
-from targets import DESELECT, TARGETS, WHOLE_SUITE, Target
+from targets import LEFT_OUT, TARGETS, WHOLE_SUITE, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -75,6 +77,7 @@ class Outcome:
     exit_code: int | None  # None after a time-out
     killer: str  # the first failing test, for a kill
     tail: str  # the end of pytest's output, for a survivor or an error
+    failed: tuple[str, ...] = ()  # every failing test
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,9 @@ def tree_digest(tree: Path, files: list[str]) -> str:
     return digest.hexdigest()
 
 
-def first_failure(output: str) -> str:
-    """The node ID of the first failed test in pytest's short summary ('' when none)."""
-    for line in output.splitlines():
-        found = SUMMARY_LINE.match(line)
-        if found:
-            return found["node"]
-    return ""
+def failures(output: str) -> list[str]:
+    """The node IDs of the failed tests in pytest's short summary, in its order."""
+    return [found["node"] for found in map(SUMMARY_LINE.match, output.splitlines()) if found]
 
 
 def run_pytest(
@@ -160,11 +159,14 @@ def run_pytest(
     timeout: float,
     python: Path,
     durations: dict[str, Path],
+    *,
+    exit_first: bool = True,
 ) -> Outcome:
-    """Run ``selection`` in ``tree`` (stopping at the first failure) within ``timeout``;
-    ``durations`` may name a file to ``record`` each test's seconds in, or to ``order`` by."""
-    argv = [str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
-    argv += ["-p", "fast_first", *selection, *DESELECT]
+    """Run the pytest arguments ``selection`` in ``tree`` (stopping at the first failure
+    unless ``exit_first`` is false) within ``timeout``; ``durations`` may name a file to
+    ``record`` each test's seconds in, or to ``order`` by."""
+    argv = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "fast_first"]
+    argv += ["-x", *selection] if exit_first else list(selection)
     env = {**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"}
     env["PYTHONPATH"] = str(tree / "mutation")
     for name in ("PYTEST_ADDOPTS", "XTS_MUTATION_RECORD", "XTS_MUTATION_ORDER"):
@@ -194,7 +196,8 @@ def run_pytest(
     seconds = time.monotonic() - started
     tail = "\n".join(output.splitlines()[-OUTPUT_TAIL:])
     if code == 1:
-        return Outcome("killed", seconds, code, first_failure(output) or "(see output)", tail)
+        failed = tuple(failures(output))
+        return Outcome("killed", seconds, code, next(iter(failed), "(see output)"), tail, failed)
     if code == 0:
         return Outcome("survived", seconds, code, "", tail)
     why = f"timed out after {timeout:g} s" if code is None else f"pytest exit {code}"
@@ -204,8 +207,9 @@ def run_pytest(
 class Campaign:
     """Copies of one snapshot of the working tree, in a temporary folder of their own."""
 
-    def __init__(self, python: Path) -> None:
+    def __init__(self, python: Path, left_out: tuple[str, ...]) -> None:
         self.python = python
+        self.deselect = tuple(f"--deselect={node}" for node in left_out)
         self.folder = Path(tempfile.mkdtemp(prefix="xts-mutation-"))
         self.snapshot = self.folder / "snapshot"
         self.files = project_files()
@@ -244,14 +248,20 @@ class Campaign:
         timeout: float,
         mutant: Mutant | None,
         durations: dict[str, Path],
+        *,
+        exit_first: bool = True,
     ) -> Outcome:
-        """``selection`` on a fresh copy, with ``mutant`` planted when given; the copy goes."""
+        """``selection`` (less the tests left out) on a fresh copy, with ``mutant`` planted
+        when given; the copy goes."""
         tree = self.fresh_copy(label)
         try:
             if mutant is not None:
                 planted = tree / mutant.path
                 planted.write_bytes(mutant.apply(self.source(mutant.path)))
-            return run_pytest(tree, selection, timeout, self.python, durations)
+            arguments = (*selection, *self.deselect)
+            return run_pytest(
+                tree, arguments, timeout, self.python, durations, exit_first=exit_first
+            )
         finally:
             shutil.rmtree(tree, ignore_errors=True)
 
@@ -410,6 +420,30 @@ def mutate(
     return [results[item.mutant.ident] for item in planned]
 
 
+def confirm_killers(campaign: Campaign, results: list[Result]) -> list[Result]:
+    """``results`` with each kill checked: every test that killed a mutant runs once more,
+    all together, on an unmutated copy; a kill by a test that fails there too (a flaky test)
+    becomes an error."""
+    killers = sorted({r.killer for r in results if r.status == "killed" and "::" in r.killer})
+    if not killers:
+        return results
+    say(f"Confirming the kills: the {len(killers)} killing tests on the unmutated tree...")
+    outcome = campaign.run(
+        "confirm", tuple(killers), WHOLE_SUITE_TIMEOUT, None, {}, exit_first=False
+    )
+    if outcome.status == "error":
+        say(f"  the confirming run itself failed:\n{indent(outcome.tail)}")
+        return results
+    flaky = set(outcome.failed)
+    say(f"  {len(killers) - len(flaky)} pass unmutated; fail unmutated too: {sorted(flaky)}")
+    return [
+        replace(r, status="error", tail=f"its killer {r.killer} fails unmutated too (flaky)")
+        if r.status == "killed" and r.killer in flaky
+        else r
+        for r in results
+    ]
+
+
 def by_target(results: list[Result]) -> str:
     """The score of each target, and in all, as a plain-text table."""
     names = list(dict.fromkeys(r.target for r in results))
@@ -500,6 +534,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "selection: does any test anywhere kill a survivor? (about 5 min a mutant)",
     )
     parser.add_argument(
+        "--deselect",
+        action="append",
+        metavar="NODE",
+        default=[],
+        help="leave this test out too (a node ID prefix; repeat), e.g. one that fails unmutated",
+    )
+    parser.add_argument(
         "--baseline-only",
         action="store_true",
         help="run the targets' selections unmutated, show how long each takes, and stop",
@@ -533,7 +574,7 @@ def main(argv: list[str]) -> int:
     when = datetime.now(timezone.utc).astimezone()
     commit = git("rev-parse", "HEAD").strip()  # as the snapshot is taken, not as the run ends
     uncommitted = git("status", "--porcelain").splitlines()
-    campaign = Campaign(args.python)
+    campaign = Campaign(args.python, (*LEFT_OUT, *args.deselect))
     say(
         f"Snapshot of {len(campaign.files)} files at {commit[:12] or 'no commit'}"
         f"{f' + {len(uncommitted)} uncommitted change(s)' if uncommitted else ''}, "
@@ -560,6 +601,7 @@ def main(argv: list[str]) -> int:
                     t.name: time_limit(sum(seconds[name] for name in t.selection())) for t in used
                 }
         results = mutate(campaign, planned, args.jobs, limits, args.whole_suite)
+        results = confirm_killers(campaign, results)
     finally:
         campaign.close()
     elapsed = time.monotonic() - started
@@ -577,6 +619,7 @@ def main(argv: list[str]) -> int:
             "tree_sha256": campaign.digest,
             "seed": seed,
             "per_module": args.per_module,
+            "left_out": [*LEFT_OUT, *args.deselect],
             "python": str(args.python),
             "jobs": args.jobs,
             "baseline": not args.no_baseline,
