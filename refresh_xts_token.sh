@@ -9,6 +9,11 @@
 #
 #   ./refresh_xts_token.sh [COMMAND] [OPTIONS]   run xts_token_refresh.py (default: refresh)
 #   ./refresh_xts_token.sh --setup               create .venv, install requirements, create .env
+#   ./refresh_xts_token.sh --print-venv          (internal) the virtualenv it would use, or nothing
+#
+# The virtualenv is found here alone (a Python must be chosen before any Python runs);
+# xts_token_refresh.py started by a Python without the packages asks --print-venv. What the
+# program knows (its packages, what an exit code means) the wrapper asks of xts_refresher.wrapper.
 
 set -euo pipefail
 # An exported CDPATH would make `cd` print folders and change where relative paths lead.
@@ -41,12 +46,13 @@ script_dir() {
   cd -P "$(dirname "${source}")" && pwd
 }
 
-# Prints the virtualenv folder to use, or nothing: XTS_VENV, else .venv, else venv.
+# Prints the absolute folder of the virtualenv to use, or nothing: XTS_VENV (absolute, or
+# relative to this folder), else .venv, else venv. The one place that says this order.
 find_venv() {
   local candidate
   for candidate in "${XTS_VENV:-}" .venv venv; do
     if [[ -n "${candidate}" && -x "${candidate}/bin/python" ]]; then
-      printf '%s\n' "${candidate}"
+      (cd "${candidate}" && pwd)
       return 0
     fi
   done
@@ -77,21 +83,6 @@ command_of() {
     esac
   done
   echo "refresh"
-}
-
-# What exit code $1 of command $2 means, for the closing line.
-explain_exit() {
-  case "$1:$2" in
-    1:status) echo "a token is missing, expired or not accepted: run a refresh" ;;
-    1:*) echo "XTS refused the login: check the API key, secret and XTS_USER_ID in .env" ;;
-    2:*) echo "usage, settings or a missing dependency: see the message above" ;;
-    3:*) echo "XTS unreachable or failing after the retries: check the network and the broker" ;;
-    4:*) echo "local failure: a token could not be saved, or another run held the lock" ;;
-    5:*) echo "tokens saved, but the post-refresh hook failed" ;;
-    130:*) echo "interrupted by SIGINT (Ctrl-C): the logins under way were saved, none started after" ;;
-    143:*) echo "stopped by SIGTERM: the logins under way were saved, none started after" ;;
-    *) echo "unexpected failure: see the messages above and xts_token_refresh.log" ;;
-  esac
 }
 
 # The wrapper's own usage, shown above the program's --help (which knows nothing of --setup).
@@ -172,10 +163,17 @@ main() {
   dir="$(script_dir)"
   cd "${dir}"
 
-  if [[ "${1:-}" == "--setup" ]]; then
-    setup
-    return
-  fi
+  case "${1:-}" in
+    --setup)
+      setup
+      return
+      ;;
+    --print-venv)
+      find_venv
+      return
+      ;;
+    *) ;;
+  esac
 
   # With --json, standard output carries the program's JSON alone: the wrapper's own lines go
   # to standard error (file descriptor 3 keeps the real standard output for the program).
@@ -204,7 +202,7 @@ main() {
   local venv python
   venv="$(find_venv)"
   if [[ -n "${venv}" ]]; then
-    VIRTUAL_ENV="$(cd "${venv}" && pwd)"
+    VIRTUAL_ENV="${venv}"
     python="${VIRTUAL_ENV}/bin/python"
     export VIRTUAL_ENV
     export PATH="${VIRTUAL_ENV}/bin:${PATH}"
@@ -221,12 +219,8 @@ main() {
 
   # One interpreter start-up reports the version and finds (without importing) the packages.
   local probe version="" missing=""
-  # The package names its dependencies (xts_refresher.REQUIRED_MODULES); this folder is the
-  # working folder, so `python -c` finds the package without importing anything heavy.
-  probe="$("${python}" -c 'import sys, importlib.util as u
-from xts_refresher import REQUIRED_MODULES
-print(sys.version.split()[0])
-print(" ".join(m for m in REQUIRED_MODULES if u.find_spec(m) is None))' 2>&1)" || {
+  # This folder is the working folder, so `python -c` finds the package (nothing heavy).
+  probe="$("${python}" -c 'from xts_refresher.wrapper import probe; probe()' 2>&1)" || {
     echo "✗ ${python} does not run: ${probe}"
     echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
     return "${EXIT_CONFIG}"
@@ -252,7 +246,9 @@ print(" ".join(m for m in REQUIRED_MODULES if u.find_spec(m) is None))' 2>&1)" |
   if [[ "${code}" -eq 0 ]]; then
     echo "✓ ${title} completed successfully (exit code: 0)"
   else
-    meaning="$(explain_exit "${code}" "${command}")"
+    # Only a failure pays for asking the program what its exit code means.
+    meaning="$("${python}" -m xts_refresher.wrapper "${code}" "${command}" 2>/dev/null)" ||
+      meaning="see the messages above"
     echo "✗ ${title} failed (exit code: ${code}): ${meaning}"
   fi
   echo "${RULE}"

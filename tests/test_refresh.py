@@ -503,7 +503,8 @@ def test_a_python_without_the_packages_continues_in_the_venv_beside_the_script(
     """Started by a Python that lacks requests (``-S``: no site-packages), a copy of the
     script with a ``.venv`` beside it continues in that virtualenv and refreshes; without the
     ``.venv`` it says what is missing and how to set it up (exit 2, nothing sent)."""
-    copy = copy_program(tmp_path / "refresher")
+    # The cron wrapper beside the script is the one that knows where virtualenvs are.
+    copy = copy_program(tmp_path / "refresher", SCRIPT.name, "refresh_xts_token.sh")
     argv = [PYTHON, "-S", str(copy / SCRIPT.name), "--env-file", str(project.write_env())]
 
     without = run_process(argv)

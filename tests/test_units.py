@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import os
 import re
+import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from conftest import APP_DIR, WRAPPER
 
 import xts_refresher
-from xts_refresher import checks, cli, cron, errors, paths, settings, store
+from xts_refresher import checks, cli, cron, errors, paths, settings, store, wrapper
 from xts_refresher.client import (
     LoginResult,
     RedirectedError,
@@ -303,29 +304,21 @@ def test_exit_codes_of_the_contract(cls: type[XtsRefreshError], code: int) -> No
     assert cls.exit_code == code
 
 
-def wrapper_explanations() -> dict[int, str]:
-    """The ``N:*) echo "…"`` lines of the wrapper's explain_exit."""
-    lines = re.findall(
-        r'^\s*(\d+):\*\)\s*echo\s+"([^"]*)"\s*;;\s*$', shell_function("explain_exit"), re.MULTILINE
-    )
-    explained = {int(code): meaning for code, meaning in lines}
-    assert len(explained) == len(lines), "explain_exit names a code twice"
-    return explained
+def test_exit_meaning_of_a_code_is_the_meaning_its_classes_carry() -> None:
+    for code, meaning in errors.exit_code_meanings().items():
+        assert errors.exit_meaning(code, "refresh") == meaning
+        assert errors.exit_meaning(code, "check-config") == meaning
 
 
-def test_wrapper_explains_each_exit_code_as_errors_py_does() -> None:
-    expected = {code: m for code, m in errors.exit_code_meanings().items() if code != 0}
-    assert wrapper_explanations() == expected
+def test_exit_meaning_of_status_1_is_a_token_that_will_not_do_not_a_refused_login() -> None:
+    assert errors.exit_meaning(1, "status") == errors.STATUS_NOT_USABLE_MEANING
+    assert errors.exit_meaning(1, "status") != errors.exit_meaning(1, "refresh")
+    assert errors.exit_meaning(2, "status") == errors.exit_code_meanings()[2]
 
 
-def test_wrapper_status_line_is_separate_and_comes_first() -> None:
-    body = shell_function("explain_exit")
-    status = re.search(r'^\s*1:status\)\s*echo\s+"([^"]+)"\s*;;\s*$', body, re.MULTILINE)
-    general = re.search(r"^\s*1:\*\)", body, re.MULTILINE)
-    fallback = re.search(r'^\s*\*\)\s*echo\s+"([^"]+)"\s*;;\s*$', body, re.MULTILINE)
-    assert status and general and fallback
-    assert status.start() < general.start() < fallback.start()  # bash takes the first match
-    assert status[1] != errors.exit_code_meanings()[1]
+@pytest.mark.parametrize("code", [6, 127, 137, 255])
+def test_exit_meaning_of_a_code_no_class_carries_is_unexpected(code: int) -> None:
+    assert errors.exit_meaning(code, "refresh") == errors.UNKNOWN_MEANING
 
 
 def test_wrapper_options_with_values_match_the_cli() -> None:
@@ -362,11 +355,28 @@ def top_level_modules(distribution: str) -> set[str]:
     }
 
 
-def test_wrapper_probes_the_required_modules() -> None:
-    probe = shell_function("main")
-    assert "REQUIRED_MODULES" in WRAPPER_TEXT
-    assert "from xts_refresher import REQUIRED_MODULES" in probe
-    assert '"requests", "dotenv"' not in WRAPPER_TEXT  # the list is said once, in the package
+def test_wrapper_probe_prints_the_version_then_the_required_modules_not_found(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrapper.probe()
+    assert capsys.readouterr().out == f"{sys.version.split()[0]}\n\n"
+    monkeypatch.setattr(
+        xts_refresher, "REQUIRED_MODULES", ("requests", "no_such_module_xts", "dotenv", "nor_x")
+    )
+    wrapper.probe()
+    assert capsys.readouterr().out == f"{sys.version.split()[0]}\nno_such_module_xts nor_x\n"
+
+
+def test_wrapper_main_prints_the_meaning_of_an_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert wrapper.main(["1", "status"]) == 0
+    assert capsys.readouterr().out == errors.STATUS_NOT_USABLE_MEANING + "\n"
+    assert wrapper.main(["5", "refresh"]) == 0
+    assert capsys.readouterr().out == errors.exit_code_meanings()[5] + "\n"
+    for wrong in ([], ["x", "refresh"], ["1"], ["1", "status", "more"]):
+        assert wrapper.main(wrong) == 2
+        assert capsys.readouterr().out == ""
 
 
 def test_required_modules_are_requirements_txt() -> None:

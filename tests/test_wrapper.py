@@ -44,6 +44,15 @@ BANNER = (
     "Running XTS token refresh script...",
 )
 SUCCESS_LINE = "✓ Token refresh completed successfully (exit code: 0)"
+RULE = "=" * 50
+THIN_RULE = "-" * 50
+# What users read on the closing line of a failed run, written out (the program says it).
+CLOSING_MEANINGS = {
+    1: "XTS refused the login: check the API key, secret and XTS_USER_ID in .env",
+    2: "usage, settings or a missing dependency: see the message above",
+    3: "XTS unreachable or failing after the retries: check the network and the broker",
+    5: "tokens saved, but the post-refresh hook failed",
+}
 WRONG_SECRET = "is-FAKE-Wr0ngS3cret-not-the-real-one"
 PREVIOUS_TOKEN = b'{"token": "previous-run-token", "userID": "CK68"}\n'
 PROJECT_FILES = ("xts_token_refresh.py", "refresh_xts_token.sh", "requirements.txt", ".env.example")
@@ -148,8 +157,8 @@ def arrange(project: Project, scenario: str) -> tuple[int, int]:
 def test_exit_code_propagates(
     project: Project, tmp_path: Path, scenario: str, how: str, locale: dict[str, str]
 ) -> None:
-    """The wrapper exits with the program's exact code (0, 1, 2, 3, 5) and says so in its
-    banner.
+    """The wrapper exits with the program's exact code (0, 1, 2, 3, 5) and its closing line
+    says what that code means (the program's own words for it, from errors.py).
 
     Run under cron's bare environment from ``/``, directly or through a relative-then-absolute
     symlink chain, with LANG unset or LC_ALL=C; ``--env-file`` (a path with spaces) is passed
@@ -179,14 +188,15 @@ def test_exit_code_propagates(
         assert saved["token"] == project.sim.issued_tokens("interactive")[-1]
         assert saved["userID"] == USER_ID
         assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
-    elif scenario == "hook-fails":  # the tokens are saved all the same
-        assert "✗ Token refresh failed (exit code: 5): tokens saved, but the post-refresh" in out
+        return
+    closing = f"✗ Token refresh failed (exit code: {expected}): {CLOSING_MEANINGS[expected]}\n"
+    assert done.stdout.endswith(f"{THIN_RULE}\n{closing}{RULE}\n"), out
+    assert "completed successfully" not in done.stdout
+    if scenario == "hook-fails":  # the tokens are saved all the same
         assert (
             token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
         )
     else:
-        assert f"✗ Token refresh failed (exit code: {expected}): " in done.stdout
-        assert "completed successfully" not in done.stdout
         assert project.token_file.read_bytes() == PREVIOUS_TOKEN
     if scenario == "bad-setting":
         assert "XTS_VERIFY_SSL must be true or false" in out
@@ -206,7 +216,8 @@ def test_arguments_are_passed_on(project: Project, tmp_path: Path) -> None:
     before = run_wrapper(WRAPPER, "status", "--env-file", env_file, home=tmp_path)
     assert before.returncode == 1, output_of(before)
     assert (
-        "✗ xts_token_refresh.py status failed (exit code: 1): a token is missing" in before.stdout
+        "\n✗ xts_token_refresh.py status failed (exit code: 1): a token is missing, expired or "
+        "not accepted: run a refresh\n" in before.stdout
     )
     assert "XTS refused the login" not in before.stdout
     assert "missing" in before.stdout
@@ -228,6 +239,24 @@ def test_arguments_are_passed_on(project: Project, tmp_path: Path) -> None:
     assert "✓ xts_token_refresh.py cron completed successfully (exit code: 0)" in usage.stdout
     for done in (before, refresh, after, usage):
         assert_clean(project, done)
+
+
+def test_a_program_killed_by_a_signal_is_an_unexpected_failure(
+    project: Project, tmp_path: Path
+) -> None:
+    """A program killed with SIGKILL (the kernel's out-of-memory killer, say) exits with a
+    code no failure of the program carries: the wrapper exits 137 too and says where to look."""
+    project.settings["XTS_POST_REFRESH_HOOK"] = "kill -KILL $PPID"  # the hook's parent: Python
+
+    done = run_wrapper(WRAPPER, "--env-file", str(project.write_env()), home=tmp_path)
+
+    assert done.returncode == 137, output_of(done)
+    assert done.stdout.endswith(
+        f"{THIN_RULE}\n✗ Token refresh failed (exit code: 137): unexpected failure: see the "
+        f"messages above and xts_token_refresh.log\n{RULE}\n"
+    ), output_of(done)
+    assert project.sim.count("interactive_login") == 1
+    assert_clean(project, done)
 
 
 def test_readable_env_file_is_warned_about(project: Project, tmp_path: Path) -> None:
@@ -422,24 +451,59 @@ def test_setup_locks_down_the_accounts_and_leaves_an_existing_env_alone(
     assert env_file.read_text(encoding="utf-8") == "XTS_API_ROOT=https://mine.example\n"
 
 
-def test_the_wrapper_looks_for_xts_venv_then_dot_venv_then_venv(tmp_path: Path) -> None:
+def marked_venv(folder: Path, started: Path) -> Path:
+    """A borrowing virtualenv whose ``bin/python`` adds a line with the virtualenv's name to
+    the file ``started``, then runs the real one (kept as ``bin/python-real``, still inside
+    the virtualenv)."""
+    borrowing_venv(folder)
+    python = folder / "bin" / "python"
+    python.rename(folder / "bin" / "python-real")
+    python.write_text(
+        f"#!/bin/sh\necho '{folder.name}' >> '{started}'\nexec '{folder}/bin/python-real' \"$@\"\n",
+        encoding="utf-8",
+    )
+    python.chmod(0o755)
+    return folder
+
+
+def test_the_wrapper_and_the_script_look_for_xts_venv_then_dot_venv_then_venv(
+    tmp_path: Path,
+) -> None:
     """XTS_VENV (relative to the project folder, though started from /) comes first, then
-    .venv, then venv: each run names the virtualenv it activated and runs the program in it."""
+    .venv, then venv: each wrapper run names the virtualenv it activated and runs the program
+    in it, and the script started by a Python without the packages continues in that same one.
+    With none of them, the wrapper warns about XTS_VENV and the script says what is missing."""
     copy = copy_project(tmp_path / "copy")
+    started = tmp_path / "pythons-started"
     for name in ("custom-env", ".venv", "venv"):
-        borrowing_venv(copy / name)
+        marked_venv(copy / name, started)
     wrapper = str(copy / "refresh_xts_token.sh")
+    script = [PYTHON, "-S", str(copy / "xts_token_refresh.py"), "--version"]
     env = {"HOME": str(tmp_path)}
 
-    for override, chosen in (("custom-env", "custom-env"), (None, ".venv")):
-        extra = {"XTS_VENV": override} if override else {}
+    def check(chosen: str, extra: Mapping[str, str]) -> None:
         done = run_process([wrapper, "--version"], env={**env, **extra})
         assert done.returncode == 0, output_of(done)
         assert f"✓ Virtual environment activated ({copy / chosen})" in done.stdout
+        assert set(started.read_text(encoding="utf-8").split()) == {chosen}
+        started.unlink()
+        direct = run_process(script, env={**env, **extra})
+        assert direct.returncode == 0, output_of(direct)
+        assert direct.stdout == "xts_token_refresh.py 1.0.0\n"
+        assert started.read_text(encoding="utf-8") == f"{chosen}\n"
+        started.unlink()
+
+    check("custom-env", {"XTS_VENV": "custom-env"})
+    check(".venv", {})
     shutil.rmtree(copy / ".venv")
-    done = run_process([wrapper, "--version"], env=env)
-    assert done.returncode == 0, output_of(done)
-    assert f"✓ Virtual environment activated ({copy / 'venv'})" in done.stdout
+    check("venv", {})
+    check("venv", {"XTS_VENV": str(tmp_path / "no-such-venv")})
+    shutil.rmtree(copy / "venv")
+
+    direct = run_process(script, env={**env, "XTS_VENV": "no-such-venv"})
+    assert direct.returncode == 2, output_of(direct)
+    assert "✗ Required packages are missing (requests, dotenv)" in direct.stdout
+    assert "⚠ XTS_VENV=no-such-venv has no bin/python" in direct.stderr
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -166,6 +166,10 @@ class TokenUnavailableError(XtsRefreshError):
 
 
 SUCCESS_MEANING = "every configured session holds a fresh token"
+# status exits 1 when a token will not do: no login was refused, so exit 1 means this instead.
+STATUS_NOT_USABLE_MEANING = "a token is missing, expired or not accepted: run a refresh"
+# A code no class carries: a crash, or a signal other than SIGINT and SIGTERM.
+UNKNOWN_MEANING = "unexpected failure: see the messages above and xts_token_refresh.log"
 
 
 def exit_code_meanings() -> dict[int, str]:
@@ -178,3 +182,11 @@ def exit_code_meanings() -> dict[int, str]:
             meanings.setdefault(cls.exit_code, cls.meaning)
         pending += cls.__subclasses__()
     return dict(sorted(meanings.items()))
+
+
+def exit_meaning(code: int, command: str) -> str:
+    """What exit code ``code`` of ``command`` (a command's name, "refresh" by default) means,
+    for the closing line of the cron wrapper."""
+    if code == 1 and command == "status":
+        return STATUS_NOT_USABLE_MEANING
+    return exit_code_meanings().get(code, UNKNOWN_MEANING)

@@ -1,8 +1,9 @@
 """Starting the command line: in the project's virtualenv when this Python lacks the packages.
 
 ``xts_token_refresh.py`` can be started by any ``python3`` (``./xts_token_refresh.py``, or a
-hand-written cron line): when requests or python-dotenv is missing and a ``.venv`` exists
-beside it, the program continues there, once. Kept out of the script itself, which Python
+hand-written cron line): when requests or python-dotenv is missing, the program continues,
+once, in the virtualenv the cron wrapper would use (XTS_VENV, .venv, venv: the wrapper is
+asked, so that order is said in one place). Kept out of the script itself, which Python
 compiles afresh on every run, and light until the packages are known to be there.
 """
 
@@ -14,6 +15,27 @@ import sys
 from . import REQUIRED_MODULES, SETUP_HINT
 from .paths import APP_DIR
 
+WRAPPER = os.path.join(APP_DIR, "refresh_xts_token.sh")
+
+
+def wrapper_venv() -> str:
+    """The virtualenv folder the cron wrapper beside this package would use, or "" (none, or
+    no wrapper to ask); its warnings go to standard error as they would in a wrapper run."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["bash", WRAPPER, "--print-venv"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return found.stdout.strip() if found.returncode == 0 else ""
+
 
 def main(script: str) -> int:
     """Run the command line of ``script`` (xts_token_refresh.py); the exit code."""
@@ -21,16 +43,13 @@ def main(script: str) -> int:
 
     missing = [name for name in REQUIRED_MODULES if find_spec(name) is None]
     if missing:
-        venv = os.path.join(APP_DIR, ".venv")
-        venv_python = os.path.join(venv, "bin", "python")
-        if (
-            os.path.exists(venv_python)
-            and os.path.realpath(sys.prefix) != os.path.realpath(venv)
-            and not os.environ.get("XTS_REEXECUTED")  # once: a broken .venv must not loop
-        ):
+        # Once: a broken virtualenv must not loop.
+        venv = "" if os.environ.get("XTS_REEXECUTED") else wrapper_venv()
+        if venv and os.path.realpath(sys.prefix) != os.path.realpath(venv):
             os.environ["XTS_REEXECUTED"] = "1"
             # Started with the system python (e.g. `./xts_token_refresh.py` or a hand-written
             # cron line): continue in the project's virtualenv, which has the packages.
+            venv_python = os.path.join(venv, "bin", "python")
             argv = [venv_python, script, *sys.argv[1:]]
             os.execv(venv_python, argv)  # noqa: S606 - the same program, in its virtualenv
         try:
