@@ -56,33 +56,13 @@ find_venv() {
       return 0
     fi
   done
-  if [[ -n "${XTS_VENV:-}" ]]; then
-    echo "⚠ XTS_VENV=${XTS_VENV} has no bin/python; looking for .venv and venv instead." >&2
-  fi
 }
 
-# The command the arguments name (refresh when they name none), for the closing line.
-command_of() {
-  local arg skip=0
-  for arg in "$@"; do
-    if [[ "${skip}" -eq 1 ]]; then
-      skip=0
-      continue
-    fi
-    case "${arg}" in
-      --env-file | --token-file | --log-file | --renew-before | --account) skip=1 ;;
-      -h | --help | --version)
-        echo "${arg}"
-        return 0
-        ;;
-      -*) ;;
-      *)
-        echo "${arg}"
-        return 0
-        ;;
-    esac
-  done
-  echo "refresh"
+# Warns (on standard error) that XTS_VENV names no virtualenv, when none ($1) was found.
+warn_about_xts_venv() {
+  if [[ -n "${XTS_VENV:-}" && -z "$1" ]]; then
+    echo "⚠ XTS_VENV=${XTS_VENV} has no bin/python; looking for .venv and venv instead." >&2
+  fi
 }
 
 # The wrapper's own usage, shown above the program's --help (which knows nothing of --setup).
@@ -169,7 +149,10 @@ main() {
       return
       ;;
     --print-venv)
-      find_venv
+      local found
+      found="$(find_venv)"
+      warn_about_xts_venv "${found}"
+      [[ -z "${found}" ]] || printf '%s\n' "${found}"
       return
       ;;
     *) ;;
@@ -186,7 +169,35 @@ main() {
     fi
   done
 
-  case "$(command_of "$@")" in
+  # The Python to use, and what it says of itself and of the arguments, before any line is
+  # printed: the command they name decides the first lines (the usage with --help).
+  local venv python="" probe="" probe_code=0 version="" missing="" command="refresh"
+  venv="$(find_venv)"
+  if [[ -n "${venv}" ]]; then
+    VIRTUAL_ENV="${venv}"
+    python="${VIRTUAL_ENV}/bin/python"
+    export VIRTUAL_ENV
+    export PATH="${VIRTUAL_ENV}/bin:${PATH}"
+  elif command -v python3 >/dev/null 2>&1; then
+    python="$(command -v python3)"
+  fi
+  if [[ -n "${python}" ]]; then
+    # One interpreter start-up reports the version, finds (without importing) the packages
+    # and names the command; this folder is the working folder, so `python -c` finds the
+    # package (nothing heavy).
+    probe="$("${python}" -c 'import sys
+from xts_refresher.wrapper import probe
+probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
+    if [[ "${probe_code}" -eq 0 ]]; then
+      {
+        IFS= read -r version || true
+        IFS= read -r missing || true
+        IFS= read -r command || true
+      } <<<"${probe}"
+    fi
+  fi
+
+  case "${command}" in
     -h | --help) usage ;;
     *) ;;
   esac
@@ -199,16 +210,10 @@ main() {
   echo "Working Directory: ${dir}"
   echo "${RULE}"
 
-  local venv python
-  venv="$(find_venv)"
+  warn_about_xts_venv "${venv}"
   if [[ -n "${venv}" ]]; then
-    VIRTUAL_ENV="${venv}"
-    python="${VIRTUAL_ENV}/bin/python"
-    export VIRTUAL_ENV
-    export PATH="${VIRTUAL_ENV}/bin:${PATH}"
     echo "✓ Virtual environment activated (${VIRTUAL_ENV})"
-  elif command -v python3 >/dev/null 2>&1; then
-    python="$(command -v python3)"
+  elif [[ -n "${python}" ]]; then
     echo "⚠ No virtualenv found (XTS_VENV, .venv or venv): using ${python}."
     echo "  Run ./refresh_xts_token.sh --setup to create one."
   else
@@ -217,15 +222,11 @@ main() {
     return "${EXIT_CONFIG}"
   fi
 
-  # One interpreter start-up reports the version and finds (without importing) the packages.
-  local probe version="" missing=""
-  # This folder is the working folder, so `python -c` finds the package (nothing heavy).
-  probe="$("${python}" -c 'from xts_refresher.wrapper import probe; probe()' 2>&1)" || {
+  if [[ "${probe_code}" -ne 0 ]]; then
     echo "✗ ${python} does not run: ${probe}"
     echo "✗ Token refresh failed (exit code: ${EXIT_CONFIG}): run ./refresh_xts_token.sh --setup"
     return "${EXIT_CONFIG}"
-  }
-  { IFS= read -r version || true; IFS= read -r missing || true; } <<<"${probe}"
+  fi
   echo "Python version: Python ${version}"
   if [[ -n "${missing}" ]]; then
     echo "✗ Required packages missing: ${missing}"
@@ -239,8 +240,7 @@ main() {
   local code=0
   "${python}" "${PROGRAM}" "$@" >&3 || code=$?
   echo "${THIN_RULE}"
-  local command title meaning
-  command="$(command_of "$@")"
+  local title meaning
   title="Token refresh"
   [[ "${command}" == "refresh" ]] || title="${PROGRAM} ${command}"
   if [[ "${code}" -eq 0 ]]; then

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import APP_DIR, WRAPPER
+from conftest import APP_DIR
 
 import xts_refresher
 from xts_refresher import checks, cli, cron, errors, paths, settings, store, wrapper
@@ -47,16 +47,8 @@ from xts_refresher.sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
 from xts_refresher.settings import Credentials, PathOverrides, TelegramSettings, load_settings
 from xts_refresher.store import StoredToken
 
-WRAPPER_TEXT = WRAPPER.read_text(encoding="utf-8")
 REQUIREMENTS = APP_DIR / "requirements.txt"
 NO_SUCH_USER = "no_such_user_xts_refresher_units"
-
-
-def shell_function(name: str) -> str:
-    """The body of the wrapper's shell function ``name``."""
-    found = re.search(rf"^{name}\(\) \{{\n(.*?)^\}}", WRAPPER_TEXT, re.MULTILINE | re.DOTALL)
-    assert found, f"refresh_xts_token.sh has no function {name}"
-    return found[1]
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -321,16 +313,31 @@ def test_exit_meaning_of_a_code_no_class_carries_is_unexpected(code: int) -> Non
     assert errors.exit_meaning(code, "refresh") == errors.UNKNOWN_MEANING
 
 
-def test_wrapper_options_with_values_match_the_cli() -> None:
-    found = re.search(
-        r"^\s*(--[\w-]+(?:\s*\|\s*--[\w-]+)*)\)\s*skip=1",
-        shell_function("command_of"),
-        re.MULTILINE,
-    )
-    assert found, "command_of has no case line for the options that take a value"
-    options = [option.strip() for option in found[1].split("|")]
-    assert len(options) == len(set(options))
-    assert set(options) == set(cli.OPTIONS_WITH_VALUES)
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        ((), "refresh"),
+        (("--if-needed", "--verify"), "refresh"),
+        (("status",), "status"),
+        (("--env-file", "status", "check-config"), "check-config"),
+        (("--account", "huf", "--token-file", "t.json", "--log-file", "l.log"), "refresh"),
+        (("--if-needed", "--renew-before", "90m"), "refresh"),
+        (("--account", "cron", "status", "--json"), "status"),
+        (("cron", "--help"), "cron"),
+        (("--env-file", "x.env", "--help"), "--help"),
+        (("-h", "status"), "-h"),
+        (("--version",), "--version"),
+        (("bogus", "status"), "bogus"),
+        (("--env-file",), "refresh"),
+    ],
+)
+def test_wrapper_names_the_command_as_the_command_line_reads_it(
+    args: tuple[str, ...], word: str
+) -> None:
+    assert wrapper.command_word(args) == word
+    if word not in ("bogus", "-h", "--help", "--version"):
+        # The command line itself runs that command (refresh when none is named).
+        assert cli.command_named(cli.with_default_command(args)) == word
 
 
 def requirement_names() -> list[str]:
@@ -358,13 +365,15 @@ def top_level_modules(distribution: str) -> set[str]:
 def test_wrapper_probe_prints_the_version_then_the_required_modules_not_found(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wrapper.probe()
-    assert capsys.readouterr().out == f"{sys.version.split()[0]}\n\n"
+    wrapper.probe(["--env-file", "x.env", "status"])
+    assert capsys.readouterr().out == f"{sys.version.split()[0]}\n\nstatus\n"
     monkeypatch.setattr(
         xts_refresher, "REQUIRED_MODULES", ("requests", "no_such_module_xts", "dotenv", "nor_x")
     )
-    wrapper.probe()
-    assert capsys.readouterr().out == f"{sys.version.split()[0]}\nno_such_module_xts nor_x\n"
+    wrapper.probe([])
+    assert (
+        capsys.readouterr().out == f"{sys.version.split()[0]}\nno_such_module_xts nor_x\nrefresh\n"
+    )
 
 
 def test_wrapper_main_prints_the_meaning_of_an_exit_code(

@@ -1,8 +1,9 @@
 """The XTS token refresher's parts: settings, XTS client, token store, notifications, commands.
 
 ``xts_token_refresh.py`` beside this package is the program's entry point and the home of
-``load_token``; importing this package imports nothing heavy. The two facts below are read
-by the entry point, the settings and the cron wrapper alike, so they are said here once.
+``load_token``; importing this package imports nothing heavy. The facts below are read by
+the entry point, the command line, the settings and the cron wrapper alike, so they are said
+here once.
 """
 
 __version__ = "1.0.0"
@@ -11,3 +12,5 @@ __version__ = "1.0.0"
 REQUIRED_MODULES = ("requests", "dotenv")
 # What to do when one of them is missing or broken.
 SETUP_HINT = "Run `./refresh_xts_token.sh --setup` (or pip install -r requirements.txt)."
+# The options that take a value: the word after one is never the command's name.
+OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--account", "--renew-before")

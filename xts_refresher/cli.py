@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TextIO
 
-from . import SETUP_HINT, __version__
+from . import OPTIONS_WITH_VALUES, SETUP_HINT, __version__
 from .accounts import find_install, load_selection
 from .errors import (
     ConfigError,
@@ -37,7 +37,6 @@ from .settings import (
     resolve_path,
 )
 
-OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--account", "--renew-before")
 UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
 
 

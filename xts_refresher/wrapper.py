@@ -2,9 +2,10 @@
 no copy of the program's facts.
 
 Every run of the wrapper starts :func:`probe` once, before the program, with the Python it
-found. Only a run that failed starts ``python -m xts_refresher.wrapper CODE COMMAND`` as well,
-for the meaning of the exit code on the closing line: a successful run pays for no second
-Python start-up. Light: nothing is imported here that the probe does not use.
+found: the version, the missing packages, the command its arguments name. Only a run that
+failed starts ``python -m xts_refresher.wrapper CODE COMMAND`` as well, for the meaning of
+the exit code on the closing line: a successful run pays for no second Python start-up.
+Light: nothing is imported here that the probe does not use.
 """
 
 from __future__ import annotations
@@ -13,15 +14,34 @@ import sys
 from collections.abc import Sequence
 
 
-def probe() -> None:
-    """Print this Python's version, then the required modules it cannot find (space-separated,
-    an empty line when none is missing), without importing them."""
+def command_word(args: Sequence[str]) -> str:
+    """The command ``args`` name, as the wrapper's closing line names it: the first word that
+    is neither an option nor an option's value (an unknown one too), or -h, --help or
+    --version when one of them comes first; "refresh" when they name none."""
+    from . import OPTIONS_WITH_VALUES
+
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in OPTIONS_WITH_VALUES:
+            skip = True
+        elif arg in ("-h", "--help", "--version") or not arg.startswith("-"):
+            return arg
+    return "refresh"
+
+
+def probe(args: Sequence[str]) -> None:
+    """Print this Python's version; the required modules it cannot find (space-separated, an
+    empty line when none is missing), without importing them; the command ``args`` (the
+    wrapper's arguments) name."""
     from importlib.util import find_spec
 
     from . import REQUIRED_MODULES
 
     print(sys.version.split()[0])
     print(" ".join(name for name in REQUIRED_MODULES if find_spec(name) is None))
+    print(command_word(args))
 
 
 def main(argv: Sequence[str]) -> int:
