@@ -13,7 +13,8 @@
 #
 # The virtualenv is found here alone (a Python must be chosen before any Python runs);
 # xts_token_refresh.py started by a Python without the packages asks --print-venv. What the
-# program knows (its packages, what an exit code means) the wrapper asks of xts_refresher.wrapper.
+# program knows (its packages, the command the arguments name, what an exit code means) the
+# wrapper asks of xts_refresher.wrapper.
 
 set -euo pipefail
 # An exported CDPATH would make `cd` print folders and change where relative paths lead.
