@@ -46,7 +46,7 @@ from conftest import (
     token_json,
 )
 
-from xts_refresher import cron
+from xts_refresher import cron, schedule
 from xts_refresher.errors import ConfigError
 
 MARKER = f"# xts-token-refresh:{APP_DIR}"
@@ -243,7 +243,7 @@ def test_a_tz_other_than_the_systems_zone_is_warned_about() -> None:
     if not Path("/etc/localtime").exists():
         skip_or_fail("this machine has no /etc/localtime")
     now = datetime.now(timezone.utc)
-    system_offset = now.astimezone(cron.system_zone()[0]).utcoffset()
+    system_offset = now.astimezone(schedule.system_zone()[0]).utcoffset()
     other = next(
         name
         for name in ("Asia/Singapore", "Pacific/Honolulu")
@@ -322,7 +322,7 @@ def test_cron_help_explains_every_argument() -> None:
 # -- lines for accounts -------------------------------------------------------------------------
 
 OPT = Path("/opt/xts")
-PLAIN = cron.Schedule(30, 3, "*", ())
+PLAIN = schedule.Schedule(30, 3, "*", ())
 
 
 def test_the_line_for_all_accounts_is_unchanged() -> None:
@@ -333,7 +333,7 @@ def test_the_line_for_all_accounts_is_unchanged() -> None:
         "# xts-token-refresh:/opt/xts"
     )
     assert line == cron.crontab_line(PLAIN, OPT)
-    assert cron.own_marker(OPT) == cron.own_marker(OPT, ()) == "# xts-token-refresh:/opt/xts"
+    assert schedule.own_marker(OPT) == schedule.own_marker(OPT, ()) == "# xts-token-refresh:/opt/xts"
 
 
 def test_an_account_line_passes_each_account_after_the_other_arguments() -> None:
@@ -347,10 +347,10 @@ def test_an_account_line_passes_each_account_after_the_other_arguments() -> None
         "--account alice --account carol >> /opt/xts/cron_output.log 2>&1 "
         "# xts-token-refresh:/opt/xts accounts=alice,carol"
     )
-    assert cron.own_marker(OPT, ["carol", "alice"]) == (
+    assert schedule.own_marker(OPT, ["carol", "alice"]) == (
         "# xts-token-refresh:/opt/xts accounts=alice,carol"
     )
-    assert cron.own_marker(OPT, ("bob",)) == "# xts-token-refresh:/opt/xts accounts=bob"
+    assert schedule.own_marker(OPT, ("bob",)) == "# xts-token-refresh:/opt/xts accounts=bob"
 
 
 def test_an_account_marker_escapes_percent_in_the_folder_name() -> None:
@@ -358,8 +358,8 @@ def test_an_account_marker_escapes_percent_in_the_folder_name() -> None:
     line = cron.crontab_line(PLAIN, app_dir, accounts=("bob",))
     assert re.search(r"(?<!\\)%", line) is None
     assert line.endswith(" # xts-token-refresh:/opt/my 50\\% bots accounts=bob")
-    assert cron.is_own_line(line, app_dir, ("bob",))
-    assert not cron.is_own_line(line, app_dir)
+    assert schedule.is_own_line(line, app_dir, ("bob",))
+    assert not schedule.is_own_line(line, app_dir)
 
 
 @pytest.mark.parametrize(
@@ -376,12 +376,12 @@ def test_each_line_is_owned_only_for_its_own_folder_and_accounts(
     selections = [(), ("bob",), ("b",), ("ob",), ("a", "b"), ("alice", "carol")]
     selections += [("alice", "bob", "carol"), ("carol",), ("alice",)]
     for selection in selections:
-        assert cron.is_own_line(line, OPT, selection) == (selection == accounts), selection
-    assert cron.is_own_line(line + "  ", OPT, tuple(reversed(accounts)))
+        assert schedule.is_own_line(line, OPT, selection) == (selection == accounts), selection
+    assert schedule.is_own_line(line + "  ", OPT, tuple(reversed(accounts)))
     for folder in ("/opt/xts2", "/opt", "/x/opt/xts", "/opt/xts accounts=bob"):
-        assert not cron.is_own_line(line, Path(folder), accounts), folder
-    assert cron.line_accounts(line, OPT) == accounts
-    assert cron.line_accounts(line, Path("/opt/xts2")) is None
+        assert not schedule.is_own_line(line, Path(folder), accounts), folder
+    assert schedule.line_accounts(line, OPT) == accounts
+    assert schedule.line_accounts(line, Path("/opt/xts2")) is None
 
 
 @pytest.mark.parametrize(
@@ -398,7 +398,7 @@ def test_each_line_is_owned_only_for_its_own_folder_and_accounts(
 )
 def test_other_lines_belong_to_no_selection(line: str) -> None:
     """Lines of other jobs, other folders, or markers ``cron install`` never writes."""
-    assert cron.line_accounts(line, OPT) is None
+    assert schedule.line_accounts(line, OPT) is None
 
 
 @pytest.mark.parametrize("name", ["a b", "a,b", "50%", ".hidden", "", "x" * 65, "bob\n"])
@@ -408,7 +408,7 @@ def test_a_name_no_account_may_have_never_reaches_the_crontab(name: str) -> None
     with pytest.raises(ConfigError, match="Not an account name"):
         cron.crontab_line(PLAIN, OPT, accounts=("bob", name))
     with pytest.raises(ConfigError, match="Not an account name"):
-        cron.own_marker(OPT, (name,))
+        schedule.own_marker(OPT, (name,))
 
 
 @pytest.mark.parametrize("before_the_command", [False, True])

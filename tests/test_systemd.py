@@ -1,15 +1,15 @@
 """``xts_token_refresh.py systemd print|install|uninstall``: the service and timer units.
 
 The real script runs as a subprocess, as in tests/test_cron.py. Nothing is written where
-systemd reads units: ``install --dir DIR`` writes into a temporary folder only, and the other
-installs run with ``XTS_SYSTEMD_UNIT_DIR`` pointing at one (these tests run as root, which
-would otherwise write ``/etc/systemd/system``). systemd-analyze (``verify``, ``calendar``)
-judges what was written; a missing systemd-analyze skips those checks (fails under CI=true).
+systemd reads units: ``install --dir DIR`` writes into a temporary folder only, and the
+installs that tell systemd run as an ordinary user (in-process, with ``euid`` naming one),
+whose user units go below ``HOME``, a temporary folder (these tests run as root, whose units
+would go to ``/etc/systemd/system``). systemd-analyze (``verify``, ``calendar``) judges what
+was written; a missing systemd-analyze skips those checks (fails under CI=true).
 
 systemctl is either the real one, which on a machine without a running systemd (a container:
 this project's CI) cannot reach systemd, or a stand-in first on PATH that records how it was
-called and answers as a reachable systemd does. The user-unit side (anyone but root) is run
-in-process, with ``euid`` naming an ordinary user.
+called and answers as a reachable systemd does.
 """
 
 from __future__ import annotations
@@ -34,13 +34,17 @@ from conftest import (
 )
 
 from xts_refresher import systemd
-from xts_refresher.errors import ConfigError
+from xts_refresher.errors import ConfigError, XtsRefreshError
 
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 AS_ROOT = os.geteuid() == 0
 ACCOUNTS = {"huf": "XTS_DEADLINE=60\n", "self": ""}
 SHARED_DEADLINE = "XTS_DEADLINE=100\n"
 NAME = "xts-token-refresh"
+# TimeoutStartSec=: the longest XTS_DEADLINE + the hook's 120 s + 35 s of alerts + 60 s.
+TIMEOUT = str(86400 + 120 + 35 + 60)
+# An ordinary user (no entry in /etc/passwd needed): its units are user units below HOME.
+USER_EUID = 4242
 EXAMPLE_DIR = Path("/path/to/xts-token-refresher")
 # systemctl as a reachable systemd answers; FAKE_SYSTEMCTL_FAIL=<verb> makes that verb fail.
 FAKE_SYSTEMCTL = """#!/bin/sh
@@ -155,8 +159,35 @@ def utc_elapses(on_calendar: str, iterations: int = 7) -> list[datetime]:
 
 
 def default_folder(home: Path) -> Path:
-    """Where the units go without --dir or XTS_SYSTEMD_UNIT_DIR, for whoever runs the tests."""
+    """Where the units go without --dir, for whoever runs the tests."""
     return Path("/etc/systemd/system") if AS_ROOT else home / ".config" / "systemd" / "user"
+
+
+def systemd_as_user(
+    action: str,
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    days: str = "daily",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``systemd <action>`` in-process as an ordinary user whose HOME is ``home`` (cron's PATH
+    unless ``env`` sets one): exit code, stdout and stderr, a failure's message printed as
+    ``main`` prints it."""
+    environ = {"HOME": str(home), "USER": "trader", "PATH": CRON_PATH, **(env or {})}
+    try:
+        code = systemd.systemd_command(
+            action, "09:00", "Asia/Kolkata", days, environ=environ, euid=USER_EUID
+        )
+    except XtsRefreshError as exc:
+        code = exc.exit_code
+        print(f"✗ {exc}")
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([action], code, out, err)
+
+
+def user_units(home: Path) -> Path:
+    """Where an ordinary user's units go: ``~/.config/systemd/user``."""
+    return home / ".config" / "systemd" / "user"
 
 
 @pytest.fixture
@@ -210,9 +241,9 @@ def fake_systemctl(tmp_path: Path) -> FakeSystemctl:
 
 def test_print_shows_both_units_with_absolute_paths(tmp_path: Path) -> None:
     """``systemd print``: the service and the timer, each under its ``# file:`` line, that
-    run this folder's wrapper as a oneshot with UMask=0077, a TimeoutStartSec= of XTS_DEADLINE
-    (300 s, no .env here) plus the margins, and a persistent timer at 09:00 Asia/Kolkata;
-    notes on stderr only; systemd-analyze accepts both as printed."""
+    run this folder's wrapper as a oneshot with UMask=0077, a TimeoutStartSec= of the longest
+    XTS_DEADLINE plus the margins, and a persistent timer at 09:00 Asia/Kolkata; notes on
+    stderr only; systemd-analyze accepts both as printed."""
     done = systemd_cli("print", home=tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
@@ -224,7 +255,7 @@ def test_print_shows_both_units_with_absolute_paths(tmp_path: Path) -> None:
     assert service["ExecStart"] == str(WRAPPER)
     assert service["WorkingDirectory"] == str(APP_DIR)
     assert service["UMask"] == "0077"
-    assert service["TimeoutStartSec"] == "480"
+    assert service["TimeoutStartSec"] == TIMEOUT
     assert (service.get("User") == "root") == AS_ROOT
     assert timer["OnCalendar"] == "*-*-* 09:00:00 Asia/Kolkata"
     assert timer["Persistent"] == "true"
@@ -232,7 +263,7 @@ def test_print_shows_both_units_with_absolute_paths(tmp_path: Path) -> None:
     for text in units.values():
         assert text.startswith(f"# xts-token-refresh:{APP_DIR}\n")
     assert done.stderr and all(line.startswith("# ") for line in done.stderr.splitlines())
-    assert "TimeoutStartSec=480: XTS_DEADLINE (300 s)" in done.stderr
+    assert f"TimeoutStartSec={TIMEOUT}: XTS_DEADLINE at its maximum (86400 s)" in done.stderr
     assert re.search(r"# 09:00 Asia/Kolkata is \d\d:\d\d today in this machine's zone", done.stderr)
 
     for path, text in units.items():
@@ -373,8 +404,8 @@ def test_units_for_an_account_are_named_after_it(
     program_copy: Path, tmp_path: Path, before_the_command: bool
 ) -> None:
     """``--account huf`` (before or after ``systemd``): units named ``xts-token-refresh-huf``
-    that run the wrapper with ``--account huf``, marked for the account, with the timeout of
-    huf's own XTS_DEADLINE (60 s); for all accounts, the longest (.env's 100 s for self)."""
+    that run the wrapper with ``--account huf``, marked for the account; the timeout is the
+    same whatever the settings files set XTS_DEADLINE to (60 s for huf, 100 s in .env)."""
     script = program_copy / SCRIPT.name
     if before_the_command:
         argv = [PYTHON, str(script), "--account", "huf", "systemd", "print"]
@@ -389,7 +420,7 @@ def test_units_for_an_account_are_named_after_it(
     service = settings_of(service_text)
     assert service["ExecStart"] == f"{program_copy / 'refresh_xts_token.sh'} --account huf"
     assert service["WorkingDirectory"] == str(program_copy)
-    assert service["TimeoutStartSec"] == str(60 + 120 + 60)
+    assert service["TimeoutStartSec"] == TIMEOUT
     assert "(account huf)" in service["Description"]
     for text in (service_text, timer_text):
         assert text.startswith(f"# xts-token-refresh:{program_copy} accounts=huf\n")
@@ -399,7 +430,7 @@ def test_units_for_an_account_are_named_after_it(
     assert every.returncode == 0, every.stderr
     service = settings_of(unit_texts(every.stdout)[0])
     assert service["ExecStart"] == str(program_copy / "refresh_xts_token.sh")
-    assert service["TimeoutStartSec"] == str(100 + 120 + 60)
+    assert service["TimeoutStartSec"] == TIMEOUT
 
 
 def test_units_for_accounts_coexist_and_go_one_by_one(program_copy: Path, tmp_path: Path) -> None:
@@ -470,17 +501,18 @@ def test_exec_words_are_quoted_as_systemd_reads_them() -> None:
 # -- install and uninstall, systemd told --------------------------------------------------------
 
 
-def test_install_without_a_reachable_systemd_says_what_to_run(tmp_path: Path) -> None:
+def test_install_without_a_reachable_systemd_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On this machine systemctl cannot reach systemd (no systemd runs in the container):
     install writes the units, exits 0, says plainly that the timer is not active and which
     commands make it so, and never claims an active timer. Uninstall removes exactly those two
     files (and an ``enable`` link beside them), not the folder's other files."""
     if Path("/run/systemd/system").is_dir():
         pytest.skip("systemd runs on this machine: the real systemctl would reach it")
-    units_dir = tmp_path / "units"
-    env = {"XTS_SYSTEMD_UNIT_DIR": str(units_dir)}
+    units_dir = user_units(tmp_path)
 
-    done = systemd_cli("install", "--days", "weekdays", home=tmp_path, env=env)
+    done = systemd_as_user("install", tmp_path, capsys, days="weekdays")
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(path.name for path in units_dir.iterdir()) == [
@@ -488,9 +520,8 @@ def test_install_without_a_reachable_systemd_says_what_to_run(tmp_path: Path) ->
         f"{NAME}.timer",
     ]
     assert "⚠ The timer is NOT active: systemctl cannot reach systemd here" in done.stdout
-    user = "" if AS_ROOT else " --user"
-    assert f"    systemctl{user} daemon-reload\n" in done.stdout
-    assert f"    systemctl{user} enable --now {NAME}.timer\n" in done.stdout
+    assert "    systemctl --user daemon-reload\n" in done.stdout
+    assert f"    systemctl --user enable --now {NAME}.timer\n" in done.stdout
     assert "is active" not in done.stdout
     assert f"✓ Wrote {units_dir / f'{NAME}.service'}" in done.stdout
 
@@ -499,7 +530,7 @@ def test_install_without_a_reachable_systemd_says_what_to_run(tmp_path: Path) ->
     (units_dir / "timers.target.wants").mkdir()
     link = units_dir / "timers.target.wants" / f"{NAME}.timer"
     link.symlink_to(units_dir / f"{NAME}.timer")
-    gone = systemd_cli("uninstall", home=tmp_path, env=env)
+    gone = systemd_as_user("uninstall", tmp_path, capsys)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert sorted(path.name for path in units_dir.iterdir()) == [
         "other.service",
@@ -508,21 +539,21 @@ def test_install_without_a_reachable_systemd_says_what_to_run(tmp_path: Path) ->
     assert not link.is_symlink()
     assert f"✓ Removed {units_dir / f'{NAME}.timer'}" in gone.stdout
 
-    again = systemd_cli("uninstall", home=tmp_path, env=env)
+    again = systemd_as_user("uninstall", tmp_path, capsys)
     assert again.returncode == 0, again.stderr
     assert "Nothing to remove" in again.stdout
 
 
 def test_install_with_a_reachable_systemd_enables_the_timer(
-    tmp_path: Path, fake_systemctl: FakeSystemctl
+    tmp_path: Path, fake_systemctl: FakeSystemctl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Where systemctl reaches systemd: install runs daemon-reload and enable --now <timer>
     and reports the timer active; uninstall runs disable --now <timer>, removes the two files
     and runs daemon-reload."""
-    units_dir = tmp_path / "units"
-    env = {"XTS_SYSTEMD_UNIT_DIR": str(units_dir), "PATH": fake_systemctl.path}
+    units_dir = user_units(tmp_path)
+    env = {"PATH": fake_systemctl.path}
 
-    done = systemd_cli("install", home=tmp_path, env=env)
+    done = systemd_as_user("install", tmp_path, capsys, env=env)
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert fake_systemctl.calls() == [
@@ -534,7 +565,7 @@ def test_install_with_a_reachable_systemd_enables_the_timer(
     assert "the timer is active" in done.stdout
     assert (units_dir / f"{NAME}.timer").is_file()
 
-    gone = systemd_cli("uninstall", home=tmp_path, env=env)
+    gone = systemd_as_user("uninstall", tmp_path, capsys, env=env)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert fake_systemctl.calls() == [
         "show --property=Version",
@@ -545,16 +576,12 @@ def test_install_with_a_reachable_systemd_enables_the_timer(
 
 
 def test_a_refusing_systemctl_exits_2_and_says_what_was_written(
-    tmp_path: Path, fake_systemctl: FakeSystemctl
+    tmp_path: Path, fake_systemctl: FakeSystemctl, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    units_dir = tmp_path / "units"
-    env = {
-        "XTS_SYSTEMD_UNIT_DIR": str(units_dir),
-        "PATH": fake_systemctl.path,
-        "FAKE_SYSTEMCTL_FAIL": "enable",
-    }
+    units_dir = user_units(tmp_path)
+    env = {"PATH": fake_systemctl.path, "FAKE_SYSTEMCTL_FAIL": "enable"}
 
-    done = systemd_cli("install", home=tmp_path, env=env)
+    done = systemd_as_user("install", tmp_path, capsys, env=env)
 
     assert done.returncode == 2, done.stdout + done.stderr
     output = done.stdout + done.stderr
@@ -565,8 +592,7 @@ def test_a_refusing_systemctl_exits_2_and_says_what_was_written(
 
 def test_another_folders_units_are_left_alone(tmp_path: Path) -> None:
     """A unit of the same name from another folder is neither replaced (exit 2, nothing
-    written) nor removed; one written by hand from the old template for this folder (no
-    marker, this WorkingDirectory=) is replaced."""
+    written) nor removed."""
     units_dir = tmp_path / "units"
     units_dir.mkdir()
     foreign = "# xts-token-refresh:/opt/other\n[Timer]\nOnCalendar=daily\n"
@@ -581,14 +607,6 @@ def test_another_folders_units_are_left_alone(tmp_path: Path) -> None:
     assert gone.returncode == 0, gone.stderr
     assert "Left alone" in gone.stdout
     assert (units_dir / f"{NAME}.timer").read_text(encoding="utf-8") == foreign
-
-    hand_made = f"[Service]\nWorkingDirectory={APP_DIR}\nExecStart={WRAPPER}\n"
-    (units_dir / f"{NAME}.timer").unlink()
-    (units_dir / f"{NAME}.service").write_text(hand_made, encoding="utf-8")
-    replaced = systemd_cli("install", "--dir", str(units_dir))
-    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
-    text = (units_dir / f"{NAME}.service").read_text(encoding="utf-8")
-    assert text.startswith(f"# xts-token-refresh:{APP_DIR}\n")
 
 
 # -- user units (anyone but root), in-process -----------------------------------------------------
@@ -698,9 +716,8 @@ def test_bad_options_exit_2_and_write_nothing(
     program_copy: Path, tmp_path: Path, action: str, args: list[str], message: str
 ) -> None:
     units_dir = tmp_path / "units"
-    env = {"XTS_SYSTEMD_UNIT_DIR": str(units_dir)}
 
-    done = systemd_cli(action, *args, script=program_copy / SCRIPT.name, env=env)
+    done = systemd_cli(action, *args, "--dir", str(units_dir), script=program_copy / SCRIPT.name)
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stdout + done.stderr

@@ -23,7 +23,7 @@ import pytest
 from conftest import APP_DIR
 
 import xts_refresher
-from xts_refresher import checks, cli, cron, errors, paths, settings, store, wrapper
+from xts_refresher import checks, cli, cron, errors, paths, schedule, settings, store, wrapper
 from xts_refresher.client import (
     LoginResult,
     RedirectedError,
@@ -420,7 +420,7 @@ A_WEDNESDAY = date(2024, 1, 10)
     ],
 )
 def test_parse_at(text: str, expected: tuple[int, int]) -> None:
-    assert cron.parse_at(text) == expected
+    assert schedule.parse_at(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -445,7 +445,7 @@ def test_parse_at(text: str, expected: tuple[int, int]) -> None:
 )
 def test_parse_at_refuses(text: str) -> None:
     with pytest.raises(ConfigError, match="not a time of day"):
-        cron.parse_at(text)
+        schedule.parse_at(text)
 
 
 @pytest.mark.parametrize(
@@ -464,57 +464,57 @@ def test_parse_at_refuses(text: str) -> None:
     ],
 )
 def test_day_field(days: str, shift: int, expected: str) -> None:
-    assert cron.day_field(days, shift) == expected
+    assert schedule.day_field(days, shift) == expected
 
 
 def test_convert_kolkata_morning_on_utc_stays_the_same_day() -> None:
-    schedule = cron.convert("09:00", "Asia/Kolkata", "weekdays", UTC, "UTC", today=A_WEDNESDAY)
-    assert (schedule.hour, schedule.minute, schedule.days) == (3, 30, "1-5")
-    assert schedule.notes[0] == "09:00 Asia/Kolkata is 03:30 in this machine's zone (UTC)"
-    assert not any("midnight" in note or "daylight" in note for note in schedule.notes)
+    when = schedule.convert("09:00", "Asia/Kolkata", "weekdays", UTC, "UTC", today=A_WEDNESDAY)
+    assert (when.hour, when.minute, when.days) == (3, 30, "1-5")
+    assert when.notes[0] == "09:00 Asia/Kolkata is 03:30 in this machine's zone (UTC)"
+    assert not any("midnight" in note or "daylight" in note for note in when.notes)
 
 
 @pytest.mark.parametrize(("days", "field"), [("weekdays", "0-4"), ("daily", "*")])
 def test_convert_across_midnight_moves_the_days(days: str, field: str) -> None:
-    schedule = cron.convert("04:00", "Asia/Kolkata", days, UTC, "UTC", today=A_WEDNESDAY)
-    assert (schedule.hour, schedule.minute, schedule.days) == (22, 30, field)
-    assert "22:30" in schedule.notes[0]
-    assert any("crosses midnight" in note for note in schedule.notes)
+    when = schedule.convert("04:00", "Asia/Kolkata", days, UTC, "UTC", today=A_WEDNESDAY)
+    assert (when.hour, when.minute, when.days) == (22, 30, field)
+    assert "22:30" in when.notes[0]
+    assert any("crosses midnight" in note for note in when.notes)
 
 
 def test_convert_forward_across_midnight() -> None:
     tokyo = ZoneInfo("Asia/Tokyo")
-    schedule = cron.convert(
+    when = schedule.convert(
         "22:00", "Asia/Kolkata", "weekdays", tokyo, "Asia/Tokyo", today=A_WEDNESDAY
     )
-    assert (schedule.hour, schedule.minute, schedule.days) == (1, 30, "2-6")
+    assert (when.hour, when.minute, when.days) == (1, 30, "2-6")
 
 
 def test_convert_in_the_same_zone_changes_nothing() -> None:
-    schedule = cron.convert(
+    when = schedule.convert(
         "09:00", "Asia/Kolkata", "weekdays", KOLKATA, "Asia/Kolkata", today=A_WEDNESDAY
     )
-    assert (schedule.hour, schedule.minute, schedule.days) == (9, 0, "1-5")
-    assert len(schedule.notes) == 1
+    assert (when.hour, when.minute, when.days) == (9, 0, "1-5")
+    assert len(when.notes) == 1
 
 
 @pytest.mark.parametrize("today", [date(2024, 1, 10), date(2024, 7, 10)])
 def test_convert_to_a_daylight_saving_zone_warns(today: date) -> None:
-    schedule = cron.convert(
+    when = schedule.convert(
         "09:00", "Asia/Kolkata", "daily", NEW_YORK, "America/New_York", today=today
     )
     offset = 10.5 if today.month == 1 else 9.5  # EST is UTC-5, EDT UTC-4; IST is UTC+5:30
     expected = datetime(2024, today.month, 10, 9, 0) - timedelta(hours=offset)
-    assert (schedule.hour, schedule.minute) == (expected.hour, expected.minute)
-    warning = [note for note in schedule.notes if "daylight saving" in note]
+    assert (when.hour, when.minute) == (expected.hour, expected.minute)
+    warning = [note for note in when.notes if "daylight saving" in note]
     assert len(warning) == 1
     assert "America/New_York" in warning[0]
 
 
 def test_convert_from_a_daylight_saving_zone_warns_about_that_zone() -> None:
-    schedule = cron.convert("09:00", "America/New_York", "daily", UTC, "UTC", today=A_WEDNESDAY)
-    assert (schedule.hour, schedule.minute) == (14, 0)
-    assert any("America/New_York observes daylight saving" in note for note in schedule.notes)
+    when = schedule.convert("09:00", "America/New_York", "daily", UTC, "UTC", today=A_WEDNESDAY)
+    assert (when.hour, when.minute) == (14, 0)
+    assert any("America/New_York observes daylight saving" in note for note in when.notes)
 
 
 @pytest.mark.parametrize(
@@ -528,23 +528,23 @@ def test_convert_from_a_daylight_saving_zone_warns_about_that_zone() -> None:
 )
 def test_convert_refuses(at: str, zone: str, days: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        cron.convert(at, zone, days, UTC, "UTC", today=A_WEDNESDAY)
+        schedule.convert(at, zone, days, UTC, "UTC", today=A_WEDNESDAY)
 
 
 def test_crontab_line_plain() -> None:
-    line = cron.crontab_line(cron.Schedule(30, 3, "1-5", ()), Path("/opt/xts"))
+    line = cron.crontab_line(schedule.Schedule(30, 3, "1-5", ()), Path("/opt/xts"))
     assert line == (
         "30 3 * * 1-5 /opt/xts/refresh_xts_token.sh >> /opt/xts/cron_output.log 2>&1 "
         "# xts-token-refresh:/opt/xts"
     )
-    assert cron.is_own_line(line, Path("/opt/xts"))
-    assert not cron.is_own_line(line, Path("/opt/other"))
+    assert schedule.is_own_line(line, Path("/opt/xts"))
+    assert not schedule.is_own_line(line, Path("/opt/other"))
 
 
 def test_crontab_line_quotes_spaces_and_escapes_percent() -> None:
     app_dir = Path("/opt/my bots/xts")
     line = cron.crontab_line(
-        cron.Schedule(0, 9, "*", ()), app_dir, ("--env-file", "/etc/xts/50%.env")
+        schedule.Schedule(0, 9, "*", ()), app_dir, ("--env-file", "/etc/xts/50%.env")
     )
     command = line.split(" # xts-token-refresh:")[0]
     assert command == (
@@ -552,15 +552,15 @@ def test_crontab_line_quotes_spaces_and_escapes_percent() -> None:
         ">> '/opt/my bots/xts/cron_output.log' 2>&1"
     )
     assert re.search(r"(?<!\\)%", command) is None  # cron turns a bare % into a newline
-    assert cron.is_own_line(line, app_dir)
+    assert schedule.is_own_line(line, app_dir)
 
 
 def test_crontab_marker_escapes_percent_in_the_folder_name() -> None:
     """cron reads the marker comment as part of the command: a bare % there would cut it."""
     app_dir = Path("/opt/my 50% bots")
-    line = cron.crontab_line(cron.Schedule(30, 3, "*", ()), app_dir)
+    line = cron.crontab_line(schedule.Schedule(30, 3, "*", ()), app_dir)
     assert re.search(r"(?<!\\)%", line) is None
-    assert cron.is_own_line(line, app_dir)
+    assert schedule.is_own_line(line, app_dir)
 
 
 # -- client ---------------------------------------------------------------------------------

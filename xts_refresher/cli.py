@@ -322,7 +322,6 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             args.tz,
             args.days,
             environ=os.environ,
-            overrides=overrides,
             arguments=arguments,
             accounts=accounts,
             unit_dir=args.dir,

@@ -34,6 +34,7 @@ MAX_RETRIES = 20
 PLAIN_ENV_TEXT = frozenset(map(chr, range(0x20, 0x7F))) | {"\n", "\r", "\t"}
 NOT_IN_PLAIN_VALUES = frozenset(" \t'\"\\#")
 DEFAULT_DEADLINE_SECONDS = 300.0
+MAX_DEADLINE_SECONDS = 86400.0
 # A settings file that these can write is refused (see refuse_foreign_writers).
 FOREIGN_WRITE_BITS = stat.S_IWGRP | stat.S_IWOTH
 DEFAULT_RETRY_BACKOFF_SECONDS = 2.0
@@ -690,7 +691,9 @@ def build_settings(
         ca_bundle=ca_bundle,
         timeout=check.number("XTS_TIMEOUT", 30.0, maximum=3600.0),
         retries=check.whole("XTS_RETRIES", 4, MAX_RETRIES),
-        deadline=check.number("XTS_DEADLINE", DEFAULT_DEADLINE_SECONDS),
+        deadline=check.number(
+            "XTS_DEADLINE", DEFAULT_DEADLINE_SECONDS, maximum=MAX_DEADLINE_SECONDS
+        ),
         retry_backoff=check.number(
             "XTS_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF_SECONDS, minimum=0.0, maximum=60.0
         ),

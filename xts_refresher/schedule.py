@@ -1,0 +1,316 @@
+"""What a scheduled job is, whoever runs it: the ``cron`` and ``systemd`` commands build on this.
+
+- Zones: the zone of ``--at`` (``--tz``), and the zone cron reads its schedule in.
+- ``--at`` and ``--days``, and ``--at`` in ``--tz`` converted to the machine's zone.
+- Markers: the comment that marks a crontab line or a unit as this folder's, for one account
+  selection: ``# xts-token-refresh:<APP_DIR>`` (all accounts) or ``... accounts=<a,b>`` (the
+  names sorted, each once, joined by ``,``). A ``%`` in ``<APP_DIR>`` is written ``\\%``, since
+  cron reads the comment as part of the command.
+- The warnings both commands give: two schedules logging in one account, a job that runs as
+  root, a wrapper that cannot be started, a path that a line cannot carry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
+
+from .errors import ConfigError
+from .paths import is_account_name
+from .settings import APP_DIR
+
+MARKER = "# xts-token-refresh:"
+# Between the folder and the account names in the marker of a line for some accounts.
+ACCOUNTS_TAG = " accounts="
+# What would split a crontab line or a unit's line, or the text when Python reads it back
+# (str.splitlines): C0 and C1 control characters, DEL, Unicode's line and paragraph separators.
+LINE_SPLITTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# --days: the days of the week (0 is Sunday) the job runs on; None is every day.
+DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
+# Offsets for the two zones that matter most, where the machine has no zoneinfo database.
+FALLBACK_ZONES = MappingProxyType(
+    {
+        "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30)),
+        "UTC": timezone.utc,
+        "Etc/UTC": timezone.utc,
+    }
+)
+
+
+class Schedule(NamedTuple):
+    """A crontab time converted to the machine's zone, with what the operator should know."""
+
+    minute: int
+    hour: int
+    days: str
+    notes: tuple[str, ...]
+
+
+# -- zones ----------------------------------------------------------------------------------------
+
+
+def named_zone(name: str) -> tzinfo:
+    """The time zone called ``name``; ConfigError when it is unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        if name in FALLBACK_ZONES:
+            return FALLBACK_ZONES[name]
+        raise ConfigError(
+            f"Unknown time zone {name!r}.", "Use a name such as Asia/Kolkata."
+        ) from None
+
+
+def _zone_from_file(path: Path, label: str) -> tuple[tzinfo, str]:
+    """The zone stored in the TZif file ``path`` (e.g. /etc/localtime), and its name."""
+    target = os.path.realpath(path)
+    if "zoneinfo/" in target:
+        name = target.split("zoneinfo/", 1)[1]
+        with contextlib.suppress(ConfigError):
+            return named_zone(name), name
+    from zoneinfo import ZoneInfo
+
+    try:
+        with open(target, "rb") as handle:
+            return ZoneInfo.from_file(handle), label
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"Cannot read the time zone file {path}.", "Set TZ to a name such as Asia/Kolkata."
+        ) from None
+
+
+def system_zone() -> tuple[tzinfo, str]:
+    """The system's zone (``/etc/localtime``), which the cron daemon uses, and its name; UTC
+    when it cannot be read."""
+    try:
+        return _zone_from_file(Path("/etc/localtime"), "the system's local zone")
+    except ConfigError:
+        return timezone.utc, "UTC"
+
+
+def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
+    """The zone cron reads its schedule in, and its name: the system's zone, unless ``TZ``
+    names another (``Asia/Kolkata``) or a zone file (``:/etc/localtime``), for machines whose
+    cron daemon runs with another zone, and for tests."""
+    name = environ.get("TZ", "").lstrip(":")
+    if name.startswith("/"):
+        return _zone_from_file(Path(name), name)
+    if name:
+        return named_zone(name), name
+    return system_zone()
+
+
+# -- --at, --days and the conversion -------------------------------------------------------------
+
+
+def parse_at(text: str) -> tuple[int, int]:
+    """The hour and minute of ``HH:MM``; ConfigError otherwise."""
+    found = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", text.strip())
+    if not found or int(found[1]) > 23 or int(found[2]) > 59:
+        raise ConfigError(f"--at {text!r} is not a time of day.", "Use HH:MM, e.g. --at 08:45.")
+    return int(found[1]), int(found[2])
+
+
+def check_days(days: str) -> str:
+    """``days`` itself when ``--days`` knows it; ConfigError otherwise."""
+    if days not in DAY_SPECS:
+        raise ConfigError(f"--days {days!r} is not known.", "Use --days daily or --days weekdays.")
+    return days
+
+
+def at_today(at: str, zone_name: str, today: date | None = None) -> datetime:
+    """``at`` today (or on ``today``) in the zone ``zone_name``; ConfigError when ``at`` is no
+    time of day or the zone is unknown."""
+    hour, minute = parse_at(at)
+    zone = named_zone(zone_name)
+    day = today or datetime.now(zone).date()
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+
+
+def day_field(days: str, shift: int) -> str:
+    """The crontab day-of-week field of ``days`` moved by ``shift`` days (0 is Sunday)."""
+    span = DAY_SPECS[days]
+    if span is None:
+        return "*"
+    moved = sorted({(day + shift) % 7 for day in range(span[0], span[1] + 1)})
+    runs: list[list[int]] = []
+    for day in moved:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
+def _has_dst(zone: tzinfo | None, year: int) -> bool:
+    """True when ``zone`` keeps another offset in summer than in winter of ``year``."""
+    winter = datetime(year, 1, 1, 12, tzinfo=zone).utcoffset()
+    return winter != datetime(year, 7, 1, 12, tzinfo=zone).utcoffset()
+
+
+def convert(
+    at: str,
+    zone_name: str,
+    days: str,
+    machine: tzinfo,
+    machine_name: str,
+    *,
+    today: date | None = None,
+) -> Schedule:
+    """``at`` in ``zone_name`` on ``days`` as a crontab time in ``machine``'s zone: when the
+    conversion crosses midnight, the days of the week move with it."""
+    check_days(days)
+    wanted = at_today(at, zone_name, today)
+    local = wanted.astimezone(machine)
+    shift = (local.date() - wanted.date()).days
+    notes = [f"{at} {zone_name} is {local:%H:%M} in this machine's zone ({machine_name})"]
+    if shift:
+        notes.append("the conversion crosses midnight, so the days of the week move with it")
+    machine_drifts = _has_dst(machine, wanted.year)
+    if machine_drifts or _has_dst(wanted.tzinfo, wanted.year):
+        drifting = machine_name if machine_drifts else zone_name
+        notes.append(
+            f"WARNING: {drifting} observes daylight saving time, so the job will run an hour "
+            f"off {at} {zone_name} for part of the year. To avoid it, set the machine's zone to "
+            "UTC or Asia/Kolkata (timedatectl set-timezone UTC) and run `cron install` again, "
+            "or use the systemd timer, whose OnCalendar= takes a zone."
+        )
+    return Schedule(local.minute, local.hour, day_field(days, shift), tuple(notes))
+
+
+def tz_differs(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -> str | None:
+    """The warning that ``TZ`` puts the line in another zone than the cron daemon's (the
+    system's); None when TZ is unset or keeps the system's offset."""
+    if not environ.get("TZ"):
+        return None
+    system, system_name = system_zone()
+    now = datetime.now(timezone.utc)
+    if now.astimezone(system).utcoffset() == now.astimezone(machine).utcoffset():
+        return None
+    return (
+        f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
+        f"but the cron daemon reads its schedule in the system's zone ({system_name}) "
+        "unless it runs with the same TZ. If in doubt, run again without TZ "
+        "(env -u TZ ./xts_token_refresh.py cron install)."
+    )
+
+
+# -- accounts and markers -----------------------------------------------------------------------
+
+
+def account_selection(accounts: Iterable[str] = ()) -> tuple[str, ...]:
+    """``accounts`` sorted, each once: the selection a line is for (() is all accounts);
+    ConfigError for a name no account may have, which would also break the marker."""
+    selection = tuple(sorted(set(accounts)))
+    refused = [name for name in selection if not is_account_name(name)]
+    if refused:
+        raise ConfigError(
+            f"Not an account name: {', '.join(map(repr, refused))}.",
+            "Account names are letters, digits, '-', '_' and '.', at most 64 characters.",
+        )
+    return selection
+
+
+def describe(accounts: tuple[str, ...]) -> str:
+    """``all accounts``, ``account bob`` or ``accounts alice, carol``, for the messages."""
+    if not accounts:
+        return "all accounts"
+    return f"account{'s' if len(accounts) > 1 else ''} {', '.join(accounts)}"
+
+
+def account_flags(accounts: tuple[str, ...]) -> str:
+    """`` --account a --account b`` (empty for all accounts), for the commands shown."""
+    return "".join(f" --account {name}" for name in accounts)
+
+
+def own_marker(app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> str:
+    """The comment that marks this installation's line for ``accounts`` (() is all of them),
+    ``%`` escaped."""
+    selection = account_selection(accounts)
+    marker = f"{MARKER}{app_dir}".replace("%", "\\%")
+    return f"{marker}{ACCOUNTS_TAG}{','.join(selection)}" if selection else marker
+
+
+def is_own_line(line: str, app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> bool:
+    """True for the line this installation wrote for ``accounts`` (() is the line for all
+    accounts, never a line for some)."""
+    return line.rstrip().endswith(own_marker(app_dir, accounts))
+
+
+def line_accounts(line: str, app_dir: Path = APP_DIR) -> tuple[str, ...] | None:
+    """The accounts of this installation's line ``line`` (() for the line for all accounts);
+    None for any other line."""
+    text = line.rstrip()
+    if text.endswith(own_marker(app_dir)):
+        return ()
+    head, tag, names = text.rpartition(ACCOUNTS_TAG)
+    if not tag or not head.endswith(own_marker(app_dir)):
+        return None
+    selection = tuple(names.split(","))
+    if not all(map(is_account_name, selection)) or selection != tuple(sorted(set(selection))):
+        return None  # not a marker this program writes
+    return selection
+
+
+# -- warnings -----------------------------------------------------------------------------------
+
+
+def shared_accounts(selection: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The accounts that both a job for ``selection`` and one for ``other`` log in (() is all
+    accounts); None when they share none."""
+    if selection and other:
+        return tuple(sorted(set(selection) & set(other))) or None
+    return selection or other
+
+
+def overlap_warning(twice: tuple[str, ...], where: str, then: str, remedy: str) -> str:
+    """The warning that ``twice`` are also logged in by ``where``: ``then`` (what follows, if
+    more than the next login), then each login replaces the previous session; ``remedy``."""
+    return (
+        f"WARNING: {describe(twice)} {'is' if len(twice) == 1 else 'are'} also logged in by "
+        f"{where} of this folder, so {then}each login replaces the previous session (a "
+        f"market-data login cuts off a bot streaming quotes). Unless that is meant, {remedy}"
+    )
+
+
+def runs_as_root(command: str, lead: str, example: str) -> str:
+    """The warning that the job of ``command`` (cron, systemd) will run as root, after
+    ``lead``, with the way to install it as another user (``example``)."""
+    return (
+        f"WARNING: {lead}the job will run as root. CRON_SETUP.md advises a dedicated "
+        "unprivileged user that owns this folder, .env and the token files: run "
+        f"`xts_token_refresh.py {command} install` as that user ({example}), and "
+        f"`xts_token_refresh.py {command} uninstall` here as root."
+    )
+
+
+def wrapper_not_executable(scheduler: str) -> str | None:
+    """The warning that ``scheduler`` (cron, systemd) cannot start the wrapper, which is not
+    executable; None when it is."""
+    wrapper = APP_DIR / "refresh_xts_token.sh"
+    if os.access(wrapper, os.X_OK):
+        return None
+    return (
+        f"WARNING: {wrapper} is not executable, so {scheduler} cannot start it: "
+        "run ./refresh_xts_token.sh --setup (or chmod +x refresh_xts_token.sh)."
+    )
+
+
+def refuse_control_characters(path: str | Path, carrier: str) -> None:
+    """Nothing when ``path`` holds no control character; else ConfigError naming it, escaped,
+    since it would split the line of ``carrier`` (``a crontab line``, ``a systemd unit``)."""
+    text = str(path)
+    if LINE_SPLITTERS.search(text):
+        raise ConfigError(
+            f"The path {text!r} holds a control character (a line break, a tab, an escape...), "
+            f"which {carrier} cannot carry.",
+            "Rename the file or folder, or give a path without one.",
+        )
