@@ -86,11 +86,7 @@ def _is_cron_daemon(process: Path) -> bool:
     except OSError:  # ended meanwhile, or not ours to read
         return False
     words = [os.path.basename(word) for word in argv[:2]]
-    return (
-        name in CRON_DAEMONS
-        or words[0] in CRON_DAEMONS
-        or (words[0] == "busybox" and words[1:] == ["crond"])
-    )
+    return name in CRON_DAEMONS or words[0] in CRON_DAEMONS or words == ["busybox", "crond"]
 
 
 def cron_daemon_running(proc: Path = Path("/proc")) -> bool | None:

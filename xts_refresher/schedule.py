@@ -1,13 +1,9 @@
-"""What a scheduled job is, whoever runs it: the ``cron`` and ``systemd`` commands build on this.
+"""What the ``cron`` and ``systemd`` commands share: zones, ``--at`` and ``--days`` (and their
+conversion to the machine's zone), account selections, markers, and the warnings both give.
 
-- Zones: the zone of ``--at`` (``--tz``), and the zone cron reads its schedule in.
-- ``--at`` and ``--days``, and ``--at`` in ``--tz`` converted to the machine's zone.
-- Markers: the comment that marks a crontab line or a unit as this folder's, for one account
-  selection: ``# xts-token-refresh:<APP_DIR>`` (all accounts) or ``... accounts=<a,b>`` (the
-  names sorted, each once, joined by ``,``). A ``%`` in ``<APP_DIR>`` is written ``\\%``, since
-  cron reads the comment as part of the command.
-- The warnings both commands give: two schedules logging in one account, a job that runs as
-  root, a wrapper that cannot be started, a path that a line cannot carry.
+A marker says whose a crontab line or a unit is: ``# xts-token-refresh:<APP_DIR>`` for all
+accounts, ``... accounts=<a,b>`` for some (sorted, each once); a ``%`` in it is written ``\\%``,
+since cron reads the comment as part of the command.
 """
 
 from __future__ import annotations
@@ -34,12 +30,9 @@ LINE_SPLITTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # --days: the days of the week (0 is Sunday) the job runs on; None is every day.
 DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
 # Offsets for the two zones that matter most, where the machine has no zoneinfo database.
+IST = timezone(timedelta(hours=5, minutes=30))
 FALLBACK_ZONES = MappingProxyType(
-    {
-        "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30)),
-        "UTC": timezone.utc,
-        "Etc/UTC": timezone.utc,
-    }
+    {"Asia/Kolkata": IST, "UTC": timezone.utc, "Etc/UTC": timezone.utc}
 )
 
 
@@ -50,9 +43,6 @@ class Schedule(NamedTuple):
     hour: int
     days: str
     notes: tuple[str, ...]
-
-
-# -- zones ----------------------------------------------------------------------------------------
 
 
 def named_zone(name: str) -> tzinfo:
@@ -106,9 +96,6 @@ def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
     if name:
         return named_zone(name), name
     return system_zone()
-
-
-# -- --at, --days and the conversion -------------------------------------------------------------
 
 
 def parse_at(text: str) -> tuple[int, int]:
@@ -203,9 +190,6 @@ def tz_differs(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -
     )
 
 
-# -- accounts and markers -----------------------------------------------------------------------
-
-
 def account_selection(accounts: Iterable[str] = ()) -> tuple[str, ...]:
     """``accounts`` sorted, each once: the selection a line is for (() is all accounts);
     ConfigError for a name no account may have, which would also break the marker."""
@@ -260,7 +244,11 @@ def line_accounts(line: str, app_dir: Path = APP_DIR) -> tuple[str, ...] | None:
     return selection
 
 
-# -- warnings -----------------------------------------------------------------------------------
+def uninstall_commands(command: str, selections: list[tuple[str, ...]]) -> str:
+    """The ``uninstall`` commands of ``command`` (cron, systemd) for ``selections``, joined."""
+    return "; ".join(
+        f"`xts_token_refresh.py {command} uninstall{account_flags(found)}`" for found in selections
+    )
 
 
 def shared_accounts(selection: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -1,22 +1,13 @@
 """The ``systemd`` command: a service and a timer unit, printed, installed or removed.
 
-The alternative to ``cron``. systemd reads a zone in ``OnCalendar=`` itself, so the time is
-written as given (``*-*-* 09:00:00 Asia/Kolkata``), without conversion or daylight-saving
-drift. The service runs the wrapper with absolute paths, the path flags and ``--account NAME``
-passed on, as the crontab line does.
-
-Where the units go: as root, system units in ``/etc/systemd/system`` (``User=root``, warned
-of); as anyone else, user units in ``~/.config/systemd/user`` (``$XDG_CONFIG_HOME`` when set),
-which run only while the user has a session unless lingering is on; with ``--dir DIR``, into
-DIR only, and systemd is not told.
-
-Names: ``xts-token-refresh.service``/``.timer`` for all accounts; for chosen accounts
-``xts-token-refresh-<names>``, the names sorted, each once, joined by ``-``, a ``-`` inside a
-name written ``\\x2d`` as ``systemd-escape`` does. Each unit's first line is the crontab
-line's marker: ``install`` replaces and ``uninstall`` removes only units with exactly that
-marker, never another folder's. ``install`` then runs ``systemctl daemon-reload`` and
-``enable --now <timer>`` when ``systemctl`` can reach systemd; when it cannot, the files are
-written, exit 0, and a ``⚠`` line says what to run. ``uninstall`` reverses exactly that.
+``OnCalendar=`` names the zone of ``--at``, which systemd reads itself: no conversion, no
+daylight-saving drift. As root the units are system units in ``/etc/systemd/system``; for
+anyone else user units in ``~/.config/systemd/user`` (``$XDG_CONFIG_HOME``); with ``--dir``
+they go into that folder only, and systemd is not told. The units for chosen accounts are named
+``xts-token-refresh-<names>`` (a ``-`` in a name written ``\\x2d``, as ``systemd-escape`` does),
+and carry the crontab line's marker: ``install`` replaces and ``uninstall`` removes only units
+with exactly that marker. Where ``systemctl`` cannot reach systemd, ``install`` writes the units,
+exits 0, and says what to run.
 """
 
 from __future__ import annotations
@@ -61,7 +52,9 @@ HEADER = """\
 # Written by `xts_token_refresh.py systemd install`, which replaces it; `xts_token_refresh.py
 # systemd uninstall{flags}` removes it. See CRON_SETUP.md, "Alternative: a systemd timer".
 """
-SERVICE = """
+SERVICE = (
+    HEADER
+    + """
 [Unit]
 Description=Refresh the XTS API session tokens{whose}
 Documentation={documentation}
@@ -82,7 +75,10 @@ TimeoutStartSec={timeout}
 # A failed run (exit code 1-5) marks the unit failed: `systemctl --failed` lists it, and
 # OnFailure= in [Unit] can start a unit of yours that alerts you.
 """
-TIMER = """
+)
+TIMER = (
+    HEADER
+    + """
 [Unit]
 Description=Refresh the XTS tokens at {when} {zone} {days}{whose}
 Documentation={documentation}
@@ -97,6 +93,7 @@ AccuracySec=1min
 [Install]
 WantedBy=timers.target
 """
+)
 
 
 class Scope(NamedTuple):
@@ -118,18 +115,11 @@ class Units(NamedTuple):
     service: str
     timer: str
 
-    @property
-    def timer_name(self) -> str:
-        """``<name>.timer``."""
-        return f"{self.name}.timer"
-
 
 def unit_name(accounts: tuple[str, ...] = ()) -> str:
     """The units' name (no suffix) for ``accounts`` (() is all accounts); ConfigError for a
     name no account may have, or a selection whose name would be too long for systemd."""
     selection = schedule.account_selection(accounts)
-    if not selection:
-        return UNIT_PREFIX
     name = "-".join([UNIT_PREFIX, *(account.replace("-", "\\x2d") for account in selection)])
     if len(name) + len(".service") > MAX_UNIT_NAME:
         raise ConfigError(
@@ -210,9 +200,8 @@ def unit_scope(
 
 
 def start_timeout() -> tuple[int, str]:
-    """``TimeoutStartSec=`` and why: a run stops itself at its deadline, which a settings
-    file may set up to the longest the settings allow; then come the post-refresh hook and
-    the alerts, each bounded. The unit never stops a run that keeps within those bounds."""
+    """``TimeoutStartSec=``, and why: the longest XTS_DEADLINE the settings allow, then the
+    post-refresh hook's and the alerts' own bounds, so no run within its deadline is stopped."""
     from .delivery import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
     from .hook import HOOK_MAX_SECONDS
     from .settings import MAX_DEADLINE_SECONDS
@@ -239,43 +228,35 @@ def render(
 ) -> Units:
     """The service and the timer that run the wrapper in ``app_dir`` (with ``arguments``, then
     ``--account NAME`` for each of ``accounts``) at ``at`` in ``zone``, ``days``."""
-    calendar = on_calendar(at, zone, days)
     selection = schedule.account_selection(accounts)
     name = unit_name(selection)
     _check_folder(app_dir)
-    words = [str(app_dir / "refresh_xts_token.sh"), *arguments]
-    words += [part for account in selection for part in ("--account", account)]
+    words = [str(app_dir / "refresh_xts_token.sh"), *arguments, *account_flags(selection).split()]
     timeout, reason = start_timeout()
-    header = HEADER.format(
-        marker=schedule.own_marker(app_dir, selection), flags=account_flags(selection)
-    )
-    shared = {
+    fields = {
+        **_by_scope(scope, name),
+        "calendar": on_calendar(at, zone, days),
+        "when": "{:02d}:{:02d}".format(*schedule.parse_at(at)),
+        "zone": zone,
+        "days": DAY_WORDS[days],
+        "marker": schedule.own_marker(app_dir, selection),
+        "flags": account_flags(selection),
         "whose": f" ({describe(selection)})" if selection else "",
         "documentation": specifiers_escaped("file://" + quote(str(app_dir / "CRON_SETUP.md"))),
-    }
-    service = SERVICE.format(
-        **shared,
-        **_runs_as(scope, name),
-        folder=specifiers_escaped(str(app_dir)),
-        command=" ".join(exec_word(word, program=n == 0) for n, word in enumerate(words)),
-        reason=textwrap.fill(
+        "folder": specifiers_escaped(str(app_dir)),
+        "command": " ".join(exec_word(word, program=n == 0) for n, word in enumerate(words)),
+        "reason": textwrap.fill(
             f"# {reason}; the run stops itself before this.", 94, subsequent_indent="# "
         ),
-        timeout=timeout,
-    )
-    hour, minute = schedule.parse_at(at)
-    timer = TIMER.format(
-        **shared, when=f"{hour:02d}:{minute:02d}", zone=zone, days=DAY_WORDS[days],
-        calendar=calendar,
-    )  # fmt: skip
-    folder = scope.folder
-    paths = folder / f"{name}.service", folder / f"{name}.timer"
-    return Units(name, *paths, header + service, header + timer)
+        "timeout": str(timeout),
+    }
+    paths = scope.folder / f"{name}.service", scope.folder / f"{name}.timer"
+    return Units(name, *paths, SERVICE.format(**fields), TIMER.format(**fields))
 
 
-def _runs_as(scope: Scope, name: str) -> dict[str, str]:
-    """The service's lines that depend on ``scope``: its dependencies, its user, and how to
-    read its journal."""
+def _by_scope(scope: Scope, name: str) -> dict[str, str]:
+    """The service's lines that differ for a system and a user unit: its dependencies, who
+    runs it, and how to read its journal."""
     if scope.system:
         return {
             "dependencies": "Wants=network-online.target\nAfter=network-online.target\n",
@@ -292,7 +273,7 @@ def _runs_as(scope: Scope, name: str) -> dict[str, str]:
     }
 
 
-def owner(path: Path, app_dir: Path, accounts: tuple[str, ...]) -> str | None:
+def owner(path: Path, accounts: tuple[str, ...]) -> str | None:
     """None when ``path`` is missing or this folder's unit for ``accounts``; otherwise who
     it belongs to, for the messages."""
     try:
@@ -301,41 +282,39 @@ def owner(path: Path, app_dir: Path, accounts: tuple[str, ...]) -> str | None:
         return None
     except OSError as exc:
         return f"unknown (it cannot be read: {exc.strerror})"
-    if any(schedule.is_own_line(line, app_dir, accounts) for line in lines):
+    if any(schedule.is_own_line(line, APP_DIR, accounts) for line in lines):
         return None
-    markers = [line for line in lines if line.startswith(schedule.MARKER)]
-    if markers:
-        return f"the program in {markers[0][len(schedule.MARKER) :].strip()}"
+    markers = [line[len(schedule.MARKER) :] for line in lines if line.startswith(schedule.MARKER)]
     folders = [line.split("=", 1)[1] for line in lines if line.startswith("WorkingDirectory=")]
-    return (
-        f"something else (WorkingDirectory={folders[-1].strip()})" if folders else "something else"
-    )
+    if markers:
+        return f"the program in {markers[0].strip()}"
+    if folders:
+        return f"something else (WorkingDirectory={folders[-1].strip()})"
+    return "something else"
 
 
-def other_units(folder: Path, app_dir: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
-    """This folder's other timers in ``folder``: their names and accounts."""
+def other_units(folder: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
+    """This folder's timers in ``folder`` other than ``name``'s: their names and accounts."""
     found = []
     for timer in sorted(folder.glob(f"{UNIT_PREFIX}*.timer")):
-        if timer.name == f"{name}.timer":
-            continue
         with contextlib.suppress(OSError):
-            for line in timer.read_text(encoding="utf-8", errors="replace").splitlines():
-                selection = schedule.line_accounts(line, app_dir) if line[:1] == "#" else None
-                if selection is not None:
-                    found.append((timer.name, selection))
-                    break
+            lines = timer.read_text(encoding="utf-8", errors="replace").splitlines()
+            selections = [schedule.line_accounts(line) for line in lines if line[:1] == "#"]
+            selection = next((found for found in selections if found is not None), None)
+            if selection is not None and timer.name != f"{name}.timer":
+                found.append((timer.name, selection))
     return found
 
 
 def _overlap_warnings(selection: tuple[str, ...], folder: Path, name: str) -> list[str]:
-    """Warnings for the accounts the units ``name`` for ``selection`` log in that another
+    """Warnings for the accounts the units ``name`` (for ``selection``) log in that another
     timer of this folder in ``folder``, or a crontab line, logs in too."""
     from .cron import read_crontab
 
     crontab: list[str] = []
     with contextlib.suppress(ConfigError, OSError):  # no cron at all is fine here
         crontab = read_crontab()
-    others = other_units(folder, APP_DIR, name)
+    others = other_units(folder, name)
     for found in map(schedule.line_accounts, crontab):
         if found is not None:
             others.append(("the crontab line", found))
@@ -363,15 +342,14 @@ class Systemctl:
         """The command as the operator would type it."""
         return shlex.join(["systemctl", *self.flags, *args])
 
-    def run(
-        self, *args: str, timeout: float = SYSTEMCTL_SECONDS
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``systemctl [--user] args``; a time-out is a failed run."""
+    def run(self, *args: str, timeout: float = SYSTEMCTL_SECONDS) -> tuple[int, str, str]:
+        """``systemctl [--user] args``' exit code, output and complaint; a time-out fails."""
         if self.program is None:
-            return subprocess.CompletedProcess(args, 127, "", "systemctl is not installed")
+            return 127, "", "systemctl is not installed"
+        argv = [self.program, *self.flags, *args]
         try:
-            return subprocess.run(
-                [self.program, *self.flags, *args],
+            done = subprocess.run(
+                argv,
                 capture_output=True,
                 text=True,
                 check=False,
@@ -380,49 +358,45 @@ class Systemctl:
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(args, 124, "", f"no answer within {timeout:g} s")
+            return 124, "", f"no answer within {timeout:g} s"
         except OSError as exc:
-            return subprocess.CompletedProcess(args, 126, "", str(exc.strerror))
+            return 126, "", str(exc.strerror)
+        return done.returncode, done.stdout.strip(), (done.stderr or done.stdout).strip()
 
-    def reachable(self) -> tuple[bool, str]:
-        """Whether systemctl can talk to the (user's) systemd, and why not."""
-        probe = self.run("show", "--property=Version", timeout=PROBE_SECONDS)
-        if probe.returncode == 0:
-            return True, ""
-        said = " ".join((probe.stderr or probe.stdout).split())
-        return False, said or f"exit code {probe.returncode}"
+    def reachable(self) -> str | None:
+        """None when systemctl can talk to the (user's) systemd; else why not."""
+        code, _, said = self.run("show", "--property=Version", timeout=PROBE_SECONDS)
+        return None if code == 0 else " ".join(said.split()) or f"exit code {code}"
 
-    def must(self, *args: str, written: str) -> str:
-        """Run ``systemctl [--user] args``; its output, or ConfigError naming what was done."""
-        done = self.run(*args)
-        if done.returncode != 0:
-            reason = (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
+    def must(self, *args: str, written: str) -> None:
+        """Run ``systemctl [--user] args``; ConfigError naming what was done when it fails."""
+        code, _, said = self.run(*args)
+        if code != 0:
             raise ConfigError(
-                f"`{self.shown(*args)}` failed: {reason}. {written}",
+                f"`{self.shown(*args)}` failed: {said or f'exit code {code}'}. {written}",
                 "Fix what systemctl names, then run the command again.",
             )
-        return done.stdout.strip()
 
 
 def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
     """Who runs the units, where, and the time in this machine's zone."""
     machine, machine_name = schedule.system_zone()
-    notes = []
-    with contextlib.suppress(ValueError, OverflowError):
-        local = schedule.at_today(at, zone).astimezone(machine)
-        notes.append(
-            f"{at.strip()} {zone} is {local:%H:%M} today in this machine's zone "
-            f"({machine_name}); the timer keeps to {zone} itself, whatever this machine's zone"
-        )
+    local = schedule.at_today(at, zone).astimezone(machine)
+    notes = [
+        f"{at.strip()} {zone} is {local:%H:%M} today in this machine's zone ({machine_name}); "
+        f"the timer keeps to {zone} itself, whatever this machine's zone"
+    ]
     if not (ZONEINFO_DIR / zone).is_file() and zone not in ("UTC", "Etc/UTC"):
         notes.append(
             f"WARNING: {ZONEINFO_DIR / zone} is missing, and systemd reads OnCalendar='s zone "
             "there: install tzdata (apt-get install tzdata), or the timer will not load."
         )
     notes += filter(None, [schedule.wrapper_not_executable("systemd")])
-    kind = "system" if scope.system else "user"
     told = "" if scope.told else " (systemd is not told: --dir)"
-    notes.append(f"a {kind} unit in {scope.folder}, run as {scope.user}{told}")
+    notes.append(
+        f"a {'system' if scope.system else 'user'} unit in {scope.folder}, run as "
+        f"{scope.user}{told}"
+    )
     if scope.system and scope.user == "root":
         example = "a user unit; then `sudo loginctl enable-linger USER`"
         notes.append(schedule.runs_as_root("systemd", "", example))
@@ -447,29 +421,27 @@ def _write_units(units: Units, folder: Path) -> None:
         for path, text in ((units.service_path, units.service), (units.timer_path, units.timer)):
             write_atomically(path, text.encode("utf-8"), mode=0o644, what="the unit")
     except (OSError, TokenSaveError) as exc:
-        # write_atomically raises TokenSaveError from None in handling an OSError, which
-        # says why in the words this message has always used.
+        # write_atomically raises TokenSaveError while it handles the OSError that says why.
         failure = exc if isinstance(exc, OSError) else exc.__context__
-        reason = getattr(failure, "strerror", None) or str(exc)
         raise LocalError(
-            f"Cannot write the units into {folder}: {reason}.",
+            f"Cannot write the units into {folder}: {getattr(failure, 'strerror', exc)}.",
             "Run as root for a system unit, or as the job's own user for a user unit; or "
             "write them elsewhere with --dir DIR.",
         ) from None
 
 
 def _refuse_foreign(units: Units, selection: tuple[str, ...], systemctl: Systemctl) -> None:
-    """Nothing when neither unit file exists or both are this folder's for ``selection``;
-    ConfigError naming the other owner otherwise."""
+    """Nothing when each unit file is missing or this folder's for ``selection``; else
+    ConfigError naming who the first belongs to."""
     for path in (units.service_path, units.timer_path):
-        other = owner(path, APP_DIR, selection)
+        other = owner(path, selection)
         if other is not None:
             files = shlex.join([str(units.service_path), str(units.timer_path)])
             raise ConfigError(
                 f"{path} exists and belongs to {other}, not to this folder's "
                 f"{describe(selection)}; nothing was written.",
                 "Remove it where it was installed (`xts_token_refresh.py systemd uninstall` "
-                f"there, or `{systemctl.shown('disable', '--now', units.timer_name)}` and "
+                f"there, or `{systemctl.shown('disable', '--now', units.timer_path.name)}` and "
                 f"`rm {files}`), or install units for chosen accounts (--account NAME), "
                 "which have names of their own.",
             )
@@ -480,8 +452,10 @@ def _not_active(scope: Scope, reason: str, activate: list[str]) -> None:
     where = (
         "as root"
         if scope.system
-        else f"as {scope.user} in a login session (ssh, not su or sudo: systemctl --user "
-        "needs the session's bus)"
+        else (
+            f"as {scope.user} in a login session (ssh, not su or sudo: systemctl --user needs the "
+            "session's bus)"
+        )
     )
     print(
         f"⚠ The timer is NOT active: systemctl cannot reach systemd here ({reason}). "
@@ -493,20 +467,32 @@ def _not_active(scope: Scope, reason: str, activate: list[str]) -> None:
         print(f"    sudo loginctl enable-linger {scope.user}   # to run after logout too")
 
 
+def _enable(units: Units, systemctl: Systemctl, activate: list[str]) -> None:
+    """Run the ``activate`` commands (daemon-reload, enable --now), then say whether the timer
+    is active; ConfigError when systemctl refuses one."""
+    timer = units.timer_path.name
+    written = f"{units.service_path} and {units.timer_path} are written."
+    systemctl.must("daemon-reload", written=written)
+    systemctl.must("enable", "--now", timer, written=written)
+    state = systemctl.run("is-active", timer)[1] or "unknown"
+    if state == "active":
+        print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
+    else:
+        status = systemctl.shown("status", timer)
+        print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
+
+
 def _install(
     units: Units, scope: Scope, selection: tuple[str, ...], environ: Mapping[str, str]
 ) -> int:
-    """``systemd install``: write the units; enable the timer when systemd can be reached;
-    exit 0."""
+    """``systemd install``: write the units, and enable the timer when systemd can be
+    reached; exit 0."""
     systemctl = Systemctl(scope, environ)
+    timer = units.timer_path.name
     _refuse_foreign(units, selection, systemctl)
     _write_units(units, scope.folder)
-    print(f"✓ Wrote {units.service_path}")
-    print(f"✓ Wrote {units.timer_path}")
-    activate = [
-        systemctl.shown("daemon-reload"),
-        systemctl.shown("enable", "--now", units.timer_name),
-    ]
+    print(f"✓ Wrote {units.service_path}\n✓ Wrote {units.timer_path}")
+    activate = [systemctl.shown("daemon-reload"), systemctl.shown("enable", "--now", timer)]
     if not scope.told:
         print(
             "  systemd was not told (--dir). To use them, copy both into "
@@ -514,70 +500,62 @@ def _install(
             + "; ".join(activate)
         )
         return 0
-    reachable, reason = systemctl.reachable()
-    if not reachable:
-        _not_active(scope, reason, activate)
+    unreachable = systemctl.reachable()
+    if unreachable:
+        _not_active(scope, unreachable, activate)
         return 0
-    written = f"{units.service_path} and {units.timer_path} are written."
-    systemctl.must("daemon-reload", written=written)
-    systemctl.must("enable", "--now", units.timer_name, written=written)
-    state = systemctl.run("is-active", units.timer_name).stdout.strip() or "unknown"
-    if state == "active":
-        print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
-    else:
-        print(
-            f"⚠ {activate[1]} succeeded, but the timer is {state}: see "
-            f"`{systemctl.shown('status', units.timer_name)}`."
-        )
+    _enable(units, systemctl, activate)
     print(
-        f"  Next run: `{systemctl.shown('list-timers', units.timer_name)}`; a run now: "
-        f"`{systemctl.shown('start', f'{units.name}.service')}`; remove it with "
+        f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
+        f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
         f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
     )
     return 0
 
 
+def _remove(ours: list[Path], folder: Path, timer: str) -> None:
+    """Remove the unit files ``ours``, and the link ``enable`` made for ``timer`` should
+    systemd not be there to undo it; LocalError when they cannot be removed."""
+    link = folder / "timers.target.wants" / timer
+    try:
+        for path in ours:
+            path.unlink()
+        if folder / timer in ours and link.is_symlink():
+            link.unlink()
+    except OSError as exc:
+        raise LocalError(f"Cannot remove the units from {folder}: {exc.strerror}.") from None
+    for path in ours:
+        print(f"✓ Removed {path}")
+
+
 def _uninstall(scope: Scope, selection: tuple[str, ...], environ: Mapping[str, str]) -> int:
     """``systemd uninstall``: undo ``install`` for the units of ``selection`` only; exit 0."""
     name = unit_name(selection)
-    timer_name = f"{name}.timer"
-    service_path, timer_path = scope.folder / f"{name}.service", scope.folder / timer_name
-    present = [path for path in (service_path, timer_path) if path.exists() or path.is_symlink()]
-    ours = [path for path in present if owner(path, APP_DIR, selection) is None]
-    for path in present:
-        if path not in ours:
-            print(f"  Left alone: {path} belongs to {owner(path, APP_DIR, selection)}.")
+    timer = f"{name}.timer"
+    paths = [scope.folder / f"{name}.service", scope.folder / timer]
+    present = [path for path in paths if path.exists() or path.is_symlink()]
+    owners = {path: owner(path, selection) for path in present}
+    ours = [path for path, other in owners.items() if other is None]
+    for path, other in owners.items():
+        if other is not None:
+            print(f"  Left alone: {path} belongs to {other}.")
     if not ours:
         print(f"Nothing to remove: no {name} units of {APP_DIR} in {scope.folder}.")
         return 0
     systemctl = Systemctl(scope, environ)
-    reachable, reason = systemctl.reachable() if scope.told else (False, "--dir")
-    if reachable and timer_path in ours:
-        systemctl.must("disable", "--now", timer_name, written="Nothing was removed.")
-    link = scope.folder / "timers.target.wants" / timer_name
-    try:
-        for path in ours:
-            path.unlink()
-        if timer_path in ours and link.is_symlink():
-            link.unlink()  # what `enable` made, should systemd not be there to undo it
-    except OSError as exc:
-        raise LocalError(f"Cannot remove the units from {scope.folder}: {exc.strerror}.") from None
-    for path in ours:
-        print(f"✓ Removed {path}")
-    if reachable:
+    unreachable = systemctl.reachable() if scope.told else "--dir"
+    if not unreachable and scope.folder / timer in ours:
+        systemctl.must("disable", "--now", timer, written="Nothing was removed.")
+    _remove(ours, scope.folder, timer)
+    if not unreachable:
         systemctl.must("daemon-reload", written="The unit files are removed.")
-        print(
-            f"✓ {systemctl.shown('disable', '--now', timer_name)}; "
-            f"{systemctl.shown('daemon-reload')}"
-        )
+        stopped = systemctl.shown("disable", "--now", timer)
+        print(f"✓ {stopped}; {systemctl.shown('daemon-reload')}")
     elif scope.told:
-        print(f"  systemctl cannot reach systemd here ({reason}): there was no timer to stop.")
-    remaining = other_units(scope.folder, APP_DIR, name) if not selection else []
+        print(f"  systemctl cannot reach systemd here ({unreachable}): there was no timer to stop.")
+    remaining = [found for _, found in other_units(scope.folder, name)] if not selection else []
     if remaining:
-        commands = "; ".join(
-            f"`xts_token_refresh.py systemd uninstall{account_flags(found)}`"
-            for _, found in remaining
-        )
+        commands = schedule.uninstall_commands("systemd", remaining)
         print(f"  Units of this folder for chosen accounts remain, untouched: {commands}.")
     return 0
 
@@ -608,9 +586,7 @@ def systemd_command(
     for note in notes:
         print(f"# {note}", file=sys.stderr)
     if action == "print":
-        print(f"# file: {units.service_path}")
-        print(units.service)
-        print(f"# file: {units.timer_path}")
-        print(units.timer, end="")
+        print(f"# file: {units.service_path}\n{units.service}")
+        print(f"# file: {units.timer_path}\n{units.timer}", end="")
         return 0
     return _install(units, scope, selection, environ)
