@@ -97,6 +97,7 @@ TARGETS = (
     Target("metrics", f"{PACKAGE}/metrics.py", (METRICS, PROPERTIES)),
     Target("systemd", f"{PACKAGE}/systemd.py", (SYSTEMD,)),
     Target("cron", f"{PACKAGE}/cron.py", (CRON, CORE)),
+    Target("schedule", f"{PACKAGE}/schedule.py", (CRON, SYSTEMD, BLIND_SPOTS)),
     Target("status", f"{PACKAGE}/status.py", (STATUS, CORE, HARDENING)),
     Target("settings", f"{PACKAGE}/settings.py", (SETTINGS, CORE, REFRESH, HARDENING)),
     Target("store", f"{PACKAGE}/store.py", (BLIND_SPOTS, CRASH, CORE, REFRESH, FAULTS, LOCKS)),
