@@ -333,7 +333,9 @@ def test_the_line_for_all_accounts_is_unchanged() -> None:
         "# xts-token-refresh:/opt/xts"
     )
     assert line == cron.crontab_line(PLAIN, OPT)
-    assert schedule.own_marker(OPT) == schedule.own_marker(OPT, ()) == "# xts-token-refresh:/opt/xts"
+    assert (
+        schedule.own_marker(OPT) == schedule.own_marker(OPT, ()) == "# xts-token-refresh:/opt/xts"
+    )
 
 
 def test_an_account_line_passes_each_account_after_the_other_arguments() -> None:

@@ -101,7 +101,7 @@ def cron_daemon_running(proc: Path = Path("/proc")) -> bool | None:
 
 def _install_warnings(lines: list[str], selection: tuple[str, ...]) -> list[str]:
     """What would keep the line for ``selection`` from running as it should, beside the
-    crontab's other ``lines``."""
+    crontab's other ``lines``: no cron daemon, root's crontab, accounts logged in twice."""
     warnings = []
     if cron_daemon_running() is False:
         warnings.append(
@@ -115,22 +115,25 @@ def _install_warnings(lines: list[str], selection: tuple[str, ...]) -> list[str]
         lead = "this installs the line into root's crontab, so "
         example = "e.g. sudo -u xts ./xts_token_refresh.py cron install"
         warnings.append(schedule.runs_as_root("cron", lead, example))
+    return [*warnings, *filter(None, [_overlap_warning(lines, selection)])]
+
+
+def _overlap_warning(lines: list[str], selection: tuple[str, ...]) -> str | None:
+    """The warning that the line for ``selection`` logs in accounts that other lines of this
+    folder among ``lines`` log in too; None when it shares none."""
     others = [found for found in map(line_accounts, lines) if found not in (None, selection)]
-    twice = sorted(
-        {name for found in others for name in schedule.shared_accounts(selection, found) or ()}
+    shared = [schedule.shared_accounts(selection, found) or () for found in others]
+    twice = tuple(sorted({name for names in shared for name in names}))
+    if not twice:
+        return None
+    return schedule.overlap_warning(
+        twice,
+        "another xts-token-refresh line",
+        "each run of either line logs in again, and ",
+        "keep one line for all accounts or one line per account: `crontab -l` shows the lines, "
+        "`xts_token_refresh.py cron uninstall` (with the line's --account options, if any) "
+        "removes one.",
     )
-    if twice:
-        warnings.append(
-            schedule.overlap_warning(
-                tuple(twice),
-                "another xts-token-refresh line",
-                "each run of either line logs in again, and ",
-                "keep one line for all accounts or one line per account: `crontab -l` shows "
-                "the lines, `xts_token_refresh.py cron uninstall` (with the line's --account "
-                "options, if any) removes one.",
-            )
-        )
-    return warnings
 
 
 def _uninstall(selection: tuple[str, ...]) -> int:
@@ -146,9 +149,7 @@ def _uninstall(selection: tuple[str, ...]) -> int:
     remaining = [found for found in map(line_accounts, kept) if found]
     if remaining and not selection:
         count = len(remaining)
-        commands = "; ".join(
-            f"`xts_token_refresh.py cron uninstall{account_flags(found)}`" for found in remaining
-        )
+        commands = schedule.uninstall_commands("cron", remaining)
         print(
             f"  {count} line{'s' if count > 1 else ''} of this folder for chosen accounts "
             f"remain{'s' if count == 1 else ''}, untouched: remove "

@@ -297,11 +297,13 @@ def other_units(folder: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
     """This folder's timers in ``folder`` other than ``name``'s: their names and accounts."""
     found = []
     for timer in sorted(folder.glob(f"{UNIT_PREFIX}*.timer")):
+        if timer.name == f"{name}.timer":
+            continue
         with contextlib.suppress(OSError):
             lines = timer.read_text(encoding="utf-8", errors="replace").splitlines()
-            selections = [schedule.line_accounts(line) for line in lines if line[:1] == "#"]
-            selection = next((found for found in selections if found is not None), None)
-            if selection is not None and timer.name != f"{name}.timer":
+            marked = [schedule.line_accounts(line) for line in lines if line.startswith("#")]
+            selection = next((accounts for accounts in marked if accounts is not None), None)
+            if selection is not None:
                 found.append((timer.name, selection))
     return found
 
