@@ -231,7 +231,8 @@ def render(
     selection = schedule.account_selection(accounts)
     name = unit_name(selection)
     _check_folder(app_dir)
-    words = [str(app_dir / "refresh_xts_token.sh"), *arguments, *account_flags(selection).split()]
+    chosen = [part for account in selection for part in ("--account", account)]
+    words = [str(app_dir / "refresh_xts_token.sh"), *arguments, *chosen]
     timeout, reason = start_timeout()
     fields = {
         **_by_scope(scope, name),
