@@ -37,7 +37,7 @@ from conftest import (
     token_json,
 )
 
-from xts_refresher.delivery import TELEGRAM_BUDGET_SECONDS
+from xts_refresher.alerts import TELEGRAM_BUDGET_SECONDS
 from xts_refresher.simulator import Fault, XtsSimulator
 
 BANNER_RULE = "=" * 62

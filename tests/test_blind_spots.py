@@ -49,7 +49,7 @@ from conftest import (
     token_json,
 )
 
-from xts_refresher.notify import Redactor
+from xts_refresher.console import Redactor
 from xts_refresher.simulator import Fault, XtsSimulator
 from xts_refresher.store import mask
 

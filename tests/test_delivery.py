@@ -26,7 +26,7 @@ from conftest import (
     with_healthcheck,
 )
 
-from xts_refresher.delivery import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
+from xts_refresher.alerts import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
 from xts_refresher.simulator import Fault, XtsSimulator
 
 REFUSED_LOGIN = Fault.xts_error(

@@ -23,7 +23,7 @@ import pytest
 from conftest import APP_DIR
 
 import xts_refresher
-from xts_refresher import checks, cli, cron, errors, paths, schedule, settings, store, wrapper
+from xts_refresher import cli, cron, errors, paths, schedule, settings, store, wrapper
 from xts_refresher.client import (
     LoginResult,
     RedirectedError,
@@ -36,13 +36,13 @@ from xts_refresher.client import (
     require_token,
     unsafe_connection,
 )
+from xts_refresher.console import Redactor
 from xts_refresher.errors import (
     ConfigError,
     LoginRefusedError,
     TokenUnavailableError,
     XtsRefreshError,
 )
-from xts_refresher.notify import Redactor
 from xts_refresher.sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
 from xts_refresher.settings import Credentials, PathOverrides, TelegramSettings, load_settings
 from xts_refresher.store import StoredToken
@@ -51,7 +51,7 @@ REQUIREMENTS = APP_DIR / "requirements.txt"
 NO_SUCH_USER = "no_such_user_xts_refresher_units"
 
 
-# -- checks ---------------------------------------------------------------------------------
+# -- durations, users and URLs (store, settings) ---------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ NO_SUCH_USER = "no_such_user_xts_refresher_units"
     ],
 )
 def test_format_duration(seconds: float, expected: str) -> None:
-    assert checks.format_duration(seconds) == expected
+    assert store.format_duration(seconds) == expected
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_format_duration(seconds: float, expected: str) -> None:
     ],
 )
 def test_base_user(user_id: str, expected: str) -> None:
-    assert checks.base_user(user_id) == expected
+    assert store.base_user(user_id) == expected
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_base_user(user_id: str, expected: str) -> None:
     ],
 )
 def test_is_loopback_url(url: str, expected: bool) -> None:
-    assert checks.is_loopback_url(url) is expected
+    assert settings.is_loopback_url(url) is expected
 
 
 # -- cli ------------------------------------------------------------------------------------
@@ -737,7 +737,7 @@ def test_unsafe_connection(connection: str, root: str, why: str | None) -> None:
 def test_is_user_allows_the_suffix_for_market_data_only(
     session: Session, answered: str, same: bool
 ) -> None:
-    assert checks.is_user(session, answered, "CK68") is same
+    assert store.is_user(session, answered, "CK68") is same
 
 
 @pytest.mark.parametrize(
@@ -758,7 +758,7 @@ def test_a_health_check_server_redirects_elsewhere_only_off_its_origin(
 ) -> None:
     """check-config's HEAD of the check's server may be sent to a login page on the same
     server; a redirect to another scheme, host or port is a refusal."""
-    from xts_refresher.delivery import redirects_elsewhere
+    from xts_refresher.alerts import redirects_elsewhere
 
     assert redirects_elsewhere("https://hc.example/", location) is elsewhere
 
@@ -1662,7 +1662,7 @@ def test_account_flags_before_and_after_the_command_add_up(
 )
 def test_the_redactor_masks_a_bot_token_it_was_not_told_about_also_in_a_url(text: str) -> None:
     """An unregistered Telegram bot token is masked by its shape, inside a Bot API URL too."""
-    from xts_refresher.notify import Redactor
+    from xts_refresher.console import Redactor
 
     secret = "1234567890:AAH" + "x" * 33
     masked = Redactor().redact(text.format(tail="x" * 33))
@@ -1744,7 +1744,7 @@ def test_an_accounts_code_is_its_highest_failure_not_its_first() -> None:
 )
 def test_a_secret_inside_a_longer_secret_does_not_unmask_the_longer_one(order: list[str]) -> None:
     """Known secrets are masked longest first, whatever the order they were told in."""
-    from xts_refresher.notify import Redactor
+    from xts_refresher.console import Redactor
 
     masked = Redactor(order).redact("key abcd1234-and-the-rest end")
     assert "-and-the-rest" not in masked, masked
@@ -1776,7 +1776,7 @@ def test_telegram_answers_worth_another_try(
 ) -> None:
     """429 (waiting what Telegram asks, its body before its header), 5xx, and a 2xx that is
     not a Bot API answer are worth another try."""
-    from xts_refresher.delivery import telegram_result
+    from xts_refresher.alerts import telegram_result
 
     raw = body if isinstance(body, bytes) else _bot_answer(body)
     with pytest.raises(errors.NotificationUnavailableError) as caught:
@@ -1811,7 +1811,7 @@ def test_telegram_refusals_name_the_setting_to_fix(
     status: int, description: str, parameters: dict[str, Any], fix: str
 ) -> None:
     """A 4xx other than 429 is a refusal, its hint the setting to change."""
-    from xts_refresher.delivery import telegram_result
+    from xts_refresher.alerts import telegram_result
 
     body = {"ok": False, "error_code": status, "description": description}
     if parameters:
@@ -1825,7 +1825,7 @@ def test_telegram_refusals_name_the_setting_to_fix(
 
 def test_a_telegram_ok_answer_gives_its_result() -> None:
     """``"ok": true`` in a 2xx answer is success, whatever the result holds."""
-    from xts_refresher.delivery import telegram_result
+    from xts_refresher.alerts import telegram_result
 
     answer = {"ok": True, "result": {"message_id": 9}}
     assert telegram_result(200, {}, _bot_answer(answer)) == {"message_id": 9}
@@ -1846,7 +1846,7 @@ def test_ping_answers(
     status: int, headers: dict[str, str], kind: type[Exception] | None, retry_after: float | None
 ) -> None:
     """A 2xx is delivered; 429 and 5xx are worth another try; another 4xx names HEALTHCHECK_URL."""
-    from xts_refresher.delivery import ping_result
+    from xts_refresher.alerts import ping_result
 
     if kind is None:
         ping_result(status, headers)
@@ -1888,7 +1888,7 @@ def _deliver(attempt: _Attempts, *, budget: float = 20.0, deadline: float = 60.0
              first_wait: float = 0.0) -> tuple[bool, list[str]]:  # fmt: skip
     import logging
 
-    from xts_refresher.delivery import deliver
+    from xts_refresher.alerts import deliver
     from xts_refresher.timebox import Deadline, Pacing
 
     lines: list[str] = []
@@ -2028,12 +2028,12 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
     nothing listens on port 9 of 127.0.0.1)."""
     import logging
 
-    from xts_refresher import delivery, status
+    from xts_refresher import alerts, check_config
 
     def broken(telegram: TelegramSettings) -> str:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(delivery, "check_telegram", broken)
+    monkeypatch.setattr(alerts, "check_telegram", broken)
     environ = {
         "XTS_API_ROOT": "https://x.example",
         INTERACTIVE.key_variable: "k-123456",
@@ -2052,7 +2052,7 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
     log = logging.getLogger("test-check-notifications")
     log.propagate = False
     log.addHandler(Keep())
-    assert status.check_notifications(loaded, log, {}) == 4
+    assert check_config.check_notifications(loaded, log, {}) == 4
     assert lines[0] == (
         "✗ Unexpected error (RuntimeError) while checking Telegram. Please report it, with the "
         "log file (xts_token_refresh.log)."

@@ -14,20 +14,20 @@ from typing import TextIO
 
 from . import OPTIONS_WITH_VALUES, SETUP_HINT, __version__
 from .accounts import find_install, load_selection
-from .errors import (
-    ConfigError,
-    InterruptedRunError,
-    UnexpectedError,
-    XtsRefreshError,
-    exit_code_meanings,
-)
-from .notify import (
+from .console import (
     Redactor,
     add_log_file,
     close_logging,
     console_survives_closed_pipes,
     report_failure,
     setup_logging,
+)
+from .errors import (
+    ConfigError,
+    InterruptedRunError,
+    UnexpectedError,
+    XtsRefreshError,
+    exit_code_meanings,
 )
 from .settings import (
     DEFAULT_ENV_FILE,
@@ -36,6 +36,7 @@ from .settings import (
     log_file_path,
     resolve_path,
 )
+from .store import DEFAULT_RENEW_BEFORE
 
 UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
 
@@ -90,7 +91,8 @@ def _refresh_arguments(refresh: argparse.ArgumentParser) -> None:
         "--renew-before",
         type=parse_duration,
         metavar="DURATION",
-        help="with --if-needed: renew tokens expiring within this (default 2h)",
+        help="with --if-needed: renew tokens expiring within this "
+        f"(default {DEFAULT_RENEW_BEFORE / 3600:g}h)",
     )
     refresh.add_argument(
         "--verify",
@@ -361,8 +363,8 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             warnings=selection.warnings,
             also=selection.unselected,
         )
+    from .check_config import check_config
     from .outputs import path_problems
-    from .status import check_config
 
     return check_config(
         selection.accounts,

@@ -23,11 +23,10 @@ import requests
 from urllib3.exceptions import InsecureRequestWarning
 
 from . import __version__
-from .checks import is_loopback_url
+from .console import without_controls
 from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
-from .notify import without_controls
 from .sessions import SESSIONS, Session
-from .settings import Settings, without_credentials
+from .settings import Settings, is_loopback_url, without_credentials
 from .store import StoredToken, is_token_text
 from .timebox import Deadline, backoff_seconds, retry_after_seconds, run_within
 from .values import Frozen
@@ -60,7 +59,7 @@ MARKETDATA_PATH_HINT = (
 HOSTLOOKUP_HINT = "Check XTS_HOSTLOOKUP_URL with your broker."
 
 if TYPE_CHECKING:
-    from .notify import Log
+    from .console import Log
 
 
 class LoginResult(Frozen):

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .notify import Redactor, add_log_file, close_logging, setup_logging
+from .console import Redactor, add_log_file, close_logging, setup_logging
 from .refresh import RefreshOptions, refresh_account
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
 from .settings import PathOverrides, Settings, load_settings

@@ -23,7 +23,7 @@ HOOK_MIN_SECONDS = 10.0
 LOCK_HELD_VARIABLE = "XTS_REFRESH_LOCK_HELD"
 
 if TYPE_CHECKING:
-    from .notify import Log
+    from .console import Log
 
 
 def hook_time_limit(remaining: float) -> float:

@@ -15,17 +15,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .checks import foreign_token
 from .errors import TokenSaveError, TokenUnavailableError
 from .outputs import METRICS_ROLE, WrittenPath, kind_problem
 from .paths import read_small_file
-from .settings import Settings
+from .settings import Settings, foreign_token
 from .store import read_token_file, write_atomically
 from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
-    from .notify import Log
+    from .console import Log
 
 METRICS_FILE_MODE = 0o644
 # Every gauge: its name, its help text, and whether it has a session label.

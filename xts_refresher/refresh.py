@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .accounts import Selection
-from .checks import (
-    DEFAULT_RENEW_BEFORE,
-    foreign_token,
-    format_duration,
-    is_user,
-    warn_about_setup,
-)
 from .client import LoginResult, XtsClient
+from .console import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
 from .errors import (
     ClockSkewError,
     ConfigError,
@@ -43,7 +37,6 @@ from .errors import (
 )
 from .hook import run_hook, started_by_running_hook
 from .interrupt import StopRequest
-from .notify import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
 from .outputs import WrittenPathError, check_written_paths
 from .paths import account_file
 from .sessions import SESSIONS, Session
@@ -52,13 +45,18 @@ from .settings import (
     DEFAULT_RETRY_BACKOFF_SECONDS,
     Settings,
     TelegramSettings,
+    foreign_token,
     read_env_file,
+    warn_about_setup,
 )
 from .store import (
+    DEFAULT_RENEW_BEFORE,
     RunLock,
     StoredToken,
     check_writable,
     expiry_from_token,
+    format_duration,
+    is_user,
     jwt_claims,
     read_token_file,
     remove_stale_temporaries,
@@ -78,8 +76,8 @@ SHORT_LIFE_SECONDS = 3600.0
 JOIN_POLL_SECONDS = 0.1
 
 if TYPE_CHECKING:
-    from .delivery import HealthCheck
-    from .notify import Log
+    from .alerts import HealthCheck
+    from .console import Log
 
 
 def hook_recursion_error() -> LocalError:
@@ -614,13 +612,13 @@ def refresh_account(
         pacing = Pacing(settings.retry_backoff, run.deadline)
         check = None
         if settings.healthcheck_url:
-            from .delivery import HealthCheck
+            from .alerts import HealthCheck
 
             check = HealthCheck(settings.healthcheck_url, pacing)
             check.start(log)
         result = _execute_in_thread(run, log)
         if settings.telegram is not None and _worth_a_message(settings.telegram, [result]):
-            from .delivery import send_telegram
+            from .alerts import send_telegram
 
             message = _single_message(result, machine_label(settings))
             send_telegram(settings.telegram, redactor.redact(message), pacing, log)
@@ -667,7 +665,7 @@ def _refresh_many(
     pacing = run_pacing(selection.accounts)
     checks = _health_checks(selection, pacing)
     if checks:
-        from .delivery import start_checks
+        from .alerts import start_checks
 
         start_checks([check for check, _ in checks.values()], log)
     results: dict[str, AccountResult] = {}
@@ -708,13 +706,13 @@ def _refresh_many(
     ordered = [results[name] for name in selection.install.select(()) if name in results]
     messages = _chat_messages(selection, ordered, redactor)
     if messages:
-        from .delivery import send_telegram_messages
+        from .alerts import send_telegram_messages
 
         send_telegram_messages(messages, pacing, log)
     summary = redactor.redact(_summary_text(ordered)) + "\n"
     log.removeHandler(capture)
     if checks:
-        from .delivery import finish_checks
+        from .alerts import finish_checks
 
         finishes = [
             # Each check hears its own accounts' lines, and the run's own (the summary too).
@@ -744,7 +742,7 @@ def _health_checks(
         names_by_url.setdefault(url, []).append(name)
     if not names_by_url:
         return {}
-    from .delivery import HealthCheck
+    from .alerts import HealthCheck
 
     return {url: (HealthCheck(url, pacing, names), names) for url, names in names_by_url.items()}
 

@@ -13,13 +13,19 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import SETUP_HINT, paths
 from .errors import ConfigError
 from .paths import DEFAULT_ACCOUNT
 from .sessions import INTERACTIVE, SESSIONS, Session
+from .store import is_user
 from .values import Frozen
+
+if TYPE_CHECKING:
+    from .console import Log
+    from .store import StoredToken
 
 APP_DIR = Path(paths.APP_DIR)
 DEFAULT_ENV_FILE = ".env"
@@ -786,3 +792,65 @@ def _is_file(path: Path) -> bool:
 def log_file_path(overrides: PathOverrides, values: Mapping[str, str]) -> Path:
     """The detailed log's path: --log-file, else XTS_LOG_FILE, else the default."""
     return resolve_path(overrides.log_file or values.get("XTS_LOG_FILE") or DEFAULT_LOG_FILE)
+
+
+# -- what every command checks about the settings ----------------------------------------------
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` names this machine."""
+    import ipaddress  # only runs that check URLs need it
+
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:  # an unbalanced [ or a bad IPv6 literal names no host at all
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is this machine too
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def warn_about_setup(settings: Settings, log: Log) -> None:
+    """The warnings every run repeats until the operator fixes them."""
+    for env_file in filter(None, (settings.env_file, settings.shared_env_file)):
+        if env_file_is_exposed(env_file):
+            log.warning("⚠ %s can be read by other users: run `chmod 600 %s`.", env_file, env_file)
+    if not settings.verify_ssl and settings.ca_bundle is None:
+        log.warning(
+            "⚠ TLS certificate checks are OFF (XTS_VERIFY_SSL=false): anyone on the "
+            "network path can read your API secret. Prefer XTS_CA_BUNDLE."
+        )
+    urls = {"XTS_API_ROOT": settings.api_root, "XTS_HOSTLOOKUP_URL": settings.hostlookup_url}
+    if settings.telegram is not None:
+        urls["TELEGRAM_API_URL"] = settings.telegram.api_url
+    for name, url in urls.items():
+        if url and url.lower().startswith("http://") and not is_loopback_url(url):
+            log.warning(
+                "⚠ %s uses plain http: secrets cross the network unencrypted. Use https.", name
+            )
+
+
+def foreign_token(settings: Settings, stored: StoredToken) -> tuple[str, str] | None:
+    """The state and reason when ``stored`` belongs to another user or API root, else None.
+
+    With host lookup the interactive root is whatever the lookup assigned, so it is not compared.
+    """
+    session = SESSIONS[stored.session]
+    if settings.user_id and not is_user(session, stored.user_id, settings.user_id):
+        return "wrong-user", (
+            f"the stored token is for user {stored.user_id or 'unknown'}, "
+            f"not XTS_USER_ID={settings.user_id}"
+        )
+    assigned_root = session.uses_hostlookup and settings.hostlookup_url
+    if not assigned_root and stored.api_root.rstrip("/") != settings.api_root:
+        stored_root = without_credentials(stored.api_root) or "an unknown API root"
+        return "wrong-root", (
+            f"the stored token is for {stored_root}, "
+            f"not XTS_API_ROOT={without_credentials(settings.api_root)}"
+        )
+    return None

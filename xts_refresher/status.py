@@ -1,42 +1,31 @@
-"""The commands that report and never log in: ``status`` and ``check-config``.
+"""The ``status`` command: what each token file holds, reported without logging in.
 
 ``status`` reads each token file once into a SessionStatus, asks XTS about it with
 ``--verify`` (quickly: people and monitors wait for the answer), and prints lines or the JSON
-document of docs/monitoring.md. ``check-config`` validates paths, reaches the API root, and
-asks Telegram and the health check's server whether they can be reached (sending nothing).
+document of docs/monitoring.md. ``check_config.py`` holds the other command that never logs in.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlsplit
 
-from .checks import DEFAULT_RENEW_BEFORE, foreign_token, format_duration, warn_about_setup
-from .client import MARKETDATA_PATH_HINT, XtsClient
+from .client import XtsClient
+from .console import AccountLog, Redactor
 from .errors import (
     ConfigError,
-    NotificationRefusedError,
-    NotificationUnavailableError,
     TokenRejectedError,
     TokenUnavailableError,
-    UnexpectedError,
     XtsRefreshError,
-    XtsUnavailableError,
 )
-from .notify import AccountLog, Redactor, report_failure
-from .outputs import PathProblem, written_paths
-from .sessions import MARKETDATA, SESSIONS, Session
-from .settings import Settings, without_credentials
-from .store import StoredToken, read_token_file
-from .timebox import Deadline, run_within
+from .sessions import Session
+from .settings import Settings, foreign_token, warn_about_setup
+from .store import DEFAULT_RENEW_BEFORE, StoredToken, format_duration, read_token_file
+from .timebox import Deadline
 
 STATUS_QUICK_SECONDS = 5.0
 # The keys of one `sessions` entry of `status --json`, in the documented order.
@@ -56,7 +45,7 @@ JSON_KEYS = (
 )
 
 if TYPE_CHECKING:
-    from .notify import Log
+    from .console import Log
 
 
 class SessionStatus(NamedTuple):
@@ -295,213 +284,3 @@ def _closing_status_line(
             "network and the broker's status, then run `xts_token_refresh.py status --verify` "
             "again."
         )
-
-
-# -- check-config -------------------------------------------------------------------------------
-
-
-def _folder_problem(path: Path, created_by_refresh: Path | None = None) -> str | None:
-    """Why ``path`` cannot be written, or None; ``created_by_refresh`` is a folder that a
-    refresh makes itself (an account's own), which is fine missing if it can be made."""
-    folder = path.parent
-    if folder == created_by_refresh and not folder.exists():
-        folder = folder.parent  # the refresh creates it here
-    if not folder.is_dir():
-        return f"the folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"the folder {folder} is not writable by this user"
-    if path.is_dir():
-        return f"{path} is a folder"
-    return None
-
-
-def _report_probe(url: str, status: int, log: Log) -> None:
-    """Say that ``url`` was reached; an error status is shown without a tick beside it.
-
-    An API root commonly answers 404 (only its API paths exist), so reaching it is what counts;
-    a 5xx says the server behind it is failing.
-    """
-    scheme = urlsplit(url).scheme
-    shown = without_credentials(url)
-    if status < 400:
-        log.info("✓ %s is reachable over %s (HTTP %d).", shown, scheme, status)
-    elif status < 500:
-        log.info("✓ %s is reachable over %s.", shown, scheme)
-        log.info("  (It answered HTTP %d, as an API root may: only its API paths exist.)", status)
-    else:
-        log.warning(
-            "⚠ %s is reachable over %s, but answered HTTP %d: the broker's server may be "
-            "failing; check its status before the next refresh.",
-            shown,
-            scheme,
-            status,
-        )
-
-
-def check_marketdata_path(settings: Settings, client: XtsClient, log: Log) -> None:
-    """Ask XTS for the market-data token check's path without a token (XTS answers that a
-    token is missing; nothing logs in): XtsUnavailableError when it has no such path (HTTP 404),
-    the path is wrong."""
-    base = f"{settings.api_root}{settings.base_path(MARKETDATA)}"
-    status = client.probe(f"{base}{MARKETDATA.check_path}")
-    if status == 404:
-        raise XtsUnavailableError(
-            f"XTS has no market-data API at {without_credentials(base)} (HTTP 404 for "
-            f"{MARKETDATA.check_path}).",
-            MARKETDATA_PATH_HINT,
-        )
-    log.info(
-        "✓ The market-data API answers at %s (XTS_MARKETDATA_PATH) (HTTP %d without a token).",
-        without_credentials(base),
-        status,
-    )
-
-
-def check_config(
-    accounts: Sequence[Settings],
-    log: logging.Logger,
-    *,
-    labelled: bool = False,
-    broken: Sequence[tuple[str, ConfigError]] = (),
-    warnings: Sequence[str] = (),
-    path_problems: Sequence[PathProblem] = (),
-) -> int:
-    """The ``check-config`` command over the accounts: the highest of their codes (0 ready, 2
-    settings or paths, 3 the network); each account's lines start ``[NAME]`` with accounts.
-    ``path_problems`` are what a refresh would refuse about the paths it writes; each is shown
-    under every account whose paths it names."""
-    for warning in warnings:
-        log.warning("⚠ %s", warning)
-    codes = [2 for _ in broken]
-    for name, problem in broken:
-        report_failure(AccountLog(log, name), problem)
-    answers: dict[tuple[str, ...], str | XtsRefreshError] = {}  # each chat and server asked once
-    names = [name for name, _ in broken]
-    for settings in accounts:
-        account_log = AccountLog(log, settings.account) if labelled else log
-        codes.append(check_account(settings, account_log, answers, path_problems))
-        names.append(settings.account)
-    code = max(codes, default=0)
-    if labelled:  # the last line speaks for every account, as a refresh's does
-        not_ready = [name for name, c in zip(names, codes) if c]
-        if not_ready:
-            log.error(
-                "✗ %d of %d accounts not ready (exit code %d): %s. Fix what is marked ✗ under "
-                "their names, then run check-config again.",
-                len(not_ready),
-                len(codes),
-                code,
-                ", ".join(not_ready),
-            )
-        else:
-            log.info("✓ All %d accounts are ready.", len(codes))
-    return code
-
-
-def check_account(
-    settings: Settings,
-    log: Log,
-    answers: dict[tuple[str, ...], str | XtsRefreshError],
-    path_problems: Sequence[PathProblem] = (),
-) -> int:
-    """The ``check-config`` command: 0 when ready, 2 for settings or paths, 3 for the network."""
-    names = ", ".join(s.name for s in settings.sessions)
-    log.info("✓ Settings are valid (%s). Sessions: %s.", settings.env_file, names)
-    warn_about_setup(settings, log)
-    paths = [(f"{s.label} token file", settings.token_path(s)) for s in settings.sessions]
-    paths.append(("log file", settings.log_file))
-    written = {w.path for w in written_paths(settings)}
-    refused: set[Path] = set()
-    for refusal in path_problems:
-        if written.intersection(refusal.paths):
-            log.error("✗ %s", refusal.text)
-            refused.update(refusal.paths)
-    problems = len(refused)
-    for label, path in paths:
-        if path in refused:
-            continue  # said above
-        own_folder = settings.env_file.parent / settings.account
-        problem = _folder_problem(path, own_folder if settings.shared_env_file else None)
-        if problem:
-            log.error("✗ The %s %s cannot be written: %s.", label, path, problem)
-            problems += 1
-        else:
-            log.info("✓ The %s %s can be written.", label, path)
-    if problems:
-        variables = ", ".join(s.path_variable for s in SESSIONS.values())
-        log.error("✗ Fix the paths above (%s, XTS_LOG_FILE, XTS_METRICS_FILE).", variables)
-        return 2
-    code = 0
-    with XtsClient(settings, Deadline(settings.deadline), log) as client:
-        try:
-            for url in filter(None, (settings.api_root, settings.hostlookup_url)):
-                _report_probe(url, client.probe(url), log)
-            if MARKETDATA.name in settings.credentials:
-                check_marketdata_path(settings, client, log)
-        except XtsRefreshError as exc:
-            log.error("✗ %s", exc)
-            code = exc.exit_code
-    code = max(code, check_notifications(settings, log, answers))
-    if code == 0:
-        log.info("✓ Ready: run `xts_token_refresh.py` to log in (check-config never logs in).")
-    else:
-        log.error(
-            "✗ Not ready (exit code %d): fix what is marked ✗ above, then run check-config again.",
-            code,
-        )
-    return code
-
-
-def check_notifications(
-    settings: Settings, log: Log, answers: dict[tuple[str, ...], str | XtsRefreshError]
-) -> int:
-    """Ask Telegram (``getMe``, ``getChat``) and the health check's server whether they can
-    be reached, sending no message and no ping: 0 when they can, 2 when one refused (a setting
-    to fix), 3 when one cannot be reached. ``answers`` keeps what each chat and server said,
-    so accounts that share them ask once."""
-    if settings.telegram is None and not settings.healthcheck_url:
-        return 0
-    from .delivery import CHECK_SECONDS, check_health_check, check_telegram
-
-    questions: list[tuple[str, tuple[str, ...], Callable[[], str]]] = []
-    if settings.telegram is not None:
-        chat = settings.telegram
-        key: tuple[str, ...] = ("telegram", chat.api_url, chat.bot_token, chat.chat_id)
-        questions.append(("Telegram", key, functools.partial(check_telegram, chat)))
-    if settings.healthcheck_url:
-        url = settings.healthcheck_url
-        key = ("healthcheck", urlsplit(url).scheme, urlsplit(url).netloc)  # what is asked
-        questions.append(("The health check", key, functools.partial(check_health_check, url)))
-    code = 0
-    for name, key, question in questions:
-        if key not in answers:
-            try:
-                answers[key] = run_within(3 * CHECK_SECONDS, question)
-            except XtsRefreshError as exc:
-                answers[key] = exc
-            except TimeoutError:
-                answers[key] = NotificationUnavailableError(
-                    f"no answer within {3 * CHECK_SECONDS:g} s"
-                )
-            except Exception as exc:  # a bug: a ✗ line and exit 4, not a traceback
-                answers[key] = UnexpectedError(
-                    f"Unexpected error ({type(exc).__name__}) while checking {name}."
-                )
-        answer = answers[key]
-        if isinstance(answer, str):
-            log.info("✓ %s", answer)
-        elif isinstance(answer, UnexpectedError):
-            log.error("✗ %s", answer)
-            code = max(code, answer.exit_code)
-        elif isinstance(answer, NotificationRefusedError):
-            log.error("✗ %s refused the check (%s). %s", name, answer.message, answer.hint)
-            code = max(code, answer.exit_code)
-        else:
-            log.error(
-                "✗ %s cannot be reached (%s): its notifications would not arrive. Check the "
-                "network, a proxy or a firewall in the way.",
-                name,
-                answer.message,
-            )
-            code = max(code, 3)
-    return code

@@ -32,6 +32,9 @@ TOKEN_FILE_MODE = 0o600
 FS_IOC_GETFLAGS = 0x80086601
 FS_IMMUTABLE_OR_APPEND_FL = 0x10 | 0x20
 ASSUMED_LIFETIME = timedelta(hours=24)
+# A token that expires within this is renewed by `refresh --if-needed` and shown as expiring
+# by `status` (`--renew-before` changes it for one refresh).
+DEFAULT_RENEW_BEFORE = 2 * 3600.0
 # The years a token file's times may fall in: from the Unix epoch to one year short of the
 # last one datetime knows, so that zone changes and the assumed lifetime never overflow.
 FIRST_YEAR, LAST_YEAR = 1970, 9998
@@ -153,6 +156,35 @@ class StoredToken(Frozen):
             data["utc_offset"] = format_utc_offset(self.utc_offset)
         data.update(self.extra)
         return data
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in human units: ``23h 59m``, ``12m``, ``45s``, ``2d 3h``."""
+    seconds = abs(int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def base_user(user_id: str) -> str:
+    """The user part of an XTS userID (market data appends ``_<suffix>``), upper-cased."""
+    return user_id.split("_", 1)[0].strip().upper()
+
+
+def is_user(session: Session, user_id: str, wanted: str) -> bool:
+    """Whether ``user_id``, as ``session``'s login answered it, is the user ``wanted`` (any
+    case). Only a market-data userID may carry a ``_<suffix>``: an interactive ``CK68_EVIL``
+    is not CK68."""
+    if session.user_id_has_suffix:
+        return base_user(user_id) == base_user(wanted)
+    return user_id.strip().upper() == wanted.strip().upper()
 
 
 def format_utc_offset(offset: timedelta) -> str:

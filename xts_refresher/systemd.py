@@ -202,7 +202,7 @@ def unit_scope(
 def start_timeout() -> tuple[int, str]:
     """``TimeoutStartSec=``, and why: the longest XTS_DEADLINE the settings allow, then the
     post-refresh hook's and the alerts' own bounds, so no run within its deadline is stopped."""
-    from .delivery import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
+    from .alerts import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
     from .hook import HOOK_MAX_SECONDS
     from .settings import MAX_DEADLINE_SECONDS
 

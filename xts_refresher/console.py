@@ -1,4 +1,4 @@
-"""Telling people: the console and the log file (delivery.py sends Telegram and the pings).
+"""Telling people: the console and the log file (alerts.py sends Telegram and the pings).
 
 Every line passes through a Redactor first, so no secret, bot token or session token (nor a
 URL's password, nor a control character a server slipped in) reaches stdout, the log, Telegram

@@ -25,13 +25,13 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import requests
 
 from .client import explain_transport_failure, one_line, read_capped
+from .console import PING_BODY_BYTES
 from .errors import NotificationRefusedError, NotificationUnavailableError
-from .notify import PING_BODY_BYTES
 from .settings import TelegramSettings, without_credentials
 from .timebox import Deadline, Pacing, backoff_seconds, retry_after_seconds, run_within
 
 if TYPE_CHECKING:
-    from .notify import Log
+    from .console import Log
 
 ATTEMPTS = 4  # the first try and three retries, each within the budget
 TELEGRAM_ATTEMPT_SECONDS = 10.0
