@@ -93,17 +93,18 @@ TARGETS = (
     ),
     Target("interrupt", f"{PACKAGE}/interrupt.py", (SIGNALS,)),
     Target("hook", f"{PACKAGE}/hook.py", (HOOKS,)),
-    Target("delivery", f"{PACKAGE}/delivery.py", (DELIVERY, HOOKS, OPERATIONS)),
+    Target("alerts", f"{PACKAGE}/alerts.py", (DELIVERY, HOOKS, OPERATIONS)),
     Target("metrics", f"{PACKAGE}/metrics.py", (METRICS, PROPERTIES)),
     Target("systemd", f"{PACKAGE}/systemd.py", (SYSTEMD,)),
     Target("cron", f"{PACKAGE}/cron.py", (CRON, CORE)),
     Target("schedule", f"{PACKAGE}/schedule.py", (CRON, SYSTEMD, BLIND_SPOTS)),
     Target("status", f"{PACKAGE}/status.py", (STATUS, CORE, HARDENING)),
+    Target("check_config", f"{PACKAGE}/check_config.py", (STATUS, DELIVERY, ACCOUNTS)),
     Target("settings", f"{PACKAGE}/settings.py", (SETTINGS, CORE, REFRESH, HARDENING)),
     Target("store", f"{PACKAGE}/store.py", (BLIND_SPOTS, CRASH, CORE, REFRESH, FAULTS, LOCKS)),
     Target("client", f"{PACKAGE}/client.py", (CORE, REFRESH, FAULTS)),
     Target(
-        "notify", f"{PACKAGE}/notify.py", (BLIND_SPOTS, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS)
+        "console", f"{PACKAGE}/console.py", (BLIND_SPOTS, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS)
     ),
     Target("timebox", f"{PACKAGE}/timebox.py", (REFRESH, DELIVERY)),
     Target(

@@ -1750,7 +1750,7 @@ def test_a_secret_inside_a_longer_secret_does_not_unmask_the_longer_one(order: l
     assert "-and-the-rest" not in masked, masked
 
 
-# -- delivery: what Telegram and the health check answered, and when to try again -------------
+# -- alerts: what Telegram and the health check answered, and when to try again -------------
 
 
 def _bot_answer(obj: object) -> bytes:
