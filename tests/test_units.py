@@ -2123,9 +2123,9 @@ def test_written_paths_list_token_files_their_locks_the_run_record_metrics_and_l
         tmp_path / "run.log",
     }
     assert lock_beside(tmp_path / "i.json") == loaded.lock_file
-    assert listed[tmp_path / "i.json"].replaced  # renamed over: a symlink there is replaced
-    assert not listed[tmp_path / "run.log"].replaced  # written in place: a symlink is refused
-    assert not listed[tmp_path / "i.json.lock"].replaced
+    assert listed[tmp_path / "i.json"].renamed_over  # renamed over: a symlink there is replaced
+    assert not listed[tmp_path / "run.log"].renamed_over  # written in place: a symlink is refused
+    assert not listed[tmp_path / "i.json.lock"].renamed_over
 
 
 def test_collisions_find_one_file_under_two_roles_but_not_a_shared_role(tmp_path: Path) -> None:
@@ -2142,7 +2142,7 @@ def test_collisions_find_one_file_under_two_roles_but_not_a_shared_role(tmp_path
     (tmp_path / "env-link").symlink_to(env_file)
 
     def written(path: Path, role: str) -> WrittenPath:
-        return WrittenPath(path, role, replaced=False)
+        return WrittenPath(path, role, renamed_over=False)
 
     assert (
         collisions([written(tmp_path / "a.log", "log"), written(tmp_path / "a.log", "log")]) == []

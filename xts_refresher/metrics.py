@@ -153,7 +153,7 @@ def write_metrics(accounts: Sequence[Settings], log: Log) -> None:
         if settings.metrics_file is not None:
             by_file.setdefault(settings.metrics_file, []).append(settings)
     for path, named in by_file.items():
-        refused = kind_problem(WrittenPath(path, METRICS_ROLE, replaced=False))
+        refused = kind_problem(WrittenPath(path, METRICS_ROLE, renamed_over=False))
         if refused is not None:  # a symlink (or no regular file) there: never written through
             log.warning("⚠ The metrics file %s was not written: %s", path, refused.text)
             continue
