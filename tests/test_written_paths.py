@@ -252,6 +252,19 @@ def test_the_metrics_writer_of_status_never_writes_through_a_symlink(project: Pr
     assert link.is_symlink()
 
 
+def test_status_never_writes_its_metrics_over_a_token_file(project: Project) -> None:
+    """``status`` rewrites the metrics file without a refresh's checks: aimed at the token
+    file, it leaves the token alone and says so in one ⚠ line."""
+    previous = first_token(project)
+    project.settings["XTS_METRICS_FILE"] = str(project.token_file)
+    run = project.run("status")
+    assert run.code == 0, run.output
+    assert project.token_file.read_bytes() == previous
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert len(warnings) == 1, run.stdout
+    assert "interactive token file" in warnings[0]
+
+
 # -- the log file --------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import TokenSaveError, TokenUnavailableError
-from .outputs import METRICS_ROLE, WrittenPath, kind_problem
+from .outputs import METRICS_ROLE, WrittenPath, collisions, kind_problem, written_paths
 from .paths import read_small_file
 from .settings import Settings, foreign_token
 from .store import read_token_file, write_atomically
@@ -146,15 +146,21 @@ def render(accounts: Iterable[Settings]) -> str:
 
 def write_metrics(accounts: Sequence[Settings], log: Log) -> None:
     """Rewrite each metrics file the accounts name, with the gauges of the accounts naming
-    it; a file that cannot be written, or is a symlink or no regular file, costs a warning,
-    never the run's outcome."""
+    it; a file that cannot be written, is a symlink or no regular file, or is one of the
+    accounts' settings, token, lock or log files, costs a warning, never the run's outcome
+    (``status`` writes it without a refresh's check of written paths)."""
     by_file: dict[Path, list[Settings]] = {}
     for settings in accounts:
         if settings.metrics_file is not None:
             by_file.setdefault(settings.metrics_file, []).append(settings)
+    theirs = [w for s in accounts for w in written_paths(s) if w.role != METRICS_ROLE]
+    settings_files = {f for s in accounts for f in (s.env_file, s.shared_env_file) if f}
     for path, named in by_file.items():
-        refused = kind_problem(WrittenPath(path, METRICS_ROLE, renamed_over=False))
-        if refused is not None:  # a symlink (or no regular file) there: never written through
+        metrics = WrittenPath(path, METRICS_ROLE, renamed_over=False)
+        refused = kind_problem(metrics) or next(
+            (p for p in collisions([*theirs, metrics], settings_files) if path in p.paths), None
+        )
+        if refused is not None:  # never written through a symlink, nor over another file
             log.warning("⚠ The metrics file %s was not written: %s", path, refused.text)
             continue
         try:
