@@ -1363,7 +1363,6 @@ def test_sessions_table_cannot_be_modified() -> None:
 
 def test_app_dir_is_the_project_folder() -> None:
     assert str(APP_DIR) == paths.APP_DIR
-    assert settings.APP_DIR == APP_DIR
 
 
 @pytest.mark.parametrize(

@@ -17,16 +17,16 @@ from types import MappingProxyType
 
 from . import paths
 from .errors import ConfigError
-from .paths import DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR, account_file, account_folder
+from .paths import DEFAULT_ACCOUNT, account_file, account_folder
 from .sessions import SESSIONS
 from .settings import (
     PathOverrides,
     Settings,
     TelegramSettings,
+    accounts_dir_path,
     build_settings,
     collect_values,
     read_env_file,
-    resolve_path,
     shared_telegram,
 )
 from .values import Frozen
@@ -90,7 +90,7 @@ def find_install(overrides: PathOverrides, environ: Mapping[str, str]) -> Instal
     shown_name shows it), which fails alone: see misnamed_account_error.
     """
     env_file, values = collect_values(overrides, environ)
-    accounts_dir = resolve_path(values.get("XTS_ACCOUNTS_DIR") or DEFAULT_ACCOUNTS_DIR)
+    accounts_dir = accounts_dir_path(values)
     names = dict.fromkeys(map(shown_name, paths.account_names(str(accounts_dir))))
     return Install(env_file, values, accounts_dir, tuple(names))
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from . import schedule
 from .errors import ConfigError
+from .paths import APP_DIR
 from .schedule import Schedule, account_flags, describe, is_own_line, line_accounts
-from .settings import APP_DIR
 
 # Process names of cron daemons: Debian's cron, cronie's and busybox's crond, fcron.
 CRON_DAEMONS = frozenset({"cron", "crond", "cronie", "fcron"})
@@ -29,7 +29,7 @@ CRON_DAEMONS = frozenset({"cron", "crond", "cronie", "fcron"})
 
 def crontab_line(
     when: Schedule,
-    app_dir: Path = APP_DIR,
+    app_dir: Path = Path(APP_DIR),
     arguments: tuple[str, ...] = (),
     accounts: Iterable[str] = (),
 ) -> str:
@@ -139,7 +139,7 @@ def _overlap_warning(lines: list[str], selection: tuple[str, ...]) -> str | None
 def _uninstall(selection: tuple[str, ...]) -> int:
     """``cron uninstall``: remove this installation's line for ``selection`` only; exit 0."""
     lines = read_crontab()
-    kept = [line for line in lines if not is_own_line(line, APP_DIR, selection)]
+    kept = [line for line in lines if not is_own_line(line, Path(APP_DIR), selection)]
     whose = f"{APP_DIR}" if not selection else f"{APP_DIR} ({describe(selection)})"
     if len(kept) == len(lines):
         print(f"Nothing to remove: no xts-token-refresh line for {whose} in the crontab.")
@@ -163,7 +163,7 @@ def _install(line: str, existing: list[str], selection: tuple[str, ...]) -> int:
     changes nothing, whatever follows it), else appended; exit 0."""
     lines: list[str] = []
     for current in existing:
-        if not is_own_line(current, APP_DIR, selection):
+        if not is_own_line(current, Path(APP_DIR), selection):
             lines.append(current)
         elif line not in lines:
             lines.append(line)
@@ -172,7 +172,11 @@ def _install(line: str, existing: list[str], selection: tuple[str, ...]) -> int:
     write_crontab(lines)
     with contextlib.suppress(OSError):  # cron's shell would create it world-readable (umask 022)
         os.close(
-            os.open(APP_DIR / "cron_output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.open(
+                os.path.join(APP_DIR, "cron_output.log"),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o600,
+            )
         )
     print(f"✓ Installed in the crontab: {line}")
     print(

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .errors import HookFailedError
+from .paths import APP_DIR
 from .sessions import SESSIONS, Session
-from .settings import APP_DIR, SECRET_VARIABLES, Settings
+from .settings import SECRET_VARIABLES, Settings
 from .store import lock_holder
 from .timebox import Deadline
 

@@ -18,8 +18,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from .errors import ConfigError
-from .paths import is_account_name
-from .settings import APP_DIR
+from .paths import APP_DIR, is_account_name
 
 MARKER = "# xts-token-refresh:"
 # Between the folder and the account names in the marker of a line for some accounts.
@@ -215,7 +214,7 @@ def account_flags(accounts: tuple[str, ...]) -> str:
     return "".join(f" --account {name}" for name in accounts)
 
 
-def own_marker(app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> str:
+def own_marker(app_dir: Path = Path(APP_DIR), accounts: Iterable[str] = ()) -> str:
     """The comment that marks this installation's line for ``accounts`` (() is all of them),
     ``%`` escaped."""
     selection = account_selection(accounts)
@@ -223,13 +222,13 @@ def own_marker(app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> str:
     return f"{marker}{ACCOUNTS_TAG}{','.join(selection)}" if selection else marker
 
 
-def is_own_line(line: str, app_dir: Path = APP_DIR, accounts: Iterable[str] = ()) -> bool:
+def is_own_line(line: str, app_dir: Path = Path(APP_DIR), accounts: Iterable[str] = ()) -> bool:
     """True for the line this installation wrote for ``accounts`` (() is the line for all
     accounts, never a line for some)."""
     return line.rstrip().endswith(own_marker(app_dir, accounts))
 
 
-def line_accounts(line: str, app_dir: Path = APP_DIR) -> tuple[str, ...] | None:
+def line_accounts(line: str, app_dir: Path = Path(APP_DIR)) -> tuple[str, ...] | None:
     """The accounts of this installation's line ``line`` (() for the line for all accounts);
     None for any other line."""
     text = line.rstrip()
@@ -283,7 +282,7 @@ def runs_as_root(command: str, lead: str, example: str) -> str:
 def wrapper_not_executable(scheduler: str) -> str | None:
     """The warning that ``scheduler`` (cron, systemd) cannot start the wrapper, which is not
     executable; None when it is."""
-    wrapper = APP_DIR / "refresh_xts_token.sh"
+    wrapper = Path(APP_DIR, "refresh_xts_token.sh")
     if os.access(wrapper, os.X_OK):
         return None
     return (

@@ -3,6 +3,12 @@
 Precedence is flag > process environment > ``.env`` > default. Every relative path resolves
 against the folder that holds ``xts_token_refresh.py`` (cron starts jobs in ``$HOME``). All
 problems are collected and reported together, each naming its variable, so one edit fixes them.
+
+Every variable the program reads is a row of one table, ``TABLE``: its name, its default, the
+function that turns its text into a value (or says what is wrong with it), whether it is
+secret, and what it means. ``Settings``' plain fields, the validation, the variables read from
+the environment, the secrets kept from the hook and ``check-config --help`` all follow from it,
+and a test holds ``.env.example`` to it.
 """
 
 from __future__ import annotations
@@ -13,21 +19,23 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import SETUP_HINT, paths
 from .errors import ConfigError
-from .paths import DEFAULT_ACCOUNT
-from .sessions import INTERACTIVE, SESSIONS, Session
+from .paths import APP_DIR, DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR
+from .sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
 from .store import is_user
 from .values import Frozen
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from .console import Log
     from .store import StoredToken
 
-APP_DIR = Path(paths.APP_DIR)
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_LOG_FILE = "xts_token_refresh.log"
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
@@ -47,45 +55,377 @@ DEFAULT_RETRY_BACKOFF_SECONDS = 2.0
 # Placeholders from .env.example: sending them to the broker would only earn a refusal.
 PLACEHOLDER_PREFIXES = ("your_", "your-", "<")
 
-# The variables each session reads (its key, secret, token file and, for market data, its path).
-SESSION_VARIABLES = tuple(
-    name
-    for session in SESSIONS.values()
-    for name in (
-        session.key_variable,
-        session.secret_variable,
-        session.path_variable,
-        session.base_variable,
+
+# -- parsers: the text of one setting to its value ---------------------------------------------
+#
+# Each takes the setting's text as read (possibly blank) and returns its value, None when the
+# text is blank (the row's default then applies), or raises InvalidSettingError with what is wrong,
+# a sentence that follows the variable's name.
+
+
+class InvalidSettingError(ValueError):
+    """The text of a setting that its parser refuses; the message follows the variable's name
+    (``must be true or false ...``)."""
+
+
+def parse_text(raw: str) -> str | None:
+    """The text, trimmed; InvalidSettingError for a placeholder left from .env.example."""
+    value = raw.strip()
+    if value.lower().startswith(PLACEHOLDER_PREFIXES):
+        raise InvalidSettingError("still holds the placeholder from .env.example.")
+    return value or None
+
+
+def url_parser(*, base: bool = False, no_user: bool = False) -> Callable[[str], str | None]:
+    """A parser of an http(s) URL, returned without a trailing ``/``; with ``base``, paths are
+    added to it, so a query or a fragment (which would end up before those paths) is refused
+    too; with ``no_user``, so is a user or password (never shown)."""
+
+    def parse_url(raw: str) -> str | None:
+        value = parse_text(raw)
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            problem = "is not a valid URL (check the brackets and the port)."
+            raise InvalidSettingError(problem) from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise InvalidSettingError("must be an http(s) URL, e.g. https://host:port/path.")
+        if no_user and "@" in parts.netloc:
+            raise InvalidSettingError(
+                "must not hold a user or password (user:password@): XTS reads the session "
+                "token from the Authorization header, which they would replace."
+            )
+        if base and ("?" in value or "#" in value):
+            raise InvalidSettingError(
+                "must not have a query (?…) or a fragment (#…): paths are added to it, "
+                "e.g. https://host:port/path."
+            )
+        return value.rstrip("/")
+
+    return parse_url
+
+
+def required(parse: Callable[[str], Any], example: str) -> Callable[[str], Any]:
+    """``parse`` for a setting that must be set: blank text is InvalidSettingError too."""
+
+    def parse_required(raw: str) -> Any:
+        value = parse(raw)
+        if value is None and not raw.strip():
+            raise InvalidSettingError(f"is not set (e.g. {example}).")
+        return value
+
+    return parse_required
+
+
+def parse_boolean(raw: str) -> bool | None:
+    """True or False from true/false, 1/0 or yes/no in any case; nothing else."""
+    value = raw.strip().lower()
+    if not value:
+        return None
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise InvalidSettingError(f"must be true or false (or 1/0, yes/no), not {value!r}.")
+
+
+def seconds_parser(
+    minimum: float = 0.001, maximum: float = 86400.0
+) -> Callable[[str], float | None]:
+    """A parser of a number of seconds from ``minimum`` to ``maximum``."""
+
+    def parse_seconds(raw: str) -> float | None:
+        value = raw.strip()
+        if not value:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not minimum <= number <= maximum:
+            raise InvalidSettingError(
+                f"must be a number of seconds from {minimum:g} to {maximum:g}, not {value!r}."
+            )
+        return number
+
+    return parse_seconds
+
+
+def whole_parser(maximum: int) -> Callable[[str], int | None]:
+    """A parser of a whole number from 0 to ``maximum`` (ASCII digits only)."""
+
+    def parse_whole(raw: str) -> int | None:
+        value = raw.strip()
+        if not value:
+            return None
+        # Not a regular expression: compiling one costs every run about 0.3 M instructions.
+        digits = value.isascii() and value.isdigit() and len(value) <= 6
+        if not digits or int(value) > maximum:
+            raise InvalidSettingError(f"must be a whole number from 0 to {maximum}, not {value!r}.")
+        return int(value)
+
+    return parse_whole
+
+
+def choice_parser(*choices: str) -> Callable[[str], str | None]:
+    """A parser of one of ``choices``, in any case."""
+
+    def parse_choice(raw: str) -> str | None:
+        value = raw.strip().lower()
+        if value and value not in choices:
+            raise InvalidSettingError(f"must be one of {', '.join(choices)}, not {value!r}.")
+        return value or None
+
+    return parse_choice
+
+
+def parse_path(raw: str) -> Path | None:
+    """The path, absolute (see resolve_path), taken as written: neither trimmed nor checked."""
+    return resolve_path(raw) if raw else None
+
+
+def parse_file_path(raw: str) -> Path | None:
+    """The path of a file, trimmed, absolute (see resolve_path); placeholders refused."""
+    value = parse_text(raw)
+    return resolve_path(value) if value else None
+
+
+def parse_readable_file(raw: str) -> Path | None:
+    """The path of a file that must exist and be readable (file_path)."""
+    found = parse_file_path(raw)
+    if found is not None and not _is_file(found):
+        raise InvalidSettingError(f"points to {found}, which is not a readable file.")
+    return found
+
+
+def parse_api_path(raw: str) -> str | None:
+    """A path under the API root, ``/``-led without a trailing ``/``; "" for ``/`` (the API at
+    the root itself)."""
+    value = parse_text(raw)
+    if value is None:
+        return None
+    stripped = value.strip("/")
+    return f"/{stripped}" if stripped else ""
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+class Setting(Frozen):
+    """One row of the table of settings: the variable, its default (its text, as .env.example
+    would write it; "" for none, None when it must be set), the parser of its text, whether it
+    is a secret, what it means, and the Settings field it fills (None: code combines it with
+    others, or it is not an account's setting at all)."""
+
+    __slots__ = ("default", "field", "meaning", "parse", "secret", "variable")
+    variable: str
+    default: str | None
+    parse: Callable[[str], Any]
+    secret: bool
+    meaning: str
+    field: str | None
+
+    def __init__(
+        self,
+        variable: str,
+        default: str | None,
+        parse: Callable[[str], Any],
+        meaning: str,
+        *,
+        field: str | None = None,
+        secret: bool = False,
+    ) -> None:
+        self._set(
+            variable=variable,
+            default=default,
+            parse=parse,
+            secret=secret,
+            meaning=meaning,
+            field=field,
+        )
+
+    def read(self, values: Mapping[str, str]) -> Any:
+        """The value ``values`` give this setting, or its default; InvalidSettingError when the
+        text given is refused."""
+        value = self.parse(values.get(self.variable, ""))
+        if value is None and self.default:
+            return self.parse(self.default)
+        return value
+
+
+def _session_rows(session: Session) -> tuple[Setting, ...]:
+    """The app key and secret of ``session``."""
+    return (
+        Setting(
+            session.key_variable,
+            "",
+            parse_text,
+            f"app key of the {session.label} session (set it and its secret, or neither)",
+            secret=True,
+        ),
+        Setting(
+            session.secret_variable,
+            "",
+            parse_text,
+            f"secret of the {session.label} app key",
+            secret=True,
+        ),
     )
-    if name
+
+
+def _token_file_row(session: Session) -> Setting:
+    return Setting(
+        session.path_variable,
+        session.default_file,
+        parse_path,
+        f"{session.label} token file (an account's: accounts/NAME/{session.default_file})",
+    )
+
+
+# In the order the problems of a run's settings are listed.
+TABLE: tuple[Setting, ...] = (
+    Setting(
+        "XTS_API_ROOT",
+        None,
+        required(url_parser(base=True, no_user=True), "XTS_API_ROOT=https://ttblaze.iifl.com"),
+        "your broker's XTS API root: scheme, host, optional port and path prefix",
+        field="api_root",
+    ),
+    *(row for session in SESSIONS.values() for row in _session_rows(session)),
+    Setting(
+        "XTS_CA_BUNDLE",
+        "",
+        parse_readable_file,
+        "CA bundle (PEM) for a certificate chain the system does not trust",
+        field="ca_bundle",
+    ),
+    Setting("TELEGRAM_TOKEN", "", parse_text, "Telegram bot token (off when unset)", secret=True),
+    Setting("TELEGRAM_CHAT_ID", "", parse_text, "Telegram chat the messages go to"),
+    Setting(
+        "TELEGRAM_NOTIFY",
+        "all",
+        choice_parser(*TELEGRAM_MODES),
+        "which runs Telegram hears of: all, failure (failures and warnings), off",
+    ),
+    Setting(
+        "TELEGRAM_API_URL",
+        DEFAULT_TELEGRAM_API_URL,
+        url_parser(base=True),
+        "Telegram Bot API server (a self-hosted one)",
+    ),
+    *(_token_file_row(session) for session in SESSIONS.values()),
+    Setting(
+        "XTS_MARKETDATA_PATH",
+        MARKETDATA.default_base,
+        parse_api_path,
+        "market-data API path (/apibinarymarketdata for binary-feed brokers)",
+    ),
+    Setting("XTS_API_SOURCE", "WEBAPI", parse_text, "login source sent to XTS", field="source"),
+    Setting(
+        "XTS_USER_ID",
+        "",
+        parse_text,
+        "your XTS user ID: a login that answers for another user is refused",
+        field="user_id",
+    ),
+    Setting("XTS_VERIFY_SSL", "true", parse_boolean, "TLS certificate checks", field="verify_ssl"),
+    Setting(
+        "XTS_TIMEOUT",
+        "30",
+        seconds_parser(maximum=3600.0),
+        "seconds one HTTP request may take",
+        field="timeout",
+    ),
+    Setting(
+        "XTS_RETRIES",
+        "4",
+        whole_parser(MAX_RETRIES),
+        "retries after a transient failure",
+        field="retries",
+    ),
+    Setting(
+        "XTS_DEADLINE",
+        f"{DEFAULT_DEADLINE_SECONDS:g}",
+        seconds_parser(maximum=MAX_DEADLINE_SECONDS),
+        "seconds the whole run may take",
+        field="deadline",
+    ),
+    Setting(
+        "XTS_RETRY_BACKOFF",
+        f"{DEFAULT_RETRY_BACKOFF_SECONDS:g}",
+        seconds_parser(minimum=0.0, maximum=60.0),
+        "first wait between retries, in seconds (doubles each time)",
+        field="retry_backoff",
+    ),
+    Setting(
+        "XTS_HOSTLOOKUP_URL",
+        "",
+        url_parser(),
+        "host-lookup URL of clustered deployments",
+        field="hostlookup_url",
+    ),
+    Setting(
+        "XTS_POST_REFRESH_HOOK",
+        "",
+        parse_text,
+        "shell command run after a refresh that saved a new token",
+        field="post_refresh_hook",
+    ),
+    Setting(
+        "HEALTHCHECK_URL",
+        "",
+        url_parser(base=True),
+        "dead man's switch pinged when a run starts and ends",
+        field="healthcheck_url",
+    ),
+    Setting(
+        "XTS_NOTIFY_LABEL",
+        "",
+        parse_text,
+        "how Telegram messages name this machine (default: its host name)",
+        field="notify_label",
+    ),
+    Setting(
+        "XTS_METRICS_FILE",
+        "",
+        parse_file_path,
+        "Prometheus text file for node_exporter's textfile collector",
+        field="metrics_file",
+    ),
+    Setting(
+        "XTS_LOG_FILE",
+        DEFAULT_LOG_FILE,
+        parse_path,
+        "detailed log, one for every account (--log-file overrides it)",
+    ),
+    Setting(
+        "XTS_ACCOUNTS_DIR",
+        DEFAULT_ACCOUNTS_DIR,
+        parse_path,
+        "folder of the account files NAME.env (never set in an account file)",
+    ),
 )
+ROWS = MappingProxyType({row.variable: row for row in TABLE})
 # Every variable the program reads; the process environment is consulted for these only.
-KNOWN_VARIABLES = (
-    "XTS_API_ROOT",
-    *SESSION_VARIABLES,
-    "XTS_API_SOURCE",
-    "XTS_USER_ID",
-    "XTS_VERIFY_SSL",
-    "XTS_CA_BUNDLE",
-    "XTS_TIMEOUT",
-    "XTS_RETRIES",
-    "XTS_DEADLINE",
-    "XTS_RETRY_BACKOFF",
-    "XTS_HOSTLOOKUP_URL",
-    "XTS_POST_REFRESH_HOOK",
-    "XTS_LOG_FILE",
-    "XTS_ACCOUNTS_DIR",
-    "TELEGRAM_TOKEN",
-    "TELEGRAM_CHAT_ID",
-    "TELEGRAM_NOTIFY",
-    "TELEGRAM_API_URL",
-    "HEALTHCHECK_URL",
-    "XTS_NOTIFY_LABEL",
-    "XTS_METRICS_FILE",
-)
-SECRET_VARIABLES = (
-    *(name for s in SESSIONS.values() for name in (s.key_variable, s.secret_variable)),
-    "TELEGRAM_TOKEN",
+KNOWN_VARIABLES = tuple(ROWS)
+SECRET_VARIABLES = tuple(row.variable for row in TABLE if row.secret)
+
+# Read from .env and the environment only, never from an account file: the install's.
+INSTALL_VARIABLES = ("XTS_LOG_FILE", "XTS_ACCOUNTS_DIR")
+ACCOUNT_ROWS = tuple(row for row in TABLE if row.variable not in INSTALL_VARIABLES)
+# The Settings fields that code builds from several settings, or from none.
+COMBINED_FIELDS = (
+    "account",
+    "base_paths",
+    "credentials",
+    "env_file",
+    "log_file",
+    "shared_env_file",
+    "telegram",
+    "token_files",
 )
 
 
@@ -135,39 +475,15 @@ class TelegramSettings(Frozen):
 class Settings(Frozen):
     """Everything a run needs, validated. Paths are absolute.
 
-    ``credentials`` holds the configured sessions only, by name; ``token_files`` and
-    ``base_paths`` hold every session of the table (the hook is told both files).
+    The fields named in TABLE's rows hold those settings; the others (COMBINED_FIELDS) are
+    built from several. ``credentials`` holds the configured sessions only, by name;
+    ``token_files`` and ``base_paths`` hold every session of the table (the hook is told both
+    files).
     """
 
-    __slots__ = (
-        "account",
-        "api_root",
-        "base_paths",
-        "ca_bundle",
-        "credentials",
-        "deadline",
-        "env_file",
-        "healthcheck_url",
-        "hostlookup_url",
-        "log_file",
-        "metrics_file",
-        "notify_label",
-        "post_refresh_hook",
-        "retries",
-        "retry_backoff",
-        "shared_env_file",
-        "source",
-        "telegram",
-        "timeout",
-        "token_files",
-        "user_id",
-        "verify_ssl",
-    )
-    account: str
+    __slots__ = tuple(sorted([*(row.field for row in TABLE if row.field), *COMBINED_FIELDS]))
+    # From TABLE (a test holds these to its rows).
     api_root: str
-    credentials: Mapping[str, Credentials]
-    token_files: Mapping[str, Path]
-    base_paths: Mapping[str, str]
     source: str
     user_id: str | None
     verify_ssl: bool
@@ -178,64 +494,24 @@ class Settings(Frozen):
     retry_backoff: float
     hostlookup_url: str | None
     post_refresh_hook: str | None
-    telegram: TelegramSettings | None
     healthcheck_url: str | None
     notify_label: str | None
     metrics_file: Path | None
+    # COMBINED_FIELDS.
+    account: str
+    credentials: Mapping[str, Credentials]
+    token_files: Mapping[str, Path]
+    base_paths: Mapping[str, str]
+    telegram: TelegramSettings | None
     env_file: Path
     shared_env_file: Path | None
     log_file: Path
 
-    def __init__(
-        self,
-        *,
-        account: str = DEFAULT_ACCOUNT,
-        api_root: str,
-        credentials: Mapping[str, Credentials],
-        token_files: Mapping[str, Path],
-        base_paths: Mapping[str, str],
-        source: str,
-        user_id: str | None,
-        verify_ssl: bool,
-        ca_bundle: Path | None,
-        timeout: float,
-        retries: int,
-        deadline: float,
-        retry_backoff: float,
-        hostlookup_url: str | None,
-        post_refresh_hook: str | None,
-        telegram: TelegramSettings | None,
-        healthcheck_url: str | None,
-        notify_label: str | None = None,
-        metrics_file: Path | None = None,
-        env_file: Path,
-        shared_env_file: Path | None = None,
-        log_file: Path,
-    ) -> None:
-        self._set(
-            account=account,
-            api_root=api_root,
-            credentials=credentials,
-            token_files=token_files,
-            base_paths=base_paths,
-            source=source,
-            user_id=user_id,
-            verify_ssl=verify_ssl,
-            ca_bundle=ca_bundle,
-            timeout=timeout,
-            retries=retries,
-            deadline=deadline,
-            retry_backoff=retry_backoff,
-            hostlookup_url=hostlookup_url,
-            post_refresh_hook=post_refresh_hook,
-            telegram=telegram,
-            healthcheck_url=healthcheck_url,
-            notify_label=notify_label,
-            metrics_file=metrics_file,
-            env_file=env_file,
-            shared_env_file=shared_env_file,
-            log_file=log_file,
-        )
+    def __init__(self, **fields: Any) -> None:
+        missing = set(self.__slots__) - set(fields)
+        if missing:
+            raise TypeError(f"Settings needs {sorted(missing)}")
+        self._set(**fields)
 
     @property
     def sessions(self) -> tuple[Session, ...]:
@@ -529,118 +805,51 @@ def collect_values(
     return env_file, values
 
 
-class _Validator:
-    """Turns raw strings into typed values, collecting every problem instead of stopping."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = values
-        self.problems: list[str] = []
-
-    def text(self, name: str, default: str | None = None) -> str | None:
-        value = self.values.get(name, "").strip()
-        if value.lower().startswith(PLACEHOLDER_PREFIXES):
-            self.problems.append(f"{name} still holds the placeholder from .env.example.")
-            return None
-        return value or default
-
-    def url(
-        self, name: str, *, required: bool = False, base: bool = False, no_user: bool = False
-    ) -> str | None:
-        """The URL setting ``name``; with ``base``, paths are added to it, so a query or a
-        fragment (which would end up before those paths) is a problem too; with ``no_user``,
-        so is a user or password (never shown)."""
-        value = self.text(name)
-        if value is None:
-            if required and not self.values.get(name, "").strip():
-                self.problems.append(f"{name} is not set (e.g. {name}=https://ttblaze.iifl.com).")
-            return None
-        try:
-            parts = urlsplit(value)
-            _ = parts.port
-        except ValueError:
-            self.problems.append(f"{name} is not a valid URL (check the brackets and the port).")
-            return None
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            self.problems.append(f"{name} must be an http(s) URL, e.g. https://host:port/path.")
-            return None
-        if no_user and "@" in parts.netloc:
-            self.problems.append(
-                f"{name} must not hold a user or password (user:password@): XTS reads the "
-                "session token from the Authorization header, which they would replace."
-            )
-            return None
-        if base and ("?" in value or "#" in value):
-            self.problems.append(
-                f"{name} must not have a query (?…) or a fragment (#…): paths are added to it, "
-                "e.g. https://host:port/path."
-            )
-            return None
-        return value.rstrip("/")
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.values.get(name, "").strip().lower()
-        if not value:
-            return default
-        if value in TRUE_WORDS:
-            return True
-        if value in FALSE_WORDS:
-            return False
-        self.problems.append(f"{name} must be true or false (or 1/0, yes/no), not {value!r}.")
-        return default
-
-    def number(
-        self, name: str, default: float, *, minimum: float = 0.001, maximum: float = 86400.0
-    ) -> float:
-        value = self.values.get(name, "").strip()
-        if not value:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            number = float("nan")
-        if not minimum <= number <= maximum:
-            self.problems.append(
-                f"{name} must be a number of seconds from {minimum:g} to {maximum:g}, "
-                f"not {value!r}."
-            )
-            return default
-        return number
-
-    def whole(self, name: str, default: int, maximum: int) -> int:
-        value = self.values.get(name, "").strip()
-        if not value:
-            return default
-        # Not a regular expression: compiling one costs every run about 0.3 M instructions.
-        digits = value.isascii() and value.isdigit() and len(value) <= 6
-        if not digits or int(value) > maximum:
-            self.problems.append(
-                f"{name} must be a whole number from 0 to {maximum}, not {value!r}."
-            )
-            return default
-        return int(value)
-
-    def pair(self, key_name: str, secret_name: str) -> Credentials | None:
-        key, secret = self.text(key_name), self.text(secret_name)
-        if key and secret:
-            return Credentials(key, secret)
-        if key or secret:
-            missing = secret_name if key else key_name
-            self.problems.append(f"{missing} is not set, but its partner is: set both or neither.")
-        return None
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.values.get(name, "").strip().lower() or default
-        if value not in choices:
-            self.problems.append(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
-            return default
-        return value
-
-
 def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Settings:
     """Validated settings of the single account of ``.env`` (flags, ``environ``, ``.env``);
     ConfigError lists every problem. Accounts are loaded by ``accounts.load_selection``."""
     env_file, values = collect_values(overrides, environ)
     return build_settings(overrides, values, env_file=env_file, shared_values=values)
+
+
+# Where a setting's problem is listed: at its row's place in TABLE.
+PLACE = MappingProxyType({row.variable: place for place, row in enumerate(TABLE)})
+
+
+class _Problems:
+    """The problems found in an account's settings, listed in TABLE's order (each at the place
+    of the setting it is about, in the order found), so one edit can fix them all."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, variable: str | None, problem: str) -> None:
+        """Note ``problem``, about ``variable`` (None: before every setting)."""
+        self.found.append((-1 if variable is None else PLACE[variable], problem))
+
+    def before(self, variable: str) -> bool:
+        """True when a problem was noted at ``variable``'s place or before it."""
+        return any(place <= PLACE[variable] for place, _ in self.found)
+
+    def listing(self) -> str:
+        """The problems, one ``  - `` line each."""
+        ordered = sorted(self.found, key=lambda found: found[0])
+        return "\n".join(f"  - {problem}" for _, problem in ordered)
+
+
+def read_rows(
+    rows: tuple[Setting, ...], values: Mapping[str, str], problems: _Problems
+) -> dict[str, Any]:
+    """The value of each of ``rows`` (by variable) that ``values`` give it, else its default;
+    a setting whose text is refused is noted in ``problems`` and has its default."""
+    read: dict[str, Any] = {}
+    for row in rows:
+        try:
+            read[row.variable] = row.read(values)
+        except InvalidSettingError as exc:
+            problems.add(row.variable, f"{row.variable} {exc}")
+            read[row.variable] = row.parse(row.default) if row.default else None
+    return read
 
 
 def build_settings(
@@ -657,70 +866,36 @@ def build_settings(
     ``env_file``); token files default into ``folder`` when given, the log file comes from
     the install's ``shared_values``. ConfigError lists every problem."""
     values = dict(values)
-    check = _Validator(values)
+    problems = _Problems()
     for name in sorted(n for n, v in values.items() if "\x00" in v):
-        check.problems.append(f"{name} contains a NUL byte.")
+        problems.add(None, f"{name} contains a NUL byte.")
         values[name] = ""
-    api_root = check.url("XTS_API_ROOT", required=True, base=True, no_user=True)
-    credentials = {}
-    for session in SESSIONS.values():
-        pair = check.pair(session.key_variable, session.secret_variable)
-        if pair is not None:
-            credentials[session.name] = pair
-    if not credentials and not check.problems:
-        first, *others = SESSIONS.values()
-        check.problems.append(
-            f"No session is configured: set {first.key_variable} and {first.secret_variable}"
-            + "".join(
-                f" (and, for {s.label}, {s.key_variable} and {s.secret_variable})" for s in others
-            )
-            + "."
-        )
-    ca_bundle_text = check.text("XTS_CA_BUNDLE")
-    ca_bundle = resolve_path(ca_bundle_text) if ca_bundle_text else None
-    if ca_bundle is not None and not _is_file(ca_bundle):
-        check.problems.append(f"XTS_CA_BUNDLE points to {ca_bundle}, which is not a readable file.")
-    telegram = _telegram(check)
-    token_files = _token_files(overrides, values, folder)
+    read = read_rows(ACCOUNT_ROWS, values, problems)
+    credentials = _credentials(read, problems)
+    token_files = _token_files(overrides, values, read, folder)
     if len(set(token_files.values())) < len(token_files):
-        names = " and ".join(s.path_variable for s in SESSIONS.values())
-        check.problems.append(f"{names} must differ.")
+        names = [s.path_variable for s in SESSIONS.values()]
+        problems.add(names[-1], f"{' and '.join(names)} must differ.")
     settings = Settings(
+        **{row.field: read[row.variable] for row in ACCOUNT_ROWS if row.field},
         account=account,
-        api_root=api_root or "",
         credentials=MappingProxyType(credentials),
         token_files=token_files,
-        base_paths=_base_paths(check),
-        source=check.text("XTS_API_SOURCE", "WEBAPI") or "WEBAPI",
-        user_id=check.text("XTS_USER_ID"),
-        verify_ssl=check.boolean("XTS_VERIFY_SSL", True),
-        ca_bundle=ca_bundle,
-        timeout=check.number("XTS_TIMEOUT", 30.0, maximum=3600.0),
-        retries=check.whole("XTS_RETRIES", 4, MAX_RETRIES),
-        deadline=check.number(
-            "XTS_DEADLINE", DEFAULT_DEADLINE_SECONDS, maximum=MAX_DEADLINE_SECONDS
-        ),
-        retry_backoff=check.number(
-            "XTS_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF_SECONDS, minimum=0.0, maximum=60.0
-        ),
-        hostlookup_url=check.url("XTS_HOSTLOOKUP_URL"),
-        post_refresh_hook=check.text("XTS_POST_REFRESH_HOOK"),
-        telegram=telegram,
-        healthcheck_url=check.url("HEALTHCHECK_URL", base=True),
-        notify_label=check.text("XTS_NOTIFY_LABEL"),
-        metrics_file=_optional_path(check.text("XTS_METRICS_FILE")),
+        base_paths=_base_paths(read),
+        telegram=_telegram(read, problems),
         env_file=env_file,
         shared_env_file=shared_env_file,
         log_file=log_file_path(overrides, shared_values),
     )
-    if check.problems:
-        listing = "\n".join(f"  - {problem}" for problem in check.problems)
+    if problems.found:
+        listing = problems.listing()
         if not env_file.exists():
             raise ConfigError(
                 f"The settings file {env_file} does not exist, and the environment does not "
                 f"hold valid settings either:\n{listing}",
-                f"Create it: `{APP_DIR / 'refresh_xts_token.sh'} --setup` copies .env.example to "
-                f"{env_file} (mode 600); put your broker's settings in it, then run check-config.",
+                f"Create it: `{os.path.join(APP_DIR, 'refresh_xts_token.sh')} --setup` copies "
+                f".env.example to {env_file} (mode 600); put your broker's settings in it, then "
+                "run check-config.",
             )
         shared = f", {shared_env_file}" if shared_env_file else ""
         raise ConfigError(
@@ -730,14 +905,57 @@ def build_settings(
     return settings
 
 
+def _credentials(read: Mapping[str, Any], problems: _Problems) -> dict[str, Credentials]:
+    """The configured sessions' app keys and secrets, by session name; a key without its
+    secret (or a secret without its key), and no session at all, are problems."""
+    credentials = {}
+    for session in SESSIONS.values():
+        pair = _pair(read, session.key_variable, session.secret_variable, problems)
+        if pair is not None:
+            credentials[session.name] = Credentials(*pair)
+    last = list(SESSIONS.values())[-1].secret_variable
+    if not credentials and not problems.before(last):
+        first, *others = SESSIONS.values()
+        problems.add(
+            last,
+            f"No session is configured: set {first.key_variable} and {first.secret_variable}"
+            + "".join(
+                f" (and, for {s.label}, {s.key_variable} and {s.secret_variable})" for s in others
+            )
+            + ".",
+        )
+    return credentials
+
+
+def _pair(
+    read: Mapping[str, Any], first: str, second: str, problems: _Problems, at: str | None = None
+) -> tuple[str, str] | None:
+    """The values of the settings ``first`` and ``second`` when both are set; None when neither
+    is, or when one is (a problem, listed at ``at``, else at the one missing)."""
+    one, other = read[first], read[second]
+    if one and other:
+        return one, other
+    if one or other:
+        missing = second if one else first
+        problems.add(
+            at or missing, f"{missing} is not set, but its partner is: set both or neither."
+        )
+    return None
+
+
 def _token_files(
-    overrides: PathOverrides, values: Mapping[str, str], folder: Path | None
+    overrides: PathOverrides,
+    values: Mapping[str, str],
+    read: Mapping[str, Any],
+    folder: Path | None,
 ) -> Mapping[str, Path]:
     """Every session's token file: the flag (interactive only), the setting, or the default
     (in ``folder``, an account's own, when given)."""
     files = {
-        session.name: resolve_path(
-            values.get(session.path_variable) or (folder or APP_DIR) / session.default_file
+        session.name: (
+            resolve_path(folder / session.default_file)
+            if folder is not None and not values.get(session.path_variable)
+            else read[session.path_variable]
         )
         for session in SESSIONS.values()
     }
@@ -746,40 +964,36 @@ def _token_files(
     return MappingProxyType(files)
 
 
-def _base_paths(check: _Validator) -> Mapping[str, str]:
+def _base_paths(read: Mapping[str, Any]) -> Mapping[str, str]:
     """Every session's API path under the root, ``/``-led, from its setting or the default."""
-    paths = {}
-    for session in SESSIONS.values():
-        configured = check.text(session.base_variable) if session.base_variable else None
-        stripped = (configured or session.default_base).strip("/")
-        paths[session.name] = f"/{stripped}" if stripped else ""  # "/": no path of its own
-    return MappingProxyType(paths)
+    return MappingProxyType(
+        {
+            session.name: read[session.base_variable]
+            if session.base_variable
+            else parse_api_path(session.default_base) or ""
+            for session in SESSIONS.values()
+        }
+    )
+
+
+TELEGRAM_ROWS = tuple(row for row in TABLE if row.variable.startswith("TELEGRAM_"))
 
 
 def shared_telegram(values: Mapping[str, str]) -> TelegramSettings | None:
     """The Telegram chat ``values`` (those of .env) set, when they set a valid one: where a run
     reports accounts whose own settings are broken."""
-    check = _Validator(values)
-    telegram = _telegram(check)
-    return None if check.problems else telegram
+    problems = _Problems()
+    telegram = _telegram(read_rows(TELEGRAM_ROWS, values, problems), problems)
+    return None if problems.found else telegram
 
 
-def _telegram(check: _Validator) -> TelegramSettings | None:
-    bot_token = check.text("TELEGRAM_TOKEN")
-    chat_id = check.text("TELEGRAM_CHAT_ID")
-    notify = check.choice("TELEGRAM_NOTIFY", TELEGRAM_MODES, "all")
-    api_url = check.url("TELEGRAM_API_URL", base=True) or DEFAULT_TELEGRAM_API_URL
-    if bool(bot_token) != bool(chat_id):
-        missing = "TELEGRAM_CHAT_ID" if bot_token else "TELEGRAM_TOKEN"
-        check.problems.append(f"{missing} is not set, but its partner is: set both or neither.")
+def _telegram(read: Mapping[str, Any], problems: _Problems) -> TelegramSettings | None:
+    """Where notifications go; None when Telegram is off (a token without its chat, or a chat
+    without its token, is a problem)."""
+    pair = _pair(read, "TELEGRAM_TOKEN", "TELEGRAM_CHAT_ID", problems, at="TELEGRAM_API_URL")
+    if pair is None or read["TELEGRAM_NOTIFY"] == "off":
         return None
-    if not bot_token or not chat_id or notify == "off":
-        return None
-    return TelegramSettings(bot_token, chat_id, notify, api_url)
-
-
-def _optional_path(value: str | None) -> Path | None:
-    return resolve_path(value) if value else None
+    return TelegramSettings(*pair, read["TELEGRAM_NOTIFY"], read["TELEGRAM_API_URL"])
 
 
 def _is_file(path: Path) -> bool:
@@ -791,7 +1005,16 @@ def _is_file(path: Path) -> bool:
 
 def log_file_path(overrides: PathOverrides, values: Mapping[str, str]) -> Path:
     """The detailed log's path: --log-file, else XTS_LOG_FILE, else the default."""
-    return resolve_path(overrides.log_file or values.get("XTS_LOG_FILE") or DEFAULT_LOG_FILE)
+    if overrides.log_file:
+        return resolve_path(overrides.log_file)
+    log_file: Path = ROWS["XTS_LOG_FILE"].read(values)
+    return log_file
+
+
+def accounts_dir_path(values: Mapping[str, str]) -> Path:
+    """The accounts folder: XTS_ACCOUNTS_DIR, else ``accounts`` beside the program."""
+    folder: Path = ROWS["XTS_ACCOUNTS_DIR"].read(values)
+    return folder
 
 
 # -- what every command checks about the settings ----------------------------------------------

@@ -31,8 +31,9 @@ from urllib.parse import quote
 
 from . import schedule
 from .errors import ConfigError, LocalError, TokenSaveError
+from .paths import APP_DIR
 from .schedule import account_flags, describe
-from .settings import APP_DIR, resolve_path
+from .settings import resolve_path
 
 UNIT_PREFIX = "xts-token-refresh"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -222,7 +223,7 @@ def render(
     days: str,
     scope: Scope,
     *,
-    app_dir: Path = APP_DIR,
+    app_dir: Path = Path(APP_DIR),
     arguments: tuple[str, ...] = (),
     accounts: tuple[str, ...] = (),
 ) -> Units:
@@ -283,7 +284,7 @@ def owner(path: Path, accounts: tuple[str, ...]) -> str | None:
         return None
     except OSError as exc:
         return f"unknown (it cannot be read: {exc.strerror})"
-    if any(schedule.is_own_line(line, APP_DIR, accounts) for line in lines):
+    if any(schedule.is_own_line(line, Path(APP_DIR), accounts) for line in lines):
         return None
     markers = [line[len(schedule.MARKER) :] for line in lines if line.startswith(schedule.MARKER)]
     folders = [line.split("=", 1)[1] for line in lines if line.startswith("WorkingDirectory=")]
