@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,9 @@ from conftest import (
     with_healthcheck,
 )
 
+from xts_refresher import settings
 from xts_refresher.cli import build_parser
+from xts_refresher.sessions import SESSIONS
 from xts_refresher.settings import PathOverrides, Settings, load_settings
 
 BOT = "123456789:AAunitBotTokenOnlyForTheDefaultsTest0"
@@ -308,3 +311,122 @@ def test_xts_api_source_is_sent_as_the_logins_source(project: Project) -> None:
     assert run.code == 0, run.output
     for route in ("interactive_login", "marketdata_login"):
         assert project.sim.requests(route)[0].json["source"] == "MOBILEAPI", route
+
+
+# -- the table of settings ------------------------------------------------------------------------
+
+
+def example_lines() -> dict[str, tuple[str, bool]]:
+    """Each variable .env.example names (``NAME=value`` or commented out, ``# NAME=value``):
+    its value there, and whether the line is a setting (not commented out)."""
+    named: dict[str, tuple[str, bool]] = {}
+    for line in (APP_DIR / ".env.example").read_text(encoding="utf-8").splitlines():
+        commented = line.startswith("# ")
+        name, equals, value = line.removeprefix("# ").partition("=")
+        setting = equals and name.isidentifier() and name.isupper()
+        if setting and (not commented or name not in named):
+            named[name] = (value, not commented)
+    return named
+
+
+def test_env_example_names_every_setting_of_the_table_and_no_other() -> None:
+    """Every variable of the table appears in .env.example (as a setting or commented out), and
+    every variable .env.example names is in the table."""
+    named = example_lines()
+    assert set(named) == set(settings.ROWS), set(named) ^ set(settings.ROWS)
+
+
+def test_env_example_states_the_tables_defaults() -> None:
+    """Where .env.example sets a value, it is the table's default (as the setting's parser reads
+    both); an empty value or a placeholder is a setting with no default."""
+    for name, (value, is_setting) in example_lines().items():
+        row = settings.ROWS[name]
+        if not is_setting:
+            continue  # an example, commented out
+        if not value or value.startswith("your_"):
+            assert not row.default, name
+        else:
+            assert row.default, name
+            assert row.parse(value) == row.parse(row.default), name
+
+
+def test_settings_fields_are_the_tables_and_the_combined_ones() -> None:
+    """Settings has a field for each row that names one, plus the combined fields, each typed
+    (annotated) once; no two rows fill one field."""
+    fields = [row.field for row in settings.TABLE if row.field]
+    assert len(fields) == len(set(fields))
+    assert set(Settings.__slots__) == {*fields, *settings.COMBINED_FIELDS}
+    assert set(Settings.__annotations__) == set(Settings.__slots__)
+
+
+def test_each_row_has_a_one_line_meaning_and_a_default_its_parser_reads() -> None:
+    """Every meaning is one short line; every default is text its own parser accepts."""
+    for row in settings.TABLE:
+        assert row.meaning and "\n" not in row.meaning and len(row.meaning) <= 80, row.variable
+        if row.default:
+            assert row.parse(row.default) is not None, row.variable
+
+
+def test_secret_variables_are_the_keys_secrets_and_bot_token() -> None:
+    """The secrets kept from the hook's environment: every session's key and secret and the
+    Telegram bot token, and nothing else."""
+    expected = {"TELEGRAM_TOKEN"} | {
+        name
+        for session in SESSIONS.values()
+        for name in (session.key_variable, session.secret_variable)
+    }
+    assert set(settings.SECRET_VARIABLES) == expected
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "problem"),
+    [
+        (settings.parse_boolean, "maybe", "must be true or false (or 1/0, yes/no), not 'maybe'."),
+        (settings.parse_text, "your_key", "still holds the placeholder from .env.example."),
+        (settings.whole_parser(20), "21", "must be a whole number from 0 to 20, not '21'."),
+        (settings.seconds_parser(), "nan", "must be a number of seconds from 0.001 to 86400"),
+        (settings.choice_parser("all", "off"), "some", "must be one of all, off, not 'some'."),
+        (settings.url_parser(), "ftp://host", "must be an http(s) URL"),
+        (settings.url_parser(base=True), "https://h/?q", "must not have a query"),
+        (settings.url_parser(no_user=True), "https://u:p@h", "must not hold a user or password"),
+    ],
+)
+def test_a_parser_refuses_bad_text_with_what_follows_the_name(
+    parse: Callable[[str], object], text: str, problem: str
+) -> None:
+    """A parser's refusal is the rest of a sentence that starts with the variable's name."""
+    with pytest.raises(settings.InvalidSettingError) as refused:
+        parse(text)
+    assert str(refused.value).startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "value"),
+    [
+        (settings.parse_boolean, " YES ", True),
+        (settings.parse_boolean, "", None),
+        (settings.parse_text, "  WEBAPI ", "WEBAPI"),
+        (settings.whole_parser(20), "0", 0),
+        (settings.seconds_parser(minimum=0.0), "0", 0.0),
+        (settings.url_parser(), "https://h:1/p/", "https://h:1/p"),
+        (settings.parse_api_path, "apibinarymarketdata/", "/apibinarymarketdata"),
+        (settings.parse_api_path, "/", ""),
+    ],
+)
+def test_a_parser_reads_good_text(parse: Callable[[str], object], text: str, value: object) -> None:
+    """Blank text is None (the default applies); good text is its value."""
+    assert parse(text) == value
+
+
+def test_check_config_help_lists_every_setting_with_its_default() -> None:
+    """``check-config --help`` lists each setting of the table as NAME=default with its meaning;
+    a refresh's parser does not build that list."""
+    done = run_process([PYTHON, str(SCRIPT), "check-config", "--help"])
+
+    assert done.returncode == 0, done.stderr
+    for row in settings.TABLE:
+        assert f"  {row.variable}={row.default or ''}" in done.stdout, row.variable
+        assert f"      {row.meaning}\n" in done.stdout, row.variable
+    assert "  XTS_API_ROOT=  (required)" in done.stdout
+    assert "  TELEGRAM_TOKEN=  (secret)" in done.stdout
+    assert build_parser("refresh").format_help().count("XTS_TIMEOUT") == 0

@@ -78,6 +78,17 @@ def _path_options(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
+class _TableFormatter(argparse.HelpFormatter):
+    """Wraps help text as usual, except indented lines (a table's rows), kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        lines = text.splitlines()
+        return "\n".join(
+            indent + line if line.startswith(" ") else fill(line, width, indent) for line in lines
+        )
+
+
 def exit_codes_text() -> str:
     """The exit codes and their meanings in one line, from the error classes that carry them."""
     return "; ".join(f"{code} {meaning}" for code, meaning in exit_code_meanings().items())
@@ -223,6 +234,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             continue
         codes = f" Exit codes: {exit_codes_text()}." if name == "refresh" else ""
         sub = commands.add_parser(name, help=summary, description=description + codes)
+        if name == "check-config":
+            from .settings import settings_help
+
+            sub.epilog, sub.formatter_class = settings_help(), _TableFormatter
         add_arguments(sub)
         _path_options(sub, argparse.SUPPRESS)
     return parser

@@ -413,6 +413,19 @@ ROWS = MappingProxyType({row.variable: row for row in TABLE})
 KNOWN_VARIABLES = tuple(ROWS)
 SECRET_VARIABLES = tuple(row.variable for row in TABLE if row.secret)
 
+
+def settings_help() -> str:
+    """The table of settings as ``check-config --help`` lists it: each as ``NAME=default``
+    (required or secret noted), its meaning on the next line."""
+    lines = ["settings (in .env, accounts/NAME.env or the environment; see .env.example):"]
+    for row in TABLE:
+        notes = ["required"] if row.default is None else []
+        notes += ["secret"] if row.secret else []
+        shown = f"  ({', '.join(notes)})" if notes else ""
+        lines += [f"  {row.variable}={row.default or ''}{shown}", f"      {row.meaning}"]
+    return "\n".join(lines)
+
+
 # Read from .env and the environment only, never from an account file: the install's.
 INSTALL_VARIABLES = ("XTS_LOG_FILE", "XTS_ACCOUNTS_DIR")
 ACCOUNT_ROWS = tuple(row for row in TABLE if row.variable not in INSTALL_VARIABLES)
