@@ -266,6 +266,11 @@ def _causes(failure: BaseException) -> Iterator[BaseException]:
         pending += [found for found in inner if isinstance(found, BaseException)]
 
 
+def _authorization_as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """``request`` unchanged: the session's auth, so that requests never reads ~/.netrc."""
+    return request
+
+
 class XtsClient:
     """Talks to one broker's XTS API root on behalf of one run."""
 
@@ -280,6 +285,9 @@ class XtsClient:
         self.log = log
         self.http = requests.Session()
         self.http.headers["User-Agent"] = USER_AGENT
+        # With no auth of its own, requests reads ~/.netrc: an entry for the broker's host would
+        # replace the token in Authorization with that login, and send its password to XTS.
+        self.http.auth = _authorization_as_set
         # verify_ssl=false is announced once per run, loudly; not once per request. A filter,
         # not warnings.catch_warnings(), which is not safe while accounts run in threads.
         warnings.filterwarnings("ignore", category=InsecureRequestWarning)
