@@ -12,8 +12,9 @@ target's name: the same seed on the same code draws the same mutants; a run with
 ``--seed`` picks one and prints it.
 
 First the baseline: each test file of the drawn targets' selections runs once on an
-unmutated copy, recording each test's duration, and the run refuses to go on if any test fails
-(a mutant "killed" by a test that fails anyway proves nothing). Then each mutant gets a fresh
+unmutated copy, recording each test's duration, and the run refuses to go on if any test fails for good
+(a mutant "killed" by a test that fails anyway proves nothing); a test that fails once but
+passes on a second try is flaky, and is left out. Then each mutant gets a fresh
 copy of the snapshot with its one edit and runs ``python -m pytest -q -x -p no:cacheprovider
 <selection>`` there with ``CI=true``, its tests fastest first (``fast_first.py``), ``--jobs``
 at a time, within a time limit of three times its selection's baseline plus 30 s (at least
@@ -209,7 +210,8 @@ class Campaign:
 
     def __init__(self, python: Path, left_out: tuple[str, ...]) -> None:
         self.python = python
-        self.deselect = tuple(f"--deselect={node}" for node in left_out)
+        self.left_out = list(left_out)
+        self.flaky: list[str] = []  # left out by the baseline
         self.folder = Path(tempfile.mkdtemp(prefix="xts-mutation-"))
         self.snapshot = self.folder / "snapshot"
         self.files = project_files()
@@ -258,12 +260,18 @@ class Campaign:
             if mutant is not None:
                 planted = tree / mutant.path
                 planted.write_bytes(mutant.apply(self.source(mutant.path)))
-            arguments = (*selection, *self.deselect)
+            arguments = (*selection, *(f"--deselect={node}" for node in self.left_out))
             return run_pytest(
                 tree, arguments, timeout, self.python, durations, exit_first=exit_first
             )
         finally:
             shutil.rmtree(tree, ignore_errors=True)
+
+    def leave_out(self, tests: list[str]) -> None:
+        """Leave ``tests`` (flaky ones) out of every later run."""
+        with self._counting:
+            self.flaky += tests
+            self.left_out += tests
 
     def close(self) -> None:
         """Remove every copy."""
@@ -315,38 +323,52 @@ def plan(
 def baseline(campaign: Campaign, targets: list[Target], jobs: int) -> dict[str, float] | None:
     """Each test file of the targets' selections once, unmutated, recording its tests'
     durations (merged into ``campaign.durations()``); the seconds each file took, or None
-    when any test fails."""
+    when a test fails for good (see ``baseline_file``)."""
     files = list(dict.fromkeys(name for t in targets for name in t.selection()))
     say(f"Baseline: {len(files)} test files on the unmutated tree...")
     seconds: dict[str, float] = {}
-    good = True
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(
-                campaign.run,
-                f"baseline-{Path(name).stem}",
-                (name,),
-                WHOLE_SUITE_TIMEOUT,
-                None,
-                {"record": campaign.durations(name)},
-            ): name
-            for name in files
-        }
+        futures = {pool.submit(baseline_file, campaign, name): name for name in files}
         for future in concurrent.futures.as_completed(futures):
-            name, outcome = futures[future], future.result()
-            passed = outcome.status == "survived"
-            good = good and passed
-            seconds[name] = outcome.seconds
-            say(f"  {'ok  ' if passed else 'FAIL'} {outcome.seconds:5.1f} s  {name}")
+            name, (passed, took) = futures[future], future.result()
+            seconds[name] = took
             if not passed:
-                say(f"       {outcome.killer}\n{indent(outcome.tail)}")
-    if not good:
-        return None
+                return None
     merged: dict[str, float] = {}
     for name in files:
         merged.update(json.loads(campaign.durations(name).read_text(encoding="utf-8")))
     campaign.durations().write_text(json.dumps(merged) + "\n", encoding="utf-8")
     return seconds
+
+
+def baseline_file(campaign: Campaign, name: str) -> tuple[bool, float]:
+    """Run the test file ``name`` unmutated: whether it passes (after leaving out its flaky
+    tests) and the seconds it took. A failing file runs again whole, then its failing tests
+    alone: a test that fails alone too fails for good; one that passes on a second try is
+    flaky, and is left out of every later run (it could not tell a kill from chance)."""
+    label, record = f"baseline-{Path(name).stem}", {"record": campaign.durations(name)}
+    outcome = campaign.run(label, (name,), WHOLE_SUITE_TIMEOUT, None, record)
+    if outcome.status == "survived":
+        say(f"  ok   {outcome.seconds:5.1f} s  {name}")
+        return True, outcome.seconds
+    say(f"  FAIL {outcome.seconds:5.1f} s  {name}: {outcome.killer}; trying again...")
+    again = campaign.run(label, (name,), WHOLE_SUITE_TIMEOUT, None, record, exit_first=False)
+    suspects = tuple(dict.fromkeys([*outcome.failed, *again.failed]))
+    alone = campaign.run(
+        f"{label}-alone", suspects, WHOLE_SUITE_TIMEOUT, None, {}, exit_first=False
+    )
+    if again.status == "error" or alone.status == "error" or not suspects:
+        say(indent(outcome.tail))
+        return False, outcome.seconds
+    failing = set(alone.failed)
+    if failing:
+        say(f"       fails again, also alone: {', '.join(sorted(failing))}")
+        say(indent(again.tail))
+        return False, outcome.seconds
+    flaky = [test for test in suspects if test not in failing]
+    campaign.leave_out(flaky)
+    say(f"  ok   {again.seconds:5.1f} s  {name}, less its flaky test(s): {', '.join(flaky)}")
+    return True, again.seconds
 
 
 def time_limit(baseline_seconds: float | None) -> float:
@@ -620,6 +642,7 @@ def main(argv: list[str]) -> int:
             "seed": seed,
             "per_module": args.per_module,
             "left_out": [*LEFT_OUT, *args.deselect],
+            "flaky": campaign.flaky,
             "python": str(args.python),
             "jobs": args.jobs,
             "baseline": not args.no_baseline,
