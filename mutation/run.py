@@ -12,13 +12,13 @@ target's name: the same seed on the same code draws the same mutants; a run with
 ``--seed`` picks one and prints it.
 
 First the baseline: each test file of the drawn targets' selections runs once on an
-unmutated copy, recording each test's duration, and the run refuses to go on if any test fails for good
-(a mutant "killed" by a test that fails anyway proves nothing); a test that fails once but
-passes on a second try is flaky, and is left out. Then each mutant gets a fresh
-copy of the snapshot with its one edit and runs ``python -m pytest -q -x -p no:cacheprovider
-<selection>`` there with ``CI=true``, its tests fastest first (``fast_first.py``), ``--jobs``
-at a time, within a time limit of three times its selection's baseline plus 30 s (at least
-60 s); the tests of ``targets.LEFT_OUT`` never run:
+unmutated copy, recording each test's duration, and the run refuses to go on if any test
+fails for good (a mutant "killed" by a test that fails anyway proves nothing); a test that
+fails once but passes on a second try is flaky, and is left out. Then each mutant gets a
+fresh copy of the snapshot with its one edit and runs ``python -m pytest -q -x -p
+no:cacheprovider <selection>`` there with ``CI=true``, its tests fastest first
+(``fast_first.py``), ``--jobs`` at a time, within a time limit of three times its
+selection's baseline plus 30 s (at least 60 s); the tests of ``targets.LEFT_OUT`` never run:
 
 - killed: pytest exit 1 (a test failed);
 - survived: exit 0 (every selected test passed with the bug in place);
