@@ -481,6 +481,24 @@ def by_target(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list[Result]) -> str:
+    """The score per target and every mutant not killed, as Markdown tables for
+    RELIABILITY.md (the "why" column left for a person to fill in)."""
+    lines = ["| target | killed / total | errors |", "|---|---|---|"]
+    for name in [*dict.fromkeys(r.target for r in results), "all"]:
+        rows = [r for r in results if name in ("all", r.target)]
+        counts = Counter(r.status for r in rows)
+        lines.append(f"| {name} | {counts['killed']} / {len(rows)} | {counts['error']} |")
+    lines += ["", "| mutant | the line, then the mutant | why it survived |", "|---|---|---|"]
+    for r in results:
+        if r.status != "killed":
+            before = r.original.replace("|", "\\|")
+            after = r.mutated.replace("|", "\\|")
+            note = "" if r.status == "survived" else f"{r.status}: "
+            lines.append(f"| `{r.path}:{r.line}` {r.operator} | `{before}` → `{after}` | {note} |")
+    return "\n".join(lines) + "\n"
+
+
 def survivors(results: list[Result]) -> str:
     """Every mutant not killed: where, which operator, the line before and after."""
     lines = []
@@ -543,6 +561,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--all", action="store_true", help="with --list: every mutant, not a draw")
     parser.add_argument("--jobs", type=int, choices=range(1, MAX_JOBS + 1), default=MAX_JOBS)
     parser.add_argument("--json", metavar="FILE", type=Path, help="write the results here")
+    parser.add_argument(
+        "--markdown", metavar="FILE", type=Path, help="write the scores and survivors as tables"
+    )
     parser.add_argument(
         "--python", metavar="PATH", type=Path, default=DEFAULT_PYTHON, help="runs pytest"
     )
@@ -654,6 +675,9 @@ def main(argv: list[str]) -> int:
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         say(f"Results written to {args.json}.")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(results), encoding="utf-8")
+        say(f"Tables written to {args.markdown}.")
     return 0 if score >= args.fail_under else 1
 
 
