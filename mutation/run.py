@@ -606,9 +606,21 @@ def targets_for(modules: list[str], only: list[str]) -> tuple[Target, ...]:
     return TARGETS
 
 
+def signals_as_cron_gives_them() -> None:
+    """SIGINT and SIGQUIT at their defaults for the tests and what they start, as cron and a
+    terminal give them: a run started in the background of a non-interactive shell (or with
+    nohup) inherits them ignored, and the program rightly keeps an ignored SIGINT ignored, so
+    the tests of what Ctrl-C does would fail for a reason that is not the code's."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def main(argv: list[str]) -> int:
     """Run the campaign; the exit status (see the module's documentation)."""
     args = parse_args(argv)
+    signals_as_cron_gives_them()
     if not args.python.exists():
         raise SystemExit(f"No Python at {args.python} (create .venv first, or give --python).")
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
