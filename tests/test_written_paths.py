@@ -265,6 +265,25 @@ def test_status_never_writes_its_metrics_over_a_token_file(project: Project) -> 
     assert "interactive token file" in warnings[0]
 
 
+def test_status_never_writes_its_metrics_over_a_broken_accounts_settings_file(
+    project: Project,
+) -> None:
+    """An account file with a bad setting has no settings to load, so ``status`` knew nothing
+    of it: with the metrics file aimed at it, status replaced the operator's file (API keys
+    and all) with gauges. Every settings file of the install is kept, one ⚠ line says so."""
+    folder = project.with_accounts("a", "c")
+    assert project.run().code == 0
+    broken = folder / "c.env"
+    broken.write_text(broken.read_text() + "XTS_TIMEOUT=banana\n")
+    before = broken.read_bytes()
+    project.settings["XTS_METRICS_FILE"] = str(broken)
+    run = project.run("status")
+    assert run.code == 2, run.output
+    assert broken.read_bytes() == before
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert len(warnings) == 1 and "is the settings file" in warnings[0], run.stdout
+
+
 # -- the log file --------------------------------------------------------------------------------
 
 

@@ -365,6 +365,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         check_paths_and_open_log(selection, log, log_file_path(overrides, selection.install.values))
         return refresh(selection, options, log, redactor)
     if args.command == "status":
+        from .outputs import settings_files
         from .status import status
 
         return status(
@@ -377,6 +378,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             broken=selection.broken,
             warnings=selection.warnings,
             also=selection.unselected,
+            settings_files=settings_files(selection),
         )
     from .check_config import check_config
     from .outputs import path_problems

@@ -144,21 +144,25 @@ def render(accounts: Iterable[Settings]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(accounts: Sequence[Settings], log: Log) -> None:
+def write_metrics(
+    accounts: Sequence[Settings], log: Log, settings_files: Iterable[Path] = ()
+) -> None:
     """Rewrite each metrics file the accounts name, with the gauges of the accounts naming
     it; a file that cannot be written, is a symlink or no regular file, or is one of the
-    accounts' settings, token, lock or log files, costs a warning, never the run's outcome
-    (``status`` writes it without a refresh's check of written paths)."""
+    accounts' settings, token, lock or log files or of ``settings_files`` (the install's,
+    broken accounts' included), costs a warning, never the run's outcome (``status`` writes
+    it without a refresh's check of written paths)."""
     by_file: dict[Path, list[Settings]] = {}
     for settings in accounts:
         if settings.metrics_file is not None:
             by_file.setdefault(settings.metrics_file, []).append(settings)
     theirs = [w for s in accounts for w in written_paths(s) if w.role != METRICS_ROLE]
-    settings_files = {f for s in accounts for f in (s.env_file, s.shared_env_file) if f}
+    guarded = {f for s in accounts for f in (s.env_file, s.shared_env_file) if f}
+    guarded.update(settings_files)
     for path, named in by_file.items():
         metrics = WrittenPath(path, METRICS_ROLE, renamed_over=False)
         refused = kind_problem(metrics) or next(
-            (p for p in collisions([*theirs, metrics], settings_files) if path in p.paths), None
+            (p for p in collisions([*theirs, metrics], guarded) if path in p.paths), None
         )
         if refused is not None:  # never written through a symlink, nor over another file
             log.warning("⚠ The metrics file %s was not written: %s", path, refused.text)

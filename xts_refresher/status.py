@@ -45,6 +45,8 @@ JSON_KEYS = (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .console import Log
 
 
@@ -210,6 +212,7 @@ def status(
     broken: Sequence[tuple[str, ConfigError]] = (),
     warnings: Sequence[str] = (),
     also: Sequence[Settings] = (),
+    settings_files: Sequence[Path] = (),
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
     account's settings are broken).
@@ -236,7 +239,8 @@ def status(
     if any(s.metrics_file for s in accounts):
         from .metrics import write_metrics
 
-        write_metrics([*accounts, *also], log)  # `also`: accounts not selected, kept in it
+        # `also`: accounts not selected, kept in it; `settings_files`: broken accounts' too
+        write_metrics([*accounts, *also], log, settings_files)
     if as_json:
         document: dict[str, Any] = {
             "ok": ok,
