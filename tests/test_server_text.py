@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 
 import pytest
-from conftest import Project, Run
+from conftest import Project, Run, with_healthcheck
 
 from xts_refresher.simulator import Fault
 
@@ -99,3 +99,42 @@ def test_control_characters_from_servers_never_reach_a_reader(
     assert run.stdout.splitlines().count("✓ XTS token refreshed successfully!") == refreshed
     hostile = [line for line in run.stdout.splitlines() if "Account blocked" in line]
     assert hostile and all(not line.startswith("✓") for line in hostile)
+
+
+# A Location that is not UTF-8 (a C1 CSI byte, 0x9b) with escapes: requests, working out where
+# the redirect leads even when told not to follow it, died on it (UnicodeDecodeError).
+LOCATION = "http://elsewhere.invalid/\x1b[2J\x9b31mAccount blocked"
+
+
+@pytest.mark.parametrize(
+    ("route", "command", "code", "setting"),
+    [
+        ("interactive_login", "refresh", 3, "XTS_API_ROOT"),
+        ("interactive_balance", "status --verify", 1, ""),
+        ("telegram", "refresh", 0, "TELEGRAM_API_URL"),
+        ("healthcheck", "refresh", 0, "HEALTHCHECK_URL"),
+    ],
+    ids=["xts-login", "token-check", "telegram", "health-check"],
+)
+def test_a_redirect_to_a_location_that_is_not_utf8_is_refused_as_any_redirect(
+    project: Project, route: str, command: str, code: int, setting: str
+) -> None:
+    """Each server answers with a redirect whose Location holds a byte that is not UTF-8 and
+    escape sequences: the redirect is refused as any other (no "Unexpected error", no exit 4),
+    the setting to fix is named, and no control character reaches the console or the log."""
+    project.with_telegram()
+    if route == "healthcheck":
+        with_healthcheck(project)
+    if route == "interactive_balance":
+        assert project.run().code == 0
+    project.sim.add_fault(route, Fault.redirect(LOCATION, 302), times=5)
+
+    run = project.run(*command.split())
+
+    assert run.code == code, run.output
+    assert "Unexpected error" not in run.output + run.log
+    assert "UnicodeDecodeError" not in run.output + run.log
+    assert "a redirect" in run.stdout, run.stdout
+    assert setting in run.stdout
+    for text in (run.stdout, run.stderr, run.log):
+        assert not CONTROL.search(text), repr(CONTROL.search(text))

@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 
-from .client import explain_transport_failure, one_line, read_capped
+from .client import explain_transport_failure, one_line, read_capped, request_once
 from .console import PING_BODY_BYTES
 from .errors import NotificationRefusedError, NotificationUnavailableError
 from .settings import TelegramSettings, without_credentials
@@ -204,8 +204,8 @@ def telegram_call(
     telegram_result does, and NotificationUnavailableError when no answer came."""
     url = f"{telegram.api_url}/bot{telegram.bot_token}/{method}"
     try:
-        with requests.post(
-            url, json=dict(fields), timeout=timeout, stream=True, allow_redirects=False
+        with request_once(
+            "POST", url, json=dict(fields), timeout=timeout, stream=True, allow_redirects=False
         ) as answer:
             return telegram_result(answer.status_code, answer.headers, capped_body(answer))
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
@@ -339,12 +339,18 @@ class HealthCheck:
         def send(timeout: float) -> None:
             try:
                 if body is None:
-                    answer = requests.get(
-                        url, params=params, timeout=timeout, stream=True, allow_redirects=False
+                    answer = request_once(
+                        "GET",
+                        url,
+                        params=params,
+                        timeout=timeout,
+                        stream=True,
+                        allow_redirects=False,
                     )
                 else:
                     headers = {"Content-Type": "text/plain; charset=utf-8"}
-                    answer = requests.post(
+                    answer = request_once(
+                        "POST",
                         url,
                         params=params,
                         data=body,
@@ -421,7 +427,7 @@ def check_health_check(url: str) -> str:
     origin = f"{parts.scheme}://{parts.netloc}/"
     shown = shown_origin(parts)
     try:
-        with requests.head(origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
+        with request_once("HEAD", origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
             status, headers = answer.status_code, answer.headers
     except requests.RequestException as exc:
         reason = explain_transport_failure(exc, TLS_HINT, hide=hidden_userinfo(parts))

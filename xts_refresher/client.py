@@ -283,7 +283,7 @@ class XtsClient:
         self.settings = settings
         self.deadline = deadline
         self.log = log
-        self.http = requests.Session()
+        self.http = NoRedirects()
         self.http.headers["User-Agent"] = USER_AGENT
         # With no auth of its own, requests reads ~/.netrc: an entry for the broker's host would
         # replace the token in Authorization with that login, and send its password to XTS.
@@ -547,6 +547,23 @@ class XtsClient:
         if body is None:
             raise RetryableError(f"the answer is larger than {MAX_BODY_BYTES // 1048576} MiB")
         return body
+
+
+class NoRedirects(requests.Session):
+    """A requests session that never works out where a redirect leads. The refresher follows
+    none (each caller refuses a redirect itself, naming the setting to fix), yet requests, even
+    with ``allow_redirects=False``, reads a redirect's whole body and decodes its Location as
+    UTF-8: one that is not (a server's escape bytes) raised UnicodeDecodeError, exit 4."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """None: no redirect is ever followed (see the class)."""
+        return None
+
+
+def request_once(method: str, url: str, **options: Any) -> requests.Response:
+    """``requests.request(method, url, **options)``, through NoRedirects."""
+    with NoRedirects() as http:
+        return http.request(method, url, **options)
 
 
 def unsafe_connection(connection: str, api_root: str) -> str | None:
