@@ -187,6 +187,26 @@ def test_status_with_metrics_passes_a_fifo_where_the_last_run_is_recorded(
     assert record.is_fifo()
 
 
+def test_a_run_record_nested_past_the_json_parsers_depth_is_no_record(project: Project) -> None:
+    """The last-run record holding ``[[[[…`` 200,000 deep (within the 1 MiB a file may hold)
+    made Python's JSON parser raise RecursionError: ``status`` died "Unexpected error", exit 4.
+    It is taken as no record: status exits 0, the metrics file is written without the
+    last-run gauges, and the token file is untouched."""
+    project.settings["XTS_METRICS_FILE"] = str(project.folder / "xts.prom")
+    assert project.run().code == 0
+    record = project.token_file.with_name(project.token_file.name + ".run")
+    record.write_text("[" * 200_000)
+    previous = project.token_file.read_bytes()
+
+    done = run(project, "status")
+
+    assert done.code == 0, done.output
+    assert "Unexpected error" not in done.output + done.log
+    metrics = (project.folder / "xts.prom").read_text(encoding="utf-8")
+    assert "xts_token_usable" in metrics and "xts_refresh_last_exit_code{" not in metrics
+    assert project.token_file.read_bytes() == previous
+
+
 # -- settings files -----------------------------------------------------------------------------
 
 

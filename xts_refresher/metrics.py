@@ -75,11 +75,11 @@ def save_run(settings: Settings, record: RunRecord) -> None:
 
 def load_run(settings: Settings) -> RunRecord | None:
     """The account's last refresh as recorded, or None (never recorded, or unreadable: also
-    a FIFO, a device or a huge file, see read_small_file)."""
+    a FIFO, a device or a huge file, see read_small_file; JSON nested past the parser's depth)."""
     try:
         data = json.loads(read_small_file(run_record_path(settings))[0])
         return RunRecord(float(data["ended_at"]), int(data["exit_code"]), float(data["duration"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
