@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -28,7 +27,15 @@ from .client import explain_transport_failure, one_line, read_capped, request_on
 from .console import PING_BODY_BYTES
 from .errors import NotificationRefusedError, NotificationUnavailableError
 from .settings import TelegramSettings, without_credentials
-from .timebox import Deadline, Pacing, backoff_seconds, retry_after_seconds, run_within
+from .timebox import (
+    Deadline,
+    Failure,
+    Pacing,
+    RetriesSpent,
+    retry_after_seconds,
+    run_within,
+    with_retries,
+)
 
 if TYPE_CHECKING:
     from .console import Log
@@ -64,39 +71,43 @@ def deliver(
     happens: a run that used up its deadline still announces why. ``what`` ("The Telegram
     notification to chat 42") starts each line this logs.
     """
-    reason = ""
-    for number in range(1, attempts + 1):
+
+    def attempt_once(number: int) -> object:
         timeout = min(attempt_seconds, budget.remaining())
         if number > 1:
             timeout = min(timeout, pacing.deadline.remaining())
         try:
             # run_within bounds the whole exchange: requests' timeout bounds each read only.
-            run_within(timeout, functools.partial(attempt, timeout))
+            return run_within(timeout, functools.partial(attempt, timeout))
         except TimeoutError:
-            reason, retry_after = f"no answer within {timeout:g} s", None
-        except NotificationRefusedError as refusal:
-            reason, fix = refusal.message, refusal.hint
-            log.warning("⚠ %s was refused (%s): it was not delivered. %s", what, reason, fix)
-            return False
-        except NotificationUnavailableError as failure:
-            reason, retry_after = failure.message, failure.retry_after
-        except Exception as exc:  # a bug or an answer nothing foresaw: never the run's outcome
-            log.warning(
-                "⚠ %s failed (unexpected %s): it was not delivered.", what, type(exc).__name__
-            )
-            return False
+            raise NotificationUnavailableError(f"no answer within {timeout:g} s") from None
+
+    try:
+        with_retries(
+            what,
+            attempt_once,
+            log,
+            transient=unavailable,
+            attempts=attempts,
+            first_wait=pacing.first_wait,
+            limits=(budget, pacing.deadline),
+            spare=MIN_ATTEMPT_SECONDS,
+            say_recovery=True,
+        )
+    except NotificationRefusedError as refusal:
+        log.warning(
+            "⚠ %s was refused (%s): it was not delivered. %s", what, refusal.message, refusal.hint
+        )
+        return False
+    except RetriesSpent as spent:
+        reason, retry_after = spent.failure
+        if spent.limit is None:
+            after = f" after {attempts} attempts" if attempts > 1 else ""
+            log.warning("⚠ %s failed (%s)%s: it was not delivered.", what, reason, after)
         else:
-            if number > 1:  # the lines above said it failed: say that it arrived after all
-                log.info("✓ %s got through on attempt %d of %d.", what, number, attempts)
-            return True
-        if number == attempts:
-            break
-        wait = backoff_seconds(pacing.first_wait, number, retry_after)
-        left = min(budget.remaining(), pacing.deadline.remaining())
-        if wait + MIN_ATTEMPT_SECONDS > left:
             limit = (
                 f"its {budget.seconds:g} s budget"
-                if budget.remaining() <= pacing.deadline.remaining()
+                if spent.limit is budget
                 else f"XTS_DEADLINE ({pacing.deadline.seconds:g} s)"
             )
             asked = f" (asked to wait {retry_after:g} s)" if retry_after is not None else ""
@@ -107,19 +118,18 @@ def deliver(
                 asked,
                 limit,
             )
-            return False
-        log.warning(
-            "⚠ %s failed (%s), attempt %d of %d; retrying in %.1f s.",
-            what,
-            reason,
-            number,
-            attempts,
-            wait,
-        )
-        time.sleep(wait)
-    after = f" after {attempts} attempts" if attempts > 1 else ""
-    log.warning("⚠ %s failed (%s)%s: it was not delivered.", what, reason, after)
-    return False
+        return False
+    except Exception as exc:  # a bug or an answer nothing foresaw: never the run's outcome
+        log.warning("⚠ %s failed (unexpected %s): it was not delivered.", what, type(exc).__name__)
+        return False
+    return True
+
+
+def unavailable(exc: Exception) -> Failure | None:
+    """What the retry loop needs of ``exc`` when another attempt may mend it, else None."""
+    if isinstance(exc, NotificationUnavailableError):
+        return Failure(exc.message, exc.retry_after)
+    return None
 
 
 def side_by_side(actions: Sequence[Callable[[], object]]) -> None:

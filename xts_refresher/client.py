@@ -12,7 +12,6 @@ import errno
 import json
 import math
 import socket
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from http.client import RemoteDisconnected
@@ -28,7 +27,14 @@ from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
 from .sessions import SESSIONS, Session
 from .settings import Settings, is_loopback_url, without_credentials
 from .store import StoredToken, is_token_text
-from .timebox import Deadline, backoff_seconds, retry_after_seconds, run_within
+from .timebox import (
+    Deadline,
+    Failure,
+    RetriesSpent,
+    retry_after_seconds,
+    run_within,
+    with_retries,
+)
 from .values import Frozen
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -121,6 +127,11 @@ class RetryableError(XtsUnavailableError):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+def retryable(exc: Exception) -> Failure | None:
+    """What the retry loop needs of ``exc`` when another attempt may mend it, else None."""
+    return Failure(exc.reason, exc.retry_after) if isinstance(exc, RetryableError) else None
 
 
 class RedirectedError(XtsUnavailableError):
@@ -450,23 +461,18 @@ class XtsClient:
         Raises XtsUnavailableError once the retries or the deadline are spent, and at once for
         a redirect or "Route not found", with ``fix`` (the setting to check) as its hint.
         """
-        attempts = self.settings.retries + 1
-        for attempt in range(1, attempts + 1):
+        request = _Request(
+            method,
+            url,
+            payload=payload,
+            params=params,
+            headers=headers,
+            rate_limit_is_answer=rate_limit_is_answer,
+        )
+
+        def attempt(_number: int) -> dict[str, Any]:
             try:
-                request = _Request(
-                    method,
-                    url,
-                    payload=payload,
-                    params=params,
-                    headers=headers,
-                    rate_limit_is_answer=rate_limit_is_answer,
-                )
                 body = self._attempt(request)
-                if _is_rate_limit(body) and not rate_limit_is_answer:
-                    raise RetryableError(f"rate limit: {describe_xts_error(body)}")
-                if check is not None:
-                    check(body)
-                return body
             except RedirectedError as redirect:
                 raise XtsUnavailableError(
                     f"The {label} at {shown_url(url)} was answered with {redirect.message}, "
@@ -480,29 +486,32 @@ class XtsClient:
                     "has no such path.",
                     fix,
                 ) from None
-            except RetryableError as failure:
-                reason, wait = failure.reason, self._backoff(attempt, failure.retry_after)
-            if attempt == attempts:
-                break
-            if wait >= self.deadline.remaining():
-                raise XtsUnavailableError(
-                    f"The {label} failed ({reason}) and XTS_DEADLINE ({self.deadline.seconds:g} s) "
-                    f"leaves no time for another try after {attempt} attempt(s).",
-                )
-            self.log.warning(
-                "⚠ The %s failed (%s), attempt %d of %d; retrying in %.1f s.",
-                label,
-                reason,
-                attempt,
-                attempts,
-                wait,
-            )
-            time.sleep(wait)
-        raise XtsUnavailableError(f"The {label} failed after {attempts} attempt(s): {reason}.")
+            if _is_rate_limit(body) and not rate_limit_is_answer:
+                raise RetryableError(f"rate limit: {describe_xts_error(body)}")
+            if check is not None:
+                check(body)
+            return body
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """The wait after failed attempt ``attempt``, from XTS_RETRY_BACKOFF."""
-        return backoff_seconds(self.settings.retry_backoff, attempt, retry_after)
+        try:
+            return with_retries(
+                f"The {label}",
+                attempt,
+                self.log,
+                transient=retryable,
+                attempts=self.settings.retries + 1,
+                first_wait=self.settings.retry_backoff,
+                limits=(self.deadline,),
+            )
+        except RetriesSpent as spent:
+            reason = spent.failure.reason
+            if spent.limit is None:
+                raise XtsUnavailableError(
+                    f"The {label} failed after {spent.attempts} attempt(s): {reason}."
+                ) from None
+            raise XtsUnavailableError(
+                f"The {label} failed ({reason}) and XTS_DEADLINE ({self.deadline.seconds:g} s) "
+                f"leaves no time for another try after {spent.attempts} attempt(s).",
+            ) from None
 
     def _attempt(self, request: _Request) -> dict[str, Any]:
         """One request, answered whole within the time left; RetryableError when it fails.

@@ -1,14 +1,18 @@
-"""Time: the run's deadline, the waits between retries, and bounding a blocking call."""
+"""Time: the run's deadline, the waits between retries, the retry loop, and bounding a
+blocking call."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from .values import Frozen
+
+if TYPE_CHECKING:
+    from .console import Log
 
 T = TypeVar("T")
 
@@ -61,6 +65,76 @@ def retry_after_seconds(value: object) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else 0.0
+
+
+class Failure(NamedTuple):
+    """An attempt's failure worth another try: what went wrong, and the wait the server asked
+    for (seconds), if it said."""
+
+    reason: str
+    retry_after: float | None = None
+
+
+class RetriesSpent(Exception):  # noqa: N818 - not an error of its own: the caller words it
+    """No attempt succeeded: the last ``failure``, after ``attempts`` attempts. ``limit`` is
+    the Deadline that left no time for another try, None when the attempts ran out."""
+
+    def __init__(self, failure: Failure, attempts: int, limit: Deadline | None) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+        self.attempts = attempts
+        self.limit = limit
+
+
+def with_retries(
+    what: str,
+    attempt: Callable[[int], T],
+    log: Log,
+    *,
+    transient: Callable[[Exception], Failure | None],
+    attempts: int,
+    first_wait: float,
+    limits: Sequence[Deadline],
+    spare: float = 0.0,
+    say_recovery: bool = False,
+) -> T:
+    """``attempt(number)``'s result (number 1, 2, …), tried again after a failure that
+    ``transient`` turns into a Failure; anything else it raises goes to the caller at once.
+
+    Up to ``attempts`` tries, with backoff_seconds from ``first_wait`` between them; a retry
+    starts only when its wait and ``spare`` more seconds fit before every Deadline of
+    ``limits``. Each retry is announced with a ⚠ line starting with ``what`` ("The
+    interactive login"), and with ``say_recovery`` a success after a failure with a ✓ line.
+    Raises RetriesSpent when no attempt succeeded.
+    """
+    number = 0
+    while True:
+        number += 1
+        try:
+            result = attempt(number)
+        except Exception as exc:
+            failure = transient(exc)
+            if failure is None:
+                raise
+        else:
+            if say_recovery and number > 1:  # the lines above said it failed
+                log.info("✓ %s got through on attempt %d of %d.", what, number, attempts)
+            return result
+        if number >= attempts:
+            raise RetriesSpent(failure, number, None)
+        wait = backoff_seconds(first_wait, number, failure.retry_after)
+        nearest = min(limits, key=Deadline.remaining)  # the first of equals: the caller's order
+        if wait + spare >= nearest.remaining():
+            raise RetriesSpent(failure, number, nearest)
+        log.warning(
+            "⚠ %s failed (%s), attempt %d of %d; retrying in %.1f s.",
+            what,
+            failure.reason,
+            number,
+            attempts,
+            wait,
+        )
+        time.sleep(wait)
 
 
 def run_within(seconds: float, action: Callable[[], T]) -> T:
