@@ -1991,6 +1991,62 @@ def test_deliver_turns_an_unforeseen_exception_into_a_warning() -> None:
     assert lines == ["⚠ The thing failed (unexpected RuntimeError): it was not delivered."]
 
 
+def test_the_retry_loop_lets_a_failure_it_cannot_mend_through_at_once() -> None:
+    """What ``transient`` does not call a Failure (a refusal, a bug) is raised by the first
+    attempt, unretried and unannounced."""
+    import logging
+
+    from xts_refresher.timebox import Deadline, Failure, with_retries
+
+    calls: list[int] = []
+
+    def attempt(number: int) -> None:
+        calls.append(number)
+        raise LookupError("not worth another try")
+
+    def transient(exc: Exception) -> Failure | None:
+        return Failure(str(exc)) if isinstance(exc, OSError) else None
+
+    log = logging.getLogger("test-retry-loop-refusal")
+    with pytest.raises(LookupError):
+        with_retries(
+            "The thing", attempt, log, transient=transient, attempts=4, first_wait=0.0,
+            limits=(Deadline(60.0),),
+        )  # fmt: skip
+    assert calls == [1]
+
+
+def test_the_retry_loop_gives_up_naming_the_deadline_that_leaves_no_time() -> None:
+    """A wait that does not fit before the nearer of two deadlines is not waited: RetriesSpent
+    names that deadline, the failure and the attempts made; nothing was announced."""
+    import logging
+
+    from xts_refresher.timebox import Deadline, Failure, RetriesSpent, with_retries
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    log = logging.getLogger("test-retry-loop-deadline")
+    log.propagate = False
+    log.addHandler(Keep())
+
+    def attempt(number: int) -> None:
+        raise OSError("reset")
+
+    far, near = Deadline(60.0), Deadline(5.0)
+    with pytest.raises(RetriesSpent) as caught:
+        with_retries(
+            "The thing", attempt, log, transient=lambda exc: Failure(str(exc), 30.0),
+            attempts=4, first_wait=0.0, limits=(far, near),
+        )  # fmt: skip
+    assert caught.value.limit is near
+    assert (caught.value.failure.reason, caught.value.attempts) == ("reset", 1)
+    assert lines == []
+
+
 def test_a_secret_in_a_long_requests_message_is_hidden_before_it_is_shortened() -> None:
     """A bot token that straddles the 200th character of requests' message (a long
     TELEGRAM_API_URL behind a proxy) is hidden whole: not a piece of it is left."""

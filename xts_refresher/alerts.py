@@ -100,7 +100,7 @@ def deliver(
         )
         return False
     except RetriesSpent as spent:
-        reason, retry_after = spent.failure
+        reason, retry_after = spent.failure.reason, spent.failure.retry_after
         if spent.limit is None:
             after = f" after {attempts} attempts" if attempts > 1 else ""
             log.warning("⚠ %s failed (%s)%s: it was not delivered.", what, reason, after)

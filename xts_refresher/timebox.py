@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .values import Frozen
 
@@ -67,12 +67,16 @@ def retry_after_seconds(value: object) -> float | None:
     return seconds if seconds >= 0 else 0.0
 
 
-class Failure(NamedTuple):
+class Failure(Frozen):
     """An attempt's failure worth another try: what went wrong, and the wait the server asked
     for (seconds), if it said."""
 
+    __slots__ = ("reason", "retry_after")
     reason: str
-    retry_after: float | None = None
+    retry_after: float | None
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        self._set(reason=reason, retry_after=retry_after)
 
 
 class RetriesSpent(Exception):  # noqa: N818 - not an error of its own: the caller words it
