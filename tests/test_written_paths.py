@@ -104,6 +104,26 @@ def test_a_hard_link_of_the_settings_file_as_the_log_is_exit_2(project: Project)
     assert env_file.read_bytes() == before
 
 
+@pytest.mark.parametrize("how", ["--token-file", "--log-file"])
+def test_a_written_path_that_would_become_an_account_file_is_exit_2(
+    project: Project, how: str
+) -> None:
+    """``accounts/xts.env`` does not exist yet, but once written it is an account file: the
+    next run would take the token JSON (or log lines) as account ``xts``'s settings, and the
+    install, with account files now, would stop being the single account of ``.env`` (every
+    run exit 2, every bot's ``load_token()`` refused). Refused before any login, nothing made."""
+    accounts = project.folder / "accounts"
+    accounts.mkdir()
+    project.settings["XTS_ACCOUNTS_DIR"] = str(accounts)
+    would_be = accounts / "xts.env"
+    run = project.run(how, str(would_be))
+    assert_refused(project, run.code, run.stdout, would_be)
+    assert "would be an account file" in run.stdout
+    assert list(accounts.iterdir()) == []
+    checked = project.run("check-config", how, str(would_be))
+    assert checked.code == 2 and "would be an account file" in checked.stdout, checked.stdout
+
+
 # -- no two of them are one file -----------------------------------------------------------------
 
 

@@ -225,6 +225,27 @@ def settings_files(selection: Selection) -> list[Path]:
     return files
 
 
+def would_be_account_files(written: Iterable[WrittenPath], accounts_dir: Path) -> list[PathProblem]:
+    """Every written path not there yet that, once written, is an account file (``NAME.env``
+    in the accounts folder): the next run would read it as that account's settings."""
+    from .paths import ACCOUNT_FILE_SUFFIX
+
+    folder = os.path.realpath(accounts_dir)
+    return [
+        PathProblem(
+            (entry.path,),
+            f"{capital(entry.role)} {entry.path} would be an account file (a NAME"
+            f"{ACCOUNT_FILE_SUFFIX} in the accounts folder {accounts_dir}): the next run would "
+            "read it as an account's settings. Give it another name or folder.",
+        )
+        for entry in dict.fromkeys(written)
+        if entry.path.name.endswith(ACCOUNT_FILE_SUFFIX)
+        and not entry.path.name.startswith(".")
+        and not os.path.lexists(entry.path)
+        and os.path.realpath(entry.path.parent) == folder
+    ]
+
+
 def path_problems(selection: Selection, log_file: Path) -> list[PathProblem]:
     """Everything unsafe about the paths a refresh of ``selection`` writes (see the module):
     [] when they may all be written."""
@@ -239,6 +260,7 @@ def path_problems(selection: Selection, log_file: Path) -> list[PathProblem]:
     checked = {w: None for w in checked if not (w.derived and w.renamed_over)}
     problems = [p for p in map(kind_problem, checked) if p is not None]
     problems += collisions([*mine, *others], settings_files(selection))
+    problems += would_be_account_files(mine, selection.install.accounts_dir)
     return problems
 
 
