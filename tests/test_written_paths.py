@@ -124,6 +124,23 @@ def test_a_written_path_that_would_become_an_account_file_is_exit_2(
     assert checked.code == 2 and "would be an account file" in checked.stdout, checked.stdout
 
 
+def test_status_never_writes_its_metrics_where_they_would_become_an_account_file(
+    project: Project,
+) -> None:
+    """``status`` rewrites the metrics file without a refresh's checks: aimed at
+    ``accounts/m.env``, it made account ``m`` (the next status: exit 2). One ⚠ line, no file."""
+    accounts = project.folder / "accounts"
+    accounts.mkdir()
+    project.settings["XTS_ACCOUNTS_DIR"] = str(accounts)
+    first_token(project)
+    project.settings["XTS_METRICS_FILE"] = str(accounts / "m.env")
+    run = project.run("status")
+    assert run.code == 0, run.output
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert len(warnings) == 1 and "would be an account file" in warnings[0], run.stdout
+    assert list(accounts.iterdir()) == []
+
+
 # -- no two of them are one file -----------------------------------------------------------------
 
 

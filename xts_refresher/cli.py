@@ -379,6 +379,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             warnings=selection.warnings,
             also=selection.unselected,
             settings_files=settings_files(selection),
+            accounts_dir=selection.install.accounts_dir,
         )
     from .check_config import check_config
     from .outputs import path_problems

@@ -16,7 +16,14 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import TokenSaveError, TokenUnavailableError
-from .outputs import METRICS_ROLE, WrittenPath, collisions, kind_problem, written_paths
+from .outputs import (
+    METRICS_ROLE,
+    WrittenPath,
+    collisions,
+    kind_problem,
+    would_be_account_files,
+    written_paths,
+)
 from .paths import read_small_file
 from .settings import Settings, foreign_token
 from .store import read_token_file, write_atomically
@@ -145,13 +152,17 @@ def render(accounts: Iterable[Settings]) -> str:
 
 
 def write_metrics(
-    accounts: Sequence[Settings], log: Log, settings_files: Iterable[Path] = ()
+    accounts: Sequence[Settings],
+    log: Log,
+    settings_files: Iterable[Path] = (),
+    accounts_dir: Path | None = None,
 ) -> None:
     """Rewrite each metrics file the accounts name, with the gauges of the accounts naming
     it; a file that cannot be written, is a symlink or no regular file, or is one of the
     accounts' settings, token, lock or log files or of ``settings_files`` (the install's,
-    broken accounts' included), costs a warning, never the run's outcome (``status`` writes
-    it without a refresh's check of written paths)."""
+    broken accounts' included) or would be an account file in ``accounts_dir``, costs a
+    warning, never the run's outcome (``status`` writes it without a refresh's check of
+    written paths)."""
     by_file: dict[Path, list[Settings]] = {}
     for settings in accounts:
         if settings.metrics_file is not None:
@@ -164,6 +175,8 @@ def write_metrics(
         refused = kind_problem(metrics) or next(
             (p for p in collisions([*theirs, metrics], guarded) if path in p.paths), None
         )
+        if refused is None and accounts_dir is not None:
+            refused = next(iter(would_be_account_files([metrics], accounts_dir)), None)
         if refused is not None:  # never written through a symlink, nor over another file
             log.warning("⚠ The metrics file %s was not written: %s", path, refused.text)
             continue

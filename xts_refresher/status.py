@@ -213,6 +213,7 @@ def status(
     warnings: Sequence[str] = (),
     also: Sequence[Settings] = (),
     settings_files: Sequence[Path] = (),
+    accounts_dir: Path | None = None,
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
     account's settings are broken).
@@ -240,7 +241,7 @@ def status(
         from .metrics import write_metrics
 
         # `also`: accounts not selected, kept in it; `settings_files`: broken accounts' too
-        write_metrics([*accounts, *also], log, settings_files)
+        write_metrics([*accounts, *also], log, settings_files, accounts_dir)
     if as_json:
         document: dict[str, Any] = {
             "ok": ok,
