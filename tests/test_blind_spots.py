@@ -216,6 +216,7 @@ def usable_strace() -> str:
     return found
 
 
+@pytest.mark.system
 def test_a_token_save_writes_fsyncs_renames_then_fsyncs_the_folder(
     project: Project, tmp_path: Path
 ) -> None:

@@ -517,6 +517,7 @@ def own_lines(lines: Sequence[str]) -> list[str]:
     return [line for line in lines if line.endswith(MARKER)]
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("char", ["\n", "\r", "\u2028"], ids=["newline", "cr", "line-separator"])
 def test_a_control_character_in_the_programs_folder_never_reaches_the_crontab(
     tmp_path: Path, crontab: Crontab, char: str
@@ -536,6 +537,7 @@ def test_a_control_character_in_the_programs_folder_never_reaches_the_crontab(
     assert crontab.read() == UNRELATED
 
 
+@pytest.mark.system
 def test_install_replaces_only_its_own_line(
     crontab: Crontab, app_cron_output: tuple[Path, bool]
 ) -> None:
@@ -579,6 +581,7 @@ def test_install_replaces_only_its_own_line(
     assert crontab.read() == UNRELATED
 
 
+@pytest.mark.system
 def test_install_keeps_other_lines_that_hold_control_characters_whole(
     crontab: Crontab, app_cron_output: tuple[Path, bool]
 ) -> None:
@@ -597,6 +600,7 @@ def test_install_keeps_other_lines_that_hold_control_characters_whole(
     assert run_process(["crontab", "-l"]).stdout == expected
 
 
+@pytest.mark.system
 def test_install_and_uninstall_without_a_crontab(
     crontab: Crontab, app_cron_output: tuple[Path, bool]
 ) -> None:
@@ -716,6 +720,7 @@ def check_account_removals(
     assert "remain" not in out
 
 
+@pytest.mark.system
 def test_account_lines_coexist_in_the_crontab(
     crontab: Crontab, app_cron_output: tuple[Path, bool], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -732,6 +737,7 @@ def test_account_lines_coexist_in_the_crontab(
     check_account_lines(crontab, run, APP_DIR)
 
 
+@pytest.mark.system
 def test_cron_install_account_lines_coexist(crontab: Crontab, program_copy: Path) -> None:
     """The same with the real script (a copy, with the accounts alice, bob and carol):
     ``cron install|uninstall --account NAME``, repeatable, in any order."""
@@ -805,6 +811,7 @@ def no_cron_daemon() -> None:
         skip_or_fail("a cron daemon runs (the machine's own), so 'no daemon' cannot be seen")
 
 
+@pytest.mark.system
 def test_install_without_a_cron_daemon_warns_and_still_installs(
     crontab: Crontab, app_cron_output: tuple[Path, bool]
 ) -> None:
@@ -834,6 +841,7 @@ def test_install_without_a_cron_daemon_warns_and_still_installs(
     assert AS_ROOT not in printed.stderr
 
 
+@pytest.mark.system
 def test_install_with_the_cron_daemon_running_does_not_warn_of_it(
     crontab: Crontab,
     cron_daemon: subprocess.Popen[bytes] | None,
@@ -849,6 +857,7 @@ def test_install_with_the_cron_daemon_running_does_not_warn_of_it(
     assert own_lines(crontab.read()) == [expected_line(30, 3, "*")]
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("style", ["crond", "busybox crond"])
 def test_install_recognises_other_cron_daemons(
     crontab: Crontab, app_cron_output: tuple[Path, bool], tmp_path: Path, style: str
@@ -896,6 +905,7 @@ def job_venv() -> str:
     return f"XTS_VENV={shlex.quote(sys.prefix)} "
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_cron_daemon_runs_the_wrapper(
     project: Project,
@@ -964,6 +974,7 @@ def test_cron_daemon_runs_the_wrapper(
 UNITS = APP_DIR / "systemd"
 
 
+@pytest.mark.system
 def test_systemd_units_are_valid() -> None:
     """The example units: a oneshot service running the wrapper in the project folder as a
     named user, and a persistent timer at 09:00 Asia/Kolkata; systemd-analyze (when present)

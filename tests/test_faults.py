@@ -482,6 +482,7 @@ def test_fault_folder_at_token_path(project: Project) -> None:
     assert project.sim.count(LOGIN) == 0
 
 
+@pytest.mark.system
 def test_fault_disk_full(project: Project, previous: bytes) -> None:
     """ENOSPC while writing the token: exit 4, the previous token intact, no temporary file left.
 

@@ -144,6 +144,7 @@ def attributes_cleared(project: Project) -> Iterator[list[Path]]:
         subprocess.run(["chattr", "-i", "-a", str(path)], capture_output=True, check=False)
 
 
+@pytest.mark.system
 def test_an_immutable_marketdata_file_gets_no_login_and_the_other_session_still_refreshes(
     project: Project, attributes_cleared: list[Path]
 ) -> None:
@@ -169,6 +170,7 @@ def test_an_immutable_marketdata_file_gets_no_login_and_the_other_session_still_
     assert [p.name for p in project.folder.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.system
 def test_an_append_only_folder_is_found_before_any_login(
     project: Project, attributes_cleared: list[Path]
 ) -> None:
@@ -190,6 +192,7 @@ def test_an_append_only_folder_is_found_before_any_login(
     assert run.stdout.splitlines()[-1].startswith("✗ Token refresh failed (exit code 4)")
 
 
+@pytest.mark.system
 def test_disk_full_after_a_marketdata_login_says_the_previous_token_is_dead(
     project: Project,
 ) -> None:

@@ -18,6 +18,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import (
     APP_DIR,
     INTERACTIVE_SECRET,
@@ -27,6 +28,8 @@ from conftest import (
     run_process,
     skip_or_fail,
 )
+
+pytestmark = pytest.mark.system
 
 EXAMPLE = APP_DIR / "logrotate.conf.example"
 PLACEHOLDER = "/path/to/xts-token-refresher"

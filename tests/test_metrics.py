@@ -68,6 +68,7 @@ def with_metrics(project: Project) -> Path:
     return path
 
 
+@pytest.mark.system
 def test_a_refresh_writes_every_gauge_matching_the_token_files(project: Project) -> None:
     """After a refresh under umask 077 (the systemd unit's): mode 0644 all the same, # HELP and
     # TYPE for every gauge, samples labelled by account and session whose values are the token
@@ -145,6 +146,7 @@ def test_a_run_record_that_cannot_be_written_is_a_metrics_warning(project: Proje
     )
 
 
+@pytest.mark.system
 def test_a_metrics_file_that_cannot_be_replaced_is_a_metrics_warning(project: Project) -> None:
     """The metrics file is immutable (``chattr +i``): the refresh still saves its token and
     exits 0; the one ⚠ line names the metrics file and never speaks of a token."""
@@ -225,6 +227,7 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         process.wait(timeout=10)
 
 
+@pytest.mark.system
 def test_node_exporter_serves_the_refreshers_metrics(
     project: Project, node_exporter: tuple[str, Path]
 ) -> None:
@@ -245,6 +248,7 @@ def test_node_exporter_serves_the_refreshers_metrics(
     assert served['xts_refresh_last_exit_code{account="default"}'] == 0
 
 
+@pytest.mark.system
 def test_the_example_alerting_rules_are_valid() -> None:
     """promtool accepts the shipped rules: token expiring within 2 h, not usable, last exit
     code not 0, no run for 26 h, app key expiring."""

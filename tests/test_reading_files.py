@@ -311,6 +311,7 @@ def test_a_settings_file_others_can_only_read_is_a_warning(project: Project, mod
     assert marker.exists()
 
 
+@pytest.mark.system
 def test_a_settings_file_of_another_user_is_refused(project: Project) -> None:
     """A settings file owned by another user (not root, not the user running the job): its
     owner can change it at will, so it is refused like a writable one: exit 2 naming the

@@ -239,6 +239,7 @@ def fake_systemctl(tmp_path: Path) -> FakeSystemctl:
 # -- print ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.system
 def test_print_shows_both_units_with_absolute_paths(tmp_path: Path) -> None:
     """``systemd print``: the service and the timer, each under its ``# file:`` line, that
     run this folder's wrapper as a oneshot with UMask=0077, a TimeoutStartSec= of the longest
@@ -271,6 +272,7 @@ def test_print_shows_both_units_with_absolute_paths(tmp_path: Path) -> None:
     assert_verified(tmp_path / f"{NAME}.service", tmp_path / f"{NAME}.timer")
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(
     ("args", "on_calendar", "utc", "weekdays"),
     [
@@ -352,6 +354,7 @@ def test_a_control_character_in_the_programs_folder_never_reaches_a_unit(tmp_pat
 # -- install --dir ------------------------------------------------------------------------------
 
 
+@pytest.mark.system
 def test_install_dir_writes_two_units_systemd_accepts(
     tmp_path: Path, fake_systemctl: FakeSystemctl
 ) -> None:
@@ -379,6 +382,7 @@ def test_install_dir_writes_two_units_systemd_accepts(
     assert_verified(units_dir / f"{NAME}.service", units_dir / f"{NAME}.timer")
 
 
+@pytest.mark.system
 def test_units_for_a_folder_with_spaces_percent_and_dollar(tmp_path: Path) -> None:
     """A program in ``my 50% $bots``: WorkingDirectory=, ExecStart= and Documentation= come
     out so that systemd-analyze finds the wrapper (it checks that ExecStart is executable)."""
@@ -433,6 +437,7 @@ def test_units_for_an_account_are_named_after_it(
     assert service["TimeoutStartSec"] == TIMEOUT
 
 
+@pytest.mark.system
 def test_units_for_accounts_coexist_and_go_one_by_one(program_copy: Path, tmp_path: Path) -> None:
     """The units for all accounts and for huf, installed into one folder, are four files that
     systemd-analyze accepts together (a warning says huf is logged in by both); uninstalling
@@ -671,6 +676,7 @@ def test_user_units_without_a_session_say_what_to_run(
     assert (user_home / ".config" / "systemd" / "user" / f"{NAME}.timer").is_file()
 
 
+@pytest.mark.system
 def test_user_units_pass_systemd_analyze_verify_user(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,6 +41,8 @@ from conftest import (
 
 from xts_refresher.simulator import XtsSimulator
 
+pytestmark = pytest.mark.system
+
 USER_NAME = "xtstest"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -198,6 +198,7 @@ def test_a_folder_at_the_token_path_is_exit_2(project: Project) -> None:
     assert project.token_file.is_dir()
 
 
+@pytest.mark.system
 def test_a_device_at_the_token_path_is_exit_2_and_stays_a_device(
     project: Project, tmp_path: Path
 ) -> None:
@@ -362,6 +363,7 @@ def test_a_log_folder_removed_mid_run_costs_one_warning_not_the_run(project: Pro
     assert token_json(project.token_file)["userID"]
 
 
+@pytest.mark.system
 def test_a_full_disk_under_the_log_costs_one_warning_not_the_run(project: Project) -> None:
     """The log on a full 64 KiB tmpfs (a private mount namespace, root only): the token is
     saved, exit 0, one ⚠ line, no traceback (the trial saw exit 1 and hundreds of lines)."""
