@@ -457,6 +457,7 @@ def test_one_broker_down_fails_only_its_account(
 # -- 3. one broker hanging ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_hanging_broker_does_not_delay_the_other_account(
     fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator
 ) -> None:
@@ -972,6 +973,7 @@ def test_the_per_chat_messages_and_shared_ping_go_out_once_despite_glitches(
     assert last_line(run.stdout).startswith("✗ 1 of 2 accounts failed (exit code 3)")
 
 
+@pytest.mark.slow
 def test_a_chat_whose_bot_api_hangs_costs_the_other_chat_nothing(
     fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
 ) -> None:
@@ -1065,6 +1067,7 @@ def test_a_message_about_many_failed_accounts_is_cut_to_fit_telegram(
     assert sim.count("telegram") == 1
 
 
+@pytest.mark.slow
 def test_the_start_pings_of_several_checks_go_out_side_by_side(
     fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
 ) -> None:

@@ -303,6 +303,7 @@ LOGIN_DELAY = 0.5
 CONCURRENT_RUNS = 4
 
 
+@pytest.mark.slow
 def test_simultaneous_refreshes_of_one_token_file_never_have_two_logins_in_flight(
     tmp_path: Path,
 ) -> None:
@@ -344,6 +345,7 @@ def probe_shared_lock(lock_file: Path) -> int:
     return done.returncode
 
 
+@pytest.mark.slow
 def test_a_refresh_holding_the_lock_blocks_even_a_shared_locker(tmp_path: Path) -> None:
     """While a refresh waits on a slow login (under the lock), another process cannot take
     even a shared lock on the lock file; once the refresh ended it can. Kills: LOCK_SH."""

@@ -127,6 +127,7 @@ def test_wrapper_runs_a_refresh_with_this_python(project: Project, tmp_path: Pat
     assert_no_secrets(project, output, project.log_file.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_status_verify_json(project: Project) -> None:
     """``status --verify --json`` after a refresh: stdout is one JSON document saying both
     sessions are fresh, usable and accepted by XTS; it asks XTS once per session, no login."""

@@ -15,11 +15,13 @@ import subprocess
 import threading
 import time
 
+import pytest
 from conftest import PYTHON, SCRIPT, Project, token_json
 
 KILLED_RUNS = int(os.environ.get("XTS_CRASH_RUNS", "50"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_exposes_a_partial_token(project: Project) -> None:
     """Refreshes killed at random moments: readers see only whole tokens XTS issued."""
     project.with_marketdata()

@@ -905,6 +905,7 @@ def job_venv() -> str:
     return f"XTS_VENV={shlex.quote(sys.prefix)} "
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.timeout(240)
 def test_cron_daemon_runs_the_wrapper(

@@ -155,6 +155,7 @@ def test_an_unknown_chat_is_not_retried_and_names_telegram_chat_id(project: Proj
     assert "retrying" not in run.output
 
 
+@pytest.mark.slow
 def test_a_telegram_that_never_answers_costs_the_run_at_most_its_budget(
     project: Project,
 ) -> None:
@@ -176,6 +177,7 @@ def test_a_telegram_that_never_answers_costs_the_run_at_most_its_budget(
     assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
 
 
+@pytest.mark.slow
 def test_no_retry_starts_after_the_runs_deadline(project: Project) -> None:
     """A broker that hangs uses up XTS_DEADLINE=2: the failure is still announced (a first
     attempt always goes), but the 502 it meets is not retried, and the line says why."""

@@ -259,7 +259,17 @@ def check_outcome(project: Project, run: Run, case: FaultCase, before: bytes) ->
     assert not list(project.folder.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# The faults that wait out a time-out on purpose (a few seconds each): left out of quick runs.
+SLOW_CASES = {"body-trickles-past-timeout", "healthcheck-hanging", "slow-headers"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name
+        for name in sorted(CASES)
+    ],
+)
 def test_fault(project: Project, previous: bytes, name: str) -> None:
     """Each fault of the matrix ends as RELIABILITY.md says (see the module docstring)."""
     case = CASES[name]
@@ -530,6 +540,7 @@ ls -a {mount}
         assert secret not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_fault_lock_held_by_a_stuck_process(project: Project, previous: bytes) -> None:
     """A stuck process holding the run lock: the run waits until XTS_DEADLINE, then exit 4."""
     lock = f"{project.token_file}.lock"
@@ -583,6 +594,7 @@ def test_fault_env_file_with_bom_crlf_quotes_and_export(project: Project) -> Non
 # -- the deadline ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_deadline_bounds_the_whole_run_whatever_the_server_does(project: Project) -> None:
     """A server that never answers, generous timeouts and retries: the run ends by XTS_DEADLINE."""
     deadline = 3.0

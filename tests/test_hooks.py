@@ -167,6 +167,7 @@ def test_failure_pings_start_then_the_exit_code(
     assert_pings_carry_no_secret(project)
 
 
+@pytest.mark.slow
 def test_a_hanging_ping_endpoint_neither_changes_the_outcome_nor_stalls_the_run(
     project: Project,
 ) -> None:
@@ -287,6 +288,7 @@ def test_a_failing_hook_is_exit_5_with_the_tokens_saved_and_notified(project: Pr
     assert ping_paths(project) == [f"{prefix}/start", f"{prefix}/5"]
 
 
+@pytest.mark.slow
 def test_a_hanging_hook_is_stopped_at_its_time_limit(project: Project, tmp_path: Path) -> None:
     """A hook that would sleep for a minute is stopped after the 10 s floor (XTS_DEADLINE=5
     leaves less than that), with its whole process group: the run exits 5 in bounded time, the

@@ -12,11 +12,13 @@ import fcntl
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import Project, token_json
 
 LOGIN_DELAY = 0.5
 
 
+@pytest.mark.slow
 def test_two_runs_sharing_a_market_data_file_never_log_in_to_it_at_once(
     project: Project,
 ) -> None:
@@ -42,6 +44,7 @@ def test_two_runs_sharing_a_market_data_file_never_log_in_to_it_at_once(
         assert token_json(path)["userID"]
 
 
+@pytest.mark.slow
 def test_a_run_that_waited_for_the_lock_sends_no_login_it_cannot_finish(project: Project) -> None:
     """Another run holds the run lock for 2 s; XTS_DEADLINE=3 then leaves about 1 s, less than
     one request (XTS_TIMEOUT=2) against a broker whose logins take 1.5 s. The run sends no

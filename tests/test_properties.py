@@ -653,6 +653,7 @@ def _check_real_run(fault: Fault, *args: str, secret: str | None = None) -> None
 # == in-process properties: XTS answers ===========================================================
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(raw=ANY_BYTES, status=STATUSES, headers=HEADERS, rate_limit_is_answer=st.booleans())
 def test_arbitrary_bytes_decode_to_xts_json_or_a_retryable_error(
@@ -685,6 +686,7 @@ def test_arbitrary_bytes_decode_to_xts_json_or_a_retryable_error(
     assert status != 429 or rate_limit
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(
     value=ANY_BODIES,
@@ -713,6 +715,7 @@ def test_arbitrary_json_decodes_to_itself_or_a_retryable_error(
     assert json.dumps(body) == json.dumps(value)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(body=XTS_ANSWERS, session=st.sampled_from(SESSIONS), root=st.sampled_from(ROOTS))
 @example(
@@ -815,6 +818,7 @@ def test_app_key_expiry_never_raises(value: Any) -> None:
 # == in-process properties: token files ===========================================================
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=400)
 @given(data=TOKEN_FILES, session=st.sampled_from(SESSIONS))
 @example(
@@ -974,6 +978,7 @@ CONTENT_TYPES = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(E2E, max_examples=4)
 @given(body=ANY_BYTES, status=STATUSES, content_type=CONTENT_TYPES)
 @example(body=b"", status=200, content_type="application/json")
@@ -987,6 +992,7 @@ def test_real_script_on_arbitrary_bytes_ends_in_a_contract_code(
     _check_real_run(Fault.raw(body, status, content_type))
 
 
+@pytest.mark.slow
 @settings(E2E)
 @given(
     value=st.one_of(XTS_ANSWERS, JSON_VALUES),
@@ -1330,6 +1336,7 @@ ENV_LINES = st.lists(
 ).map("".join)  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=1500)
 @given(pieces=st.lists(ENV_PIECES, max_size=24) | ENV_LINES.map(lambda text: [text]))
 @example(pieces=["A", "=", "'", "x", "'"])  # quotes are python-dotenv's to take off

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import APP_DIR, skip_or_fail
 
 
@@ -36,6 +37,7 @@ def test_ruff_format_is_clean() -> None:
     check(tool("ruff"), "format", "--check", ".")
 
 
+@pytest.mark.slow
 def test_mypy_strict_is_clean() -> None:
     """mypy --strict passes on the program and the tests."""
     check(tool("mypy"))

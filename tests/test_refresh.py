@@ -264,6 +264,7 @@ def test_a_binary_feed_broker_asked_at_the_json_feed_path_says_which_path(
         assert token_json(project.md_token_file)["session"] == "marketdata"
 
 
+@pytest.mark.slow
 def test_flag_beats_environment_beats_env_file(project: Project, tmp_path: Path) -> None:
     """Precedence is --token-file > process environment > .env."""
     from_env_file = tmp_path / "from-env-file.json"
@@ -585,6 +586,7 @@ def test_connection_refused_exit_3(project: Project) -> None:
     assert "connection refused" in run.stdout
 
 
+@pytest.mark.slow
 def test_hung_server_is_bounded_by_the_timeout(project: Project) -> None:
     """A server that never answers costs XTS_TIMEOUT per attempt, not forever."""
     project.settings.update(XTS_TIMEOUT="1", XTS_RETRIES="1")
@@ -608,6 +610,7 @@ def test_a_trickling_body_is_bounded_by_the_timeout(project: Project) -> None:
     assert "no complete answer within 1 s" in run.stdout
 
 
+@pytest.mark.slow
 def test_deadline_stops_the_retries(project: Project) -> None:
     """No retry starts after XTS_DEADLINE, however many retries are allowed."""
     project.settings.update(XTS_DEADLINE="2", XTS_RETRIES="20", XTS_RETRY_BACKOFF="0.4")
@@ -736,6 +739,7 @@ def test_a_new_token_that_is_expired_by_this_machines_clock_is_saved_but_exit_3(
     assert "fresh token" not in run.stdout
 
 
+@pytest.mark.slow
 def test_a_held_lock_makes_the_next_run_wait_then_exit_4(project: Project) -> None:
     """While another process holds the run lock past the deadline, a run exits 4 naming it."""
     before = refreshed(project)
@@ -755,6 +759,7 @@ def test_a_held_lock_makes_the_next_run_wait_then_exit_4(project: Project) -> No
     assert project.token_file.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_concurrent_runs_take_turns_and_readers_never_see_a_partial_file(project: Project) -> None:
     """Four simultaneous runs all succeed one after the other; a reader only sees whole files."""
     assert project.run().code == 0

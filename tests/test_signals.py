@@ -46,6 +46,7 @@ def closing_line(text: str) -> str:
     return text.rstrip().splitlines()[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_the_interactive_login_saves_it_and_starts_no_market_data_login(
     project: Project, signum: int
@@ -76,6 +77,7 @@ def test_a_signal_during_the_interactive_login_saves_it_and_starts_no_market_dat
     assert "Traceback" not in run.output + run.log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_the_market_data_login_still_saves_its_token(
     project: Project, signum: int

@@ -367,6 +367,7 @@ def test_status_verify_counts_an_http_429_rate_limit_as_accepted(project: Projec
     assert project.sim.count("interactive_balance") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["5xx", "down", "time-out"])
 def test_status_verify_when_xts_cannot_be_asked_says_not_checked_quickly(
     project: Project, fault: str

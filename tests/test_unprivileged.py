@@ -492,6 +492,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, daemon: CronDaemon) 
     return bool(condition())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_cron_runs_the_wrapper_as_the_user(
     user_project: UserProject, user_crontab: UserCrontab, cron_daemon: CronDaemon

@@ -204,6 +204,7 @@ def test_exit_code_propagates(
         assert "XTS refused the login" in done.stdout
 
 
+@pytest.mark.slow
 def test_arguments_are_passed_on(project: Project, tmp_path: Path) -> None:
     """Commands and options reach the program: ``status`` (1, then 0), ``status --json``, ``-h``.
 
@@ -331,6 +332,7 @@ def test_missing_virtualenv_exit_2_with_setup_hint(project: Project, tmp_path: P
     assert_clean(project, done)
 
 
+@pytest.mark.slow
 def test_setup_twice_on_a_fresh_copy(project: Project, tmp_path: Path) -> None:
     """``--setup`` builds a working installation and is safe to run again.
 
@@ -411,6 +413,7 @@ def borrowing_venv(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_setup_locks_down_the_accounts_and_leaves_an_existing_env_alone(
     tmp_path: Path,
 ) -> None:
@@ -466,6 +469,7 @@ def marked_venv(folder: Path, started: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_wrapper_and_the_script_look_for_xts_venv_then_dot_venv_then_venv(
     tmp_path: Path,
 ) -> None:
