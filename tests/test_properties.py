@@ -35,7 +35,7 @@ from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from xts_refresher import refresh, store
+from xts_refresher import account_refresh, store
 from xts_refresher.client import (
     LoginResult,
     RedirectedError,
@@ -573,11 +573,11 @@ def _login_pipeline(
     assert isinstance(result, LoginResult)
     assert result.token
     assert result.token == result.token.strip()
-    stored = refresh.stored_from_login(result)
+    stored = account_refresh.stored_from_login(result)
     assert (stored.token, stored.session, stored.api_root) == (result.token, session, root)
     _assert_usable(stored, session)
     if session == "marketdata":
-        expiry = refresh.app_key_expiry(stored.extra["application_expiry_date"])
+        expiry = store.app_key_expiry(stored.extra["application_expiry_date"])
         assert expiry is None or isinstance(expiry, datetime)
     path = folder / f"{session}.json"
     store.save_token(path, stored)
@@ -811,7 +811,7 @@ def test_readable_exp_claim_is_the_expiry(exp: float) -> None:
 @given(value=APP_EXPIRY_DATES)
 def test_app_key_expiry_never_raises(value: Any) -> None:
     """Any application_expiry_date XTS sends: a datetime to warn about, or None."""
-    expiry = refresh.app_key_expiry(value)
+    expiry = store.app_key_expiry(value)
     assert expiry is None or isinstance(expiry, datetime)
 
 

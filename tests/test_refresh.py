@@ -630,7 +630,7 @@ def test_deadline_stops_the_retries(project: Project) -> None:
 # the new session token and the API secret, as a bug's message might.
 PLANTED_BUGS = {
     "in-a-session": (
-        "import xts_refresher.refresh as target\n"
+        "import xts_refresher.account_refresh as target\n"
         "def broken(result):\n"
         "    raise RuntimeError(f'cannot store {result.token} for {SECRET}')\n"
         "target.stored_from_login = broken\n"

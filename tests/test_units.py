@@ -1730,7 +1730,7 @@ def test_two_accounts_on_one_marketdata_token_file_are_refused(tmp_path: Path) -
 def test_an_accounts_code_is_its_highest_failure_not_its_first() -> None:
     """A refused login (1) and a token that could not be saved (4): the account exits 4."""
     from xts_refresher.errors import LoginRefusedError, TokenSaveError
-    from xts_refresher.refresh import AccountResult
+    from xts_refresher.outcome import AccountResult
 
     result = AccountResult("a", [LoginRefusedError("refused"), TokenSaveError("full")], [])
     assert result.code == 4

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from . import paths
 from .errors import ConfigError
-from .paths import DEFAULT_ACCOUNT, account_file, account_folder
+from .paths import DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR, account_file, account_folder
 from .sessions import SESSIONS
 from .settings import (
     PathOverrides,
@@ -179,6 +179,13 @@ class Selection(Frozen):
     def secrets(self) -> list[str]:
         """Every secret of every selected account, for redaction."""
         return [secret for settings in self.accounts for secret in settings.secrets()]
+
+
+def single_selection(settings: Settings) -> Selection:
+    """``settings`` alone, selected as the single account of a ``.env`` is (no prefixes): the
+    demo's account, which has no install around it."""
+    install = Install(settings.env_file, {}, settings.env_file.parent / DEFAULT_ACCOUNTS_DIR, ())
+    return Selection(install, (settings,), ())
 
 
 def load_selection(

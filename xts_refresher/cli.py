@@ -358,7 +358,8 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
     for secret in selection.secrets():
         redactor.add(secret)
     if args.command == "refresh":
-        from .refresh import RefreshOptions, check_paths_and_open_log, refresh
+        from .account_refresh import RefreshOptions
+        from .refresh import check_paths_and_open_log, refresh
 
         window = {} if args.renew_before is None else {"renew_before": args.renew_before}
         options = RefreshOptions(args.if_needed, verify=args.verify, **window)

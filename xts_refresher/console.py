@@ -17,7 +17,7 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 LOGGER_NAME = "xts_token_refresh"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 PING_BODY_BYTES = 10_000  # what healthchecks.io keeps of a ping's body
+ACCOUNT_ATTRIBUTE = "xts_account"  # the log record's attribute naming an AccountLog's account
 
 # Shapes of secrets that were never registered (a JWT, a Telegram bot token) are masked too.
 SECRET_SHAPES = (
@@ -99,22 +100,30 @@ class Redactor(logging.Filter):
         return True
 
 
+def account_prefix(account: str) -> str:
+    """How each line of ``account`` starts in a run with account files: ``[NAME] ``."""
+    return f"[{account}] "
+
+
 class AccountLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The run's logger for one account: each of its lines starts ``[NAME] ``.
+    """The run's logger for one account: each of its lines starts with account_prefix.
 
     With several accounts refreshed at once, the prefix is what tells their lines apart in
-    the console and in the log file.
+    the console and in the log file. Each record also carries the account's name (as
+    ``xts_account``), which ConsoleCapture sorts the lines of health checks by.
     """
 
     def __init__(self, log: logging.Logger, account: str) -> None:
         super().__init__(log, {})
-        self.prefix = f"[{account}] "
+        self.account = account
+        self.prefix = account_prefix(account)
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         """Log ``msg % args`` with the account's prefix on each of its lines."""
         if self.isEnabledFor(level):
             text = str(msg) % args if args else str(msg)
             prefixed = "\n".join(self.prefix + line for line in text.split("\n"))
+            kwargs["extra"] = {ACCOUNT_ATTRIBUTE: self.account}
             self.logger.log(level, "%s", prefixed, **kwargs)
 
 
@@ -343,27 +352,27 @@ def report_failure(log: Log, failure: XtsRefreshError) -> None:
 
 class ConsoleCapture(logging.Handler):
     """Keeps the run's console lines (redacted: the logger's filter ran first), for the
-    closing health-check ping; only the newest lines, enough for PING_BODY_BYTES."""
+    closing health-check pings; only the newest lines, enough for PING_BODY_BYTES."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(_ConsoleFormatter())
-        self._lines: list[str] = []
+        self._lines: list[tuple[str | None, str]] = []  # (account or None, line)
         self._size = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
-        self._lines.append(line)
+        self._lines.append((getattr(record, ACCOUNT_ATTRIBUTE, None), line))
         self._size += len(line) + 1
         while self._size > 4 * PING_BODY_BYTES and len(self._lines) > 1:
-            self._size -= len(self._lines.pop(0)) + 1
+            self._size -= len(self._lines.pop(0)[1]) + 1
 
-    def text(self, prefixes: tuple[str, ...] | None = None) -> str:
-        """The captured lines; with ``prefixes``, only lines that start with one of them, and
-        the lines of no account (the run's own)."""
-        if prefixes is None:
-            return "\n".join(self._lines) + "\n"
+    def text(self, accounts: Collection[str] | None = None) -> str:
+        """The captured lines; with ``accounts``, only the lines of those accounts (AccountLog)
+        and the lines of no account (the run's own)."""
         kept = [
-            line for line in self._lines if line.startswith(prefixes) or not line.startswith("[")
+            line
+            for account, line in self._lines
+            if accounts is None or account is None or account in accounts
         ]
         return "\n".join(kept) + "\n"

@@ -15,8 +15,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .account_refresh import RefreshOptions
+from .accounts import single_selection
 from .console import Redactor, add_log_file, close_logging, setup_logging
-from .refresh import RefreshOptions, refresh_account
+from .interrupt import StopRequest
+from .refresh import refresh_selection
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
 from .settings import PathOverrides, Settings, load_settings
 from .simulator import (
@@ -104,7 +107,13 @@ def _demo() -> int:
         log = setup_logging(redactor)
         add_log_file(log, settings.log_file)
         try:
-            code = refresh_account(settings, RefreshOptions(verify=True), log, redactor)
+            code = refresh_selection(
+                single_selection(settings),
+                RefreshOptions(verify=True),
+                log,
+                redactor,
+                StopRequest(),
+            )
             print("\n$ xts_token_refresh.py status")
             status_code = status(
                 [settings], verify=False, as_json=False, log=log, redactor=redactor

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 
 from .errors import TokenSaveError, TokenUnavailableError
@@ -26,7 +25,7 @@ from .outputs import (
 )
 from .paths import read_small_file
 from .settings import Settings, foreign_token
-from .store import read_token_file, write_atomically
+from .store import app_key_expiry, read_token_file, write_atomically
 from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
@@ -96,13 +95,14 @@ def _labels(account: str, session: str | None = None) -> str:
     return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(pairs, escaped)) + "}"
 
 
-def _app_key_expiry(value: object) -> float | None:
-    for shape in ("%d-%m-%Y", "%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(str(value).strip(), shape).timestamp()
-        except ValueError:
-            continue
-    return None
+def _app_key_timestamp(value: object) -> float | None:
+    """The app key's expiry (store.app_key_expiry) as a Unix time, or None; also None for a
+    date this machine's time zone cannot place (1 January of year 1, west of Greenwich)."""
+    expiry = app_key_expiry(value)
+    try:
+        return None if expiry is None else expiry.timestamp()
+    except ValueError:
+        return None
 
 
 def account_samples(settings: Settings) -> dict[str, list[tuple[str, float]]]:
@@ -124,7 +124,7 @@ def account_samples(settings: Settings) -> dict[str, list[tuple[str, float]]]:
             samples["xts_token_expiry_timestamp_seconds"].append(
                 (labels, stored.expires_at.timestamp())
             )
-        app_key = _app_key_expiry(stored.extra.get("application_expiry_date"))
+        app_key = _app_key_timestamp(stored.extra.get("application_expiry_date"))
         if app_key is not None:
             samples["xts_app_key_expiry_timestamp_seconds"].append(
                 (_labels(settings.account), app_key)

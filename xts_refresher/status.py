@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .client import XtsClient
-from .console import AccountLog, Redactor
+from .console import AccountLog, Redactor, account_prefix
 from .errors import (
     ConfigError,
     TokenRejectedError,
@@ -227,7 +227,7 @@ def status(
 
     def show(text: str, account: str | None = None) -> None:
         # XTS wrote some of these messages: mask anything shaped like a token before printing.
-        prefix = f"[{account}] " if labelled and account else ""
+        prefix = account_prefix(account) if labelled and account else ""
         print(redactor.redact("\n".join(prefix + line for line in text.split("\n"))))
 
     for warning in warnings:

@@ -257,6 +257,17 @@ def expiry_from_token(token: str) -> datetime | None:
     return expiry if is_plausible_time(expiry) else None
 
 
+def app_key_expiry(value: Any) -> datetime | None:
+    """XTS's ``application_expiry_date`` of a market-data login (``30-12-2028``) as a naive
+    local date, or None when it is not one of the shapes XTS sends."""
+    for shape in ("%d-%m-%Y", "%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(str(value).strip(), shape)
+        except ValueError:
+            continue
+    return None
+
+
 def _parse_local_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None

@@ -1,0 +1,436 @@
+"""One account's ``refresh``: lock, decide, prove the files writable, log in, save, verify, hook.
+
+Failures inside a session are collected so that one bad session does not hide another's
+result; what the account's run came to is an AccountResult (outcome.py tells it), and
+refresh.py runs every selected account this way, each in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .client import LoginResult, XtsClient
+from .errors import (
+    ClockSkewError,
+    HookFailedError,
+    InterruptedRunError,
+    LocalError,
+    LockTimeoutError,
+    LoginRefusedError,
+    TokenRejectedError,
+    TokenSaveError,
+    TokenUnavailableError,
+    UnexpectedError,
+    XtsRefreshError,
+    XtsUnavailableError,
+)
+from .hook import run_hook
+from .interrupt import StopRequest
+from .outcome import (
+    HOOK_NOT_RUN_STATE,
+    NOTHING_TO_DO_HINT,
+    AccountResult,
+    interruption_text,
+    session_state,
+)
+from .sessions import SESSIONS, Session
+from .settings import Settings, foreign_token, warn_about_setup
+from .store import (
+    DEFAULT_RENEW_BEFORE,
+    RunLock,
+    StoredToken,
+    app_key_expiry,
+    check_writable,
+    expiry_from_token,
+    format_duration,
+    is_user,
+    jwt_claims,
+    read_token_file,
+    remove_stale_temporaries,
+    save_token,
+)
+from .timebox import Deadline
+from .values import Frozen
+
+BANNER_RULE = "=" * 62
+
+APP_KEY_WARNING_DAYS = 14
+# A new token that dies sooner than this by this machine's clock is not called fresh: XTS
+# tokens live about a day, so the clock (this machine's, or the broker's) is wrong.
+SHORT_LIFE_SECONDS = 3600.0
+
+if TYPE_CHECKING:
+    from .console import Log, Redactor
+
+
+class RefreshOptions(Frozen):
+    """How ``refresh`` was asked to run."""
+
+    __slots__ = ("if_needed", "renew_before", "verify")
+    if_needed: bool
+    renew_before: float
+    verify: bool
+
+    def __init__(
+        self,
+        if_needed: bool = False,
+        renew_before: float = DEFAULT_RENEW_BEFORE,
+        verify: bool = False,
+    ) -> None:
+        self._set(if_needed=if_needed, renew_before=renew_before, verify=verify)
+
+
+class SessionOutcome(Frozen):
+    """What a run did with one session: saved a token, kept one, or failed."""
+
+    __slots__ = ("error", "kept", "saved", "session")
+    session: Session
+    saved: StoredToken | None
+    kept: StoredToken | None
+    error: XtsRefreshError | None
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        saved: StoredToken | None = None,
+        kept: StoredToken | None = None,
+        error: XtsRefreshError | None = None,
+    ) -> None:
+        self._set(session=session, saved=saved, kept=kept, error=error)
+
+    @property
+    def exit_code(self) -> int:
+        """0 unless the session failed."""
+        return self.error.exit_code if self.error else 0
+
+
+def renewal_reason(
+    settings: Settings, session: Session, renew_before: float
+) -> tuple[StoredToken | None, str | None]:
+    """The stored token of ``session`` (None when unreadable), and why ``--if-needed`` must
+    log in; the reason is None when the stored token will do. The file is read once."""
+    try:
+        stored = read_token_file(settings.token_path(session), session.name)
+    except TokenUnavailableError as exc:
+        return None, f"the stored token is {exc.state}"
+    foreign = foreign_token(settings, stored)
+    if foreign is not None:
+        return stored, foreign[1]
+    if stored.expires_at is None:
+        return stored, "the stored token's expiry cannot be read"
+    left = stored.seconds_left()
+    if left <= renew_before:
+        reason = f"the stored token expires in {format_duration(left)}" if left > 0 else "expired"
+        return stored, reason
+    return stored, None
+
+
+def stored_from_login(result: LoginResult) -> StoredToken:
+    """The token file's content for a successful login: the token, its user and expiry, and the
+    answer's fields that the session's file keeps."""
+    session = SESSIONS[result.session]
+    extra = {name: result.result.get(name) for name, _ in session.extra_fields}
+    extra.update({name: default for name, default in session.extra_fields if extra[name] is None})
+    user_id = result.user_id or str(jwt_claims(result.token).get("userID") or "")
+    return StoredToken.logged_in_now(
+        token=result.token,
+        user_id=user_id,
+        session=result.session,
+        api_root=result.api_root,
+        expires_at=expiry_from_token(result.token),
+        extra=extra,
+    )
+
+
+def short_life_error(session: Session, stored: StoredToken) -> ClockSkewError | None:
+    """The failure of a new token that is expired, or dies within SHORT_LIFE_SECONDS, by this
+    machine's clock (None for one that lives longer, or whose expiry cannot be read)."""
+    if stored.expires_at is None:
+        return None
+    now = datetime.now().astimezone()
+    left = stored.seconds_left(now)
+    if left >= SHORT_LIFE_SECONDS:
+        return None
+    life = "is already expired" if left <= 0 else f"expires in {format_duration(left)}"
+    return ClockSkewError(
+        f"The new {session.label} token was saved, but by this machine's clock it {life} "
+        f"(exp {stored.expires_at.isoformat()}, this machine's time "
+        f"{now.isoformat(timespec='seconds')}). XTS tokens live about a day, so a wrong clock "
+        "is the likely cause; bots may find the token dead."
+    )
+
+
+def make_account_folder(settings: Settings) -> None:
+    """Create the account's own folder (``accounts/NAME``, mode 0700), where its token files
+    go unless its file says otherwise; a folder that cannot be made is reported by the
+    writability check that follows."""
+    folder = settings.env_file.parent / settings.account
+    if any(path.parent == folder for path in settings.token_files.values()):
+        with contextlib.suppress(OSError):
+            folder.mkdir(mode=0o700)
+
+
+class RefreshRun:
+    """One account's ``refresh``: lock, decide, log in, save, verify, hook (the caller
+    notifies, pings and prints the closing lines)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: RefreshOptions,
+        log: Log,
+        redactor: Redactor,
+        stop: StopRequest | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.log = log
+        self.redactor = redactor
+        self.stop = stop or StopRequest()
+        self.deadline = Deadline(settings.deadline)
+        self.warnings: list[str] = []
+        # The first lock this run had to wait for (None: every lock was free at once).
+        self.waited: RunLock | None = None
+        self.hook_skipped = False
+
+    def start(self) -> None:
+        """The opening lines of the run (the seed's banner), and the setup warnings."""
+        started = datetime.now()
+        for line in (
+            BANNER_RULE,
+            "XTS Token Refresh Cron Job Started",
+            f"Execution Time: {started:%Y-%m-%d %H:%M:%S}",
+            BANNER_RULE,
+        ):
+            self.log.info("%s", line)
+        self.log.info("Starting XTS token refresh process...")
+        warn_about_setup(self.settings, self.log)
+
+    def execute(self) -> AccountResult:
+        """Refresh every configured session of this account; what came of it."""
+        hook_error: HookFailedError | None = None
+        try:
+            outcomes, hook_error = self._refresh_locked()
+        except (LocalError, InterruptedRunError) as exc:
+            outcomes = [SessionOutcome(s, error=exc) for s in self.settings.sessions]
+        except Exception as exc:  # a bug: the operator and the monitor must still hear of it
+            self.log.exception("Unexpected error during the refresh:")
+            failure = UnexpectedError(f"Unexpected error ({type(exc).__name__}: {exc}).")
+            outcomes = [SessionOutcome(s, error=failure) for s in self.settings.sessions]
+        errors: list[XtsRefreshError] = [
+            o.error for o in outcomes if o.error and not isinstance(o.error, InterruptedRunError)
+        ]
+        errors += [hook_error] if hook_error else []
+        if self.stop.requested:
+            errors.append(self._interruption(outcomes))
+        saved = [o.saved for o in outcomes if o.saved is not None]
+        return AccountResult(self.settings.account, errors, saved, self.warnings)
+
+    def _interruption(self, outcomes: Sequence[SessionOutcome]) -> InterruptedRunError:
+        """The failure of a run a signal stopped: which tokens are fresh, which not renewed."""
+        states = [
+            session_state(
+                o.session.label,
+                fresh=o.error is None and (o.saved is not None or o.kept is not None),
+                saved=o.saved is not None,
+                interrupted=isinstance(o.error, InterruptedRunError),
+            )
+            for o in outcomes
+        ]
+        if self.hook_skipped:
+            states.append(HOOK_NOT_RUN_STATE)
+        renewed_all = all(o.error is None for o in outcomes)
+        return self.stop.error(
+            interruption_text(self.stop.name, states),
+            NOTHING_TO_DO_HINT if renewed_all and not self.hook_skipped else None,
+        )
+
+    def _refresh_locked(self) -> tuple[list[SessionOutcome], HookFailedError | None]:
+        """Log in, save, verify and run the hook, all under the locks of the token files.
+
+        The hook runs under the locks too, so a second run cannot log in again (and cut off the
+        market-data stream) while the hook is restarting the bot.
+        """
+        announce = lambda text: self.log.info("%s", text)  # noqa: E731 - a one-line callback
+        if self.settings.shared_env_file is not None:
+            make_account_folder(self.settings)
+        with contextlib.ExitStack() as held:
+            # One lock per token file, taken in sorted order, so that runs sharing some of
+            # their files never each hold a lock the other waits for.
+            for path in self.settings.lock_files:
+                lock = RunLock(path, self.deadline.remaining(), announce, self.stop.lock_wait_error)
+                held.enter_context(lock)
+                if lock.waited_for is not None and self.waited is None:
+                    self.waited = lock
+            for session in self.settings.sessions:
+                remove_stale_temporaries(self.settings.token_path(session))
+            with XtsClient(self.settings, self.deadline, self.log) as client:
+                outcomes = self._refresh_sessions(client)
+            # A token that --verify saw rejected is nothing to restart a bot for.
+            fresh = [o.session for o in outcomes if o.saved is not None and o.error is None]
+            if not (fresh and self.settings.post_refresh_hook):
+                return outcomes, None
+            if self.stop.requested:
+                self.hook_skipped = True
+                self.log.warning(
+                    "⚠ The post-refresh hook was not run: %s asked the run to stop.",
+                    self.stop.name,
+                )
+                return outcomes, None
+            try:
+                run_hook(
+                    self.settings.post_refresh_hook, self.settings, fresh, self.deadline, self.log
+                )
+            except HookFailedError as exc:
+                return outcomes, exc
+            return outcomes, None
+
+    def _refresh_sessions(self, client: XtsClient) -> list[SessionOutcome]:
+        """Decide which sessions need a login, prove their files writable, then log in.
+
+        Every check comes before the first login: a market-data login ends the previous
+        market-data session, so a token that cannot be saved must not be asked for.
+        """
+        decided = {s: self._keep_or_renew(client, s) for s in self.settings.sessions}
+        for session in [s for s, outcome in decided.items() if outcome is None]:
+            try:
+                check_writable(self.settings.token_path(session), session)
+            except TokenSaveError as exc:
+                self.log.error("✗ %s: %s", session.title, exc.message)
+                decided[session] = SessionOutcome(session, error=exc)
+        outcomes = []
+        for session, decision in decided.items():
+            outcome = decision or self._refusal_to_log_in(session)
+            if outcome is None:
+                outcome = self._log_in_and_save(client, session)
+            outcomes.append(outcome)
+        if self.options.verify:
+            outcomes = [o if self.stop.requested else self._verify(client, o) for o in outcomes]
+        return outcomes
+
+    def _refusal_to_log_in(self, session: Session) -> SessionOutcome | None:
+        """The outcome of a login that must not be sent now, or None to send it.
+
+        A login is not sent once a signal asked the run to stop, nor when this run waited for
+        another run's lock and the time left cannot hold a whole request: a login whose answer
+        is never read still ends the previous market-data session, and its token is lost.
+        """
+        label = session.label
+        if self.stop.requested:
+            return SessionOutcome(session, error=self.stop.error(f"No {label} login was sent."))
+        left = self.deadline.remaining()
+        if self.waited is None or left >= self.settings.timeout:
+            return None
+        failure = LockTimeoutError(
+            f"Another refresh ({self.waited.waited_for}) held the lock {self.waited.path}, and "
+            f"the {left:.1f} s it left before XTS_DEADLINE ({self.settings.deadline:g} s) cannot "
+            f"hold a whole request (XTS_TIMEOUT={self.settings.timeout:g} s): no login was sent, "
+            f"so the {label} token file is unchanged. XTS did not fail.",
+        )
+        self.log.error("✗ %s: %s", session.title, failure.message)
+        return SessionOutcome(session, error=failure)
+
+    def _keep_or_renew(self, client: XtsClient, session: Session) -> SessionOutcome | None:
+        """The outcome of keeping the stored token under ``--if-needed``; None to log in.
+
+        With ``--verify`` a token that passes the local checks is also put to XTS: one that XTS
+        rejects (a broker restart, a login elsewhere) is renewed, one it accepts is kept, since
+        a needless market-data login would cut off a streaming bot.
+        """
+        if not self.options.if_needed:
+            return None
+        kept, reason = renewal_reason(self.settings, session, self.options.renew_before)
+        if reason is None and kept is not None and self.options.verify:
+            self.redactor.add(kept.token)
+            try:
+                client.verify(kept)
+            except TokenRejectedError as exc:
+                reason = exc.message.rstrip(".")
+            except XtsRefreshError as exc:
+                self.log.error("✗ %s check: %s", session.title, exc.message)
+                failure = XtsUnavailableError(
+                    f"The stored {session.label} token could not be checked with XTS "
+                    f"({exc.message}); it was kept, and no login was sent.",
+                )
+                return SessionOutcome(session, kept=kept, error=failure)
+        if reason is None and kept is not None:
+            checked = " and XTS accepts it" if self.options.verify else ""
+            self.log.info(
+                "✓ The %s is still valid until %s (%s left)%s; no login needed.",
+                session.title,
+                kept.expires_at.isoformat() if kept.expires_at else "?",
+                format_duration(kept.seconds_left()),
+                checked,
+            )
+            return SessionOutcome(session, kept=kept)
+        self.log.info("Logging in to the %s session: %s.", session.label, reason)
+        return None
+
+    def _log_in_and_save(self, client: XtsClient, session: Session) -> SessionOutcome:
+        path = self.settings.token_path(session)
+        try:
+            result = client.login(session)
+            self.redactor.add(result.token)
+            stored = stored_from_login(result)
+            self._check_user(session, stored)
+            save_token(path, stored)
+        except XtsRefreshError as exc:
+            self.log.error("✗ %s: %s", session.title, exc.message)
+            return SessionOutcome(session, error=exc)
+        short_lived = short_life_error(session, stored)
+        if short_lived is None:
+            self.log.info("✓ %s refreshed successfully!", session.title)
+        self.log.info("✓ Token saved to: %s", path)
+        expires = stored.expires_at.isoformat() if stored.expires_at else "unknown"
+        self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
+        if short_lived is not None:
+            self.log.error("✗ %s: %s", session.title, short_lived.message)
+            return SessionOutcome(session, saved=stored, error=short_lived)
+        if stored.expires_at is None:
+            self._warn(
+                f"The {session.label} token carries no readable expiry (exp claim); "
+                "expires_at is null."
+            )
+        if "application_expiry_date" in stored.extra:
+            self._check_app_key(session, stored.extra["application_expiry_date"])
+        return SessionOutcome(session, saved=stored)
+
+    def _check_user(self, session: Session, stored: StoredToken) -> None:
+        wanted = self.settings.user_id
+        if wanted and not is_user(session, stored.user_id, wanted):
+            raise LoginRefusedError(
+                f"The {session.label} login answered for user {stored.user_id or 'unknown'}, "
+                f"not XTS_USER_ID={wanted}; nothing was saved.",
+                "Check that the API key belongs to XTS_USER_ID.",
+            )
+
+    def _check_app_key(self, session: Session, value: Any) -> None:
+        expiry = app_key_expiry(value)
+        if expiry is None:
+            return
+        days = (expiry.date() - datetime.now().date()).days
+        if days <= APP_KEY_WARNING_DAYS:
+            when = f"in {days} day(s)" if days >= 0 else f"{-days} day(s) ago"
+            self._warn(
+                f"The {session.label} app key expires {when} ({value}): renew it with "
+                "your broker before it stops working."
+            )
+
+    def _warn(self, text: str) -> None:
+        self.log.warning("⚠ %s", text)
+        self.warnings.append(text)
+
+    def _verify(self, client: XtsClient, outcome: SessionOutcome) -> SessionOutcome:
+        if outcome.saved is None or outcome.error is not None:
+            return outcome
+        try:
+            note = client.verify(outcome.saved)
+        except XtsRefreshError as exc:
+            self.log.error("✗ %s check: %s", outcome.session.title, exc)
+            return outcome.replaced(error=exc)
+        self.log.info("✓ The new %s works: %s.", outcome.session.title, note)
+        return outcome
