@@ -87,10 +87,12 @@ PACKAGE = "xts_refresher"
 TARGETS = (
     Target("accounts", f"{PACKAGE}/accounts.py", (ACCOUNTS, LOADER_ACCOUNTS)),
     Target(
-        "refresh",
-        f"{PACKAGE}/refresh.py",
+        "account_refresh",
+        f"{PACKAGE}/account_refresh.py",
         (CORE, REFRESH, FAULTS, OPERATIONS, LOCKS, SIGNALS, HOOKS),
     ),
+    Target("refresh", f"{PACKAGE}/refresh.py", (CORE, ACCOUNTS, SIGNALS, HOOKS, DELIVERY, LOCKS)),
+    Target("outcome", f"{PACKAGE}/outcome.py", (CORE, ACCOUNTS, DELIVERY, SIGNALS, REFRESH)),
     Target("interrupt", f"{PACKAGE}/interrupt.py", (SIGNALS,)),
     Target("hook", f"{PACKAGE}/hook.py", (HOOKS,)),
     Target("alerts", f"{PACKAGE}/alerts.py", (DELIVERY, HOOKS, OPERATIONS)),
