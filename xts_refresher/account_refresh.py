@@ -27,7 +27,6 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
-from .hook import run_hook
 from .interrupt import StopRequest
 from .outcome import (
     HOOK_NOT_RUN_STATE,
@@ -281,6 +280,8 @@ class RefreshRun:
                     self.stop.name,
                 )
                 return outcomes, None
+            from .hook import run_hook  # most runs have no hook: only theirs import it
+
             try:
                 run_hook(
                     self.settings.post_refresh_hook, self.settings, fresh, self.deadline, self.log

@@ -7,21 +7,17 @@ tokens or the API secrets), bounded in time, with its output in the log.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .errors import HookFailedError
 from .paths import APP_DIR
 from .sessions import SESSIONS, Session
 from .settings import SECRET_VARIABLES, Settings
-from .store import lock_holder
+from .store import LOCK_HELD_VARIABLE, held_lock_mark
 from .timebox import Deadline
 
 HOOK_MAX_SECONDS = 120.0
 HOOK_MIN_SECONDS = 10.0
-# Tells a refresh that a hook started it: "<pid of the hook's refresh>:<its run lock>".
-LOCK_HELD_VARIABLE = "XTS_REFRESH_LOCK_HELD"
 
 if TYPE_CHECKING:
     from .console import Log
@@ -55,7 +51,7 @@ def run_hook(
         XTS_REFRESHED_SESSIONS=",".join(s.name for s in sessions),
         XTS_ACCOUNT=settings.account,
     )
-    env[LOCK_HELD_VARIABLE] = f"{os.getpid()}:{settings.lock_file}"
+    env[LOCK_HELD_VARIABLE] = held_lock_mark(settings.lock_file)  # see started_by_running_hook
     limit = hook_time_limit(deadline.remaining())
     log.info("Running the post-refresh hook...")
     # Output goes to a file, not a pipe: a hook that starts the bot in the background leaves
@@ -87,21 +83,6 @@ def run_hook(
     if hook.returncode != 0:
         raise HookFailedError(f"The post-refresh hook failed with exit code {hook.returncode}.")
     log.info("✓ Post-refresh hook finished.")
-
-
-def started_by_running_hook(lock_files: Sequence[Path]) -> bool:
-    """True when this refresh was started by a post-refresh hook whose refresh still holds
-    one of ``lock_files``: it would wait for that lock until the hook gives up, so it must stop.
-
-    A process the hook left running (a bot that runs the refresher an hour later) inherits the
-    variable too, but by then that refresh has ended and its lock is free (or held by another
-    process), so it runs as any other.
-    """
-    pid, _, path = os.environ.get(LOCK_HELD_VARIABLE, "").partition(":")
-    if not (pid.isdigit() and path) or Path(path) not in lock_files:
-        return False
-    holder = lock_holder(Path(path))
-    return holder is not None and holder.split()[:2] == ["pid", pid]
 
 
 def _log_hook_output(output: IO[bytes], log: Log) -> None:

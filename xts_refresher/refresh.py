@@ -21,7 +21,6 @@ from .account_refresh import RefreshOptions, RefreshRun
 from .accounts import Selection
 from .console import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
 from .errors import ConfigError, UnexpectedError
-from .hook import started_by_running_hook
 from .interrupt import StopRequest
 from .outcome import (
     AccountResult,
@@ -42,6 +41,7 @@ from .settings import (
     TelegramSettings,
     read_env_file,
 )
+from .store import started_by_running_hook
 from .timebox import Deadline, Pacing
 
 # How often the main thread looks up from waiting for the accounts, to tell of a signal.

@@ -23,7 +23,7 @@ from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
     from typing import Any
 
@@ -40,6 +40,8 @@ DEFAULT_RENEW_BEFORE = 2 * 3600.0
 FIRST_YEAR, LAST_YEAR = 1970, 9998
 # How much of a lock file names its holder ("pid N since YYYY-MM-DD HH:MM:SS").
 HOLDER_BYTES = 200
+# Tells a refresh that a post-refresh hook started it: "<pid of the hook's refresh>:<its lock>".
+LOCK_HELD_VARIABLE = "XTS_REFRESH_LOCK_HELD"
 
 
 class StoredToken(Frozen):
@@ -660,3 +662,26 @@ def lock_holder(path: Path) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def held_lock_mark(lock_file: Path) -> str:
+    """The value of LOCK_HELD_VARIABLE in a post-refresh hook's environment: this process
+    holds ``lock_file`` until the hook returns."""
+    return f"{os.getpid()}:{lock_file}"
+
+
+def started_by_running_hook(lock_files: Sequence[Path]) -> bool:
+    """True when this refresh was started by a post-refresh hook whose refresh still holds
+    one of ``lock_files``: it would wait for that lock until the hook gives up, so it must stop.
+
+    A process the hook left running (a bot that runs the refresher an hour later) inherits the
+    variable too, but by then that refresh has ended and its lock is free (or held by another
+    process), so it runs as any other.
+    """
+    from pathlib import Path  # loaded by then: store's importers that read tokens never call this
+
+    pid, _, path = os.environ.get(LOCK_HELD_VARIABLE, "").partition(":")
+    if not (pid.isdigit() and path) or Path(path) not in lock_files:
+        return False
+    holder = lock_holder(Path(path))
+    return holder is not None and holder.split()[:2] == ["pid", pid]
