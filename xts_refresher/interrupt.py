@@ -9,7 +9,6 @@ login starts, and the run exits 130 (SIGINT) or 143 (SIGTERM) saying which token
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +16,20 @@ from types import FrameType, MappingProxyType
 
 from .errors import InterruptedRunError, TerminatedRunError
 
-STOP_ERRORS = MappingProxyType(
-    {signal.SIGINT: InterruptedRunError, signal.SIGTERM: TerminatedRunError}
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    # The C module under ``signal``: signal.py adds only enums, whose creation would cost every
+    # refresh about 3 M instructions (more than the rest of this package's start-up budget
+    # allows); here the signals and handlers are the plain numbers the enums wrap.
+    import _signal
+
+STOP_ERRORS: MappingProxyType[int, type[InterruptedRunError]] = MappingProxyType(
+    {_signal.SIGINT: InterruptedRunError, _signal.SIGTERM: TerminatedRunError}
+)
+SIGNAL_NAMES: MappingProxyType[int, str] = MappingProxyType(
+    {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM"}
 )
 
 
@@ -42,12 +53,12 @@ class StopRequest:
     def name(self) -> str:
         """The signal's name (``SIGINT``), or "" before one came."""
         number = self.signal_number
-        return signal.Signals(number).name if number is not None else ""
+        return SIGNAL_NAMES[number] if number is not None else ""
 
     def error(self, message: str, hint: str | None = None) -> InterruptedRunError:
         """The failure of a run this signal stopped (exit 130 or 143), saying ``message``."""
         number = self.signal_number
-        kind = STOP_ERRORS[signal.Signals(number)] if number is not None else InterruptedRunError
+        kind = STOP_ERRORS[number] if number is not None else InterruptedRunError
         return kind(message, hint)
 
     def lock_wait_error(self) -> InterruptedRunError | None:
@@ -75,12 +86,12 @@ class StopRequest:
             return
         previous = {}
         for number in STOP_ERRORS:
-            handler = signal.getsignal(number)
-            if handler is not signal.SIG_IGN:
-                previous[number] = signal.SIG_DFL if handler is None else handler
-                signal.signal(number, self._note)
+            handler = _signal.getsignal(number)
+            if handler != _signal.SIG_IGN:
+                previous[number] = _signal.SIG_DFL if handler is None else handler
+                _signal.signal(number, self._note)
         try:
             yield self
         finally:
             for number, handler in previous.items():
-                signal.signal(number, handler)
+                _signal.signal(number, handler)
