@@ -1727,6 +1727,97 @@ def test_two_accounts_on_one_marketdata_token_file_are_refused(tmp_path: Path) -
         load_selection(PathOverrides(env_file=str(env)), {})
 
 
+def test_a_single_account_ends_with_its_closing_line_and_account_files_with_the_summary() -> None:
+    """outcome.last_text: the run's last line (printed last, and carried by the closing ping)
+    is the single account's own closing line, or with account files the summary line."""
+    from xts_refresher.errors import LoginRefusedError
+    from xts_refresher.outcome import AccountResult, last_text
+
+    fresh = AccountResult("default", [], [])
+    refused = AccountResult("bob", [LoginRefusedError("refused", "Check the key.")], [])
+
+    assert last_text([fresh], labelled=False) == (
+        "✓ Every configured session holds a fresh token (exit code 0)."
+    )
+    assert last_text([refused], labelled=False) == (
+        "✗ Token refresh failed (exit code 1): refused Check the key."
+    )
+    assert last_text([fresh.replaced(account="alice")], labelled=True) == (
+        "✓ Account alice holds fresh tokens (exit code 0)."
+    )
+    assert last_text([fresh.replaced(account="alice"), refused], labelled=True) == (
+        "✗ 1 of 2 accounts failed (exit code 1): bob: refused Check the key."
+    )
+
+
+def test_a_closing_ping_hears_its_own_accounts_lines_and_the_runs_own() -> None:
+    """ConsoleCapture.text(accounts) keeps the lines of those accounts (AccountLog, each
+    starting ``[NAME] ``) and the run's own lines, not another account's; without accounts,
+    every line."""
+    import logging
+
+    from xts_refresher.console import AccountLog, ConsoleCapture, account_prefix
+
+    log = logging.getLogger("xts_token_refresh.test_capture")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    capture = ConsoleCapture()
+    log.addHandler(capture)
+    try:
+        AccountLog(log, "alice").info("logged in\nsaved")
+        AccountLog(log, "bob").info("refused")
+        log.warning("⚠ the run's own line")
+    finally:
+        log.removeHandler(capture)
+
+    assert account_prefix("alice") == "[alice] "
+    assert capture.text(["alice"]) == "[alice] logged in\n[alice] saved\n⚠ the run's own line\n"
+    assert "[bob] refused" in capture.text()
+    assert "[alice]" not in capture.text(["bob"])
+
+
+def test_metrics_and_the_refresh_read_the_app_key_expiry_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One parser of XTS's application_expiry_date (store.app_key_expiry) for the refresh's
+    warning and the metrics' gauge; a date this machine's zone cannot place as a Unix time
+    (1 January of year 1, west of Greenwich) is no gauge, and no crash."""
+    import time
+
+    from xts_refresher.metrics import _app_key_timestamp
+
+    for value in ("30-12-2028", "2028-12-30", "30/12/2028"):
+        expiry = store.app_key_expiry(value)
+        assert expiry == datetime(2028, 12, 30)
+        assert _app_key_timestamp(value) == expiry.timestamp()
+    assert store.app_key_expiry("someday") is None
+    assert _app_key_timestamp("someday") is None
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert store.app_key_expiry("01-01-0001") == datetime(1, 1, 1)
+        assert _app_key_timestamp("01-01-0001") is None
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_refresh_imports_neither_signal_py_nor_the_hook_module() -> None:
+    """Start-up budget: the refresh path sets its signal handlers through the C module (the
+    enums of signal.py cost about 3 M instructions), and only a run with a hook imports
+    hook.py."""
+    import subprocess
+
+    probe = (
+        "import sys, xts_refresher.cli, xts_refresher.refresh\n"
+        "print(sorted(m for m in ('signal', 'xts_refresher.hook') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=APP_DIR, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_an_accounts_code_is_its_highest_failure_not_its_first() -> None:
     """A refused login (1) and a token that could not be saved (4): the account exits 4."""
     from xts_refresher.errors import LoginRefusedError, TokenSaveError
