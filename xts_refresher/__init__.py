@@ -6,6 +6,8 @@ the entry point, the command line, the settings and the cron wrapper alike, so t
 here once.
 """
 
+from __future__ import annotations
+
 __version__ = "1.0.0"
 
 # The run-time dependencies, by the module names they are imported as (requirements.txt).
@@ -14,3 +16,18 @@ REQUIRED_MODULES = ("requests", "dotenv")
 SETUP_HINT = "Run `./refresh_xts_token.sh --setup` (or pip install -r requirements.txt)."
 # The options that take a value: the word after one is never the command's name.
 OPTIONS_WITH_VALUES = ("--env-file", "--token-file", "--log-file", "--account", "--renew-before")
+
+
+def first_word(args: list[str]) -> str | None:
+    """The first of ``args`` that is neither an option nor an option's value (the command's
+    name, or an unknown word), or -h, --help or --version when one of them comes first; None
+    when there is none."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in OPTIONS_WITH_VALUES:
+            skip = True
+        elif arg in ("-h", "--help", "--version") or not arg.startswith("-"):
+            return arg
+    return None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import TextIO
 
-from . import OPTIONS_WITH_VALUES, SETUP_HINT, __version__
+from . import SETUP_HINT, __version__, first_word
 from .accounts import find_install, load_selection
 from .console import (
     Redactor,
@@ -245,33 +245,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def command_named(args: Sequence[str]) -> str | None:
     """The command ``args`` name (None for none, --help, --version or an unknown word)."""
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in OPTIONS_WITH_VALUES:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
-        elif arg in ("-h", "--help", "--version"):
-            return None
-    return None
+    word = first_word(list(args))
+    return word if word in COMMANDS else None
 
 
 def with_default_command(argv: Sequence[str]) -> list[str]:
-    """``argv`` with ``refresh`` inserted when no command is named."""
+    """``argv`` with ``refresh`` inserted when no command is named (an unknown word counts as
+    named: argparse then says so)."""
     args = list(argv)
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in COMMANDS or arg in ("-h", "--help", "--version"):
-            return args
-        elif arg in OPTIONS_WITH_VALUES:
-            skip = True
-        elif not arg.startswith("-"):
-            return args  # an unknown command: let argparse say so
-    return ["refresh", *args]
+    return args if first_word(args) is not None else ["refresh", *args]
 
 
 def _log_to_fallback_file(

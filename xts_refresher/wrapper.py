@@ -18,17 +18,9 @@ def command_word(args: Sequence[str]) -> str:
     """The command ``args`` name, as the wrapper's closing line names it: the first word that
     is neither an option nor an option's value (an unknown one too), or -h, --help or
     --version when one of them comes first; "refresh" when they name none."""
-    from . import OPTIONS_WITH_VALUES
+    from . import first_word
 
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in OPTIONS_WITH_VALUES:
-            skip = True
-        elif arg in ("-h", "--help", "--version") or not arg.startswith("-"):
-            return arg
-    return "refresh"
+    return first_word(list(args)) or "refresh"
 
 
 def probe(args: Sequence[str]) -> None:
