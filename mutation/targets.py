@@ -76,12 +76,16 @@ METRICS = "tests/test_metrics.py"
 OPERATIONS = "tests/test_operations.py"
 PIPES = "tests/test_pipes.py"
 PROPERTIES = "tests/test_properties.py"
+READING = "tests/test_reading_files.py"
 REFRESH = "tests/test_refresh.py"
+SERVER_TEXT = "tests/test_server_text.py"
 SETTINGS = "tests/test_settings.py"
 SIGNALS = "tests/test_signals.py"
 STATUS = "tests/test_status.py"
 SYSTEMD = "tests/test_systemd.py"
+URL_CREDENTIALS = "tests/test_url_credentials.py"
 WRAPPER = "tests/test_wrapper.py"
+WRITTEN = "tests/test_written_paths.py"
 PACKAGE = "xts_refresher"
 
 TARGETS = (
@@ -95,22 +99,39 @@ TARGETS = (
     Target("outcome", f"{PACKAGE}/outcome.py", (CORE, ACCOUNTS, DELIVERY, SIGNALS, REFRESH)),
     Target("interrupt", f"{PACKAGE}/interrupt.py", (SIGNALS,)),
     Target("hook", f"{PACKAGE}/hook.py", (HOOKS,)),
-    Target("alerts", f"{PACKAGE}/alerts.py", (DELIVERY, HOOKS, OPERATIONS)),
+    Target(
+        "alerts",
+        f"{PACKAGE}/alerts.py",
+        (DELIVERY, HOOKS, OPERATIONS, SERVER_TEXT, URL_CREDENTIALS),
+    ),
     Target("metrics", f"{PACKAGE}/metrics.py", (METRICS, PROPERTIES)),
     Target("systemd", f"{PACKAGE}/systemd.py", (SYSTEMD,)),
     Target("cron", f"{PACKAGE}/cron.py", (CRON, CORE)),
     Target("schedule", f"{PACKAGE}/schedule.py", (CRON, SYSTEMD, BLIND_SPOTS)),
     Target("status", f"{PACKAGE}/status.py", (STATUS, CORE, HARDENING)),
     Target("check_config", f"{PACKAGE}/check_config.py", (STATUS, DELIVERY, ACCOUNTS)),
-    Target("settings", f"{PACKAGE}/settings.py", (SETTINGS, CORE, REFRESH, HARDENING)),
-    Target("store", f"{PACKAGE}/store.py", (BLIND_SPOTS, CRASH, CORE, REFRESH, FAULTS, LOCKS)),
-    Target("client", f"{PACKAGE}/client.py", (CORE, REFRESH, FAULTS)),
     Target(
-        "console", f"{PACKAGE}/console.py", (BLIND_SPOTS, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS)
+        "settings",
+        f"{PACKAGE}/settings.py",
+        (SETTINGS, CORE, REFRESH, HARDENING, READING, URL_CREDENTIALS),
+    ),
+    Target(
+        "store",
+        f"{PACKAGE}/store.py",
+        (BLIND_SPOTS, CRASH, CORE, READING, REFRESH, FAULTS, LOCKS),
+    ),
+    Target("outputs", f"{PACKAGE}/outputs.py", (WRITTEN, CORE, METRICS)),
+    Target("client", f"{PACKAGE}/client.py", (CORE, REFRESH, FAULTS, SERVER_TEXT)),
+    Target(
+        "console",
+        f"{PACKAGE}/console.py",
+        (BLIND_SPOTS, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS, SERVER_TEXT, URL_CREDENTIALS),
     ),
     Target("timebox", f"{PACKAGE}/timebox.py", (REFRESH, DELIVERY)),
     Target(
-        "paths", f"{PACKAGE}/paths.py", (HARDENING, LOADER_ACCOUNTS, SETTINGS, PROPERTIES, CORE)
+        "paths",
+        f"{PACKAGE}/paths.py",
+        (HARDENING, LOADER_ACCOUNTS, SETTINGS, PROPERTIES, CORE, WRITTEN),
     ),
     Target("wrapper", "refresh_xts_token.sh", (WRAPPER, CORE, PIPES, LOGROTATE)),
 )
