@@ -40,7 +40,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -65,8 +64,6 @@ MAX_JOBS = 2  # two cores: one pytest process per core
 DEFAULT_PER_MODULE = 8
 WHOLE_SUITE_TIMEOUT = 900.0
 OUTPUT_TAIL = 40  # lines of pytest's output kept for a survivor or an error
-# pytest's short summary (-ra, from pyproject.toml): "FAILED tests/x.py::test_y - reason".
-SUMMARY_LINE = re.compile(r"^(?:FAILED|ERROR) (?P<node>\S+)")
 
 
 @dataclass(frozen=True)
@@ -149,9 +146,14 @@ def tree_digest(tree: Path, files: list[str]) -> str:
     return digest.hexdigest()
 
 
-def failures(output: str) -> list[str]:
-    """The node IDs of the failed tests in pytest's short summary, in its order."""
-    return [found["node"] for found in map(SUMMARY_LINE.match, output.splitlines()) if found]
+def read_failed(path: Path) -> list[str]:
+    """The node IDs ``fast_first`` wrote to ``path`` (none when it wrote nothing); removes it."""
+    try:
+        failed: list[str] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    path.unlink()
+    return failed
 
 
 def run_pytest(
@@ -174,6 +176,8 @@ def run_pytest(
         env.pop(name, None)
     for role, path in durations.items():
         env[f"XTS_MUTATION_{role.upper()}"] = str(path)
+    failed_file = tree.parent / f"{tree.name}.failed.json"
+    env["XTS_MUTATION_FAILED"] = str(failed_file)
     started = time.monotonic()
     # A session of its own, so a time-out ends the simulators and scripts the tests started too.
     process = subprocess.Popen(
@@ -196,8 +200,8 @@ def run_pytest(
         code = None
     seconds = time.monotonic() - started
     tail = "\n".join(output.splitlines()[-OUTPUT_TAIL:])
+    failed = tuple(read_failed(failed_file))
     if code == 1:
-        failed = tuple(failures(output))
         return Outcome("killed", seconds, code, next(iter(failed), "(see output)"), tail, failed)
     if code == 0:
         return Outcome("survived", seconds, code, "", tail)
