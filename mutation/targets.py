@@ -42,7 +42,7 @@ LEFT_OUT = (
     # A budget waited out (20 s of a hanging Telegram or XTS): time bounds, which other tests
     # of the same files cover in a few seconds.
     *_tests("test_accounts.py", "test_a_chat_whose_bot_api_hangs_costs_the_other_chat"),
-    *_tests("test_delivery.py", "test_a_telegram_that_never_answers_costs_the_run_at_most"),
+    *_tests("test_alerts.py", "test_a_telegram_that_never_answers_costs_the_run_at_most"),
     *_tests("test_status.py", "test_status_verify_when_xts_cannot_be_asked_says_not_checked"),
     # Root's real crontab and the cron daemon (machine-wide; the daemon test waits for cron's
     # next minute).
@@ -61,27 +61,27 @@ LEFT_OUT = (
 DESELECT = tuple(f"--deselect={node}" for node in LEFT_OUT)
 
 ACCOUNTS = "tests/test_accounts.py"
-BLIND_SPOTS = "tests/test_blind_spots.py"
+ALERTS = "tests/test_alerts.py"
+CHECK_CONFIG = "tests/test_check_config.py"
+CLIENT = "tests/test_client.py"
+CONSOLE = "tests/test_console.py"
 CORE = "tests/test_core.py"
-CRASH = "tests/test_crash.py"
 CRON = "tests/test_cron.py"
-DELIVERY = "tests/test_delivery.py"
 FAULTS = "tests/test_faults.py"
-HARDENING = "tests/test_hardening.py"
 HOOKS = "tests/test_hooks.py"
-LOADER_ACCOUNTS = "tests/test_load_token_accounts.py"
-LOCKS = "tests/test_locks.py"
+LOADER = "tests/test_load_token.py"
 LOGROTATE = "tests/test_logrotate.py"
 METRICS = "tests/test_metrics.py"
-OPERATIONS = "tests/test_operations.py"
 PIPES = "tests/test_pipes.py"
 PROPERTIES = "tests/test_properties.py"
 READING = "tests/test_reading_files.py"
 REFRESH = "tests/test_refresh.py"
+REFRESH_OPTIONS = "tests/test_refresh_options.py"
 SERVER_TEXT = "tests/test_server_text.py"
 SETTINGS = "tests/test_settings.py"
 SIGNALS = "tests/test_signals.py"
 STATUS = "tests/test_status.py"
+STORE = "tests/test_store.py"
 SYSTEMD = "tests/test_systemd.py"
 URL_CREDENTIALS = "tests/test_url_credentials.py"
 WRAPPER = "tests/test_wrapper.py"
@@ -89,50 +89,42 @@ WRITTEN = "tests/test_written_paths.py"
 PACKAGE = "xts_refresher"
 
 TARGETS = (
-    Target("accounts", f"{PACKAGE}/accounts.py", (ACCOUNTS, LOADER_ACCOUNTS)),
+    Target("accounts", f"{PACKAGE}/accounts.py", (ACCOUNTS, LOADER)),
     Target(
         "account_refresh",
         f"{PACKAGE}/account_refresh.py",
-        (CORE, REFRESH, FAULTS, OPERATIONS, LOCKS, SIGNALS, HOOKS),
+        (CORE, REFRESH, REFRESH_OPTIONS, FAULTS, CLIENT, ALERTS, STORE, SIGNALS, HOOKS),
     ),
-    Target("refresh", f"{PACKAGE}/refresh.py", (CORE, ACCOUNTS, SIGNALS, HOOKS, DELIVERY, LOCKS)),
-    Target("outcome", f"{PACKAGE}/outcome.py", (CORE, ACCOUNTS, DELIVERY, SIGNALS, REFRESH)),
+    Target("refresh", f"{PACKAGE}/refresh.py", (CORE, ACCOUNTS, SIGNALS, HOOKS, ALERTS, STORE)),
+    Target("outcome", f"{PACKAGE}/outcome.py", (CORE, ACCOUNTS, ALERTS, SIGNALS, REFRESH)),
     Target("interrupt", f"{PACKAGE}/interrupt.py", (SIGNALS,)),
     Target("hook", f"{PACKAGE}/hook.py", (HOOKS,)),
     Target(
         "alerts",
         f"{PACKAGE}/alerts.py",
-        (DELIVERY, HOOKS, OPERATIONS, SERVER_TEXT, URL_CREDENTIALS),
+        (ALERTS, CHECK_CONFIG, HOOKS, REFRESH_OPTIONS, SERVER_TEXT, URL_CREDENTIALS),
     ),
     Target("metrics", f"{PACKAGE}/metrics.py", (METRICS, PROPERTIES)),
     Target("systemd", f"{PACKAGE}/systemd.py", (SYSTEMD,)),
     Target("cron", f"{PACKAGE}/cron.py", (CRON, CORE)),
-    Target("schedule", f"{PACKAGE}/schedule.py", (CRON, SYSTEMD, BLIND_SPOTS)),
-    Target("status", f"{PACKAGE}/status.py", (STATUS, CORE, HARDENING)),
-    Target("check_config", f"{PACKAGE}/check_config.py", (STATUS, DELIVERY, ACCOUNTS)),
+    Target("schedule", f"{PACKAGE}/schedule.py", (CRON, SYSTEMD)),
+    Target("status", f"{PACKAGE}/status.py", (STATUS, CORE, SETTINGS)),
+    Target("check_config", f"{PACKAGE}/check_config.py", (CHECK_CONFIG, ACCOUNTS)),
     Target(
         "settings",
         f"{PACKAGE}/settings.py",
-        (SETTINGS, CORE, REFRESH, HARDENING, READING, URL_CREDENTIALS),
+        (SETTINGS, CORE, REFRESH, REFRESH_OPTIONS, READING, URL_CREDENTIALS),
     ),
-    Target(
-        "store",
-        f"{PACKAGE}/store.py",
-        (BLIND_SPOTS, CRASH, CORE, READING, REFRESH, FAULTS, LOCKS),
-    ),
+    Target("store", f"{PACKAGE}/store.py", (STORE, CORE, READING, REFRESH, FAULTS)),
     Target("outputs", f"{PACKAGE}/outputs.py", (WRITTEN, CORE, METRICS)),
-    Target("client", f"{PACKAGE}/client.py", (CORE, REFRESH, FAULTS, SERVER_TEXT)),
+    Target("client", f"{PACKAGE}/client.py", (CORE, CLIENT, REFRESH, FAULTS, SERVER_TEXT)),
     Target(
         "console",
         f"{PACKAGE}/console.py",
-        (BLIND_SPOTS, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS, SERVER_TEXT, URL_CREDENTIALS),
+        (CONSOLE, PIPES, CORE, HOOKS, LOGROTATE, ACCOUNTS, SERVER_TEXT, URL_CREDENTIALS),
     ),
-    Target("timebox", f"{PACKAGE}/timebox.py", (REFRESH, DELIVERY)),
-    Target(
-        "paths",
-        f"{PACKAGE}/paths.py",
-        (HARDENING, LOADER_ACCOUNTS, SETTINGS, PROPERTIES, CORE, WRITTEN),
-    ),
+    Target("timebox", f"{PACKAGE}/timebox.py", (REFRESH, CLIENT, ALERTS)),
+    Target("paths", f"{PACKAGE}/paths.py", (LOADER, SETTINGS, PROPERTIES, CORE, WRITTEN)),
     Target("wrapper", "refresh_xts_token.sh", (WRAPPER, CORE, PIPES, LOGROTATE)),
 )
 

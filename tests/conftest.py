@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,32 @@ def token_json(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
+
+
+def newest_token(project: Project, session: str = "interactive") -> str:
+    """The last token the simulator issued for ``session``."""
+    return project.sim.issued_tokens(session)[-1]
+
+
+def xts_routes(project: Project) -> list[str]:
+    """The routes of the XTS requests the simulator received (no Telegram, no pings), in order."""
+    skip = ("telegram", "healthcheck")
+    return [r.route for r in project.sim.requests() if r.route not in skip]
+
+
+def telegram_texts(project: Project) -> list[str]:
+    """The texts of the Telegram messages sent so far; each is checked for secrets."""
+    texts = []
+    for request in project.sim.requests("telegram"):
+        assert_no_secrets(project, request.body.decode("utf-8"))
+        texts.append(str(request.json["text"]))
+    return texts
+
+
+def child_today() -> date:
+    """Today's date as the script sees it (same bare environment, so the same time zone)."""
+    done = run_process([PYTHON, "-c", "import datetime; print(datetime.date.today())"])
+    return date.fromisoformat(done.stdout.strip())
 
 
 IGNORED_LEFTOVERS = (".venv/", "venv/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/",

@@ -1004,3 +1004,62 @@ def test_systemd_units_are_valid() -> None:
     )
     assert calendar.returncode == 0, calendar.stderr
     assert "03:30:00 UTC" in calendar.stdout
+
+
+# -- machines without zoneinfo data -------------------------------------------------------------
+
+
+HIDDEN_TZDATA = 'raise ImportError("the tzdata package is hidden by tests/test_cron.py")\n'
+
+
+def no_zoneinfo_environment(tmp_path: Path, machine_zone: str) -> dict[str, str]:
+    """An environment in which Python finds no zoneinfo data at all: PYTHONTZPATH names an
+    empty folder, and a ``tzdata`` package that cannot be imported shadows any installed one."""
+    empty = tmp_path / "empty-zoneinfo"
+    empty.mkdir(exist_ok=True)
+    shadow = tmp_path / "no-tzdata" / "tzdata"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text(HIDDEN_TZDATA, encoding="utf-8")
+    return {
+        "TZ": machine_zone,
+        "PYTHONTZPATH": str(empty),
+        "PYTHONPATH": str(shadow.parent),
+    }
+
+
+ZONE_CHECK = """
+import sys, zoneinfo
+for name in sys.argv[1:]:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except zoneinfo.ZoneInfoNotFoundError:
+        continue
+    sys.exit(f"{name} was found: the fallback would not be used")
+"""
+
+
+@pytest.mark.parametrize(
+    ("machine_zone", "zone", "at", "hours"),
+    [
+        pytest.param("UTC", "Asia/Kolkata", "09:00", "30 3", id="ist-on-a-utc-machine"),
+        pytest.param("Asia/Kolkata", "Asia/Kolkata", "09:00", "0 9", id="ist-on-an-ist-machine"),
+        pytest.param("Asia/Kolkata", "UTC", "03:30", "0 9", id="utc-on-an-ist-machine"),
+    ],
+)
+def test_cron_print_without_zoneinfo_data_uses_correct_built_in_offsets(
+    tmp_path: Path, machine_zone: str, zone: str, at: str, hours: str
+) -> None:
+    """With no zoneinfo database and no tzdata package, ``cron print`` converts with its
+    built-in offsets, and they are right: 09:00 IST is 03:30 UTC, and 09:00 on an IST machine.
+    Kills: the fallback Asia/Kolkata offset wrong in sign (-05:30) or missing."""
+    env = no_zoneinfo_environment(tmp_path, machine_zone)
+    check = run_process([PYTHON, "-c", ZONE_CHECK, zone, machine_zone], env=env, timeout=30)
+    assert check.returncode == 0, check.stderr  # the zones really are missing in there
+    done = run_process(
+        [PYTHON, str(SCRIPT), "cron", "print", "--tz", zone, "--at", at], env=env, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1, done.stdout
+    assert lines[0].startswith(f"{hours} * * * "), lines[0]
+    assert "Traceback" not in done.stderr

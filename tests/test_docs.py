@@ -364,3 +364,102 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist() -> None:
                 broken.append(f"{where} (no such heading)")
     assert checked >= 40
     assert broken == []
+
+
+# Where RELIABILITY.md says which file holds the tests of a section: "Tests in `tests/x.py`
+# unless a file is given.", "Tests named here are in …", "The tests of this section whose file
+# is not given are in …".
+SECTION_TEST_FILES = re.compile(
+    r"(?:^|\. )(?:The tests|Tests)[^.|]*?\bin ((?:`tests/test_\w+\.py`(?:,? (?:and )?)?)+)"
+)
+TEST_FILE = re.compile(r"test_\w+\.py")
+# In a table's last cell: a test named (`test_x`, `test_x[param]`), a file in parentheses
+# naming where the tests before it are, or a whole file named as the test.
+CELL_REFERENCE = re.compile(
+    r"`(test_\w+)(?:\[[^\]]*\])?`|\(`?(?:tests/)?(test_\w+\.py)`?\)|`tests/(test_\w+\.py)`"
+)
+
+
+def defined_tests(path: Path) -> set[str]:
+    """The names of the test functions ``path`` defines (none when it does not exist)."""
+    if not path.exists():
+        return set()
+    return set(re.findall(r"^(?:async )?def (test_\w+)\(", path.read_text(encoding="utf-8"), re.M))
+
+
+def reliability_references(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
+    """Each test RELIABILITY.md's tables name: its line, its name and the files it may be in
+    (``()``: any test file); a whole file named as the test comes with the name ``""``.
+
+    A file in parentheses holds the tests named before it in the cell (since the previous
+    file); tests named without one are in the files their section names, and ``test_fault…``
+    always in ``tests/test_faults.py``."""
+    found: list[tuple[int, str, tuple[str, ...]]] = []
+    sections: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        heading = re.match(r"(#+) ", line)
+        if heading:
+            level = len(heading[1])
+            sections = [*(s for s in sections if s[0] < level), (level, [])]
+            continue
+        if not line.startswith("|"):
+            named = SECTION_TEST_FILES.search(line)
+            if named and sections:
+                sections[-1][1].extend(TEST_FILE.findall(named[1]))
+            continue
+        default = next((tuple(files) for _, files in reversed(sections) if files), ())
+        pending: list[str] = []
+        for name, file_after, whole_file in CELL_REFERENCE.findall(line.split("|")[-2]):
+            if name:
+                pending.append(name)
+            elif file_after:
+                found += [(number, test, (file_after,)) for test in pending]
+                found.append((number, "", (file_after,)))
+                pending = []
+            else:
+                found.append((number, "", (whole_file,)))
+        found += [(number, test, default) for test in pending]
+    return [
+        (number, name, ("test_faults.py",) if name.startswith("test_fault") else files)
+        for number, name, files in found
+    ]
+
+
+def test_every_test_reliability_names_is_in_the_file_it_names() -> None:
+    """Each test RELIABILITY.md names exists, in the file its row or its section names (a
+    moved or renamed test must take its row along)."""
+    tests = APP_DIR / "tests"
+    references = reliability_references((APP_DIR / "RELIABILITY.md").read_text(encoding="utf-8"))
+    everywhere = set().union(*(defined_tests(path) for path in tests.glob("test_*.py")))
+    missing = []
+    for number, name, files in references:
+        if not name:
+            if not (tests / files[0]).exists():
+                missing.append(f"line {number}: no file tests/{files[0]}")
+            continue
+        defined = set().union(*(defined_tests(tests / file) for file in files))
+        if name not in (defined if files else everywhere):
+            missing.append(f"line {number}: {name} is not in {', '.join(files) or 'tests/'}")
+    assert len(references) >= 300
+    assert missing == []
+
+
+def test_reliability_references_follow_the_files_named_after_them_and_for_the_section() -> None:
+    """The reader of RELIABILITY.md's test cells: a file in parentheses holds the tests before
+    it, the section's file the rest, and ``test_fault…`` is always in test_faults.py."""
+    text = (
+        "## Section\n\nTests in `tests/test_a.py` unless a file is given.\n\n"
+        "| row | `test_one`, `test_two[x]`, `[y]` (test_b.py), `test_three`, "
+        "`test_fault[dns]` (`tests/test_c.py`) |\n"
+        "## Other\n\n| row | `test_four`; `tests/test_d.py` |\n"
+    )
+    assert reliability_references(text) == [
+        (5, "test_one", ("test_b.py",)),
+        (5, "test_two", ("test_b.py",)),
+        (5, "", ("test_b.py",)),
+        (5, "test_three", ("test_c.py",)),
+        (5, "test_fault", ("test_faults.py",)),
+        (5, "", ("test_c.py",)),
+        (8, "", ("test_d.py",)),
+        (8, "test_four", ()),
+    ]

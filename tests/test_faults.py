@@ -560,7 +560,9 @@ def test_fault_lock_held_by_a_stuck_process(project: Project, previous: bytes) -
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
         project.settings["XTS_DEADLINE"] = "2"
+        started = time.monotonic()
         run = project.run()
+        waited = time.monotonic() - started
     finally:
         holder.kill()
         holder.wait()
@@ -568,6 +570,7 @@ def test_fault_lock_held_by_a_stuck_process(project: Project, previous: bytes) -
             holder.stdout.close()
     assert run.code == 4, run.output
     assert f"pid {holder.pid} stuck" in run.stdout
+    assert 1.5 < waited < 10  # it waited for the lock until XTS_DEADLINE, not for ever
     assert project.sim.count(LOGIN) == 0
     assert project.token_file.read_bytes() == previous
 

@@ -1193,8 +1193,9 @@ def test_odd_paths_are_settings_or_config_errors(name: str, value: str, scratch:
     _assert_valid_settings(loaded)
 
 
-def _short_wait() -> None:
+def _short_wait() -> str:
     time.sleep(0.005)
+    return "waited"
 
 
 @BUG
@@ -1208,7 +1209,7 @@ def test_accepted_timeouts_can_be_waited_for(value: str, scratch: Path) -> None:
     except ConfigError:
         return
     with contextlib.suppress(TimeoutError):  # a tiny budget may run out: that is its job
-        run_within(min(loaded.timeout, loaded.deadline), _short_wait)
+        assert run_within(min(loaded.timeout, loaded.deadline), _short_wait) == "waited"
 
 
 @pytest.mark.parametrize(

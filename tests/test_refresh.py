@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,12 @@ from conftest import (
     USER_ID,
     Project,
     assert_no_secrets,
+    child_today,
     closed_port,
     copy_program,
     run_process,
     skip_or_fail,
+    telegram_texts,
     token_json,
 )
 
@@ -740,26 +741,6 @@ def test_a_new_token_that_is_expired_by_this_machines_clock_is_saved_but_exit_3(
 
 
 @pytest.mark.slow
-def test_a_held_lock_makes_the_next_run_wait_then_exit_4(project: Project) -> None:
-    """While another process holds the run lock past the deadline, a run exits 4 naming it."""
-    before = refreshed(project)
-    project.settings["XTS_DEADLINE"] = "2"
-    lock_path = Path(str(project.token_file) + ".lock")
-    with lock_path.open("w") as holder:
-        fcntl.flock(holder, fcntl.LOCK_EX)
-        holder.write("pid 424242 since 2024-10-13 09:00:00\n")
-        holder.flush()
-        started = time.monotonic()
-        run = project.run()
-        waited = time.monotonic() - started
-    assert run.code == 4
-    assert "pid 424242" in run.stdout
-    assert 1.5 < waited < 10
-    assert project.sim.count("interactive_login") == 0
-    assert project.token_file.read_bytes() == before
-
-
-@pytest.mark.slow
 def test_concurrent_runs_take_turns_and_readers_never_see_a_partial_file(project: Project) -> None:
     """Four simultaneous runs all succeed one after the other; a reader only sees whole files."""
     assert project.run().code == 0
@@ -820,108 +801,7 @@ def test_telegram_down_never_changes_the_outcome_nor_leaks_the_bot_token(project
     assert "it was not delivered" in run.stdout
 
 
-# -- load_token -----------------------------------------------------------------------------------
-
-LOAD = """
-import json, sys
-sys.path.insert(0, {app!r})
-from xts_token_refresh import load_token, TokenUnavailableError
-try:
-    t = load_token({path})
-    print(json.dumps({{"user": t.user_id, "token": t.token[:6], "left": t.seconds_left() > 0,
-                      "investor": t.extra["isInvestorClient"],
-                      "requests": "requests" in sys.modules}}))
-except TokenUnavailableError as exc:
-    print(json.dumps({{"state": exc.state, "message": str(exc)}}))
-"""
-
-
-def load_in_subprocess(path: Path | None, env: dict[str, str] | None = None) -> dict[str, object]:
-    """What a trading program gets from load_token(path), run in a fresh interpreter."""
-    code = LOAD.format(app=str(APP_DIR), path=repr(str(path)) if path else "")
-    done = run_process([PYTHON, "-c", code], env=env)
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
-    assert isinstance(data, dict)
-    return data
-
-
-def test_load_token_reads_the_token_without_importing_requests(project: Project) -> None:
-    """load_token returns the stored token and its metadata, and never imports requests."""
-    assert project.run().code == 0
-    got = load_in_subprocess(project.token_file)
-    assert got == {
-        "user": USER_ID,
-        "token": project.sim.issued_tokens("interactive")[0][:6],
-        "left": True,
-        "investor": True,
-        "requests": False,
-    }
-    via_env = load_in_subprocess(None, env={"XTS_TOKEN_FILE": str(project.token_file)})
-    assert via_env["user"] == USER_ID
-
-
-def test_load_token_raises_one_documented_exception(project: Project, tmp_path: Path) -> None:
-    """Missing, corrupt and expired token files raise TokenUnavailableError with their state."""
-    missing = load_in_subprocess(tmp_path / "none.json")
-    assert missing["state"] == "missing"
-    assert "none.json" in str(missing["message"])
-    corrupt = tmp_path / "corrupt.json"
-    corrupt.write_text('{"token": ')
-    assert load_in_subprocess(corrupt)["state"] == "corrupt"
-    expired = tmp_path / "expired.json"
-    expired.write_text(
-        json.dumps(
-            {
-                "token": "not-a-jwt-token-value",
-                "userID": USER_ID,
-                "timestamp": "2024-10-13T09:00:00.123456",
-                "refreshed_at": "2024-10-13 09:00:00",
-                "expires_at": "2024-10-14T09:00:00+05:30",
-                "session": "interactive",
-            }
-        )
-    )
-    got = load_in_subprocess(expired)
-    assert got["state"] == "expired"
-    assert "xts_token_refresh.py" in str(got["message"])
-
-
-def test_load_token_never_needs_python_dotenv(tmp_path: Path) -> None:
-    """A bot reads the token path from the .env beside the script (export, quotes, comments)
-    with the standard library only: dotenv is never imported."""
-    copy = copy_program(tmp_path / "app")
-    token = tmp_path / "elsewhere.json"
-    token.write_text(
-        json.dumps({"token": "opaque-token-abc", "userID": USER_ID,
-                    "timestamp": datetime.now().isoformat(), "session": "interactive"})
-    )  # fmt: skip
-    (copy / ".env").write_text(
-        f"\ufeff# settings\nXTS_TOKEN_FILE=wrong.json\nexport XTS_TOKEN_FILE='{token}'  # here\n"
-    )
-    code = (
-        f"import sys; sys.path.insert(0, {str(copy)!r})\n"
-        "from xts_token_refresh import load_token\n"
-        "t = load_token()\n"
-        "print(t.user_id, 'dotenv' in sys.modules, 'requests' in sys.modules)"
-    )
-    done = run_process([PYTHON, "-c", code])
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [USER_ID, "False", "False"]
-
-
-def test_a_token_without_readable_expiry_ages_out_after_a_day(tmp_path: Path) -> None:
-    """A non-JWT token refreshed long ago is expired for load_token (assumed 24 h lifetime)."""
-    old = tmp_path / "old.json"
-    old.write_text(
-        json.dumps({"token": "opaque-token-abc", "userID": USER_ID,
-                    "timestamp": "2020-01-01T09:00:00.000000", "expires_at": None,
-                    "session": "interactive"})
-    )  # fmt: skip
-    got = load_in_subprocess(old)
-    assert got["state"] == "expired"
-    assert "2020-01-02" in str(got["message"])
-    assert "None" not in str(got["message"])
+# -- sessions ending differently -------------------------------------------------------------
 
 
 def test_a_refused_login_and_an_unwritable_marketdata_file_exit_with_the_highest_code(
@@ -959,3 +839,56 @@ def test_a_netrc_entry_for_the_broker_never_replaces_the_token_nor_travels(
     assert [r.headers.get("authorization") for r in checks] == [stored["token"]] * len(checks)
     for request in project.sim.requests():
         assert not request.headers.get("authorization", "").startswith("Basic"), request.route
+
+
+# -- what the lines call a session --------------------------------------------------------------
+
+
+def test_messages_say_market_data_not_marketdata(project: Project) -> None:
+    """Console lines name the session "market-data" (file names and the JSON keep their
+    identifiers): a refresh, a refused market-data login, and a rejected stored token."""
+    project.with_marketdata()
+    first = project.run()
+    assert first.code == 0
+    project.sim.invalidate_tokens("marketdata")
+    renewed = project.run("--if-needed", "--verify")
+    assert renewed.code == 0, renewed.output
+    project.settings["XTS_MARKETDATA_API_SECRET"] = "ms-FAKE-wrong-secret-Kq71"
+    refused = project.run()
+    assert refused.code == 1
+    assert "XTS refused the market-data login" in refused.stdout
+    assert "Logging in to the market-data session: XTS rejected the market-data token" in (
+        renewed.stdout
+    )
+    for run in (first, renewed, refused):
+        text = run.stdout.replace(str(project.md_token_file), "FILE")
+        text = text.replace("XTS_MARKETDATA", "VARIABLE")
+        assert "marketdata" not in text, text
+
+
+# -- the app key's own expiry -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("days", "warned"), [(5, True), (14, True), (15, False), (400, False)])
+def test_app_key_expiry_within_14_days_is_warned_everywhere(
+    project: Project, days: int, warned: bool
+) -> None:
+    """A market-data ``application_expiry_date`` within 14 days is a warning on stdout, in the
+    log (WARNING level) and in the Telegram message; further away there is none. The date is
+    stored as XTS sent it, and the run still exits 0."""
+    project.with_marketdata().with_telegram()
+    expiry = child_today() + timedelta(days=days)
+    project.sim.application_expiry_date = f"{expiry:%d-%m-%Y}"
+
+    run = project.run()
+
+    assert run.code == 0
+    assert token_json(project.md_token_file)["application_expiry_date"] == f"{expiry:%d-%m-%Y}"
+    warning = f"The market-data app key expires in {days} day(s) ({expiry:%d-%m-%Y})"
+    (text,) = telegram_texts(project)
+    if warned:
+        assert f"⚠ {warning}" in run.stdout
+        assert re.search(rf"WARNING\s+⚠ {re.escape(warning)}", run.log)
+        assert warning in text
+    else:
+        assert "app key expires" not in run.stdout + run.log + text

@@ -133,6 +133,30 @@ def test_every_settings_problem_is_listed_at_once(project: Project) -> None:
     assert project.sim.requests() == []
 
 
+@pytest.fixture
+def copied_project(tmp_path: Path) -> Path:
+    """A copy of the program (script and package) in a fresh folder with no .env in it."""
+    return copy_program(tmp_path / "refresher")
+
+
+def test_a_missing_env_file_is_named_with_its_absolute_path_and_how_to_create_it(
+    copied_project: Path,
+) -> None:
+    """With no .env and nothing in the environment, the run says the settings file does not
+    exist (its absolute path) and how to create it, not only "XTS_API_ROOT is not set"."""
+    env_file = copied_project / ".env"
+    log = copied_project / "xts_token_refresh.log"
+
+    done = run_process([PYTHON, str(copied_project / SCRIPT.name)])
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"The settings file {env_file} does not exist" in done.stdout
+    assert f"{copied_project / 'refresh_xts_token.sh'} --setup" in done.stdout
+    assert "copies .env.example" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("✗")
+    assert log.exists()  # a cron run's configuration error is in its log too
+
+
 @pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
 def test_a_secret_holding_a_dollar_is_sent_as_written(project: Project, quoted: bool) -> None:
     """No ``${VAR}`` expansion: a secret with ``$HOME`` and ``${PATH}`` in it (plain, or in
@@ -175,6 +199,25 @@ def test_every_command_warns_about_an_env_file_others_can_read(project: Project)
         run = project.run(command, "--env-file", str(env_file), use_env_file=False)
         assert run.code == 0, run.output
         assert warning in run.stdout, command
+
+
+def test_status_warns_about_an_exposed_env_file_on_stderr_with_json(project: Project) -> None:
+    """``status`` repeats the warning every run gives while .env is readable by others; with
+    ``--json`` the warning goes to stderr and stdout stays pure JSON."""
+    assert project.run().code == 0
+    env_file = project.write_env()
+    env_file.chmod(0o644)
+    argv = [PYTHON, str(SCRIPT), "status", "--env-file", str(env_file)]
+
+    text = run_process(argv)
+    document = run_process([*argv, "--json"])
+
+    warning = f"⚠ {env_file} can be read by other users: run `chmod 600 {env_file}`."
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert warning in text.stdout
+    assert document.returncode == 0
+    assert warning in document.stderr
+    assert json.loads(document.stdout)["ok"] is True
 
 
 # -- precedence: flag > environment > .env > default ----------------------------------------------

@@ -1,7 +1,9 @@
-"""``status`` and ``check-config``: the read-only commands of a pre-market check.
+"""``status``: the read-only report of what the token files hold, and with ``--verify``
+whether XTS accepts them.
 
-Every test runs the real script cron-style against the simulator over real sockets. Neither
-command may ever log in, so each test also checks what the simulator received.
+Every test runs the real script cron-style against the simulator over real sockets. Status may
+never log in, so each test also checks what the simulator received. (``check-config``, the
+other pre-market check, has its own file.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import USER_ID, Project, Run, closed_port, token_json, with_healthcheck
+from conftest import USER_ID, Project, Run, token_json
 
 from xts_refresher.simulator import Fault
 
@@ -310,6 +312,18 @@ def test_status_verify_reports_a_token_xts_no_longer_accepts_as_rejected(
     assert re.search(r"^✗ interactive\s+rejected\b", text.stdout, re.MULTILINE)
 
 
+def test_status_does_not_call_a_stored_token_new(project: Project) -> None:
+    """A stored token that XTS rejects is reported as such, with what to do, and is never
+    "the new token" (which is what a refresh's --verify checks)."""
+    assert project.run().code == 0
+    project.sim.invalidate_tokens()
+    run = project.run("status", "--verify")
+    assert run.code == 1
+    assert "new token" not in run.output
+    assert "Run `xts_token_refresh.py` to log in again." in run.stdout
+    assert "NOT accepted" in run.stdout
+
+
 @pytest.mark.parametrize("session", ["interactive", "marketdata"])
 def test_status_verify_counts_an_e_token_answer_as_rejected(project: Project, session: str) -> None:
     """XTS answering a token check with ``e-token-0002`` ("Please Provide token to
@@ -427,113 +441,7 @@ def test_status_verify_does_not_ask_about_unusable_tokens(project: Project) -> N
     assert project.sim.requests() == []
 
 
-# -- check-config -------------------------------------------------------------------------------
-
-
-def test_check_config_passes_against_the_simulator_without_logging_in(project: Project) -> None:
-    """With valid settings, writable folders and a reachable root, ``check-config`` exits 0,
-    reaches the API root once, and sends no login; it writes no token file."""
-    project.with_marketdata()
-
-    run = project.run("check-config")
-
-    assert run.code == 0, run.output
-    assert "✓ Ready" in run.stdout
-    assert f"✓ {project.sim.url} is reachable over http." in run.stdout
-    # The root's 404 is reported without a tick beside it: it reads like an error code.
-    assert not re.search(r"^✓.*HTTP 404", run.stdout, re.MULTILINE)
-    assert "answered HTTP 404" in run.stdout
-    md_api = f"{project.sim.url}/apimarketdata"
-    assert f"✓ The market-data API answers at {md_api} (XTS_MARKETDATA_PATH)" in run.stdout
-    assert logins(project) == 0
-    (root, md_probe) = project.sim.requests()
-    assert (root.method, root.path) == ("GET", "/")
-    assert (md_probe.method, md_probe.route) == ("GET", "marketdata_config")
-    assert "authorization" not in md_probe.headers  # no token, no login: XTS says e-token
-    assert not project.token_file.exists()
-    assert not project.md_token_file.exists()
-
-
-@pytest.mark.parametrize("path", ["/apimarketdat", "/apibinarymarketdata"])
-def test_check_config_reports_a_market_data_path_xts_does_not_serve(
-    tmp_path: Path, path: str
-) -> None:
-    """A broker that serves the JSON feed only (``/apimarketdata``), asked at a misspelt path or
-    at the binary feed's: check-config exits 3, its ✗ line names XTS_MARKETDATA_PATH and the
-    two paths brokers use; nothing logs in."""
-    from xts_refresher.simulator import XtsSimulator
-
-    with XtsSimulator(marketdata_path="/apimarketdata") as broker:
-        project = Project(broker, tmp_path).with_marketdata()
-        project.settings["XTS_MARKETDATA_PATH"] = path
-
-        run = project.run("check-config")
-
-        assert run.code == 3, run.output
-        (line,) = [text for text in run.stdout.splitlines() if "XTS_MARKETDATA_PATH" in text]
-        assert line.startswith("✗")
-        assert f"{broker.url}{path}" in line
-        assert "/apibinarymarketdata" in line
-        assert "/apimarketdata" in line
-        assert broker.count("interactive_login") == broker.count("marketdata_login") == 0
-        assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("XTS_VERIFY_SSL", "maybe"),
-        ("XTS_TIMEOUT", "soon"),
-        ("XTS_API_ROOT", "ttblaze.iifl.com"),
-        ("TELEGRAM_NOTIFY", "sometimes"),
-    ],
-)
-def test_check_config_exits_2_for_an_invalid_setting(
-    project: Project, name: str, value: str
-) -> None:
-    """An invalid setting is exit 2, the message names the variable, and nothing is sent."""
-    project.settings[name] = value
-
-    run = project.run("check-config")
-
-    assert run.code == 2
-    assert name in run.stdout
-    assert "✗" in run.stdout
-    assert project.sim.requests() == []
-
-
-def test_check_config_exits_2_when_the_token_folder_does_not_exist(
-    project: Project, tmp_path: Path
-) -> None:
-    """A token file in a folder that does not exist cannot be saved: exit 2 before any
-    network traffic (XTS, Telegram and the health check are not asked), the message names the
-    folder and the ✗ line says to fix the paths."""
-    missing = tmp_path / "no-such-folder"
-    project.settings["XTS_TOKEN_FILE"] = str(missing / "xts_store_token.json")
-    project.with_telegram()
-    with_healthcheck(project)
-
-    run = project.run("check-config")
-
-    assert run.code == 2
-    assert f"the folder {missing} does not exist" in run.stdout
-    assert "✗ Fix the paths above" in run.stdout
-    assert project.sim.requests() == []
-    assert not missing.exists()
-
-
-def test_check_config_exits_3_when_the_api_root_is_unreachable(project: Project) -> None:
-    """A root nobody answers on (a closed loopback port) is exit 3, quickly, with a reason."""
-    port = closed_port()
-    project.settings["XTS_API_ROOT"] = f"http://127.0.0.1:{port}"
-
-    started = time.monotonic()
-    run = project.run("check-config")
-
-    assert run.code == 3
-    assert f"127.0.0.1:{port} cannot be reached: connection refused" in run.stdout
-    assert time.monotonic() - started < 10
-    assert project.sim.requests() == []
+# -- invalid settings -------------------------------------------------------------------------
 
 
 def test_status_json_with_bad_settings_keeps_stdout_empty(project: Project) -> None:
@@ -568,20 +476,3 @@ def test_status_json_lists_an_account_with_invalid_settings_under_errors(
     assert (entry["account"], entry["state"], entry["usable"]) == ("alice", "fresh", True)
     assert set(entry) == SESSION_KEYS
     assert project.sim.count("interactive_login") == 1
-
-
-def test_check_config_reaches_the_host_lookup_too(project: Project) -> None:
-    """With XTS_HOSTLOOKUP_URL, check-config reaches it as well as the API root: a host lookup
-    nobody answers on is exit 3 naming it, though the root answers; nothing logs in."""
-    port = closed_port()
-    project.settings["XTS_HOSTLOOKUP_URL"] = f"http://127.0.0.1:{port}/hostlookup"
-
-    run = project.run("check-config")
-
-    assert run.code == 3, run.output
-    assert (
-        f"✗ http://127.0.0.1:{port}/hostlookup cannot be reached: connection refused" in run.stdout
-    )
-    assert f"✓ {project.sim.url} is reachable" in run.stdout
-    assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")
-    assert not any(project.sim.count(route) for route in LOGIN_ROUTES)

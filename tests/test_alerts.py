@@ -13,21 +13,30 @@ fake secrets (conftest), and every message and ping body here too.
 from __future__ import annotations
 
 import json
+import re
+import socket
 import time
+from datetime import timedelta
 
 import pytest
 from conftest import (
     BOT_TOKEN,
+    INTERACTIVE_SECRET,
+    USER_ID,
     Project,
     Run,
-    closed_port,
+    child_today,
     ping_paths,
+    telegram_texts,
     token_json,
     with_healthcheck,
 )
 
 from xts_refresher.alerts import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
 from xts_refresher.simulator import Fault, XtsSimulator
+
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
 
 REFUSED_LOGIN = Fault.xts_error(
     "e-user-0005", "Invalid credentials. Please check your App Key and Secret Key."
@@ -373,156 +382,107 @@ def test_a_redirected_ping_is_refused_not_followed(project: Project, status: int
     assert "retrying" not in run.output
 
 
-# -- check-config ---------------------------------------------------------------------------------
+# -- which runs send a message, and what it says ------------------------------------------------
 
 
-def test_check_config_asks_telegram_and_the_health_check_and_sends_nothing(
-    project: Project,
+@pytest.mark.parametrize(("mode", "expected"), [("all", 1), ("failure", 0)])
+def test_telegram_on_success_follows_telegram_notify(
+    project: Project, mode: str, expected: int
 ) -> None:
-    """With Telegram and a health check, check-config asks getMe and getChat and reaches the
-    check's server at its origin: no message, no ping, no login; exit 0."""
-    project.with_telegram()
-    prefix = with_healthcheck(project)
+    """A successful refresh sends one message (user, expiry, no secret or token) with
+    ``TELEGRAM_NOTIFY=all`` and none with ``failure``."""
+    project.with_marketdata().with_telegram(mode)
 
-    run = project.run("check-config")
+    run = project.run()
+
+    assert run.code == 0
+    texts = telegram_texts(project)
+    assert len(texts) == expected
+    for request in project.sim.requests("telegram"):
+        assert request.json["chat_id"] == "4242"
+    if texts:
+        assert texts[0].startswith("✅ XTS token refreshed")
+        assert f"interactive: user {USER_ID}, expires " in texts[0]
+        assert f"market-data: user {USER_ID}, expires " in texts[0]
+        assert not JWT_SHAPE.search(texts[0])
+
+
+def test_telegram_notify_off_sends_nothing_whatever_the_outcome(project: Project) -> None:
+    """``TELEGRAM_NOTIFY=off`` with a bot token and chat set: no request reaches the Bot API
+    after a success, after a refused login (exit 1, the token kept) or from check-config
+    (which says nothing of Telegram); the exit codes are the runs' own."""
+    project.with_telegram(notify="off")
+    first = project.run()
+    assert first.code == 0, first.output
+    previous = token_json(project.token_file)["token"]
+    project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid."))
+    refused = project.run()
+    check = project.run("check-config")
+
+    bot_api = [r.path for r in project.sim.requests() if r.path.startswith("/bot")]
+    assert bot_api == [], "TELEGRAM_NOTIFY=off must keep every run off the Bot API"
+    assert refused.code == 1, refused.output
+    assert token_json(project.token_file)["token"] == previous
+    assert check.code == 0, check.output
+    assert "Telegram" not in check.stdout
+
+
+def test_telegram_notify_failure_still_sends_a_success_that_warns(project: Project) -> None:
+    """``TELEGRAM_NOTIFY=failure`` means failures and warnings: a successful refresh whose
+    market-data app key expires in 3 days sends one message, holding the warning."""
+    project.with_marketdata().with_telegram("failure")
+    expiry = child_today() + timedelta(days=3)
+    project.sim.application_expiry_date = f"{expiry:%d-%m-%Y}"
+
+    run = project.run()
 
     assert run.code == 0, run.output
-    (get_me,) = project.sim.requests("telegram_getme")
-    assert get_me.path == f"/bot{BOT_TOKEN}/getMe"
-    (get_chat,) = project.sim.requests("telegram_getchat")
-    assert get_chat.json == {"chat_id": "4242"}
-    assert project.sim.count("telegram") == 0
-    assert project.sim.count("healthcheck") == 0
-    assert project.sim.count("interactive_login") == 0
-    heads = [r.path for r in project.sim.requests("unknown") if r.method == "HEAD"]
-    assert heads == ["/"], "the health check's server is asked at its origin, once"
-    assert (
-        "✓ Telegram accepts the bot token (bot @xts_sim_bot) and knows chat 4242 (XTS alerts); "
-        "no message was sent." in run.stdout
-    )
-    origin = project.sim.url + "/"
-    assert f"✓ The health check's server {origin} answers over http" in run.stdout
-    assert "no ping was sent" in run.stdout
-    assert prefix not in run.stdout  # whoever knows a check's URL can ping it: not shown
-    assert run.stdout.rstrip().splitlines()[-1].startswith("✓ Ready")
+    (text,) = telegram_texts(project)
+    assert "The market-data app key expires in 3 day(s)" in text
 
 
-@pytest.mark.parametrize(
-    ("refusal", "setting", "get_chats"),
-    [("bot-token", "TELEGRAM_TOKEN", 0), ("chat", "TELEGRAM_CHAT_ID", 1)],
-)
-def test_check_config_names_a_refused_bot_token_or_unknown_chat(
-    project: Project, refusal: str, setting: str, get_chats: int
-) -> None:
-    """A bot token Telegram refuses, or a chat it cannot find, is exit 2 naming the setting;
-    nothing is sent, and the rest (XTS, the health check) is still checked."""
-    project.with_telegram()
-    with_healthcheck(project)
-    if refusal == "bot-token":
-        project.sim.refuse_bot_token(BOT_TOKEN)
-    else:
-        project.sim.forget_chat("4242")
+def test_telegram_messages_name_the_host_without_a_label(project: Project) -> None:
+    """Without XTS_NOTIFY_LABEL, a message names the machine by its host name."""
+    project.with_telegram("all")
 
-    run = project.run("check-config")
+    assert project.run().code == 0
 
-    assert run.code == 2, run.output
-    assert project.sim.count("telegram_getme") == 1
-    assert project.sim.count("telegram_getchat") == get_chats
-    assert project.sim.count("telegram") == 0
-    (line,) = [text for text in run.stdout.splitlines() if text.startswith("✗ Telegram")]
-    assert line.startswith("✗ Telegram refused the check (HTTP 40")
-    assert f"Check {setting}" in line
-    assert "✓ The health check's server" in run.stdout
-    assert "is reachable over http" in run.stdout  # the API root
-    assert run.stdout.rstrip().splitlines()[-1] == (
-        "✗ Not ready (exit code 2): fix what is marked ✗ above, then run check-config again."
-    )
+    (text,) = telegram_texts(project)
+    assert text.startswith(f"✅ XTS token refreshed on {socket.gethostname()}")
 
 
-@pytest.mark.parametrize("unreachable", ["telegram", "healthcheck"])
-def test_check_config_says_when_telegram_or_the_health_check_cannot_be_reached(
-    project: Project, unreachable: str
-) -> None:
-    """Telegram or the health check's server on a closed port is exit 3, named; the other is
-    still checked."""
-    project.with_telegram()
-    with_healthcheck(project)
-    dead = f"http://127.0.0.1:{closed_port()}"
-    if unreachable == "telegram":
-        project.settings["TELEGRAM_API_URL"] = dead
-    else:
-        project.settings["HEALTHCHECK_URL"] = dead + "/ping/abc"
+@pytest.mark.parametrize("mode", ["all", "failure"])
+def test_telegram_reports_a_refused_login_once(project: Project, mode: str) -> None:
+    """A refused login is exit 1 and one Telegram message under either mode, quoting XTS's code
+    and description (never the secret); the previous token file stays byte-identical."""
+    assert project.run().code == 0
+    before = project.token_file.read_bytes()
+    project.with_telegram(mode)
+    refusal = Fault.xts_error("e-user-0005", "Invalid credentials. Please check your App Key.")
+    project.sim.add_fault("interactive_login", refusal)
 
-    run = project.run("check-config")
+    run = project.run()
 
-    assert run.code == 3, run.output
-    name = "Telegram" if unreachable == "telegram" else "The health check"
-    assert (
-        f"✗ {name} cannot be reached (connection refused): its notifications would not arrive."
-        in run.stdout
-    )
-    reached = "✓ The health check's server" if unreachable == "telegram" else "✓ Telegram accepts"
-    assert reached in run.stdout
-    assert project.sim.count("telegram") == 0
-    assert project.sim.count("healthcheck") == 0
-    assert run.stdout.rstrip().splitlines()[-1].startswith("✗ Not ready (exit code 3)")
+    assert run.code == 1
+    assert "e-user-0005" in run.stdout
+    assert project.sim.count("interactive_login") == 2
+    assert project.token_file.read_bytes() == before
+    (text,) = telegram_texts(project)
+    assert "FAILED" in text
+    assert "exit code 1" in text
+    assert "e-user-0005" in text
+    assert INTERACTIVE_SECRET not in text
 
 
-def test_check_config_never_shows_the_health_checks_password(project: Project) -> None:
-    """A self-hosted check behind basic authentication: its server is named without the user
-    and password, whether it answers or fails (503)."""
-    host = project.sim.url.split("://", 1)[1]
-    project.settings["HEALTHCHECK_URL"] = f"http://hcuser:hunter2-FAKE-pass@{host}/ping/abc"
+def test_telegram_messages_name_the_machine_by_its_label(project: Project) -> None:
+    """XTS_NOTIFY_LABEL names the machine in every message (default: the host name), so an
+    alert in a group of many VPSes says where it comes from."""
+    project.with_telegram("all").settings["XTS_NOTIFY_LABEL"] = "vps-mumbai-2"
+    assert project.run().code == 0
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Lb11"
+    assert project.run().code == 1
 
-    run = project.run("check-config")
-
-    assert run.code == 0, run.output
-    assert f"✓ The health check's server http://{host}/ answers over http" in run.stdout
-    project.sim.add_fault("unknown", Fault.html(503), times=2)  # the API root's GET, the HEAD
-
-    failing = project.run("check-config")
-
-    assert failing.code == 3, failing.output
-    assert f"its server http://{host}/ answered HTTP 503" in failing.stdout
-    for done in (run, failing):
-        assert "hunter2" not in done.output + done.log
-        assert "hcuser" not in done.output + done.log
-
-
-@pytest.mark.parametrize("method", ["getMe", "getChat"])
-def test_check_config_refuses_a_redirecting_bot_api(project: Project, method: str) -> None:
-    """check-config's getMe or getChat answered with a redirect: not followed (the server it
-    names receives nothing), exit 2 naming TELEGRAM_API_URL; no message is sent."""
-    project.with_telegram()
-    route = "telegram_getme" if method == "getMe" else "telegram_getchat"
-    with XtsSimulator() as elsewhere:
-        project.sim.add_fault(route, Fault.redirect(f"{elsewhere.url}/bot{BOT_TOKEN}/{method}"))
-
-        run = project.run("check-config")
-
-        assert elsewhere.requests() == []
-    assert run.code == 2, run.output
-    assert project.sim.count(route) == 1
-    assert project.sim.count("telegram") == 0
-    (line,) = [text for text in run.stdout.splitlines() if text.startswith("✗ Telegram")]
-    assert "a redirect to" in line
-    assert "Check TELEGRAM_API_URL" in line
-
-
-def test_check_config_refuses_a_health_check_server_redirecting_elsewhere(
-    project: Project,
-) -> None:
-    """The health check's server answers check-config's HEAD with a redirect to another
-    server: not followed, exit 2 naming HEALTHCHECK_URL (its pings would be refused)."""
-    with XtsSimulator() as checks, XtsSimulator() as elsewhere:
-        project.settings["HEALTHCHECK_URL"] = f"{checks.url}/ping/abc"
-        checks.add_fault("unknown", Fault.redirect(f"{elsewhere.url}/"))
-
-        run = project.run("check-config")
-
-        assert elsewhere.requests() == []
-        assert [r.method for r in checks.requests()] == ["HEAD"]
-    assert run.code == 2, run.output
-    (line,) = [text for text in run.stdout.splitlines() if text.startswith("✗ The health check")]
-    assert f"a redirect to {elsewhere.url}/" in line
-    assert "Check HEALTHCHECK_URL" in line
+    success, failure = telegram_texts(project)
+    assert success.startswith("✅ XTS token refreshed on vps-mumbai-2")
+    assert failure.startswith("❌ XTS token refresh FAILED on vps-mumbai-2 (exit code 1)")
+    assert "Fix XTS_INTERACTIVE_API_KEY" in failure  # what failed, then what to do

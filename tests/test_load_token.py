@@ -1,22 +1,28 @@
-"""``load_token`` with accounts (many broker logins in one install, ``accounts/NAME.env``).
+"""``load_token``: what a trading bot reads, in a fresh interpreter, as the bot would.
 
-Each test runs a COPY of the program (``xts_token_refresh.py`` and the ``xts_refresher``
-package) in a temporary folder, so its ``accounts/`` folder and ``.env`` are the test's own
-and the project folder stays clean. A bot's view is a fresh interpreter (``python -S``: no
-site-packages) with the copy on ``PYTHONPATH``, started from another folder, in cron's bare
-environment: modules cached by pytest cannot leak in, and the imports are the bot's alone.
-Token files are real files in the contract's shape (README, "Files").
+It returns the stored token and its metadata without importing requests or python-dotenv,
+raises one documented exception (with the file's state: missing, corrupt, expired), resolves a
+relative path beside the script whatever the current folder, and with accounts (many broker
+logins in one install, ``accounts/NAME.env``) finds each account's file.
+
+The accounts' tests run a COPY of the program (``xts_token_refresh.py`` and the
+``xts_refresher`` package) in a temporary folder, so its ``accounts/`` folder and ``.env`` are
+the test's own and the project folder stays clean. A bot's view is a fresh interpreter
+(``python -S``: no site-packages) with the copy on ``PYTHONPATH``, started from another folder,
+in cron's bare environment: modules cached by pytest cannot leak in, and the imports are the
+bot's alone. Token files are real files in the contract's shape (README, "Files").
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PYTHON, copy_program, run_process
+from conftest import APP_DIR, PYTHON, USER_ID, Project, copy_program, run_process
 
 # One process, many calls: each call's keyword arguments in, its token or its error out, and
 # the modules a bot must never pay for that were imported by then.
@@ -338,3 +344,140 @@ def test_a_bot_imports_no_http_stack_dotenv_typing_pathlib_dataclasses(program: 
         "missing",
         "tok-self",
     ]
+
+
+# -- load_token ---------------------------------------------------------------------------------
+
+
+LOAD = """
+import json, sys
+sys.path.insert(0, {app!r})
+from xts_token_refresh import load_token, TokenUnavailableError
+try:
+    t = load_token({path})
+    print(json.dumps({{"user": t.user_id, "token": t.token[:6], "left": t.seconds_left() > 0,
+                      "investor": t.extra["isInvestorClient"],
+                      "requests": "requests" in sys.modules}}))
+except TokenUnavailableError as exc:
+    print(json.dumps({{"state": exc.state, "message": str(exc)}}))
+"""
+
+
+def load_in_subprocess(path: Path | None, env: dict[str, str] | None = None) -> dict[str, object]:
+    """What a trading program gets from load_token(path), run in a fresh interpreter."""
+    code = LOAD.format(app=str(APP_DIR), path=repr(str(path)) if path else "")
+    done = run_process([PYTHON, "-c", code], env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_load_token_reads_the_token_without_importing_requests(project: Project) -> None:
+    """load_token returns the stored token and its metadata, and never imports requests."""
+    assert project.run().code == 0
+    got = load_in_subprocess(project.token_file)
+    assert got == {
+        "user": USER_ID,
+        "token": project.sim.issued_tokens("interactive")[0][:6],
+        "left": True,
+        "investor": True,
+        "requests": False,
+    }
+    via_env = load_in_subprocess(None, env={"XTS_TOKEN_FILE": str(project.token_file)})
+    assert via_env["user"] == USER_ID
+
+
+def test_load_token_raises_one_documented_exception(project: Project, tmp_path: Path) -> None:
+    """Missing, corrupt and expired token files raise TokenUnavailableError with their state."""
+    missing = load_in_subprocess(tmp_path / "none.json")
+    assert missing["state"] == "missing"
+    assert "none.json" in str(missing["message"])
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"token": ')
+    assert load_in_subprocess(corrupt)["state"] == "corrupt"
+    expired = tmp_path / "expired.json"
+    expired.write_text(
+        json.dumps(
+            {
+                "token": "not-a-jwt-token-value",
+                "userID": USER_ID,
+                "timestamp": "2024-10-13T09:00:00.123456",
+                "refreshed_at": "2024-10-13 09:00:00",
+                "expires_at": "2024-10-14T09:00:00+05:30",
+                "session": "interactive",
+            }
+        )
+    )
+    got = load_in_subprocess(expired)
+    assert got["state"] == "expired"
+    assert "xts_token_refresh.py" in str(got["message"])
+
+
+def test_load_token_never_needs_python_dotenv(tmp_path: Path) -> None:
+    """A bot reads the token path from the .env beside the script (export, quotes, comments)
+    with the standard library only: dotenv is never imported."""
+    copy = copy_program(tmp_path / "app")
+    token = tmp_path / "elsewhere.json"
+    token.write_text(
+        json.dumps({"token": "opaque-token-abc", "userID": USER_ID,
+                    "timestamp": datetime.now().isoformat(), "session": "interactive"})
+    )  # fmt: skip
+    (copy / ".env").write_text(
+        f"\ufeff# settings\nXTS_TOKEN_FILE=wrong.json\nexport XTS_TOKEN_FILE='{token}'  # here\n"
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(copy)!r})\n"
+        "from xts_token_refresh import load_token\n"
+        "t = load_token()\n"
+        "print(t.user_id, 'dotenv' in sys.modules, 'requests' in sys.modules)"
+    )
+    done = run_process([PYTHON, "-c", code])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [USER_ID, "False", "False"]
+
+
+def test_a_token_without_readable_expiry_ages_out_after_a_day(tmp_path: Path) -> None:
+    """A non-JWT token refreshed long ago is expired for load_token (assumed 24 h lifetime)."""
+    old = tmp_path / "old.json"
+    old.write_text(
+        json.dumps({"token": "opaque-token-abc", "userID": USER_ID,
+                    "timestamp": "2020-01-01T09:00:00.000000", "expires_at": None,
+                    "session": "interactive"})
+    )  # fmt: skip
+    got = load_in_subprocess(old)
+    assert got["state"] == "expired"
+    assert "2020-01-02" in str(got["message"])
+    assert "None" not in str(got["message"])
+
+
+@pytest.fixture
+def copied_project(tmp_path: Path) -> Path:
+    """A copy of the program (script and package) in a fresh folder with no .env in it."""
+    return copy_program(tmp_path / "refresher")
+
+
+def test_load_token_resolves_a_relative_path_beside_the_script(
+    project: Project, copied_project: Path
+) -> None:
+    """``load_token("name.json")`` reads the file beside the script whatever the current folder
+    (cron starts in $HOME), as the refresher does; its errors show the absolute path."""
+    assert project.run().code == 0
+    shutil.copy2(project.token_file, copied_project / "bot_token.json")
+    code = (
+        "from xts_token_refresh import load_token, TokenUnavailableError\n"
+        "print(load_token('bot_token.json').user_id)\n"
+        "try:\n"
+        "    load_token('no_such.json')\n"
+        "except TokenUnavailableError as exc:\n"
+        "    print(exc.path)\n"
+        "    print(exc)\n"
+    )
+    done = run_process(
+        [PYTHON, "-c", code], env={"PYTHONPATH": str(copied_project)}, cwd=str(Path.home())
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == USER_ID
+    assert lines[1] == str(copied_project / "no_such.json")
+    assert str(copied_project / "no_such.json") in lines[2]
