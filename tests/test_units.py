@@ -1684,7 +1684,7 @@ def test_account_flags_before_and_after_the_command_add_up(
     assert cli.selected_accounts(args) == expected
 
 
-# -- accounts -----------------------------------------------------------------------------------
+# -- a run of accounts: its outcome, its closing ping, what it imports --------------------------
 
 
 def test_two_accounts_on_one_marketdata_token_file_are_refused(tmp_path: Path) -> None:
