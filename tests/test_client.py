@@ -1,18 +1,28 @@
-"""The XTS client: the host lookup, the logins it leads to, and the retry loop's deadline.
+"""The XTS client: the host lookup, the logins it leads to, the retry loop's deadline, and
+what its requests carry.
 
 With ``XTS_HOSTLOOKUP_URL`` the client first asks the host lookup for a connection string,
 then logs in there; a failing lookup is exit 3 with no login, and a connection string that
 would carry the API secret somewhere unsafe gets none. The retries never wait past
-``XTS_DEADLINE``. The real script runs cron-style against the simulator; nothing is mocked.
+``XTS_DEADLINE``. A token check carries the token, never a ``~/.netrc`` login. The real script
+runs cron-style against the simulator; nothing is mocked.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from conftest import INTERACTIVE_KEY, INTERACTIVE_SECRET, Project, token_json, xts_routes
+from conftest import (
+    INTERACTIVE_KEY,
+    INTERACTIVE_SECRET,
+    Project,
+    token_json,
+    xts_routes,
+)
 
 from xts_refresher.simulator import Fault, XtsSimulator
 
@@ -143,7 +153,7 @@ def test_a_wait_longer_than_the_deadline_ends_the_run_at_once(
 ) -> None:
     """A retry wait (backoff 60 s, or Retry-After: 120) far past XTS_DEADLINE=3 is not slept:
     the run ends within the deadline plus a margin, exit 3, saying XTS_DEADLINE leaves no time.
-    Kills: a retry loop that sleeps the wait without comparing it with the time left."""
+    It fails with a retry loop that sleeps the wait without comparing it with the time left."""
     project.settings.update(XTS_DEADLINE=f"{DEADLINE:g}", XTS_RETRIES="20", **settings)
     project.sim.add_fault(LOGIN, fault, times=50)
     started = time.monotonic()
@@ -158,3 +168,30 @@ def test_a_wait_longer_than_the_deadline_ends_the_run_at_once(
     assert "leaves no time" in run.stdout
     assert project.sim.count(LOGIN) == 1  # no retry was started
     assert not project.token_file.exists()
+
+
+# -- what a request carries ---------------------------------------------------------------------
+
+
+def test_a_netrc_entry_for_the_broker_never_replaces_the_token_nor_travels(
+    project: Project, tmp_path: Path
+) -> None:
+    """requests reads ~/.netrc for a host it is given no auth for: an entry for the broker's
+    host would replace the token in Authorization with that login's Basic credentials (and
+    send its password to XTS). The client gives requests an auth of its own, so ~/.netrc is
+    never read."""
+    home = tmp_path / "home"
+    home.mkdir()
+    netrc = home / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password NETRC-FAKE-pass-42\n")
+    netrc.chmod(0o600)
+
+    run = project.run("--verify", env={"HOME": str(home)})
+
+    assert run.code == 0, run.output
+    checks = project.sim.requests("interactive_balance")
+    assert checks, "the --verify call never reached XTS"
+    stored = json.loads(project.token_file.read_text())
+    assert [r.headers.get("authorization") for r in checks] == [stored["token"]] * len(checks)
+    for request in project.sim.requests():
+        assert not request.headers.get("authorization", "").startswith("Basic"), request.route

@@ -99,7 +99,8 @@ def test_the_redactor_masks_a_bot_token_it_was_not_told_about_also_in_a_url(text
 
 def test_the_redactor_masks_jwt_and_bot_token_shapes_it_was_never_told_about() -> None:
     """A Redactor with no secrets masks a JWT (``eyJ….….…``) and a Telegram bot token in any
-    text, down to a prefix of at most six characters. Kills: SECRET_SHAPES emptied or broken."""
+    text, down to a prefix of at most six characters. It fails if SECRET_SHAPES is emptied or
+    broken."""
     redactor = Redactor()
     jwt, bot = unregistered_jwt(), unregistered_bot_token()
     for token in (jwt, bot):
@@ -138,7 +139,7 @@ def test_an_xts_error_echoing_an_unregistered_token_is_masked_everywhere(
 ) -> None:
     """A refused login whose description echoes a token the run never saw (an XTS
     "Invalid Token <jwt>"): exit 1, XTS's code shown, the token only as a masked prefix in
-    stdout, stderr and the log file. Kills: SECRET_SHAPES emptied or broken."""
+    stdout, stderr and the log file. It fails if SECRET_SHAPES is emptied or broken."""
     jwt, bot = unregistered_jwt(), unregistered_bot_token()
     project.sim.add_fault(LOGIN, Fault.xts_error("e-session-0007", f"Invalid Token {jwt}"))
     run = project.run()
@@ -160,7 +161,7 @@ def test_a_hook_printing_an_unregistered_token_is_masked_in_the_output_and_log(
     project: Project,
 ) -> None:
     """XTS_POST_REFRESH_HOOK output is logged; a JWT or bot token it prints (never registered)
-    shows only as a masked prefix. Kills: SECRET_SHAPES emptied or broken."""
+    shows only as a masked prefix. It fails if SECRET_SHAPES is emptied or broken."""
     jwt, bot = unregistered_jwt(), unregistered_bot_token()
     project.settings["XTS_POST_REFRESH_HOOK"] = f"echo {jwt}; echo bot={bot}"
     run = project.run()

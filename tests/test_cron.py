@@ -1051,7 +1051,7 @@ def test_cron_print_without_zoneinfo_data_uses_correct_built_in_offsets(
 ) -> None:
     """With no zoneinfo database and no tzdata package, ``cron print`` converts with its
     built-in offsets, and they are right: 09:00 IST is 03:30 UTC, and 09:00 on an IST machine.
-    Kills: the fallback Asia/Kolkata offset wrong in sign (-05:30) or missing."""
+    It fails with the fallback Asia/Kolkata offset wrong in sign (-05:30) or missing."""
     env = no_zoneinfo_environment(tmp_path, machine_zone)
     check = run_process([PYTHON, "-c", ZONE_CHECK, zone, machine_zone], env=env, timeout=30)
     assert check.returncode == 0, check.stderr  # the zones really are missing in there

@@ -817,30 +817,6 @@ def test_a_refused_login_and_an_unwritable_marketdata_file_exit_with_the_highest
     assert project.sim.count("marketdata_login") == 0
 
 
-def test_a_netrc_entry_for_the_broker_never_replaces_the_token_nor_travels(
-    project: Project, tmp_path: Path
-) -> None:
-    """requests reads ~/.netrc for a host it is given no auth for: an entry for the broker's
-    host would replace the token in Authorization with that login's Basic credentials (and
-    send its password to XTS). The client gives requests an auth of its own, so ~/.netrc is
-    never read."""
-    home = tmp_path / "home"
-    home.mkdir()
-    netrc = home / ".netrc"
-    netrc.write_text("machine 127.0.0.1 login netrc-user password NETRC-FAKE-pass-42\n")
-    netrc.chmod(0o600)
-
-    run = project.run("--verify", env={"HOME": str(home)})
-
-    assert run.code == 0, run.output
-    checks = project.sim.requests("interactive_balance")
-    assert checks, "the --verify call never reached XTS"
-    stored = json.loads(project.token_file.read_text())
-    assert [r.headers.get("authorization") for r in checks] == [stored["token"]] * len(checks)
-    for request in project.sim.requests():
-        assert not request.headers.get("authorization", "").startswith("Basic"), request.route
-
-
 # -- what the lines call a session --------------------------------------------------------------
 
 

@@ -216,7 +216,7 @@ def test_simultaneous_refreshes_of_one_token_file_never_have_two_logins_in_fligh
 ) -> None:
     """Four refreshes of the same token file started at once, against a broker whose logins
     take LOGIN_DELAY: each login arrives at least LOGIN_DELAY after the previous one, so never
-    more than one is in flight. Kills: the run lock taken with LOCK_SH instead of LOCK_EX."""
+    more than one is in flight. It fails if the run lock is taken shared (LOCK_SH)."""
     project.sim.login_delay = LOGIN_DELAY
     started = [project.start() for _ in range(CONCURRENT_RUNS)]
     runs = [project.finish(process) for process in started]
@@ -255,7 +255,8 @@ def probe_shared_lock(lock_file: Path) -> int:
 @pytest.mark.slow
 def test_a_refresh_holding_the_lock_blocks_even_a_shared_locker(project: Project) -> None:
     """While a refresh waits on a slow login (under the lock), another process cannot take
-    even a shared lock on the lock file; once the refresh ended it can. Kills: LOCK_SH."""
+    even a shared lock on the lock file; once the refresh ended it can (it fails with a shared
+    run lock)."""
     project.sim.login_delay = 2.0
     holder = project.start()
     give_up = time.monotonic() + 20
@@ -477,7 +478,7 @@ def test_a_token_save_writes_fsyncs_renames_then_fsyncs_the_folder(
     """Under strace, the real script's save: the temporary file is written and fsynced before
     it is renamed over the token path, and the folder is opened and fsynced after the rename.
 
-    Kills: dropping ``os.fsync(fd)`` in write_atomically, dropping ``_fsync_folder(folder)``,
+    It fails on dropping ``os.fsync(fd)`` in write_atomically, dropping ``_fsync_folder(folder)``,
     or fsyncing the folder before the rename."""
     strace = usable_strace()
     trace = tmp_path / "strace.log"
