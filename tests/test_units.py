@@ -1475,6 +1475,23 @@ def test_read_small_file_refuses_what_is_not_a_regular_file(tmp_path: Path) -> N
         paths.read_small_file(tmp_path / "nothing")
 
 
+def test_reading_small_files_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """Every read closes what it opened, also when the opened file is refused: a bot calls
+    load_token (which reads this way) again and again in one long-lived process."""
+    token = tmp_path / "xts_store_token.json"
+    token.write_text('{"token": "x"}', encoding="utf-8")
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b"x" * (paths.MAX_SMALL_FILE + 1))
+    before = len(os.listdir("/proc/self/fd"))
+
+    for _ in range(20):
+        assert paths.read_small_file(token)[0] == b'{"token": "x"}'
+        with pytest.raises(paths.RefusedFileError):
+            paths.read_small_file(huge)
+
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_file_value_of_a_file_that_cannot_be_read_is_none(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.env"
     os.mkfifo(fifo)
@@ -2103,6 +2120,17 @@ def test_the_retry_loop_gives_up_naming_the_deadline_that_leaves_no_time() -> No
     assert caught.value.limit is near
     assert (caught.value.failure.reason, caught.value.attempts) == ("reset", 1)
     assert lines == []
+
+
+def test_a_spent_deadline_has_no_time_left() -> None:
+    """A deadline reports the seconds left, and none at all once it has passed (never a
+    second more: a wait sized by it would outlive the run's XTS_DEADLINE)."""
+    from xts_refresher.timebox import Deadline
+
+    assert Deadline(0.0).remaining() == 0.0
+    assert Deadline(-5.0).remaining() == 0.0
+    assert 0.0 < Deadline(0.5).remaining() <= 0.5
+    assert 29.0 < Deadline(30.0).remaining() <= 30.0
 
 
 def test_a_secret_in_a_long_requests_message_is_hidden_before_it_is_shortened() -> None:
