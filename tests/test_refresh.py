@@ -817,31 +817,6 @@ def test_a_refused_login_and_an_unwritable_marketdata_file_exit_with_the_highest
     assert project.sim.count("marketdata_login") == 0
 
 
-# -- what the lines call a session --------------------------------------------------------------
-
-
-def test_messages_say_market_data_not_marketdata(project: Project) -> None:
-    """Console lines name the session "market-data" (file names and the JSON keep their
-    identifiers): a refresh, a refused market-data login, and a rejected stored token."""
-    project.with_marketdata()
-    first = project.run()
-    assert first.code == 0
-    project.sim.invalidate_tokens("marketdata")
-    renewed = project.run("--if-needed", "--verify")
-    assert renewed.code == 0, renewed.output
-    project.settings["XTS_MARKETDATA_API_SECRET"] = "ms-FAKE-wrong-secret-Kq71"
-    refused = project.run()
-    assert refused.code == 1
-    assert "XTS refused the market-data login" in refused.stdout
-    assert "Logging in to the market-data session: XTS rejected the market-data token" in (
-        renewed.stdout
-    )
-    for run in (first, renewed, refused):
-        text = run.stdout.replace(str(project.md_token_file), "FILE")
-        text = text.replace("XTS_MARKETDATA", "VARIABLE")
-        assert "marketdata" not in text, text
-
-
 # -- the app key's own expiry -------------------------------------------------------------------
 
 

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import USER_ID, Project, newest_token, telegram_texts, token_json, xts_routes
+from conftest import (
+    USER_ID,
+    Project,
+    newest_token,
+    telegram_texts,
+    token_json,
+    xts_routes,
+)
 
 from xts_refresher.simulator import Fault
 
@@ -338,3 +345,25 @@ def test_if_needed_verify_renews_a_token_xts_answers_e_token(project: Project, s
     saved = token_json(project.token_file)["token"]
     assert saved == newest_token(project)
     assert saved != old
+
+
+def test_messages_say_market_data_not_marketdata(project: Project) -> None:
+    """Console lines name the session "market-data" (file names and the JSON keep their
+    identifiers): a refresh, a refused market-data login, and a rejected stored token."""
+    project.with_marketdata()
+    first = project.run()
+    assert first.code == 0
+    project.sim.invalidate_tokens("marketdata")
+    renewed = project.run("--if-needed", "--verify")
+    assert renewed.code == 0, renewed.output
+    project.settings["XTS_MARKETDATA_API_SECRET"] = "ms-FAKE-wrong-secret-Kq71"
+    refused = project.run()
+    assert refused.code == 1
+    assert "XTS refused the market-data login" in refused.stdout
+    assert "Logging in to the market-data session: XTS rejected the market-data token" in (
+        renewed.stdout
+    )
+    for run in (first, renewed, refused):
+        text = run.stdout.replace(str(project.md_token_file), "FILE")
+        text = text.replace("XTS_MARKETDATA", "VARIABLE")
+        assert "marketdata" not in text, text
