@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from itertools import groupby
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
@@ -20,6 +21,7 @@ from typing import NamedTuple
 from .errors import ConfigError
 from .paths import APP_DIR, is_account_name
 
+APP = Path(APP_DIR)
 MARKER = "# xts-token-refresh:"
 # Between the folder and the account names in the marker of a line for some accounts.
 ACCOUNTS_TAG = " accounts="
@@ -59,7 +61,7 @@ def named_zone(name: str) -> tzinfo:
 
 
 def _zone_from_file(path: Path, label: str) -> tuple[tzinfo, str]:
-    """The zone stored in the TZif file ``path`` (e.g. /etc/localtime), and its name."""
+    """The zone in the TZif file ``path`` (e.g. /etc/localtime), and its name."""
     target = os.path.realpath(path)
     if "zoneinfo/" in target:
         name = target.split("zoneinfo/", 1)[1]
@@ -77,8 +79,7 @@ def _zone_from_file(path: Path, label: str) -> tuple[tzinfo, str]:
 
 
 def system_zone() -> tuple[tzinfo, str]:
-    """The system's zone (``/etc/localtime``), which the cron daemon uses, and its name; UTC
-    when it cannot be read."""
+    """The zone the cron daemon uses (``/etc/localtime``) and its name; UTC when unreadable."""
     try:
         return _zone_from_file(Path("/etc/localtime"), "the system's local zone")
     except ConfigError:
@@ -86,15 +87,12 @@ def system_zone() -> tuple[tzinfo, str]:
 
 
 def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
-    """The zone cron reads its schedule in, and its name: the system's zone, unless ``TZ``
-    names another (``Asia/Kolkata``) or a zone file (``:/etc/localtime``), for machines whose
-    cron daemon runs with another zone, and for tests."""
+    """The zone cron reads its schedule in, and its name: the system's, unless ``TZ`` names
+    another (``Asia/Kolkata``) or a zone file (``:/etc/localtime``)."""
     name = environ.get("TZ", "").lstrip(":")
     if name.startswith("/"):
         return _zone_from_file(Path(name), name)
-    if name:
-        return named_zone(name), name
-    return system_zone()
+    return (named_zone(name), name) if name else system_zone()
 
 
 def parse_at(text: str) -> tuple[int, int]:
@@ -113,8 +111,7 @@ def check_days(days: str) -> str:
 
 
 def at_today(at: str, zone_name: str, today: date | None = None) -> datetime:
-    """``at`` today (or on ``today``) in the zone ``zone_name``; ConfigError when ``at`` is no
-    time of day or the zone is unknown."""
+    """``at`` today (or on ``today``) in the zone ``zone_name``; ConfigError for a bad one."""
     hour, minute = parse_at(at)
     zone = named_zone(zone_name)
     day = today or datetime.now(zone).date()
@@ -126,13 +123,8 @@ def day_field(days: str, shift: int) -> str:
     span = DAY_SPECS[days]
     if span is None:
         return "*"
-    moved = sorted({(day + shift) % 7 for day in range(span[0], span[1] + 1)})
-    runs: list[list[int]] = []
-    for day in moved:
-        if runs and day == runs[-1][-1] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
+    moved = enumerate(sorted({(day + shift) % 7 for day in range(span[0], span[1] + 1)}))
+    runs = [[day for _, day in run] for _, run in groupby(moved, lambda pair: pair[1] - pair[0])]
     return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
@@ -151,8 +143,8 @@ def convert(
     *,
     today: date | None = None,
 ) -> Schedule:
-    """``at`` in ``zone_name`` on ``days`` as a crontab time in ``machine``'s zone: when the
-    conversion crosses midnight, the days of the week move with it."""
+    """``at`` in ``zone_name`` on ``days`` as a crontab time in ``machine``'s zone (the days
+    of the week move when the conversion crosses midnight)."""
     check_days(days)
     wanted = at_today(at, zone_name, today)
     local = wanted.astimezone(machine)
@@ -172,26 +164,9 @@ def convert(
     return Schedule(local.minute, local.hour, day_field(days, shift), tuple(notes))
 
 
-def tz_differs(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -> str | None:
-    """The warning that ``TZ`` puts the line in another zone than the cron daemon's (the
-    system's); None when TZ is unset or keeps the system's offset."""
-    if not environ.get("TZ"):
-        return None
-    system, system_name = system_zone()
-    now = datetime.now(timezone.utc)
-    if now.astimezone(system).utcoffset() == now.astimezone(machine).utcoffset():
-        return None
-    return (
-        f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
-        f"but the cron daemon reads its schedule in the system's zone ({system_name}) "
-        "unless it runs with the same TZ. If in doubt, run again without TZ "
-        "(env -u TZ ./xts_token_refresh.py cron install)."
-    )
-
-
 def account_selection(accounts: Iterable[str] = ()) -> tuple[str, ...]:
-    """``accounts`` sorted, each once: the selection a line is for (() is all accounts);
-    ConfigError for a name no account may have, which would also break the marker."""
+    """``accounts`` sorted, each once (() is all accounts); ConfigError for a name no account
+    may have, which would also break the marker."""
     selection = tuple(sorted(set(accounts)))
     refused = [name for name in selection if not is_account_name(name)]
     if refused:
@@ -214,23 +189,25 @@ def account_flags(accounts: tuple[str, ...]) -> str:
     return "".join(f" --account {name}" for name in accounts)
 
 
-def own_marker(app_dir: Path = Path(APP_DIR), accounts: Iterable[str] = ()) -> str:
-    """The comment that marks this installation's line for ``accounts`` (() is all of them),
-    ``%`` escaped."""
+def job_words(app_dir: Path, arguments: tuple[str, ...], accounts: tuple[str, ...]) -> list[str]:
+    """The job's command: the wrapper, ``arguments``, then ``--account NAME`` per account."""
+    return [str(app_dir / "refresh_xts_token.sh"), *arguments, *account_flags(accounts).split()]
+
+
+def own_marker(app_dir: Path = APP, accounts: Iterable[str] = ()) -> str:
+    """The marker of this installation's line for ``accounts`` (() is all), ``%`` escaped."""
     selection = account_selection(accounts)
     marker = f"{MARKER}{app_dir}".replace("%", "\\%")
     return f"{marker}{ACCOUNTS_TAG}{','.join(selection)}" if selection else marker
 
 
-def is_own_line(line: str, app_dir: Path = Path(APP_DIR), accounts: Iterable[str] = ()) -> bool:
-    """True for the line this installation wrote for ``accounts`` (() is the line for all
-    accounts, never a line for some)."""
+def is_own_line(line: str, app_dir: Path = APP, accounts: Iterable[str] = ()) -> bool:
+    """True for the line this installation wrote for exactly ``accounts`` (() is all)."""
     return line.rstrip().endswith(own_marker(app_dir, accounts))
 
 
-def line_accounts(line: str, app_dir: Path = Path(APP_DIR)) -> tuple[str, ...] | None:
-    """The accounts of this installation's line ``line`` (() for the line for all accounts);
-    None for any other line."""
+def line_accounts(line: str, app_dir: Path = APP) -> tuple[str, ...] | None:
+    """The accounts of this installation's ``line`` (() for all accounts); None for any other."""
     text = line.rstrip()
     if text.endswith(own_marker(app_dir)):
         return ()
@@ -251,16 +228,15 @@ def uninstall_commands(command: str, selections: list[tuple[str, ...]]) -> str:
 
 
 def shared_accounts(selection: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The accounts that both a job for ``selection`` and one for ``other`` log in (() is all
-    accounts); None when they share none."""
+    """The accounts both a job for ``selection`` and one for ``other`` log in (() is all);
+    None when they share none."""
     if selection and other:
         return tuple(sorted(set(selection) & set(other))) or None
     return selection or other
 
 
 def overlap_warning(twice: tuple[str, ...], where: str, then: str, remedy: str) -> str:
-    """The warning that ``twice`` are also logged in by ``where``: ``then`` (what follows, if
-    more than the next login), then each login replaces the previous session; ``remedy``."""
+    """The warning that ``twice`` are also logged in by ``where``, ``then`` what follows."""
     return (
         f"WARNING: {describe(twice)} {'is' if len(twice) == 1 else 'are'} also logged in by "
         f"{where} of this folder, so {then}each login replaces the previous session (a "
@@ -269,8 +245,8 @@ def overlap_warning(twice: tuple[str, ...], where: str, then: str, remedy: str) 
 
 
 def runs_as_root(command: str, lead: str, example: str) -> str:
-    """The warning that the job of ``command`` (cron, systemd) will run as root, after
-    ``lead``, with the way to install it as another user (``example``)."""
+    """The warning that ``command``'s job will run as root, and how to install it as another
+    user (``example``)."""
     return (
         f"WARNING: {lead}the job will run as root. CRON_SETUP.md advises a dedicated "
         "unprivileged user that owns this folder, .env and the token files: run "
@@ -280,9 +256,8 @@ def runs_as_root(command: str, lead: str, example: str) -> str:
 
 
 def wrapper_not_executable(scheduler: str) -> str | None:
-    """The warning that ``scheduler`` (cron, systemd) cannot start the wrapper, which is not
-    executable; None when it is."""
-    wrapper = Path(APP_DIR, "refresh_xts_token.sh")
+    """The warning that ``scheduler`` cannot start the wrapper; None when it is executable."""
+    wrapper = APP / "refresh_xts_token.sh"
     if os.access(wrapper, os.X_OK):
         return None
     return (
@@ -292,12 +267,11 @@ def wrapper_not_executable(scheduler: str) -> str | None:
 
 
 def refuse_control_characters(path: str | Path, carrier: str) -> None:
-    """Nothing when ``path`` holds no control character; else ConfigError naming it, escaped,
-    since it would split the line of ``carrier`` (``a crontab line``, ``a systemd unit``)."""
-    text = str(path)
-    if LINE_SPLITTERS.search(text):
+    """ConfigError naming ``path`` (escaped) when it holds a control character, which would
+    split the line of ``carrier`` (``a crontab line``, ``a systemd unit``)."""
+    if LINE_SPLITTERS.search(str(path)):
         raise ConfigError(
-            f"The path {text!r} holds a control character (a line break, a tab, an escape...), "
-            f"which {carrier} cannot carry.",
+            f"The path {str(path)!r} holds a control character (a line break, a tab, an "
+            f"escape...), which {carrier} cannot carry.",
             "Rename the file or folder, or give a path without one.",
         )

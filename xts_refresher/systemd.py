@@ -1,13 +1,9 @@
 """The ``systemd`` command: a service and a timer unit, printed, installed or removed.
 
 ``OnCalendar=`` names the zone of ``--at``, which systemd reads itself: no conversion, no
-daylight-saving drift. As root the units are system units in ``/etc/systemd/system``; for
-anyone else user units in ``~/.config/systemd/user`` (``$XDG_CONFIG_HOME``); with ``--dir``
-they go into that folder only, and systemd is not told. The units for chosen accounts are named
-``xts-token-refresh-<names>`` (a ``-`` in a name written ``\\x2d``, as ``systemd-escape`` does),
-and carry the crontab line's marker: ``install`` replaces and ``uninstall`` removes only units
-with exactly that marker. Where ``systemctl`` cannot reach systemd, ``install`` writes the units,
-exits 0, and says what to run.
+daylight-saving drift. Root gets system units, anyone else user units; with ``--dir`` they go
+into that folder only, and systemd is not told. The units carry the crontab line's marker:
+``install`` replaces and ``uninstall`` removes only units with exactly that marker.
 """
 
 from __future__ import annotations
@@ -31,8 +27,7 @@ from urllib.parse import quote
 
 from . import schedule
 from .errors import ConfigError, LocalError, TokenSaveError
-from .paths import APP_DIR
-from .schedule import account_flags, describe
+from .schedule import APP, account_flags, describe
 from .settings import resolve_path
 
 UNIT_PREFIX = "xts-token-refresh"
@@ -118,8 +113,8 @@ class Units(NamedTuple):
 
 
 def unit_name(accounts: tuple[str, ...] = ()) -> str:
-    """The units' name (no suffix) for ``accounts`` (() is all accounts); ConfigError for a
-    name no account may have, or a selection whose name would be too long for systemd."""
+    """The units' name (no suffix) for ``accounts`` (() is all; a ``-`` in a name is written
+    ``\\x2d`` as systemd-escape does); ConfigError for a bad name or one too long."""
     selection = schedule.account_selection(accounts)
     name = "-".join([UNIT_PREFIX, *(account.replace("-", "\\x2d") for account in selection)])
     if len(name) + len(".service") > MAX_UNIT_NAME:
@@ -133,7 +128,7 @@ def unit_name(accounts: tuple[str, ...] = ()) -> str:
 
 def on_calendar(at: str, zone: str, days: str) -> str:
     """The ``OnCalendar=`` value: ``[Mon..Fri ]*-*-* HH:MM:00 <zone>``; ConfigError for a bad
-    ``at``, an unknown zone or days."""
+    ``at``, zone or days."""
     schedule.check_days(days)
     hour, minute = schedule.parse_at(at)
     schedule.named_zone(zone)
@@ -159,13 +154,12 @@ def exec_word(word: str, *, program: bool = False) -> str:
 
 
 def _check_folder(folder: Path) -> None:
-    """Nothing when ``folder`` can be a unit's WorkingDirectory= value; ConfigError otherwise."""
-    text = str(folder)
-    schedule.refuse_control_characters(text, "a systemd unit")
-    if "\\" in text or text != text.strip():
+    """ConfigError when ``folder`` cannot be a unit's WorkingDirectory= value."""
+    schedule.refuse_control_characters(folder, "a systemd unit")
+    if "\\" in str(folder) or str(folder) != str(folder).strip():
         raise ConfigError(
-            f"The program's folder {text!r} holds a backslash or surrounding spaces, which "
-            "systemd's WorkingDirectory= cannot carry.",
+            f"The program's folder {str(folder)!r} holds a backslash or surrounding spaces, "
+            "which systemd's WorkingDirectory= cannot carry.",
             "Move the program to a folder with a plain name, or use `cron install`.",
         )
 
@@ -173,8 +167,8 @@ def _check_folder(folder: Path) -> None:
 def unit_scope(
     environ: Mapping[str, str], unit_dir: str | None = None, euid: int | None = None
 ) -> Scope:
-    """The scope of the invoking user ``euid`` (root: system units; anyone else: user units),
-    and the folder: ``unit_dir`` (``--dir``), else systemd's own for that scope."""
+    """The scope of the user ``euid`` (root: system units; anyone else: user units), and its
+    folder: ``unit_dir`` (``--dir``), else systemd's own."""
     euid = os.geteuid() if euid is None else euid
     try:
         entry: pwd.struct_passwd | None = pwd.getpwuid(euid)
@@ -202,7 +196,7 @@ def unit_scope(
 
 def start_timeout() -> tuple[int, str]:
     """``TimeoutStartSec=``, and why: the longest XTS_DEADLINE the settings allow, then the
-    post-refresh hook's and the alerts' own bounds, so no run within its deadline is stopped."""
+    hook's and the alerts' own bounds, so no run within its deadline is stopped."""
     from .alerts import PING_BUDGET_SECONDS, TELEGRAM_BUDGET_SECONDS
     from .hook import HOOK_MAX_SECONDS
     from .settings import MAX_DEADLINE_SECONDS
@@ -223,17 +217,16 @@ def render(
     days: str,
     scope: Scope,
     *,
-    app_dir: Path = Path(APP_DIR),
+    app_dir: Path = APP,
     arguments: tuple[str, ...] = (),
     accounts: tuple[str, ...] = (),
 ) -> Units:
-    """The service and the timer that run the wrapper in ``app_dir`` (with ``arguments``, then
-    ``--account NAME`` for each of ``accounts``) at ``at`` in ``zone``, ``days``."""
+    """The service and the timer that run the job (``schedule.job_words``) in ``app_dir`` at
+    ``at`` in ``zone``, ``days``."""
     selection = schedule.account_selection(accounts)
     name = unit_name(selection)
     _check_folder(app_dir)
-    chosen = [part for account in selection for part in ("--account", account)]
-    words = [str(app_dir / "refresh_xts_token.sh"), *arguments, *chosen]
+    words = schedule.job_words(app_dir, arguments, selection)
     timeout, reason = start_timeout()
     fields = {
         **_by_scope(scope, name),
@@ -257,8 +250,8 @@ def render(
 
 
 def _by_scope(scope: Scope, name: str) -> dict[str, str]:
-    """The service's lines that differ for a system and a user unit: its dependencies, who
-    runs it, and how to read its journal."""
+    """The service's lines that differ for a system and a user unit: dependencies, who runs
+    it, and how to read its journal."""
     if scope.system:
         return {
             "dependencies": "Wants=network-online.target\nAfter=network-online.target\n",
@@ -276,15 +269,14 @@ def _by_scope(scope: Scope, name: str) -> dict[str, str]:
 
 
 def owner(path: Path, accounts: tuple[str, ...]) -> str | None:
-    """None when ``path`` is missing or this folder's unit for ``accounts``; otherwise who
-    it belongs to, for the messages."""
+    """None when ``path`` is missing or this folder's unit for ``accounts``; else whose it is."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except (FileNotFoundError, NotADirectoryError):  # below a file: no unit there either
         return None
     except OSError as exc:
         return f"unknown (it cannot be read: {exc.strerror})"
-    if any(schedule.is_own_line(line, Path(APP_DIR), accounts) for line in lines):
+    if any(schedule.is_own_line(line, APP, accounts) for line in lines):
         return None
     markers = [line[len(schedule.MARKER) :] for line in lines if line.startswith(schedule.MARKER)]
     folders = [line.split("=", 1)[1] for line in lines if line.startswith("WorkingDirectory=")]
@@ -299,13 +291,11 @@ def other_units(folder: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
     """This folder's timers in ``folder`` other than ``name``'s: their names and accounts."""
     found = []
     for timer in sorted(folder.glob(f"{UNIT_PREFIX}*.timer")):
-        if timer.name == f"{name}.timer":
-            continue
         with contextlib.suppress(OSError):
             lines = timer.read_text(encoding="utf-8", errors="replace").splitlines()
             marked = [schedule.line_accounts(line) for line in lines if line.startswith("#")]
             selection = next((accounts for accounts in marked if accounts is not None), None)
-            if selection is not None:
+            if selection is not None and timer.name != f"{name}.timer":
                 found.append((timer.name, selection))
     return found
 
@@ -319,19 +309,18 @@ def _overlap_warnings(selection: tuple[str, ...], folder: Path, name: str) -> li
     with contextlib.suppress(ConfigError, OSError):  # no cron at all is fine here
         crontab = read_crontab()
     others = other_units(folder, name)
-    for found in map(schedule.line_accounts, crontab):
-        if found is not None:
-            others.append(("the crontab line", found))
+    lines = [found for found in map(schedule.line_accounts, crontab) if found is not None]
+    others += [("the crontab line", found) for found in lines]
     remedy = (
         "keep one: `xts_token_refresh.py cron uninstall` or `xts_token_refresh.py systemd "
         "uninstall` (with the --account options it was installed with) removes the other."
     )
-    warnings = []
-    for where, found in others:
-        twice = schedule.shared_accounts(selection, found)
-        if twice is not None:
-            warnings.append(schedule.overlap_warning(twice, where, "", remedy))
-    return warnings
+    shared = [(where, schedule.shared_accounts(selection, found)) for where, found in others]
+    return [
+        schedule.overlap_warning(twice, where, "", remedy)
+        for where, twice in shared
+        if twice is not None
+    ]
 
 
 class Systemctl:
@@ -350,10 +339,9 @@ class Systemctl:
         """``systemctl [--user] args``' exit code, output and complaint; a time-out fails."""
         if self.program is None:
             return 127, "", "systemctl is not installed"
-        argv = [self.program, *self.flags, *args]
         try:
             done = subprocess.run(
-                argv,
+                [self.program, *self.flags, *args],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -383,7 +371,7 @@ class Systemctl:
 
 
 def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
-    """Who runs the units, where, and the time in this machine's zone."""
+    """Notes on the time in this machine's zone, on who runs the units and where."""
     machine, machine_name = schedule.system_zone()
     local = schedule.at_today(at, zone).astimezone(machine)
     notes = [
@@ -397,10 +385,8 @@ def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
         )
     notes += filter(None, [schedule.wrapper_not_executable("systemd")])
     told = "" if scope.told else " (systemd is not told: --dir)"
-    notes.append(
-        f"a {'system' if scope.system else 'user'} unit in {scope.folder}, run as "
-        f"{scope.user}{told}"
-    )
+    kind = "system" if scope.system else "user"
+    notes.append(f"a {kind} unit in {scope.folder}, run as {scope.user}{told}")
     if scope.system and scope.user == "root":
         example = "a user unit; then `sudo loginctl enable-linger USER`"
         notes.append(schedule.runs_as_root("systemd", "", example))
@@ -417,7 +403,7 @@ def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
 
 def _write_units(units: Units, folder: Path) -> None:
     """Write both units into ``folder`` (made if missing), each atomically, mode 0644 (a unit
-    holds no secret; systemd reads it); LocalError when the folder cannot take them."""
+    holds no secret); LocalError when the folder cannot take them."""
     from .store import write_atomically
 
     try:
@@ -435,8 +421,7 @@ def _write_units(units: Units, folder: Path) -> None:
 
 
 def _refuse_foreign(units: Units, selection: tuple[str, ...], systemctl: Systemctl) -> None:
-    """Nothing when each unit file is missing or this folder's for ``selection``; else
-    ConfigError naming who the first belongs to."""
+    """ConfigError naming whose the first unit file is, unless each is missing or ours."""
     for path in (units.service_path, units.timer_path):
         other = owner(path, selection)
         if other is not None:
@@ -453,14 +438,8 @@ def _refuse_foreign(units: Units, selection: tuple[str, ...], systemctl: Systemc
 
 def _not_active(scope: Scope, reason: str, activate: list[str]) -> None:
     """Say that the timer is not active, since systemd cannot be reached, and what to run."""
-    where = (
-        "as root"
-        if scope.system
-        else (
-            f"as {scope.user} in a login session (ssh, not su or sudo: systemctl --user needs the "
-            "session's bus)"
-        )
-    )
+    session = "in a login session (ssh, not su or sudo: systemctl --user needs the session's bus)"
+    where = "as root" if scope.system else f"as {scope.user} {session}"
     print(
         f"⚠ The timer is NOT active: systemctl cannot reach systemd here ({reason}). "
         f"Nothing will run until you run these, {where}, once systemd runs:"
@@ -469,21 +448,6 @@ def _not_active(scope: Scope, reason: str, activate: list[str]) -> None:
         print(f"    {command}")
     if not scope.system:
         print(f"    sudo loginctl enable-linger {scope.user}   # to run after logout too")
-
-
-def _enable(units: Units, systemctl: Systemctl, activate: list[str]) -> None:
-    """Run the ``activate`` commands (daemon-reload, enable --now), then say whether the timer
-    is active; ConfigError when systemctl refuses one."""
-    timer = units.timer_path.name
-    written = f"{units.service_path} and {units.timer_path} are written."
-    systemctl.must("daemon-reload", written=written)
-    systemctl.must("enable", "--now", timer, written=written)
-    state = systemctl.run("is-active", timer)[1] or "unknown"
-    if state == "active":
-        print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
-    else:
-        status = systemctl.shown("status", timer)
-        print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
 
 
 def _install(
@@ -497,23 +461,30 @@ def _install(
     _write_units(units, scope.folder)
     print(f"✓ Wrote {units.service_path}\n✓ Wrote {units.timer_path}")
     activate = [systemctl.shown("daemon-reload"), systemctl.shown("enable", "--now", timer)]
+    unreachable = systemctl.reachable() if scope.told else None
     if not scope.told:
+        folder = SYSTEM_UNIT_DIR if scope.system else "~/.config/systemd/user"
         print(
-            "  systemd was not told (--dir). To use them, copy both into "
-            f"{SYSTEM_UNIT_DIR if scope.system else '~/.config/systemd/user'}, then run: "
+            f"  systemd was not told (--dir). To use them, copy both into {folder}, then run: "
             + "; ".join(activate)
         )
-        return 0
-    unreachable = systemctl.reachable()
-    if unreachable:
+    elif unreachable:
         _not_active(scope, unreachable, activate)
-        return 0
-    _enable(units, systemctl, activate)
-    print(
-        f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
-        f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
-        f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
-    )
+    else:
+        written = f"{units.service_path} and {units.timer_path} are written."
+        systemctl.must("daemon-reload", written=written)
+        systemctl.must("enable", "--now", timer, written=written)
+        state = systemctl.run("is-active", timer)[1] or "unknown"
+        if state == "active":
+            print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
+        else:
+            status = systemctl.shown("status", timer)
+            print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
+        print(
+            f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
+            f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
+            f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
+        )
     return 0
 
 
@@ -537,14 +508,13 @@ def _uninstall(scope: Scope, selection: tuple[str, ...], environ: Mapping[str, s
     name = unit_name(selection)
     timer = f"{name}.timer"
     paths = [scope.folder / f"{name}.service", scope.folder / timer]
-    present = [path for path in paths if path.exists() or path.is_symlink()]
-    owners = {path: owner(path, selection) for path in present}
+    owners = {path: owner(path, selection) for path in paths if path.exists() or path.is_symlink()}
     ours = [path for path, other in owners.items() if other is None]
     for path, other in owners.items():
         if other is not None:
             print(f"  Left alone: {path} belongs to {other}.")
     if not ours:
-        print(f"Nothing to remove: no {name} units of {APP_DIR} in {scope.folder}.")
+        print(f"Nothing to remove: no {name} units of {APP} in {scope.folder}.")
         return 0
     systemctl = Systemctl(scope, environ)
     unreachable = systemctl.reachable() if scope.told else "--dir"
