@@ -48,9 +48,8 @@ HEADER = """\
 # Written by `xts_token_refresh.py systemd install`, which replaces it; `xts_token_refresh.py
 # systemd uninstall{flags}` removes it. See CRON_SETUP.md, "Alternative: a systemd timer".
 """
-SERVICE = (
-    HEADER
-    + """
+# The texts below follow HEADER.
+SERVICE = """
 [Unit]
 Description=Refresh the XTS API session tokens{whose}
 Documentation={documentation}
@@ -71,10 +70,7 @@ TimeoutStartSec={timeout}
 # A failed run (exit code 1-5) marks the unit failed: `systemctl --failed` lists it, and
 # OnFailure= in [Unit] can start a unit of yours that alerts you.
 """
-)
-TIMER = (
-    HEADER
-    + """
+TIMER = """
 [Unit]
 Description=Refresh the XTS tokens at {when} {zone} {days}{whose}
 Documentation={documentation}
@@ -89,7 +85,6 @@ AccuracySec=1min
 [Install]
 WantedBy=timers.target
 """
-)
 
 
 class Scope(NamedTuple):
@@ -246,7 +241,8 @@ def render(
         "timeout": str(timeout),
     }
     paths = scope.folder / f"{name}.service", scope.folder / f"{name}.timer"
-    return Units(name, *paths, SERVICE.format(**fields), TIMER.format(**fields))
+    service, timer = ((HEADER + text).format(**fields) for text in (SERVICE, TIMER))
+    return Units(name, *paths, service, timer)
 
 
 def _by_scope(scope: Scope, name: str) -> dict[str, str]:
@@ -450,6 +446,28 @@ def _not_active(scope: Scope, reason: str, activate: list[str]) -> None:
         print(f"    sudo loginctl enable-linger {scope.user}   # to run after logout too")
 
 
+def _enable(
+    units: Units, systemctl: Systemctl, activate: list[str], selection: tuple[str, ...]
+) -> None:
+    """Run the ``activate`` commands, then say whether the timer is active and how to use it;
+    ConfigError when systemctl refuses one."""
+    timer = units.timer_path.name
+    written = f"{units.service_path} and {units.timer_path} are written."
+    systemctl.must("daemon-reload", written=written)
+    systemctl.must("enable", "--now", timer, written=written)
+    state = systemctl.run("is-active", timer)[1] or "unknown"
+    if state == "active":
+        print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
+    else:
+        status = systemctl.shown("status", timer)
+        print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
+    print(
+        f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
+        f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
+        f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
+    )
+
+
 def _install(
     units: Units, scope: Scope, selection: tuple[str, ...], environ: Mapping[str, str]
 ) -> int:
@@ -471,20 +489,7 @@ def _install(
     elif unreachable:
         _not_active(scope, unreachable, activate)
     else:
-        written = f"{units.service_path} and {units.timer_path} are written."
-        systemctl.must("daemon-reload", written=written)
-        systemctl.must("enable", "--now", timer, written=written)
-        state = systemctl.run("is-active", timer)[1] or "unknown"
-        if state == "active":
-            print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
-        else:
-            status = systemctl.shown("status", timer)
-            print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
-        print(
-            f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
-            f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
-            f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
-        )
+        _enable(units, systemctl, activate, selection)
     return 0
 
 
