@@ -38,7 +38,7 @@ def crontab_line(
         return shlex.quote(str(word)).replace("%", "\\%")  # cron turns a bare % into a newline
 
     selection = schedule.account_selection(accounts)
-    for path in (app_dir, *arguments):
+    for path in (str(app_dir), *arguments):
         schedule.refuse_control_characters(path, "a crontab line")
     wrapper = " ".join(map(quoted, schedule.job_words(app_dir, arguments, selection)))
     command = f"{wrapper} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
