@@ -138,9 +138,8 @@ def specifiers_escaped(text: str) -> str:
 
 
 def exec_word(word: str, *, program: bool = False) -> str:
-    """``word`` as one word of ``ExecStart=``: bare when plain, else double-quoted with ``\\``
-    and ``"`` escaped; ``%`` doubled, and ``$`` in an argument (systemd expands specifiers,
-    and variables in the arguments, inside quotes too; not variables in the ``program``)."""
+    """``word`` as one ``ExecStart=`` word: bare when plain, else double-quoted (``\\`` and ``"``
+    escaped); ``%`` doubled, and ``$`` unless it is the ``program`` (systemd expands no $ there)."""
     schedule.refuse_control_characters(word, "a systemd unit")
     if not BARE_WORD.fullmatch(word):
         word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -287,11 +286,13 @@ def other_units(folder: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
     """This folder's timers in ``folder`` other than ``name``'s: their names and accounts."""
     found = []
     for timer in sorted(folder.glob(f"{UNIT_PREFIX}*.timer")):
+        if timer.name == f"{name}.timer":
+            continue
         with contextlib.suppress(OSError):
             lines = timer.read_text(encoding="utf-8", errors="replace").splitlines()
             marked = [schedule.line_accounts(line) for line in lines if line.startswith("#")]
             selection = next((accounts for accounts in marked if accounts is not None), None)
-            if selection is not None and timer.name != f"{name}.timer":
+            if selection is not None:
                 found.append((timer.name, selection))
     return found
 
