@@ -31,8 +31,7 @@ def crontab_line(
     arguments: tuple[str, ...] = (),
     accounts: Iterable[str] = (),
 ) -> str:
-    """The crontab line that runs the job (``schedule.job_words``) at ``when``, its output
-    appended to its log."""
+    """The crontab line that runs the job (``schedule.job_words``) at ``when``, into its log."""
 
     def quoted(word: str | Path) -> str:
         return shlex.quote(str(word)).replace("%", "\\%")  # cron turns a bare % into a newline

@@ -228,8 +228,7 @@ def uninstall_commands(command: str, selections: list[tuple[str, ...]]) -> str:
 
 
 def shared_accounts(selection: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The accounts both a job for ``selection`` and one for ``other`` log in (() is all);
-    None when they share none."""
+    """The accounts jobs for ``selection`` and ``other`` both log in (() is all); None if none."""
     if selection and other:
         return tuple(sorted(set(selection) & set(other))) or None
     return selection or other
@@ -245,8 +244,7 @@ def overlap_warning(twice: tuple[str, ...], where: str, then: str, remedy: str) 
 
 
 def runs_as_root(command: str, lead: str, example: str) -> str:
-    """The warning that ``command``'s job will run as root, and how to install it as another
-    user (``example``)."""
+    """The warning that ``command``'s job will run as root, with the way out (``example``)."""
     return (
         f"WARNING: {lead}the job will run as root. CRON_SETUP.md advises a dedicated "
         "unprivileged user that owns this folder, .env and the token files: run "

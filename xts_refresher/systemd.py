@@ -122,8 +122,7 @@ def unit_name(accounts: tuple[str, ...] = ()) -> str:
 
 
 def on_calendar(at: str, zone: str, days: str) -> str:
-    """The ``OnCalendar=`` value: ``[Mon..Fri ]*-*-* HH:MM:00 <zone>``; ConfigError for a bad
-    ``at``, zone or days."""
+    """``OnCalendar=``'s ``[Mon..Fri ]*-*-* HH:MM:00 <zone>``; ConfigError for a bad value."""
     schedule.check_days(days)
     hour, minute = schedule.parse_at(at)
     schedule.named_zone(zone)
@@ -215,8 +214,7 @@ def render(
     arguments: tuple[str, ...] = (),
     accounts: tuple[str, ...] = (),
 ) -> Units:
-    """The service and the timer that run the job (``schedule.job_words``) in ``app_dir`` at
-    ``at`` in ``zone``, ``days``."""
+    """The service and the timer that run the job in ``app_dir`` at ``at`` in ``zone``, ``days``."""
     selection = schedule.account_selection(accounts)
     name = unit_name(selection)
     _check_folder(app_dir)
@@ -472,8 +470,7 @@ def _enable(
 def _install(
     units: Units, scope: Scope, selection: tuple[str, ...], environ: Mapping[str, str]
 ) -> int:
-    """``systemd install``: write the units, and enable the timer when systemd can be
-    reached; exit 0."""
+    """``systemd install``: the units written, the timer enabled if systemd answers; exit 0."""
     systemctl = Systemctl(scope, environ)
     timer = units.timer_path.name
     _refuse_foreign(units, selection, systemctl)
