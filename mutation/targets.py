@@ -115,6 +115,11 @@ TARGETS = (
         f"{PACKAGE}/settings.py",
         (SETTINGS, CORE, REFRESH, REFRESH_OPTIONS, READING, URL_CREDENTIALS),
     ),
+    Target(
+        "env_files",
+        f"{PACKAGE}/env_files.py",
+        (SETTINGS, READING, ACCOUNTS, REFRESH, PROPERTIES),
+    ),
     Target("store", f"{PACKAGE}/store.py", (STORE, CORE, READING, REFRESH, FAULTS)),
     Target("outputs", f"{PACKAGE}/outputs.py", (WRITTEN, CORE, METRICS)),
     Target("client", f"{PACKAGE}/client.py", (CORE, CLIENT, REFRESH, FAULTS, SERVER_TEXT)),

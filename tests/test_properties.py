@@ -1349,7 +1349,7 @@ ENV_LINES = st.lists(
 def test_the_plain_env_reader_reads_what_python_dotenv_reads(pieces: list[str]) -> None:
     """Whatever text it accepts, plain_env_values reads as python-dotenv does (no
     interpolation, as the refresher asks it); anything else it leaves to python-dotenv."""
-    from xts_refresher.settings import plain_env_values
+    from xts_refresher.env_files import plain_env_values
 
     text = "".join(pieces)
     plain = plain_env_values(text)
@@ -1363,7 +1363,7 @@ def test_the_plain_env_reader_takes_the_example_settings_file() -> None:
     without importing python-dotenv (the point of the fast path)."""
     from conftest import APP_DIR
 
-    from xts_refresher.settings import plain_env_values
+    from xts_refresher.env_files import plain_env_values
 
     filled = {
         "XTS_API_ROOT": "https://ttblaze.iifl.com",

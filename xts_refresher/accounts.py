@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from . import paths
+from .env_files import read_env_file
 from .errors import ConfigError
 from .paths import DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR, account_file, account_folder
 from .sessions import SESSIONS
@@ -26,7 +27,6 @@ from .settings import (
     accounts_dir_path,
     build_settings,
     collect_values,
-    read_env_file,
     shared_telegram,
 )
 from .values import Frozen

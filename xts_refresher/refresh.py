@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .account_refresh import RefreshOptions, RefreshRun
 from .accounts import Selection
 from .console import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
+from .env_files import read_env_file
 from .errors import ConfigError, UnexpectedError
 from .interrupt import StopRequest
 from .outcome import (
@@ -39,7 +40,6 @@ from .settings import (
     DEFAULT_RETRY_BACKOFF_SECONDS,
     Settings,
     TelegramSettings,
-    read_env_file,
 )
 from .store import started_by_running_hook
 from .timebox import Deadline, Pacing
