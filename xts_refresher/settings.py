@@ -866,11 +866,10 @@ def warn_about_setup(settings: Settings, log: Log) -> None:
             "⚠ TLS certificate checks are OFF (XTS_VERIFY_SSL=false): anyone on the "
             "network path can read your API secret. Prefer XTS_CA_BUNDLE."
         )
-    urls = {"XTS_API_ROOT": settings.api_root, "XTS_HOSTLOOKUP_URL": settings.hostlookup_url}
-    if settings.telegram is not None:
-        urls["TELEGRAM_API_URL"] = settings.telegram.api_url
-    for name, url in urls.items():
-        if url and url.lower().startswith("http://") and not is_loopback_url(url):
+    for name, url in settings.urls().items():
+        if name == "HEALTHCHECK_URL":
+            continue  # a ping carries no secret of the broker's or Telegram's
+        if url.lower().startswith("http://") and not is_loopback_url(url):
             log.warning(
                 "⚠ %s uses plain http: secrets cross the network unencrypted. Use https.", name
             )
