@@ -346,29 +346,23 @@ class HealthCheck:
         url = f"{self.base_url}/{suffix}"
         params = {"rid": self.rid}
 
+        # The start ping is a GET; the closing one POSTs the run's output.
+        method, content = "GET", {}
+        if body is not None:
+            method = "POST"
+            content = {"data": body, "headers": {"Content-Type": "text/plain; charset=utf-8"}}
+
         def send(timeout: float) -> None:
             try:
-                if body is None:
-                    answer = request_once(
-                        "GET",
-                        url,
-                        params=params,
-                        timeout=timeout,
-                        stream=True,
-                        allow_redirects=False,
-                    )
-                else:
-                    headers = {"Content-Type": "text/plain; charset=utf-8"}
-                    answer = request_once(
-                        "POST",
-                        url,
-                        params=params,
-                        data=body,
-                        headers=headers,
-                        timeout=timeout,
-                        stream=True,
-                        allow_redirects=False,
-                    )
+                answer = request_once(
+                    method,
+                    url,
+                    params=params,
+                    timeout=timeout,
+                    stream=True,
+                    allow_redirects=False,
+                    **content,
+                )
             except requests.RequestException as exc:
                 reason = explain_transport_failure(exc, TLS_HINT, hide=self.hide)
                 raise NotificationUnavailableError(reason) from None
