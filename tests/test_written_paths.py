@@ -93,6 +93,42 @@ def test_a_settings_error_is_not_logged_into_a_log_file_that_is_the_settings_fil
     assert env_file.read_bytes() == before
 
 
+def test_a_settings_error_is_not_logged_into_the_token_file(project: Project) -> None:
+    """Broken settings and the log aimed at the token file: the ✗ lines were appended to the
+    token JSON the bots read. The settings cannot say where the tokens go, as far as they
+    can still be read they are kept, and the token stays byte-identical."""
+    previous = first_token(project)
+    before = logins(project)
+    project.settings["XTS_TIMEOUT"] = "soon"
+    run = project.run("--log-file", str(project.token_file))
+    assert run.code == 2, run.output
+    assert "XTS_TIMEOUT" in run.stdout
+    assert run.stdout.splitlines()[-1].startswith("✗")
+    assert logins(project) == before
+    assert project.token_file.read_bytes() == previous
+
+
+def test_the_log_at_a_broken_accounts_token_file_is_exit_2_and_the_token_survives(
+    project: Project,
+) -> None:
+    """An account whose file has a bad setting is not refreshed, but its bot still reads its
+    token file: the run's log aimed at it appended every line of the run to that JSON."""
+    folder = project.with_accounts("a", "c")
+    assert project.run().code == 0
+    token_file = folder / "c" / "xts_store_token.json"
+    previous = token_file.read_bytes()
+    before = logins(project)
+    broken = folder / "c.env"
+    broken.write_text(broken.read_text() + "XTS_TIMEOUT=banana\n")
+    run = project.run("--log-file", str(token_file))
+    assert run.code == 2, run.output
+    assert "account c's interactive token file" in run.stdout.lower()
+    assert str(token_file) in run.stdout
+    assert run.stdout.splitlines()[-1].startswith("✗")
+    assert logins(project) == before
+    assert token_file.read_bytes() == previous
+
+
 def test_a_hard_link_of_the_settings_file_as_the_log_is_exit_2(project: Project) -> None:
     """Another name for the settings file (a hard link) is the settings file all the same."""
     env_file = project.write_env()
@@ -320,6 +356,25 @@ def test_status_never_writes_its_metrics_over_a_broken_accounts_settings_file(
     assert broken.read_bytes() == before
     warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
     assert len(warnings) == 1 and "is the settings file" in warnings[0], run.stdout
+
+
+def test_status_never_writes_its_metrics_over_a_broken_accounts_token_file(
+    project: Project,
+) -> None:
+    """An account with a bad setting is not read, but its bot still reads its token file:
+    status's metrics file aimed at it replaced the token JSON with gauges."""
+    folder = project.with_accounts("a", "c")
+    assert project.run().code == 0
+    token_file = folder / "c" / "xts_store_token.json"
+    previous = token_file.read_bytes()
+    broken = folder / "c.env"
+    broken.write_text(broken.read_text() + "XTS_TIMEOUT=banana\n")
+    project.settings["XTS_METRICS_FILE"] = str(token_file)
+    run = project.run("status")
+    assert run.code == 2, run.output
+    assert token_file.read_bytes() == previous
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert len(warnings) == 1 and str(token_file) in warnings[0], run.stdout
 
 
 # -- the log file --------------------------------------------------------------------------------

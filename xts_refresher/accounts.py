@@ -89,7 +89,12 @@ def find_install(overrides: PathOverrides, environ: Mapping[str, str]) -> Instal
     An account file whose name no account may have is an account all the same (named as
     shown_name shows it), which fails alone: see misnamed_account_error.
     """
-    env_file, values = collect_values(overrides, environ)
+    return install_of(*collect_values(overrides, environ))
+
+
+def install_of(env_file: Path, values: Mapping[str, str]) -> Install:
+    """The install whose shared settings file ``env_file`` (with the environment) gives
+    ``values``, with the accounts its accounts folder holds."""
     accounts_dir = accounts_dir_path(values)
     names = dict.fromkeys(map(shown_name, paths.account_names(str(accounts_dir))))
     return Install(env_file, values, accounts_dir, tuple(names))

@@ -260,16 +260,24 @@ def _log_to_fallback_file(
     overrides: PathOverrides, log: logging.Logger, redactor: Redactor
 ) -> None:
     """Send the rest of the run's lines to the log file too, as far as it can be known, unless
-    it is a settings file (the log handler itself refuses what is not a regular file)."""
-    from .outputs import LOG_ROLE, WrittenPath, collisions
+    it is a settings file or a token file, as far as the settings can still be read (the log
+    handler itself refuses what is not a regular file)."""
+    from .accounts import install_of
+    from .outputs import LOG_ROLE, WrittenPath, collisions, settings_files, unchecked_token_files
 
-    env_file = resolve_path(overrides.env_file or DEFAULT_ENV_FILE)
     try:
-        _, values = collect_values(overrides, os.environ)
+        env_file, values = collect_values(overrides, os.environ)
     except ConfigError:
-        values = dict(os.environ)  # the .env itself is unreadable: the environment may still say
+        # The .env itself is unreadable: the environment may still say.
+        env_file, values = resolve_path(overrides.env_file or DEFAULT_ENV_FILE), dict(os.environ)
+    install = install_of(env_file, values)
     log_file = log_file_path(overrides, values)
-    if not collisions([WrittenPath(log_file, LOG_ROLE, False)], [env_file]):
+    written = [
+        WrittenPath(log_file, LOG_ROLE, False),
+        *unchecked_token_files(install, install.names, overrides.token_file),
+    ]
+    problems = collisions(written, settings_files(install))
+    if not any(log_file in problem.paths for problem in problems):
         add_log_file(log, log_file)
 
 
@@ -348,7 +356,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         check_paths_and_open_log(selection, log, log_file_path(overrides, selection.install.values))
         return refresh(selection, options, log, redactor)
     if args.command == "status":
-        from .outputs import settings_files
+        from .outputs import broken_token_files, settings_files
         from .status import status
 
         return status(
@@ -361,8 +369,9 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             broken=selection.broken,
             warnings=selection.warnings,
             also=selection.unselected,
-            settings_files=settings_files(selection),
+            settings_files=settings_files(selection.install),
             accounts_dir=selection.install.accounts_dir,
+            broken_token_files=broken_token_files(selection),
         )
     from .check_config import check_config
     from .outputs import path_problems

@@ -156,18 +156,20 @@ def write_metrics(
     log: Log,
     settings_files: Iterable[Path] = (),
     accounts_dir: Path | None = None,
+    broken_token_files: Iterable[WrittenPath] = (),
 ) -> None:
     """Rewrite each metrics file the accounts name, with the gauges of the accounts naming
     it; a file that cannot be written, is a symlink or no regular file, or is one of the
-    accounts' settings, token, lock or log files or of ``settings_files`` (the install's,
-    broken accounts' included) or would be an account file in ``accounts_dir``, costs a
-    warning, never the run's outcome (``status`` writes it without a refresh's check of
-    written paths)."""
+    accounts' settings, token, lock or log files, of ``settings_files`` (the install's,
+    broken accounts' included) or of ``broken_token_files`` (broken accounts', whose bots
+    still read them), or would be an account file in ``accounts_dir``, costs a warning, never
+    the run's outcome (``status`` writes it without a refresh's check of written paths)."""
     by_file: dict[Path, list[Settings]] = {}
     for settings in accounts:
         if settings.metrics_file is not None:
             by_file.setdefault(settings.metrics_file, []).append(settings)
     theirs = [w for s in accounts for w in written_paths(s) if w.role != METRICS_ROLE]
+    theirs += broken_token_files
     guarded = {f for s in accounts for f in (s.env_file, s.shared_env_file) if f}
     guarded.update(settings_files)
     for path, named in by_file.items():

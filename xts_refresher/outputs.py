@@ -2,29 +2,32 @@
 
 A run writes each selected account's token files, their locks (and, with metrics, the run
 record), the log file and the metrics file. Before anything is sent, each of them must be no
-settings file, no other of them (also through a symlink or a hard link), and, where something
-already exists, a regular file. A token file or the run record is replaced by a rename, so a
+settings file, no other of them (also through a symlink or a hard link), no token file of an
+account whose settings are broken (its bot still reads it), and, where something already exists,
+a regular file. A token file or the run record is replaced by a rename, so a
 symlink there is replaced, never followed; the log, the metrics file and a lock are written in
-place, so a symlink there is refused. Only ``os`` and ``stat`` (which ``os`` loads) are used:
-the check is a few lstat calls per path.
+place, so a symlink there is refused. The check is a few lstat calls per path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
 
+from .env_files import read_env_file
 from .errors import ConfigError
-from .sessions import INTERACTIVE
-from .settings import lock_beside
+from .paths import ACCOUNT_FILE_SUFFIX, APP_DIR, account_file, account_folder
+from .sessions import INTERACTIVE, SESSIONS, Session
+from .settings import lock_beside, resolve_path
 from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
-    from .accounts import Selection
+    from .accounts import Install, Selection
     from .settings import Settings
 
 # What a file that is not a regular one is called in a message.
@@ -102,9 +105,7 @@ def written_paths(settings: Settings) -> list[WrittenPath]:
     labels = {}  # each lock's token file, by its session (the run lock: interactive's)
     for session in settings.sessions:
         token_file = settings.token_path(session)
-        flag = " or --token-file" if session is INTERACTIVE else ""
-        role = f"{owner} {session.label} token file ({session.path_variable}{flag})"
-        found.append(WrittenPath(token_file, role, True))
+        found.append(WrittenPath(token_file, token_file_role(owner, session), True))
         labels[lock_beside(token_file)] = session.label
     found += [
         WrittenPath(
@@ -123,6 +124,44 @@ def written_paths(settings: Settings) -> list[WrittenPath]:
         found.append(WrittenPath(settings.metrics_file, METRICS_ROLE, False))
     found.append(WrittenPath(settings.log_file, LOG_ROLE, False))
     return found
+
+
+def token_file_role(owner: str, session: Session) -> str:
+    """How a token file is named in a refusal: ``the interactive token file (XTS_TOKEN_FILE or
+    --token-file)``, ``account NAME's ...`` (``owner``) with account files."""
+    flag = " or --token-file" if session is INTERACTIVE else ""
+    return f"{owner} {session.label} token file ({session.path_variable}{flag})"
+
+
+def unchecked_token_files(
+    install: Install, names: Iterable[str], token_file: str | None = None
+) -> list[WrittenPath]:
+    """The token files of accounts whose settings are not valid, as far as those can still be
+    read: with account files, those of the accounts ``names``; without, those of ``.env``
+    (``token_file``: --token-file). No run of theirs writes them, but their bots still read
+    them, so no path a run writes may be one of them."""
+    found = []
+    for name in names if install.has_account_files else [None]:
+        values: Mapping[str, str] = install.values
+        owner, folder = "the", APP_DIR  # the single account's defaults are beside the program
+        if name is not None:
+            values = {}
+            with contextlib.suppress(ConfigError):
+                values = read_env_file(Path(account_file(str(install.accounts_dir), name)))
+            owner, folder = f"account {name}'s", account_folder(str(install.accounts_dir), name)
+        for session in SESSIONS.values():
+            path = values.get(session.path_variable) or os.path.join(folder, session.default_file)
+            if name is None and session is INTERACTIVE and token_file:
+                path = token_file
+            if "\x00" not in path:  # a NUL names no file (and is a settings problem of its own)
+                found.append(WrittenPath(resolve_path(path), token_file_role(owner, session), True))
+    return found
+
+
+def broken_token_files(selection: Selection) -> list[WrittenPath]:
+    """The token files of ``selection``'s broken accounts (unchecked_token_files): they are not
+    refreshed, but their bots still read them."""
+    return unchecked_token_files(selection.install, [name for name, _ in selection.broken])
 
 
 def file_keys(path: Path, follow: bool) -> set[object]:
@@ -213,12 +252,9 @@ def collisions(
     return problems
 
 
-def settings_files(selection: Selection) -> list[Path]:
+def settings_files(install: Install) -> list[Path]:
     """Every settings file of the install: its ``.env`` (``--env-file``), the ``.env`` beside
     the program, and every account file."""
-    from .paths import APP_DIR, account_file
-
-    install = selection.install
     files = [install.env_file, Path(APP_DIR, ".env")]
     if install.has_account_files:
         files += [Path(account_file(str(install.accounts_dir), n)) for n in install.names]
@@ -228,8 +264,6 @@ def settings_files(selection: Selection) -> list[Path]:
 def would_be_account_files(written: Iterable[WrittenPath], accounts_dir: Path) -> list[PathProblem]:
     """Every written path not there yet that, once written, is an account file (``NAME.env``
     in the accounts folder): the next run would read it as that account's settings."""
-    from .paths import ACCOUNT_FILE_SUFFIX
-
     folder = os.path.realpath(accounts_dir)
     return [
         PathProblem(
@@ -254,12 +288,13 @@ def path_problems(selection: Selection, log_file: Path) -> list[PathProblem]:
     # Accounts not selected keep their files: none of ours may be one of them. Their metrics
     # files are rewritten by this run too.
     others = [w for s in selection.unselected for w in written_paths(s)]
+    others += broken_token_files(selection)
     checked = dict.fromkeys([*mine, *(w for w in others if w.role == METRICS_ROLE)])
     # The run record is replaced by a rename, and one that cannot be is a metrics warning: it
     # only has to be no other written path.
     checked = {w: None for w in checked if not (w.derived and w.renamed_over)}
     problems = [p for p in map(kind_problem, checked) if p is not None]
-    problems += collisions([*mine, *others], settings_files(selection))
+    problems += collisions([*mine, *others], settings_files(selection.install))
     problems += would_be_account_files(mine, selection.install.accounts_dir)
     return problems
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .console import Log
+    from .outputs import WrittenPath
 
 
 class SessionStatus(NamedTuple):
@@ -214,6 +215,7 @@ def status(
     also: Sequence[Settings] = (),
     settings_files: Sequence[Path] = (),
     accounts_dir: Path | None = None,
+    broken_token_files: Sequence[WrittenPath] = (),
 ) -> int:
     """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
     account's settings are broken).
@@ -241,7 +243,7 @@ def status(
         from .metrics import write_metrics
 
         # `also`: accounts not selected, kept in it; `settings_files`: broken accounts' too
-        write_metrics([*accounts, *also], log, settings_files, accounts_dir)
+        write_metrics([*accounts, *also], log, settings_files, accounts_dir, broken_token_files)
     if as_json:
         document: dict[str, Any] = {
             "ok": ok,
