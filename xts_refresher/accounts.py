@@ -62,6 +62,17 @@ class Install(Frozen):
             has_account_files=bool(names),
         )
 
+    def file_of(self, name: str) -> Path:
+        """The settings file of account ``name``: ``NAME.env`` in the accounts folder."""
+        return Path(account_file(str(self.accounts_dir), name))
+
+    def readable_values(self, name: str) -> dict[str, str]:
+        """The variables of account ``name``'s own file as far as it can be read ({} when it
+        cannot): all a broken account's token files and health check are known by."""
+        with contextlib.suppress(ConfigError):
+            return read_env_file(self.file_of(name))
+        return {}
+
     def select(self, wanted: Sequence[str]) -> tuple[str, ...]:
         """The accounts ``wanted`` names (all of them when it names none), each once;
         ConfigError for a name that is not an account, listing those that are."""
@@ -259,7 +270,7 @@ def account_settings(install: Install, name: str, overrides: PathOverrides) -> S
         return build_settings(
             overrides, install.values, env_file=install.env_file, shared_values=install.values
         )
-    own_file = Path(account_file(str(install.accounts_dir), name))
+    own_file = install.file_of(name)
     values = {
         key: value
         for key, value in install.values.items()

@@ -11,14 +11,12 @@ place, so a symlink there is refused. The check is a few lstat calls per path.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from pathlib import Path
 
-from .env_files import read_env_file
 from .errors import ConfigError
-from .paths import ACCOUNT_FILE_SUFFIX, APP_DIR, account_file, account_folder
+from .paths import ACCOUNT_FILE_SUFFIX, APP_DIR, account_folder
 from .sessions import INTERACTIVE, SESSIONS, Session
 from .settings import lock_beside, resolve_path
 from .values import Frozen
@@ -145,9 +143,7 @@ def unchecked_token_files(
         values: Mapping[str, str] = install.values
         owner, folder = "the", APP_DIR  # the single account's defaults are beside the program
         if name is not None:
-            values = {}
-            with contextlib.suppress(ConfigError):
-                values = read_env_file(Path(account_file(str(install.accounts_dir), name)))
+            values = install.readable_values(name)
             owner, folder = f"account {name}'s", account_folder(str(install.accounts_dir), name)
         for session in SESSIONS.values():
             path = values.get(session.path_variable) or os.path.join(folder, session.default_file)
@@ -257,7 +253,7 @@ def settings_files(install: Install) -> list[Path]:
     the program, and every account file."""
     files = [install.env_file, Path(APP_DIR, ".env")]
     if install.has_account_files:
-        files += [Path(account_file(str(install.accounts_dir), n)) for n in install.names]
+        files += [install.file_of(name) for name in install.names]
     return files
 
 

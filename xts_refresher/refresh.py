@@ -9,7 +9,6 @@ health checks and written the metrics, and prints its last line last (outcome.py
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -20,8 +19,7 @@ from typing import TYPE_CHECKING
 from .account_refresh import RefreshOptions, RefreshRun
 from .accounts import Selection
 from .console import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
-from .env_files import read_env_file
-from .errors import ConfigError, UnexpectedError
+from .errors import UnexpectedError
 from .interrupt import StopRequest
 from .outcome import (
     AccountResult,
@@ -34,7 +32,6 @@ from .outcome import (
     worth_a_message,
 )
 from .outputs import WrittenPathError, check_written_paths
-from .paths import account_file
 from .settings import (
     DEFAULT_DEADLINE_SECONDS,
     DEFAULT_RETRY_BACKOFF_SECONDS,
@@ -251,10 +248,8 @@ def broken_accounts_checks(selection: Selection) -> list[tuple[str, str]]:
     one), as far as its settings can still be read: its monitor must hear of the failure."""
     found = []
     for name, _ in selection.broken:
-        url = selection.install.values.get("HEALTHCHECK_URL")
-        with contextlib.suppress(ConfigError):
-            own = read_env_file(Path(account_file(str(selection.install.accounts_dir), name)))
-            url = own.get("HEALTHCHECK_URL") or url
+        own = selection.install.readable_values(name)
+        url = own.get("HEALTHCHECK_URL") or selection.install.values.get("HEALTHCHECK_URL")
         if url:
             found.append((name, url.rstrip("/")))
     return found
