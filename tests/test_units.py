@@ -2269,6 +2269,20 @@ def test_written_paths_list_token_files_their_locks_the_run_record_metrics_and_l
     assert not listed[tmp_path / "i.json.lock"].renamed_over
 
 
+def test_unchecked_token_files_are_those_of_broken_accounts_only(tmp_path: Path) -> None:
+    """A run of the single account of .env has no broken account: none of its token files is
+    guarded as another's (else --token-file elsewhere would make the .env's file a refusal);
+    the names given (a broken .env's) get the setting, --token-file, else the default."""
+    from xts_refresher.accounts import single_selection
+    from xts_refresher.outputs import broken_token_files, unchecked_token_files
+
+    loaded = load(tmp_path, {**MINIMAL, "XTS_TOKEN_FILE": str(tmp_path / "i.json")})
+    selection = single_selection(loaded)
+    assert broken_token_files(selection) == []
+    named = unchecked_token_files(selection.install, ["default"], str(tmp_path / "flag.json"))
+    assert [w.path.name for w in named] == ["flag.json", "xts_marketdata_token.json"]
+
+
 def test_collisions_find_one_file_under_two_roles_but_not_a_shared_role(tmp_path: Path) -> None:
     """A hard link, a symlinked folder (for paths that do not exist yet) and a settings file
     are collisions; one path used twice in one role (the log of several accounts) is not."""

@@ -134,20 +134,21 @@ def token_file_role(owner: str, session: Session) -> str:
 def unchecked_token_files(
     install: Install, names: Iterable[str], token_file: str | None = None
 ) -> list[WrittenPath]:
-    """The token files of accounts whose settings are not valid, as far as those can still be
-    read: with account files, those of the accounts ``names``; without, those of ``.env``
-    (``token_file``: --token-file). No run of theirs writes them, but their bots still read
-    them, so no path a run writes may be one of them."""
+    """The token files of the accounts ``names`` when their settings are not valid, as far as
+    those can still be read: each account file's (the setting, else the default in the
+    account's folder), or, without account files, those of ``.env`` (``token_file``:
+    --token-file). No run of theirs writes them, but their bots still read them, so no path a
+    run writes may be one of them."""
     found = []
-    for name in names if install.has_account_files else [None]:
+    for name in names:
         values: Mapping[str, str] = install.values
         owner, folder = "the", APP_DIR  # the single account's defaults are beside the program
-        if name is not None:
+        if install.has_account_files:
             values = install.readable_values(name)
             owner, folder = f"account {name}'s", account_folder(str(install.accounts_dir), name)
         for session in SESSIONS.values():
             path = values.get(session.path_variable) or os.path.join(folder, session.default_file)
-            if name is None and session is INTERACTIVE and token_file:
+            if not install.has_account_files and session is INTERACTIVE and token_file:
                 path = token_file
             if "\x00" not in path:  # a NUL names no file (and is a settings problem of its own)
                 found.append(WrittenPath(resolve_path(path), token_file_role(owner, session), True))
