@@ -19,7 +19,6 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import XtsRefreshError
@@ -48,9 +47,9 @@ URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#@\s]+@")
 # bell would otherwise move the cursor, clear the screen or rewrite a line of the reader's
 # terminal. The line feed and the tab are kept here (our own messages use them); text from a
 # server is also folded onto one line first (client.one_line).
-CONTROL_ESCAPES = MappingProxyType(
-    {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)}
-)
+CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)
+}
 
 
 def without_controls(text: str) -> str:
