@@ -36,7 +36,7 @@ from .outcome import (
     session_state,
 )
 from .sessions import SESSIONS, Session
-from .settings import Settings, foreign_token, warn_about_setup
+from .settings import Settings, foreign_token, lock_beside, warn_about_setup
 from .store import (
     DEFAULT_RENEW_BEFORE,
     RunLock,
@@ -194,6 +194,8 @@ class RefreshRun:
         self.warnings: list[str] = []
         # The first lock this run had to wait for (None: every lock was free at once).
         self.waited: RunLock | None = None
+        # Sessions whose own lock could not be made (its folder not writable): no login.
+        self.unlocked: dict[Session, TokenSaveError] = {}
         self.hook_skipped = False
 
     def start(self) -> None:
@@ -262,7 +264,17 @@ class RefreshRun:
             # their files never each hold a lock the other waits for.
             for path in self.settings.lock_files:
                 lock = RunLock(path, self.deadline.remaining(), announce, self.stop.lock_wait_error)
-                held.enter_context(lock)
+                try:
+                    held.enter_context(lock)
+                except TokenSaveError as exc:
+                    if path == self.settings.lock_file:
+                        raise  # the run lock: no session may go on without it
+                    # A session whose folder cannot be written gets no login, as the
+                    # writability check would decide; the other session is still refreshed.
+                    for session in self.settings.sessions:
+                        if lock_beside(self.settings.token_path(session)) == path:
+                            self.unlocked[session] = exc
+                    continue
                 if lock.waited_for is not None and self.waited is None:
                     self.waited = lock
             for session in self.settings.sessions:
@@ -300,6 +312,8 @@ class RefreshRun:
         for session in [s for s, outcome in decided.items() if outcome is None]:
             try:
                 check_writable(self.settings.token_path(session), session)
+                if session in self.unlocked:
+                    raise self.unlocked[session]
             except TokenSaveError as exc:
                 self.log.error("✗ %s: %s", session.title, exc.message)
                 decided[session] = SessionOutcome(session, error=exc)
