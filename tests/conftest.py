@@ -8,6 +8,7 @@ environment (``PATH=/usr/bin:/bin`` and nothing else unless the test adds it), s
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -224,6 +225,40 @@ def copy_program(folder: Path, *files: str) -> Path:
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     return folder
+
+
+def run_on_a_full_tmpfs(
+    mount: Path, prepare: str, command: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """In a private mount namespace (root and unshare only; else skip_or_fail): mount a
+    64 KiB tmpfs on the folder ``mount``, run the shell lines ``prepare``, fill the tmpfs up,
+    then run ``command`` and print ``exit=<its code>``; the finished shell, from ``/`` with a
+    bare PATH (plus ``env``)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        skip_or_fail("a full-disk test needs root and unshare (util-linux) to mount a tmpfs")
+    assert unshare is not None
+    script = f"""
+set -eu
+mount -t tmpfs -o size=64k tmpfs {mount}
+{prepare}
+dd if=/dev/zero of={mount}/filler bs=1k count=1000 2>/dev/null || true
+set +e
+{command}
+echo "exit=$?"
+"""
+    done = subprocess.run(
+        [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
+        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", **(env or {})},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "mount: " in done.stderr and "permission denied" in done.stderr.lower():
+        skip_or_fail(f"tmpfs cannot be mounted here: {done.stderr.strip()}")
+    return done
 
 
 def closed_port() -> int:

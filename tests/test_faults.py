@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from conftest import (
     Project,
     Run,
     closed_port,
+    run_on_a_full_tmpfs,
     skip_or_fail,
     token_json,
 )
@@ -498,38 +498,17 @@ def test_fault_disk_full(project: Project, previous: bytes) -> None:
 
     The token folder is a 64 KiB tmpfs, filled up, in a private mount namespace (root only).
     """
-    unshare = shutil.which("unshare")
-    if unshare is None or os.geteuid() != 0:
-        skip_or_fail("a full-disk test needs root and unshare (util-linux) to mount a tmpfs")
-    assert unshare is not None
     mount = project.folder / "small"
     mount.mkdir()
     token = mount / "xts_store_token.json"
     env_file = project.write_env()
-    script = f"""
-set -eu
-mount -t tmpfs -o size=64k tmpfs {mount}
-printf '%s' "$PREVIOUS" > {token}
-chmod 600 {token}
-dd if=/dev/zero of={mount}/filler bs=1k count=1000 2>/dev/null || true
-set +e
-{PYTHON} {SCRIPT} --env-file {env_file} --token-file {token}
-echo "exit=$?"
-sha256sum {token}
-echo LISTING
-ls -a {mount}
-"""
-    done = subprocess.run(
-        [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PREVIOUS": previous.decode()},
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_on_a_full_tmpfs(
+        mount,
+        f"printf '%s' \"$PREVIOUS\" > {token}\nchmod 600 {token}",
+        f"{PYTHON} {SCRIPT} --env-file {env_file} --token-file {token}\n"
+        f"code=$?\nsha256sum {token}\necho LISTING\nls -a {mount}\n(exit $code)",
+        env={"PREVIOUS": previous.decode()},
     )
-    if "mount: " in done.stderr and "permission denied" in done.stderr.lower():
-        skip_or_fail(f"tmpfs cannot be mounted here: {done.stderr.strip()}")
     assert "exit=4" in done.stdout, done.stdout + done.stderr
     assert "No space left on device" in done.stdout
     assert "the previous token is kept" in done.stdout

@@ -38,6 +38,7 @@ from conftest import (
     USER_ID,
     Project,
     assert_no_secrets,
+    run_on_a_full_tmpfs,
     run_process,
     skip_or_fail,
     token_json,
@@ -351,34 +352,12 @@ def test_disk_full_after_a_marketdata_login_says_the_previous_token_is_dead(
     """ENOSPC while saving the market-data token (the probe file fits, the token does not):
     exit 4, and the message says plainly that the previous market-data token no longer works,
     since the login that was just made ended its session."""
-    unshare = shutil.which("unshare")
-    if unshare is None or os.geteuid() != 0:
-        skip_or_fail("a full-disk test needs root and unshare (util-linux) to mount a tmpfs")
-    assert unshare is not None
     project.with_marketdata()
     mount = project.folder / "small"
     mount.mkdir()
     project.settings["XTS_MARKETDATA_TOKEN_FILE"] = str(mount / "xts_marketdata_token.json")
     env_file = project.write_env()
-    script = f"""
-set -eu
-mount -t tmpfs -o size=64k tmpfs {mount}
-dd if=/dev/zero of={mount}/filler bs=1k count=1000 2>/dev/null || true
-set +e
-{PYTHON} {SCRIPT} --env-file {env_file}
-echo "exit=$?"
-"""
-    done = subprocess.run(
-        [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if "mount: " in done.stderr and "permission denied" in done.stderr.lower():
-        skip_or_fail(f"tmpfs cannot be mounted here: {done.stderr.strip()}")
+    done = run_on_a_full_tmpfs(mount, "", f"{PYTHON} {SCRIPT} --env-file {env_file}")
     assert "exit=4" in done.stdout, done.stdout + done.stderr
     assert project.sim.count("marketdata_login") == 1
     assert "No space left on device" in done.stdout

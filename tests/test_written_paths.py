@@ -10,13 +10,20 @@ message, that no login was sent, and that what was at the path is untouched.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, SCRIPT, Project, assert_no_secrets, skip_or_fail, token_json
+from conftest import (
+    PYTHON,
+    SCRIPT,
+    Project,
+    assert_no_secrets,
+    run_on_a_full_tmpfs,
+    skip_or_fail,
+    token_json,
+)
 
 LOGIN = "interactive_login"
 VICTIM_TEXT = "precious content: must survive\n"
@@ -422,35 +429,15 @@ def test_a_log_folder_removed_mid_run_costs_one_warning_not_the_run(project: Pro
 def test_a_full_disk_under_the_log_costs_one_warning_not_the_run(project: Project) -> None:
     """The log on a full 64 KiB tmpfs (a private mount namespace, root only): the token is
     saved, exit 0, one ⚠ line, no traceback (the trial saw exit 1 and hundreds of lines)."""
-    unshare = shutil.which("unshare")
-    if unshare is None or os.geteuid() != 0:
-        skip_or_fail("a full-disk test needs root and unshare (util-linux) to mount a tmpfs")
-    assert unshare is not None
     mount = project.folder / "small"
     mount.mkdir()
     log = mount / "xts_token_refresh.log"
     env_file = project.write_env()
-    script = f"""
-set -eu
-mount -t tmpfs -o size=64k tmpfs {mount}
-: > {log}
-chmod 600 {log}
-dd if=/dev/zero of={mount}/filler bs=1k count=1000 2>/dev/null || true
-set +e
-{PYTHON} {SCRIPT} --env-file {env_file} --log-file {log}
-echo "exit=$?"
-"""
-    done = subprocess.run(
-        [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_on_a_full_tmpfs(
+        mount,
+        f": > {log}\nchmod 600 {log}",
+        f"{PYTHON} {SCRIPT} --env-file {env_file} --log-file {log}",
     )
-    if "mount: " in done.stderr and "permission denied" in done.stderr.lower():
-        skip_or_fail(f"tmpfs cannot be mounted here: {done.stderr.strip()}")
     assert "exit=0" in done.stdout, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     warnings = [line for line in done.stdout.splitlines() if str(log) in line and "⚠" in line]
