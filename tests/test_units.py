@@ -1504,6 +1504,21 @@ def test_file_value_of_a_file_that_cannot_be_read_is_none(tmp_path: Path) -> Non
 # -- settings -------------------------------------------------------------------------------
 
 
+def test_an_owner_without_a_user_name_is_named_by_number() -> None:
+    """A settings file owned by a uid no user has (a file unpacked from another machine) is
+    named by that number in the message that refuses it, not a crash."""
+    import pwd
+
+    from xts_refresher.env_files import user_name
+
+    uid = 54321
+    while uid in {entry.pw_uid for entry in pwd.getpwall()}:
+        uid += 1
+
+    assert user_name(uid) == str(uid)
+    assert user_name(0) == "root"
+
+
 @pytest.mark.parametrize(
     "value", ["x.json", "a/../b", "/tmp/x", "~nosuchuser_xts/x", Path("rel/p"), Path("/abs")]
 )
@@ -1770,6 +1785,27 @@ def test_a_closing_ping_hears_its_own_accounts_lines_and_the_runs_own() -> None:
     assert capture.text(["alice"]) == "[alice] logged in\n[alice] saved\n⚠ the run's own line\n"
     assert "[bob] refused" in capture.text()
     assert "[alice]" not in capture.text(["bob"])
+
+
+def test_an_accounts_line_holding_a_percent_sign_is_logged_as_written() -> None:
+    """An account's line is formatted only when it has arguments: a path or a message with
+    ``%`` in it (a folder named ``100%``) is logged as written, not taken for a format."""
+    import logging
+
+    from xts_refresher.console import AccountLog, ConsoleCapture
+
+    log = logging.getLogger("xts_token_refresh.test_percent")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    capture = ConsoleCapture()
+    log.addHandler(capture)
+    try:
+        AccountLog(log, "alice").info("✓ Token saved to /srv/100%/x_%s.json")
+        AccountLog(log, "alice").info("%s of %d", "one", 2)
+    finally:
+        log.removeHandler(capture)
+
+    assert capture.text() == "[alice] ✓ Token saved to /srv/100%/x_%s.json\n[alice] one of 2\n"
 
 
 def test_metrics_and_the_refresh_read_the_app_key_expiry_alike(
