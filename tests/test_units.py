@@ -1761,6 +1761,24 @@ def test_a_single_account_ends_with_its_closing_line_and_account_files_with_the_
     )
 
 
+def test_the_telegram_message_of_accounts_marks_each_failed_one_and_puts_it_first() -> None:
+    """outcome.accounts_message: the failed accounts first, each marked ✗ with its reason;
+    the others marked ✓ (a trader reads the marks, not the counts)."""
+    from xts_refresher.errors import LoginRefusedError
+    from xts_refresher.outcome import AccountResult, accounts_message
+
+    alice = AccountResult("alice", [], [])
+    bob = AccountResult("bob", [LoginRefusedError("refused", "Check the key.")], [])
+
+    lines = accounts_message([alice, bob], "host1").splitlines()
+
+    assert lines[0].startswith("❌ XTS token refresh on host1: 1 of 2 accounts FAILED")
+    assert lines[1] == "✗ bob"
+    assert lines[2].startswith("  • ") and "refused" in lines[2]
+    assert "✓ alice" in lines
+    assert "✗ alice" not in lines
+
+
 def test_a_closing_ping_hears_its_own_accounts_lines_and_the_runs_own() -> None:
     """ConsoleCapture.text(accounts) keeps the lines of those accounts (AccountLog, each
     starting ``[NAME] ``) and the run's own lines, not another account's; without accounts,
@@ -1785,6 +1803,33 @@ def test_a_closing_ping_hears_its_own_accounts_lines_and_the_runs_own() -> None:
     assert capture.text(["alice"]) == "[alice] logged in\n[alice] saved\n⚠ the run's own line\n"
     assert "[bob] refused" in capture.text()
     assert "[alice]" not in capture.text(["bob"])
+
+
+def test_a_failure_is_one_line_with_its_hint_unless_its_message_has_several() -> None:
+    """console.report_failure: a one-line message and its hint make one ✗ line; a message of
+    several lines gets its own ✗ line, and the hint the last one."""
+    import logging
+
+    from xts_refresher.console import ConsoleCapture, report_failure
+    from xts_refresher.errors import LoginRefusedError
+
+    log = logging.getLogger("xts_token_refresh.test_report_failure")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    capture = ConsoleCapture()
+    log.addHandler(capture)
+    try:
+        report_failure(log, LoginRefusedError("XTS refused the login.", "Check the key."))
+        report_failure(log, LoginRefusedError("First line.\nSecond line.", "Check the key."))
+    finally:
+        log.removeHandler(capture)
+
+    assert capture.text().splitlines() == [
+        "✗ XTS refused the login. Check the key.",
+        "✗ First line.",
+        "Second line.",
+        "✗ Check the key.",
+    ]
 
 
 def test_an_accounts_line_holding_a_percent_sign_is_logged_as_written() -> None:
