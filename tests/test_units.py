@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import APP_DIR
+from conftest import APP_DIR, skip_or_fail
 
 import xts_refresher
 from xts_refresher import cli, cron, errors, paths, schedule, settings, store, wrapper
@@ -404,6 +404,28 @@ UTC = timezone.utc
 KOLKATA = ZoneInfo("Asia/Kolkata")
 NEW_YORK = ZoneInfo("America/New_York")
 A_WEDNESDAY = date(2024, 1, 10)
+
+
+def test_tz_naming_a_zone_file_outside_any_zoneinfo_folder_reads_that_file(
+    tmp_path: Path,
+) -> None:
+    """``TZ=:/path`` to a copy of a zone file (not under a zoneinfo folder, so it has no name
+    to look up) is read as that zone, and named by its path."""
+    import shutil
+    import zoneinfo
+
+    found = [Path(folder, "Asia", "Kolkata") for folder in zoneinfo.TZPATH]
+    source = next((path for path in found if path.is_file()), None)
+    if source is None:
+        skip_or_fail("no zoneinfo folder with Asia/Kolkata (Debian: apt-get install tzdata)")
+        return
+    copy = tmp_path / "kolkata.tzif"
+    shutil.copyfile(source, copy)
+
+    zone, label = schedule.machine_zone({"TZ": f":{copy}"})
+
+    assert label == str(copy)
+    assert zone.utcoffset(datetime(2026, 1, 5, 9, 0)) == timedelta(hours=5, minutes=30)
 
 
 @pytest.mark.parametrize(
