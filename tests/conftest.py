@@ -158,15 +158,7 @@ class Project:
         """Start the script with ``args`` (plus --env-file) as cron would, without waiting for it;
         finish it with ``finish``."""
         argv = [PYTHON, str(SCRIPT), *args, "--env-file", str(self.write_env())]
-        return subprocess.Popen(
-            argv,
-            env={"PATH": CRON_PATH, "XTS_LOG_FILE": str(self.log_file), **(env or {})},
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return start_process(argv, env={"XTS_LOG_FILE": str(self.log_file), **(env or {})})
 
     def finish(self, process: subprocess.Popen[str], timeout: float = 60) -> Run:
         """Wait for a run ``start`` began; the Run, checked for secrets as ``run`` does."""
@@ -208,6 +200,22 @@ def run_process(
         check=False,
         stdin=subprocess.DEVNULL,
         preexec_fn=preexec,
+    )
+
+
+def start_process(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``argv`` as ``run_process`` runs it (cron's bare environment plus ``env``, from
+    ``/``), without waiting: the process, its output piped."""
+    return subprocess.Popen(
+        list(argv),
+        env={"PATH": CRON_PATH, **(env or {})},
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -28,12 +28,12 @@ import pytest
 from conftest import (
     APP_DIR,
     BOT_TOKEN,
-    CRON_PATH,
     PYTHON,
     SCRIPT,
     Project,
     Run,
     run_process,
+    start_process,
     token_json,
 )
 
@@ -177,15 +177,7 @@ class Fleet:
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """Start the script cron-style without waiting for it."""
-        return subprocess.Popen(
-            self.argv(*args),
-            env={"PATH": CRON_PATH, **self.env()},
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return start_process(self.argv(*args), env=self.env())
 
     def finish(self, process: subprocess.Popen[str], timeout: float = 60) -> Run:
         """Wait for a started run; the run (with the whole log)."""
