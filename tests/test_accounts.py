@@ -996,6 +996,43 @@ def test_a_chat_whose_bot_api_hangs_costs_the_other_chat_nothing(
     assert_holds_newest_token(bob)
 
 
+def test_each_chat_hears_once_of_the_accounts_that_name_it(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """alice's file names two chats (the shared one among them, with spaces and a repeat), bob
+    keeps the shared one; bob fails. The shared chat gets one message about both; alice's own
+    chat one about alice only. When alice's own chat cannot be found, the shared chat still gets
+    its message and the exit code is the refresh's."""
+    alice, _ = pair
+    fleet.with_telegram(sim)
+    alice.settings["TELEGRAM_CHAT_ID"] = f"777 , {TELEGRAM_CHAT},777"
+    refusal = Fault.xts_error("e-user-0005", "Invalid credentials.")
+    sim2.add_fault("interactive_login", refusal, times=2)
+
+    run = fleet.run()
+
+    assert run.code == 1, run.output
+    messages = {m.json["chat_id"]: m.json["text"] for m in sim.telegram_messages()}
+    assert sim.count("telegram") == len(messages) == 2
+    shared, own = messages[TELEGRAM_CHAT], messages["777"]
+    assert "✗ bob" in shared and "✓ alice" in shared
+    assert "✓ alice" in own and "bob" not in own
+    assert own.splitlines()[0].endswith(": account alice, fresh tokens")
+    assert_holds_newest_token(alice)
+
+    sim.clear()
+    sim.forget_chat("777")
+
+    refused = fleet.run()
+
+    assert refused.code == 1, refused.output
+    assert sim.count("telegram") == 2  # one each: a refusal is not retried
+    (delivered,) = sim.telegram_messages()[len(messages) :]
+    assert delivered.json["chat_id"] == TELEGRAM_CHAT
+    assert "✗ bob" in delivered.json["text"] and "alice" in delivered.json["text"]
+    assert "⚠ The Telegram notification to chat 777 was refused" in refused.stdout
+
+
 def test_check_config_asks_a_shared_chat_and_check_once_for_all_accounts(
     fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
 ) -> None:
@@ -1017,14 +1054,18 @@ def test_check_config_asks_a_shared_chat_and_check_once_for_all_accounts(
         assert f"[{name}] ✓ Ready" in run.stdout
 
     alice, _ = pair
-    alice.settings["TELEGRAM_CHAT_ID"] = "777"
+    alice.settings["TELEGRAM_CHAT_ID"] = f"777,{TELEGRAM_CHAT}"
     sim.forget_chat("777")
     sim.clear()
 
     refused = fleet.run("check-config")
 
     assert refused.code == 2, refused.output
-    assert sim.count("telegram_getchat") == 2  # alice's chat and the shared one
+    assert sim.count("telegram_getme") == 1  # one bot
+    chats = sorted(r.json["chat_id"] for r in sim.requests("telegram_getchat"))
+    assert chats == ["4242", "777"]  # each distinct chat once
+    accepted = "✓ Telegram accepts the bot token (bot @xts_sim_bot) and knows chat"
+    assert f"[alice] {accepted} {TELEGRAM_CHAT}" in refused.stdout
     assert "[alice] ✗ Telegram refused the check (HTTP 400: Bad Request: chat not found)" in (
         refused.stdout
     )

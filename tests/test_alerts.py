@@ -164,6 +164,49 @@ def test_an_unknown_chat_is_not_retried_and_names_telegram_chat_id(project: Proj
     assert "retrying" not in run.output
 
 
+def test_several_chats_each_get_the_message_once(project: Project) -> None:
+    """TELEGRAM_CHAT_ID lists chats separated by commas, with spaces, an empty item and a
+    repeated ID: each chat gets the run's message once, the same text, and none names a secret;
+    a chat Telegram cannot find is said once and costs the other chat nothing."""
+    project.with_telegram().settings["TELEGRAM_CHAT_ID"] = " 4242 , -1001234567890,,4242 ,"
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    messages = project.sim.telegram_messages()
+    assert sorted(m.json["chat_id"] for m in messages) == ["-1001234567890", "4242"]
+    assert len({m.json["text"] for m in messages}) == 1
+    assert messages[0].json["text"].startswith("✅ XTS token refreshed on ")
+    assert project.sim.count("telegram") == 2
+    assert_nothing_secret_left(project)
+
+    project.sim.clear()
+    project.sim.forget_chat("-1001234567890")
+
+    refused = project.run()
+
+    assert refused.code == 0, refused.output
+    (delivered,) = project.sim.telegram_messages()[len(messages) :]
+    assert delivered.json["chat_id"] == "4242"
+    assert project.sim.count("telegram") == 2  # the refusal is not retried
+    (warning,) = warnings_about(refused, "Telegram notification")
+    assert warning.startswith("⚠ The Telegram notification to chat -1001234567890 was refused")
+    assert_nothing_secret_left(project)
+
+
+def test_chat_ids_separated_by_spaces_are_a_setting_to_fix(project: Project) -> None:
+    """Chat IDs separated by spaces instead of commas: exit 2 before any login, naming
+    TELEGRAM_CHAT_ID and the separator; nothing is sent to Telegram."""
+    project.with_telegram().settings["TELEGRAM_CHAT_ID"] = "4242 777"
+
+    run = project.run()
+
+    assert run.code == 2, run.output
+    assert "TELEGRAM_CHAT_ID must be chat IDs separated by commas" in run.stdout
+    assert project.sim.count("interactive_login") == 0
+    assert project.sim.count("telegram") == 0
+
+
 @pytest.mark.slow
 def test_a_telegram_that_never_answers_costs_the_run_at_most_its_budget(
     project: Project,

@@ -1559,7 +1559,7 @@ def test_credentials_repr_hides_secrets() -> None:
 
 
 def test_telegram_settings_repr_hides_the_bot_token() -> None:
-    telegram = TelegramSettings("987654:AAbotTOKENzz", "4242", "all", "https://api.telegram.org")
+    telegram = TelegramSettings("987654:AAbotTOKENzz", ("4242",), "all", "https://api.telegram.org")
     for text in (repr(telegram), str(telegram), repr([telegram])):
         assert "AAbotTOKEN" not in text and "987654" not in text
         assert "4242" in text
@@ -1973,7 +1973,7 @@ def test_telegram_answers_worth_another_try(
             400,
             "Bad Request: group chat was upgraded to a supergroup chat",
             {"migrate_to_chat_id": -1001234567890},
-            "Set TELEGRAM_CHAT_ID=-1001234567890",
+            "Put -1001234567890 in TELEGRAM_CHAT_ID in place of this chat's ID",
         ),
         (409, "Conflict", {}, "Check TELEGRAM_TOKEN, TELEGRAM_CHAT_ID and TELEGRAM_API_URL"),
         (
@@ -2277,7 +2277,7 @@ def test_check_config_turns_a_bug_in_a_check_into_a_line_and_exit_4(
     def broken(telegram: TelegramSettings) -> str:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(alerts, "check_telegram", broken)
+    monkeypatch.setattr(alerts, "check_telegram_bot", broken)
     environ = {
         "XTS_API_ROOT": "https://x.example",
         INTERACTIVE.key_variable: "k-123456",
@@ -2427,3 +2427,31 @@ def test_the_run_lock_never_opens_through_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(errors.LocalError):
         store.RunLock(lock).acquire(0)
     assert target.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "chats"),
+    [
+        ("4242", ("4242",)),
+        (" 4242 , -1001234567890 ", ("4242", "-1001234567890")),
+        ("4242,,777,", ("4242", "777")),
+        ("777,4242,777", ("777", "4242")),
+        ("@alerts_channel,4242", ("@alerts_channel", "4242")),
+        (" , ", None),
+        ("", None),
+    ],
+)
+def test_chat_ids_are_split_at_commas_once_each(raw: str, chats: tuple[str, ...] | None) -> None:
+    """TELEGRAM_CHAT_ID: items trimmed, empty ones skipped, a repeated ID kept once, in order."""
+    from xts_refresher.settings import parse_chat_ids
+
+    assert parse_chat_ids(raw) == chats
+
+
+@pytest.mark.parametrize("raw", ["4242 777", "4242, 777 99", "your_telegram_chat_id,4242"])
+def test_chat_ids_not_separated_by_commas_are_refused(raw: str) -> None:
+    """An item with white space inside (IDs separated by spaces) or a placeholder is refused."""
+    from xts_refresher.settings import InvalidSettingError, parse_chat_ids
+
+    with pytest.raises(InvalidSettingError):
+        parse_chat_ids(raw)

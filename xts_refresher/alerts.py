@@ -198,7 +198,10 @@ def telegram_fix(status: int, description: str, parameters: Mapping[str, Any]) -
         )
     moved = parameters.get("migrate_to_chat_id")
     if isinstance(moved, int) and not isinstance(moved, bool):
-        return f"Set TELEGRAM_CHAT_ID={moved}: the group became a supergroup with this new ID."
+        return (
+            f"Put {moved} in TELEGRAM_CHAT_ID in place of this chat's ID: the group became a "
+            "supergroup with this new ID."
+        )
     if status == 403 or (status == 400 and "chat" in description.lower()):
         return (
             "Check TELEGRAM_CHAT_ID, and that the bot may write there (added to the group or "
@@ -235,14 +238,16 @@ def capped_body(answer: requests.Response) -> bytes:
     return body
 
 
-def send_telegram(telegram: TelegramSettings, text: str, pacing: Pacing, log: Log) -> bool:
-    """Send ``text`` to the configured chat, retried as ``deliver`` says; True when Telegram
-    accepted it."""
+def send_telegram(
+    telegram: TelegramSettings, chat_id: str, text: str, pacing: Pacing, log: Log
+) -> bool:
+    """Send ``text`` to the chat ``chat_id`` through ``telegram``'s bot, retried as ``deliver``
+    says; True when Telegram accepted it."""
     if len(text) > TELEGRAM_MAX_CHARACTERS:  # a run where many accounts failed
         text = text[: TELEGRAM_MAX_CHARACTERS - len(CUT_NOTE)] + CUT_NOTE
-    fields = {"chat_id": telegram.chat_id, "text": text, "disable_web_page_preview": True}
+    fields = {"chat_id": chat_id, "text": text, "disable_web_page_preview": True}
     return deliver(
-        f"The Telegram notification to chat {telegram.chat_id}",
+        f"The Telegram notification to chat {chat_id}",
         lambda timeout: telegram_call(telegram, "sendMessage", fields, timeout),
         pacing,
         log,
@@ -252,26 +257,31 @@ def send_telegram(telegram: TelegramSettings, text: str, pacing: Pacing, log: Lo
 
 
 def send_telegram_messages(
-    messages: Sequence[tuple[TelegramSettings, str]], pacing: Pacing, log: Log
+    messages: Sequence[tuple[TelegramSettings, str, str]], pacing: Pacing, log: Log
 ) -> None:
-    """Send each ``(chat, text)`` side by side: the run waits at most one budget for all."""
+    """Send each ``(bot, chat ID, text)`` side by side: one chat that hangs or refuses costs
+    the others nothing, and the run waits at most one budget for all."""
     side_by_side([functools.partial(send_telegram, *message, pacing, log) for message in messages])
 
 
-def check_telegram(telegram: TelegramSettings) -> str:
-    """What check-config says of Telegram, having asked the Bot API who the bot is
-    (``getMe``, which proves the token) and about the chat (``getChat``); nothing is sent.
+def check_telegram_bot(telegram: TelegramSettings) -> str:
+    """Who the bot is (``bot @name``, else ``the bot``), as the Bot API's ``getMe`` says, which
+    proves the bot token; nothing is sent.
 
     Raises NotificationUnavailableError when Telegram cannot be asked, NotificationRefusedError
     when it said no.
     """
     bot = telegram_call(telegram, "getMe", {}, CHECK_SECONDS)
     name = bot.get("username") if isinstance(bot, dict) else None
-    chat = telegram_call(telegram, "getChat", {"chat_id": telegram.chat_id}, CHECK_SECONDS)
+    return f"bot @{one_line(str(name))}" if name else "the bot"
+
+
+def check_telegram_chat(telegram: TelegramSettings, chat_id: str) -> str:
+    """The chat as the Bot API's ``getChat`` knows it (``chat 4242 (its title)``); nothing is
+    sent. Raises as check_telegram_bot does."""
+    chat = telegram_call(telegram, "getChat", {"chat_id": chat_id}, CHECK_SECONDS)
     title = chat.get("title") or chat.get("username") if isinstance(chat, dict) else None
-    who = f"bot @{one_line(str(name))}" if name else "the bot"
-    where = f"chat {telegram.chat_id}" + (f" ({one_line(str(title))})" if title else "")
-    return f"Telegram accepts the bot token ({who}) and knows {where}; no message was sent."
+    return f"chat {chat_id}" + (f" ({one_line(str(title))})" if title else "")
 
 
 # -- health checks ------------------------------------------------------------------------------

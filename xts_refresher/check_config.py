@@ -189,53 +189,84 @@ def check_account(
 def check_notifications(
     settings: Settings, log: Log, answers: dict[tuple[str, ...], str | XtsRefreshError]
 ) -> int:
-    """Ask Telegram (``getMe``, ``getChat``) and the health check's server whether they can
-    be reached, sending no message and no ping: 0 when they can, 2 when one refused (a setting
-    to fix), 3 when one cannot be reached. ``answers`` keeps what each chat and server said,
-    so accounts that share them ask once."""
+    """Ask Telegram (``getMe`` once per bot, ``getChat`` once per chat) and the health check's
+    server whether they can be reached, sending no message and no ping: 0 when they can, 2 when
+    one refused (a setting to fix), 3 when one cannot be reached. ``answers`` keeps what each
+    bot, chat and server said, so accounts that share them ask once."""
     if settings.telegram is None and not settings.healthcheck_url:
         return 0
-    from .alerts import CHECK_SECONDS, check_health_check, check_telegram
+    from .alerts import check_health_check, check_telegram_bot, check_telegram_chat
 
-    questions: list[tuple[str, tuple[str, ...], Callable[[], str]]] = []
+    code = 0
     if settings.telegram is not None:
-        chat = settings.telegram
-        key: tuple[str, ...] = ("telegram", chat.api_url, chat.bot_token, chat.chat_id)
-        questions.append(("Telegram", key, functools.partial(check_telegram, chat)))
+        telegram = settings.telegram
+        bot_key = ("telegram-bot", telegram.api_url, telegram.bot_token)
+        bot = _ask(answers, bot_key, "Telegram", functools.partial(check_telegram_bot, telegram))
+        if not isinstance(bot, str):
+            code = max(code, _report_refusal("Telegram", bot, log))
+        else:
+            for chat_id in telegram.chat_ids:
+                chat = _ask(
+                    answers,
+                    (*bot_key, chat_id),
+                    "Telegram",
+                    functools.partial(check_telegram_chat, telegram, chat_id),
+                )
+                if isinstance(chat, str):
+                    log.info(
+                        "✓ Telegram accepts the bot token (%s) and knows %s; no message was sent.",
+                        bot,
+                        chat,
+                    )
+                else:
+                    code = max(code, _report_refusal("Telegram", chat, log))
     if settings.healthcheck_url:
         url = settings.healthcheck_url
         key = ("healthcheck", urlsplit(url).scheme, urlsplit(url).netloc)  # what is asked
-        questions.append(("The health check", key, functools.partial(check_health_check, url)))
-    code = 0
-    for name, key, question in questions:
-        if key not in answers:
-            try:
-                answers[key] = run_within(3 * CHECK_SECONDS, question)
-            except XtsRefreshError as exc:
-                answers[key] = exc
-            except TimeoutError:
-                answers[key] = NotificationUnavailableError(
-                    f"no answer within {3 * CHECK_SECONDS:g} s"
-                )
-            except Exception as exc:  # a bug: a ✗ line and exit 4, not a traceback
-                answers[key] = UnexpectedError(
-                    f"Unexpected error ({type(exc).__name__}) while checking {name}."
-                )
-        answer = answers[key]
+        answer = _ask(answers, key, "the health check", functools.partial(check_health_check, url))
         if isinstance(answer, str):
             log.info("✓ %s", answer)
-        elif isinstance(answer, UnexpectedError):
-            log.error("✗ %s", answer)
-            code = max(code, answer.exit_code)
-        elif isinstance(answer, NotificationRefusedError):
-            log.error("✗ %s refused the check (%s). %s", name, answer.message, answer.hint)
-            code = max(code, answer.exit_code)
         else:
-            log.error(
-                "✗ %s cannot be reached (%s): its notifications would not arrive. Check the "
-                "network, a proxy or a firewall in the way.",
-                name,
-                answer.message,
-            )
-            code = max(code, 3)
+            code = max(code, _report_refusal("The health check", answer, log))
     return code
+
+
+def _ask(
+    answers: dict[tuple[str, ...], str | XtsRefreshError],
+    key: tuple[str, ...],
+    name: str,
+    question: Callable[[], str],
+) -> str | XtsRefreshError:
+    """What ``question`` (about ``name``) answered, asked once per ``key`` and kept in
+    ``answers``: its text, or the failure it met."""
+    from .alerts import CHECK_SECONDS
+
+    if key not in answers:
+        try:
+            answers[key] = run_within(3 * CHECK_SECONDS, question)
+        except XtsRefreshError as exc:
+            answers[key] = exc
+        except TimeoutError:
+            answers[key] = NotificationUnavailableError(f"no answer within {3 * CHECK_SECONDS:g} s")
+        except Exception as exc:  # a bug: a ✗ line and exit 4, not a traceback
+            answers[key] = UnexpectedError(
+                f"Unexpected error ({type(exc).__name__}) while checking {name}."
+            )
+    return answers[key]
+
+
+def _report_refusal(name: str, answer: XtsRefreshError, log: Log) -> int:
+    """Log the ✗ line of a check of ``name`` that failed with ``answer``; its exit code."""
+    if isinstance(answer, UnexpectedError):
+        log.error("✗ %s", answer)
+        return answer.exit_code
+    if isinstance(answer, NotificationRefusedError):
+        log.error("✗ %s refused the check (%s). %s", name, answer.message, answer.hint)
+        return answer.exit_code
+    log.error(
+        "✗ %s cannot be reached (%s): its notifications would not arrive. Check the "
+        "network, a proxy or a firewall in the way.",
+        name,
+        answer.message,
+    )
+    return 3

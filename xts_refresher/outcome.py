@@ -195,7 +195,10 @@ def accounts_message(results: Sequence[AccountResult], host: str) -> str:
     first, each naming the account."""
     failed = [r for r in results if r.errors]
     code = max((r.code for r in results), default=0)
-    if failed:
+    if len(results) == 1:  # a chat only one account names
+        mark, verdict = ("❌", f"FAILED (exit code {code})") if failed else ("✅", "fresh tokens")
+        lines = [f"{mark} XTS token refresh on {host}: account {results[0].account}, {verdict}"]
+    elif failed:
         lines = [
             f"❌ XTS token refresh on {host}: {len(failed)} of {len(results)} accounts FAILED "
             f"(exit code {code})"

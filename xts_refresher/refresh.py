@@ -204,17 +204,17 @@ def _health_checks(
 
 def _chat_messages(
     selection: Selection, ordered: Sequence[AccountResult], redactor: Redactor
-) -> list[tuple[TelegramSettings, str]]:
-    """The run's Telegram messages: one per chat that wants one, naming its accounts (and
-    every broken one), redacted."""
+) -> list[tuple[TelegramSettings, str, str]]:
+    """The run's Telegram messages ``(bot, chat ID, text)``: one per chat that wants one,
+    naming the accounts that name that chat (and every broken one), redacted."""
     messages = []
     broken = dict(selection.broken)
-    for telegram, accounts in _chats(selection):
+    for (telegram, chat_id), accounts in _chats(selection):
         chat_results = [r for r in ordered if r.account in accounts or r.account in broken]
         if worth_a_message(telegram, chat_results):
             first = next((s for s in selection.accounts if s.account in accounts), None)
             text = telegram_text(chat_results, machine_label(first), selection.labelled)
-            messages.append((telegram, redactor.redact(text)))
+            messages.append((telegram, chat_id, redactor.redact(text)))
     return messages
 
 
@@ -255,18 +255,26 @@ def broken_accounts_checks(selection: Selection) -> list[tuple[str, str]]:
     return found
 
 
-def _chats(selection: Selection) -> list[tuple[TelegramSettings, set[str]]]:
-    """Each Telegram chat of the selected accounts, with the accounts that notify it; with
-    broken accounts, the chat of ``.env`` too, so it hears of them even if no account works."""
-    chats: dict[tuple[str, str, str], tuple[TelegramSettings, set[str]]] = {}
+def _chats(selection: Selection) -> list[tuple[tuple[TelegramSettings, str], set[str]]]:
+    """Each Telegram chat of the selected accounts (its bot and its ID: every ID of an
+    account's TELEGRAM_CHAT_ID), with the accounts that name it; with broken accounts, the
+    chats of ``.env`` too, so they hear of them even if no account works. A chat is one bot
+    and one ID: accounts that name it through different settings files share its message."""
+    chats: dict[tuple[str, str, str], tuple[tuple[TelegramSettings, str], set[str]]] = {}
+
+    def add(telegram: TelegramSettings, account: str | None) -> None:
+        for chat_id in telegram.chat_ids:
+            key = (telegram.api_url, telegram.bot_token, chat_id)
+            named = chats.setdefault(key, ((telegram, chat_id), set()))[1]
+            if account is not None:
+                named.add(account)
+
     shared = selection.shared_telegram
     if selection.broken and shared is not None:
-        chats[(shared.api_url, shared.bot_token, shared.chat_id)] = (shared, set())
+        add(shared, None)
     for settings in selection.accounts:
         if settings.telegram is not None:
-            chat = settings.telegram
-            key = (chat.api_url, chat.bot_token, chat.chat_id)
-            chats.setdefault(key, (chat, set()))[1].add(settings.account)
+            add(settings.telegram, settings.account)
     return list(chats.values())
 
 

@@ -175,6 +175,25 @@ def choice_parser(*choices: str) -> Callable[[str], str | None]:
     return parse_choice
 
 
+def parse_chat_ids(raw: str) -> tuple[str, ...] | None:
+    """The chat IDs of a comma-separated list, each trimmed, in the order given; an empty item
+    (``42,,7``, a trailing comma) is skipped and a repeated ID kept once (one message per chat
+    and run). InvalidSettingError for an item with white space in it (IDs separated by spaces
+    instead of commas) or a placeholder."""
+    chats: list[str] = []
+    for item in raw.split(","):
+        chat = parse_text(item)
+        if chat is None or chat in chats:
+            continue
+        if len(chat.split()) > 1:
+            raise InvalidSettingError(
+                "must be chat IDs separated by commas (e.g. 4242,-1001234567890), "
+                f"not {raw.strip()!r}."
+            )
+        chats.append(chat)
+    return tuple(chats) or None
+
+
 def parse_path(raw: str) -> Path | None:
     """The path, absolute (see resolve_path), taken as written: neither trimmed nor checked."""
     return resolve_path(raw) if raw else None
@@ -296,7 +315,12 @@ TABLE: tuple[Setting, ...] = (
         field="ca_bundle",
     ),
     Setting("TELEGRAM_TOKEN", "", parse_text, "Telegram bot token (off when unset)", secret=True),
-    Setting("TELEGRAM_CHAT_ID", "", parse_text, "Telegram chat the messages go to"),
+    Setting(
+        "TELEGRAM_CHAT_ID",
+        "",
+        parse_chat_ids,
+        "Telegram chats the messages go to: chat IDs separated by commas",
+    ),
     Setting(
         "TELEGRAM_NOTIFY",
         "all",
@@ -465,17 +489,19 @@ class Credentials(Frozen):
 
 
 class TelegramSettings(Frozen):
-    """Where notifications go, and which ones."""
+    """Where notifications go (one bot, one or more chats, each ID once), and which ones."""
 
-    __slots__ = ("api_url", "bot_token", "chat_id", "notify")
+    __slots__ = ("api_url", "bot_token", "chat_ids", "notify")
     _hidden = ("bot_token",)
     bot_token: str
-    chat_id: str
+    chat_ids: tuple[str, ...]
     notify: str
     api_url: str
 
-    def __init__(self, bot_token: str, chat_id: str, notify: str, api_url: str) -> None:
-        self._set(bot_token=bot_token, chat_id=chat_id, notify=notify, api_url=api_url)
+    def __init__(
+        self, bot_token: str, chat_ids: tuple[str, ...], notify: str, api_url: str
+    ) -> None:
+        self._set(bot_token=bot_token, chat_ids=chat_ids, notify=notify, api_url=api_url)
 
 
 class Settings(Frozen):
@@ -811,7 +837,8 @@ def _telegram(read: Mapping[str, Any], problems: _Problems) -> TelegramSettings 
     pair = _pair(read, "TELEGRAM_TOKEN", "TELEGRAM_CHAT_ID", problems, at="TELEGRAM_API_URL")
     if pair is None or read["TELEGRAM_NOTIFY"] == "off":
         return None
-    return TelegramSettings(*pair, read["TELEGRAM_NOTIFY"], read["TELEGRAM_API_URL"])
+    chat_ids: tuple[str, ...] = read["TELEGRAM_CHAT_ID"]
+    return TelegramSettings(pair[0], chat_ids, read["TELEGRAM_NOTIFY"], read["TELEGRAM_API_URL"])
 
 
 def _is_file(path: Path) -> bool:
