@@ -124,8 +124,10 @@ TARGETS = (
         (SETTINGS, READING, ACCOUNTS, REFRESH, PROPERTIES),
     ),
     Target("store", f"{PACKAGE}/store.py", (STORE, CORE, READING, REFRESH, FAULTS)),
+    Target("locks", f"{PACKAGE}/locks.py", (STORE, FAULTS, SIGNALS, HOOKS, ACCOUNTS)),
     Target("outputs", f"{PACKAGE}/outputs.py", (WRITTEN, CORE, METRICS)),
     Target("client", f"{PACKAGE}/client.py", (CORE, CLIENT, REFRESH, FAULTS, SERVER_TEXT)),
+    Target("answers", f"{PACKAGE}/answers.py", (CLIENT, FAULTS, SERVER_TEXT, PROPERTIES, REFRESH)),
     Target(
         "console",
         f"{PACKAGE}/console.py",

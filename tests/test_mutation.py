@@ -32,6 +32,7 @@ def load(name: str) -> ModuleType:
 
 generate = load("generate")
 STORE = "xts_refresher/store.py"
+LOCKS = "xts_refresher/locks.py"
 
 
 def mutated_lines(path: str) -> set[tuple[str, str, str]]:
@@ -42,8 +43,8 @@ def mutated_lines(path: str) -> set[tuple[str, str, str]]:
 
 def test_the_store_mutants_include_fsync_dropped_lock_shared_and_exclusive_create_dropped() -> None:
     """Drawn from the code, not listed: the temporary file's and the folder's fsync deleted,
-    the run lock taken shared, the temporary file opened without O_EXCL."""
-    mutants = mutated_lines(STORE)
+    the run lock taken shared (locks.py), the temporary file opened without O_EXCL."""
+    mutants = mutated_lines(STORE) | mutated_lines(LOCKS)
 
     assert ("statement-deleted", "os.fsync(fd)", "pass") in mutants
     assert ("statement-deleted", "_fsync_folder(folder)", "pass") in mutants

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from xts_refresher import account_refresh, store
-from xts_refresher.client import (
+from xts_refresher.answers import (
     LoginResult,
     RedirectedError,
     RetryableError,

@@ -23,8 +23,8 @@ import pytest
 from conftest import APP_DIR, skip_or_fail
 
 import xts_refresher
-from xts_refresher import cli, cron, errors, paths, schedule, settings, store, wrapper
-from xts_refresher.client import (
+from xts_refresher import cli, cron, errors, locks, paths, schedule, settings, store, wrapper
+from xts_refresher.answers import (
     LoginResult,
     RedirectedError,
     RetryableError,
@@ -34,8 +34,8 @@ from xts_refresher.client import (
     login_result,
     one_line,
     require_token,
-    unsafe_connection,
 )
+from xts_refresher.client import unsafe_connection
 from xts_refresher.errors import (
     ConfigError,
     LoginRefusedError,
@@ -1291,7 +1291,7 @@ def test_the_lock_holder_is_read_from_a_regular_file_only(tmp_path: Path) -> Non
         os.open(fifo, os.O_RDWR | os.O_NONBLOCK),
     ]
     try:
-        holders = [store.RunLock._holder(fd) for fd in fds]
+        holders = [locks.RunLock._holder(fd) for fd in fds]
     finally:
         for fd in fds:
             os.close(fd)
@@ -2425,7 +2425,7 @@ def test_the_run_lock_never_opens_through_a_symlink(tmp_path: Path) -> None:
     lock = tmp_path / "token.json.lock"
     lock.symlink_to(target)
     with pytest.raises(errors.LocalError):
-        store.RunLock(lock).acquire(0)
+        locks.RunLock(lock).acquire(0)
     assert target.read_text() == "keep me\n"
 
 

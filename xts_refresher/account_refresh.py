@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .client import LoginResult, XtsClient
+from .answers import LoginResult
+from .client import XtsClient
 from .errors import (
     ClockSkewError,
     HookFailedError,
@@ -28,6 +29,7 @@ from .errors import (
     XtsUnavailableError,
 )
 from .interrupt import StopRequest
+from .locks import RunLock
 from .outcome import (
     HOOK_NOT_RUN_STATE,
     NOTHING_TO_DO_HINT,
@@ -39,7 +41,6 @@ from .sessions import SESSIONS, Session
 from .settings import Settings, foreign_token, lock_beside, warn_about_setup
 from .store import (
     DEFAULT_RENEW_BEFORE,
-    RunLock,
     StoredToken,
     app_key_expiry,
     check_writable,

@@ -23,7 +23,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 
-from .client import explain_transport_failure, one_line, read_capped, request_once
+from .answers import one_line
+from .client import explain_transport_failure, read_capped, request_once
 from .console import PING_BODY_BYTES
 from .errors import NotificationRefusedError, NotificationUnavailableError
 from .settings import TelegramSettings, without_credentials

@@ -1,16 +1,13 @@
 """The XTS client: logins, host lookup and token checks over HTTP, with retries and a deadline.
 
-Success is judged on the XTS body (``type`` and a token), never on the HTTP status alone: XTS
-has answered "Invalid Token" with HTTP 200 and with 400 (see PROTOCOL.md). Transient failures
-are retried with exponential backoff and jitter, bounded by ``XTS_RETRIES`` and by the run's
-deadline; a refusal is never retried.
+What an answer means (success judged on the XTS body, never on the HTTP status alone) is
+decided in answers.py. Transient failures are retried with exponential backoff and jitter,
+bounded by ``XTS_RETRIES`` and by the run's deadline; a refusal is never retried.
 """
 
 from __future__ import annotations
 
 import errno
-import json
-import math
 import socket
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -22,16 +19,27 @@ import requests
 from urllib3.exceptions import InsecureRequestWarning
 
 from . import __version__
-from .console import without_controls
-from .errors import LoginRefusedError, TokenRejectedError, XtsUnavailableError
+from .answers import (
+    LoginResult,
+    RedirectedError,
+    RetryableError,
+    RouteNotFoundError,
+    decode_answer,
+    describe_xts_error,
+    is_rate_limit,
+    login_result,
+    one_line,
+    require_token,
+    retryable,
+    shown_url,
+)
+from .errors import TokenRejectedError, XtsUnavailableError
 from .sessions import SESSIONS, Session
-from .settings import Settings, is_loopback_url, without_credentials
-from .store import StoredToken, is_token_text
+from .settings import Settings, is_loopback_url
+from .store import StoredToken
 from .timebox import (
     Deadline,
-    Failure,
     RetriesSpent,
-    retry_after_seconds,
     run_within,
     with_retries,
 )
@@ -68,23 +76,6 @@ if TYPE_CHECKING:
     from .console import Log
 
 
-class LoginResult(Frozen):
-    """A successful login: the token, who it is for, and the answer's ``result`` object."""
-
-    __slots__ = ("api_root", "result", "session", "token", "user_id")
-    _hidden = ("token", "result")
-    session: str
-    token: str
-    user_id: str
-    api_root: str
-    result: dict[str, Any]
-
-    def __init__(
-        self, session: str, token: str, user_id: str, api_root: str, result: dict[str, Any]
-    ) -> None:
-        self._set(session=session, token=token, user_id=user_id, api_root=api_root, result=result)
-
-
 class _Request(Frozen):
     """One HTTP request to XTS, as it is sent on every attempt."""
 
@@ -115,152 +106,6 @@ class _Request(Frozen):
             headers=headers,
             rate_limit_is_answer=rate_limit_is_answer,
         )
-
-
-class RetryableError(XtsUnavailableError):
-    """One attempt failed in a way worth retrying; ``retry_after`` is the server's wish.
-
-    The retry loop turns the last one into a plain XtsUnavailableError (exit 3).
-    """
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-def retryable(exc: Exception) -> Failure | None:
-    """What the retry loop needs of ``exc`` when another attempt may mend it, else None."""
-    return Failure(exc.reason, exc.retry_after) if isinstance(exc, RetryableError) else None
-
-
-class RedirectedError(XtsUnavailableError):
-    """XTS answered with a redirect, which is never followed: a login's secret (a 307 or 308
-    resends the body) would go wherever the answer points. Not retried: the next answer
-    would point the same way."""
-
-    def __init__(self, status: int, location: str) -> None:
-        super().__init__(f"a redirect (HTTP {status}) to {shown_url(location) or 'nowhere'}")
-
-
-class RouteNotFoundError(XtsUnavailableError):
-    """XTS has no such path (HTTP 404, "Route not found"): a setting names the wrong path, and
-    no key or secret is to blame. Not retried."""
-
-
-def one_line(text: str) -> str:
-    """Text a server wrote, ready to be shown: line breaks and runs of white space folded into
-    single spaces, any other control character written as ``\\xNN`` (without_controls).
-
-    A line break could forge a ✓ line on stdout; an ESC sequence, a carriage return or a C1
-    character could clear or rewrite the reader's terminal.
-    """
-    return without_controls(" ".join(text.split()))
-
-
-def shown_url(url: str) -> str:
-    """A URL a server sent, as it may be shown: on one line, without user and password."""
-    return one_line(without_credentials(url))
-
-
-def describe_xts_error(body: dict[str, Any]) -> str:
-    """XTS's own code and description, plus any field errors of a 400 answer."""
-    code = one_line(str(body.get("code") or "no code"))
-    description = one_line(str(body.get("description") or "no description")).rstrip(".")
-    text = f"{code}: {description}"
-    result = body.get("result")
-    errors = result.get("errors") if isinstance(result, dict) else None
-    if isinstance(errors, list):
-        details = []
-        for item in errors:
-            if isinstance(item, dict):
-                messages = item.get("messages")
-                joined = "; ".join(map(str, messages)) if isinstance(messages, list) else ""
-                details.append(one_line(joined))
-        details = [d for d in details if d]
-        if details:
-            text += f" ({'; '.join(details)})"
-    return text
-
-
-def _is_rate_limit(body: dict[str, Any]) -> bool:
-    return str(body.get("code", "")).startswith("e-apirl")
-
-
-def require_token(body: dict[str, Any]) -> None:
-    """RetryableError when XTS says success but hands over no token (not a usable answer)."""
-    result = body.get("result")
-    token = result.get("token") if isinstance(result, dict) else None
-    if body.get("type") == "success" and not (isinstance(token, str) and token.strip()):
-        raise RetryableError("XTS answered success without a token")
-
-
-def login_result(session: Session, body: dict[str, Any], root: str) -> LoginResult:
-    """The LoginResult of a login answer's XTS body; LoginRefusedError when XTS refused.
-
-    A token that is not printable ASCII could not travel in an Authorization header (and
-    would be mangled in the file and the logs): such an answer is not a usable one.
-    """
-    if body.get("type") != "success":
-        raise LoginRefusedError(
-            f"XTS refused the {session.label} login: {describe_xts_error(body)}.",
-            f"Fix {session.key_variable} and {session.secret_variable} in the settings file (the "
-            "key and its secret must belong together, and to XTS_USER_ID when it is set), then "
-            "run again.",
-        )
-    require_token(body)
-    result: dict[str, Any] = body["result"]
-    token = result["token"].strip()
-    if not is_token_text(token):
-        raise RetryableError("XTS answered a token that is not printable ASCII")
-    # Lone UTF-16 surrogates (valid in JSON, not in UTF-8) are spelled out, not kept.
-    raw_user = str(result.get("userID") or "").encode("utf-8", "backslashreplace").decode()
-    user_id = one_line(raw_user)
-    return LoginResult(session.name, token, user_id, root, result)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number as a float; ValueError for one too large to be finite (1e999)."""
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text} is out of range")
-    return number
-
-
-def decode_answer(
-    status: int, headers: Mapping[str, str], raw: bytes, rate_limit_is_answer: bool = False
-) -> dict[str, Any]:
-    """The XTS JSON object of an answer; RetryableError for anything else, 5xx and 429.
-
-    With ``rate_limit_is_answer`` (token checks), an XTS rate-limit body is an answer even
-    with HTTP 429: XTS only rate-limits a token it recognised.
-    """
-    retry_after = retry_after_seconds(headers.get("Retry-After"))
-    try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):  # not JSON, NaN/Infinity, or nested past all reason
-        body = None
-    if 300 <= status < 400 and "Location" in headers:
-        raise RedirectedError(status, headers["Location"])
-    if status == 404:
-        said = f" ({describe_xts_error(body)})" if isinstance(body, dict) else ""
-        raise RouteNotFoundError(f"HTTP 404{said}")
-    if not isinstance(body, dict) or "type" not in body:
-        kind = one_line(headers.get("Content-Type", "no content type").split(";")[0])
-        where = f" (redirect to {shown_url(headers['Location'])})" if "Location" in headers else ""
-        raise RetryableError(
-            f"HTTP {status}{where}, {len(raw)} bytes of {kind} that is not XTS JSON",
-            retry_after,
-        )
-    if status == 429 and rate_limit_is_answer and _is_rate_limit(body):
-        return body
-    if status >= 500 or status == 429:
-        raise RetryableError(f"HTTP {status}: {describe_xts_error(body)}", retry_after)
-    return body
 
 
 def _causes(failure: BaseException) -> Iterator[BaseException]:
@@ -415,7 +260,7 @@ class XtsClient:
         )
         if body.get("type") == "success":
             return "accepted"
-        if _is_rate_limit(body):
+        if is_rate_limit(body):
             return "accepted (rate-limited, which proves the token was recognised)"
         code = str(body.get("code", ""))
         if (
@@ -486,7 +331,7 @@ class XtsClient:
                     "has no such path.",
                     fix,
                 ) from None
-            if _is_rate_limit(body) and not rate_limit_is_answer:
+            if is_rate_limit(body) and not rate_limit_is_answer:
                 raise RetryableError(f"rate limit: {describe_xts_error(body)}")
             if check is not None:
                 check(body)

@@ -46,7 +46,7 @@ URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#@\s]+@")
 # Control characters (C0, DEL, C1) written as \xNN: a server's ESC sequence, carriage return or
 # bell would otherwise move the cursor, clear the screen or rewrite a line of the reader's
 # terminal. The line feed and the tab are kept here (our own messages use them); text from a
-# server is also folded onto one line first (client.one_line).
+# server is also folded onto one line first (answers.one_line).
 CONTROL_ESCAPES = {
     code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)
 }

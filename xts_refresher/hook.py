@@ -10,10 +10,10 @@ import os
 from typing import IO, TYPE_CHECKING
 
 from .errors import HookFailedError
+from .locks import LOCK_HELD_VARIABLE, held_lock_mark
 from .paths import APP_DIR
 from .sessions import SESSIONS, Session
 from .settings import SECRET_VARIABLES, Settings
-from .store import LOCK_HELD_VARIABLE, held_lock_mark
 from .timebox import Deadline
 
 HOOK_MAX_SECONDS = 120.0

@@ -21,6 +21,7 @@ from .accounts import Selection
 from .console import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
 from .errors import UnexpectedError
 from .interrupt import StopRequest
+from .locks import started_by_running_hook
 from .outcome import (
     AccountResult,
     closing_text,
@@ -38,7 +39,6 @@ from .settings import (
     Settings,
     TelegramSettings,
 )
-from .store import started_by_running_hook
 from .timebox import Deadline, Pacing
 
 # How often the main thread looks up from waiting for the accounts, to tell of a signal.
