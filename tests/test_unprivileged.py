@@ -44,6 +44,9 @@ from xts_refresher.simulator import XtsSimulator
 pytestmark = pytest.mark.system
 
 USER_NAME = "xtstest"
+USER_COMMENT = "XTS token refresher tests"  # marks the user as made by a test session
+# Held shared by every pytest session that uses the user; the last one to end removes it.
+USER_LOCK = Path(f"/tmp/xts-token-refresh-tests.{USER_NAME}-user.lock")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Serialises the tests of every pytest session on this machine that change xtstest's crontab.
@@ -109,18 +112,37 @@ def existing_user() -> User | None:
 
 
 @pytest.fixture(scope="session")
-def unprivileged_user() -> User:
-    """The user ``xtstest``, created (with a home folder, which cron needs) when missing.
+def unprivileged_user() -> Iterator[User]:
+    """The user ``xtstest``, created (with a home folder, which cron needs) when missing, and
+    removed (with its home) when the session ends.
 
-    Left in place afterwards: another test session on this machine may be using it.
+    Every session that uses the user holds a shared lock on USER_LOCK meanwhile; at its end a
+    session removes the user only when no other session holds that lock and the account is one
+    a test session made (its comment is USER_COMMENT): a user of that name made by someone else
+    is never touched.
     """
     if os.geteuid() != 0:
         skip_or_fail("only root can create the unprivileged user these tests run as")
+    with USER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield made_user()
+        finally:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another session still runs as the user: the last one removes it
+            else:
+                remove_test_user()
+
+
+def made_user() -> User:
+    """The test user, made first when missing."""
     user = existing_user()
     if user is None:
         done = subprocess.run(
             [tool("useradd"), "--create-home", "--user-group", "--shell", "/bin/sh",
-             "--comment", "XTS token refresher tests", USER_NAME],
+             "--comment", USER_COMMENT, USER_NAME],
             capture_output=True, text=True, check=False, env={"PATH": TOOL_PATH},
         )  # fmt: skip
         user = existing_user()  # exit 9: another test session created it meanwhile
@@ -129,6 +151,22 @@ def unprivileged_user() -> User:
         user.home.mkdir(mode=0o750, parents=True)
         user.own(user.home)
     return user
+
+
+def remove_test_user() -> None:
+    """Delete the test user, its group and its home, when a test session made it."""
+    try:
+        entry = pwd.getpwnam(USER_NAME)
+    except KeyError:
+        return
+    if entry.pw_gecos != USER_COMMENT or entry.pw_uid == 0:
+        return  # not ours
+    done = subprocess.run(
+        [tool("userdel"), "--remove", USER_NAME],
+        capture_output=True, text=True, check=False, env={"PATH": TOOL_PATH},
+    )  # fmt: skip
+    # userdel warns (exit 12) when the user had no mail spool: the user is gone all the same.
+    assert existing_user() is None, f"userdel {USER_NAME} failed ({done.returncode}): {done.stderr}"
 
 
 @pytest.fixture(scope="session")
