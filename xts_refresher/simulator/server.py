@@ -6,7 +6,7 @@ them (endpoints, answer and error shapes); any other path is answered 404, as a 
 does. It also plays a fake Telegram Bot API (``/bot<token>/sendMessage``, ``getMe`` and
 ``getChat``; a refused bot token answers 401, a forgotten chat 400 "chat not found") and a fake
 healthchecks.io (``/ping/...``) so tests can count notifications and pings. Every route is
-named once, in the route table (``_ROUTE_TABLE``). Every request is recorded under its route's
+named once, in the route table (``ROUTE_TABLE``). Every request is recorded under its route's
 name; faults can be queued per route to make the next answers fail (errors, HTML proxy pages,
 rate limits, hangs, resets, trickled bodies, redirects), and ``login_delay`` makes every login
 answer only after a wait, as a slow broker does. ``marketdata_path`` makes it a broker of one
@@ -21,20 +21,30 @@ import argparse
 import base64
 import contextlib
 import json
-import re
 import secrets
 import socket
 import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import Fault, RecordedRequest, error_body, json_bytes, success_body
+from .routes import (
+    LOGIN_ROUTES,
+    MARKETDATA_ROUTES,
+    MD_PREFIXES,
+    ROUTES,
+    UNKNOWN,
+    Answer,
+    find_route,
+    login_fields,
+    required_field,
+    telegram_fields,
+)
 
 __all__ = ["ROUTES", "Fault", "RecordedRequest", "XtsSimulator"]
 
@@ -50,7 +60,6 @@ BAD_CREDENTIALS_DESCRIPTION = "Invalid credentials. Please check your App Key an
 
 KINDS = ("interactive", "marketdata")
 
-_MD_PREFIXES = ("/apimarketdata", "/apibinarymarketdata")
 _MAX_BODY = 10 * 1024 * 1024
 
 
@@ -64,212 +73,6 @@ class _Token:
     app_key: str
     exp: float
     valid: bool = True
-
-
-# The route table. Every route the simulator serves is named once, in _ROUTE_TABLE: its
-# methods, how its path is matched and which function answers it. A request takes the first
-# route that serves it; any other request takes the "unknown" route, answered 404 as a real
-# server would, so a typo in a configured path fails a test as it fails against a broker.
-
-_Answer = tuple[int, Any]
-"""An answer: the HTTP status and a JSON object, or bytes sent as plain text."""
-
-_PathMatch = Callable[[str, Any, str], bool]
-"""Whether a path (with the request's parsed JSON body, and the API prefix) is a route's."""
-
-
-def _under_api(*paths: str) -> _PathMatch:
-    """Return a matcher for exactly one of ``paths`` under the API prefix (``/xts``)."""
-
-    def match(path: str, body: Any, prefix: str) -> bool:
-        return any(path == prefix + candidate for candidate in paths)
-
-    return match
-
-
-def _market_data(path: str) -> tuple[str, ...]:
-    """Return ``path`` under each market-data prefix (the JSON and the binary feed)."""
-    return tuple(md_prefix + path for md_prefix in _MD_PREFIXES)
-
-
-def _any_case(expected: str) -> _PathMatch:
-    """Return a matcher for exactly ``expected`` in any letter case, without the API prefix."""
-
-    def match(path: str, body: Any, prefix: str) -> bool:
-        return path.lower() == expected.lower()
-
-    return match
-
-
-def _clustered_login(path: str, body: Any, prefix: str) -> bool:
-    """Return whether this is a clustered login: a body with a ``uniqueKey``, sent to
-    {connectionString}/user/session, which the simulator's host lookup hands out as
-    {url}/interactive (without the API prefix)."""
-    return path == "/interactive/user/session" and isinstance(body, dict) and "uniqueKey" in body
-
-
-def _whole(pattern: str) -> _PathMatch:
-    """Return a matcher for paths that ``pattern`` matches whole, without the API prefix."""
-    compiled = re.compile(pattern)
-
-    def match(path: str, body: Any, prefix: str) -> bool:
-        return compiled.fullmatch(path) is not None
-
-    return match
-
-
-def _starting(start: str) -> _PathMatch:
-    """Return a matcher for paths starting with ``start``, without the API prefix."""
-
-    def match(path: str, body: Any, prefix: str) -> bool:
-        return path.startswith(start)
-
-    return match
-
-
-@dataclass(frozen=True)
-class _Route:
-    """One route: its name (for faults and recorded requests), the methods it serves, its
-    path matchers (any one matching will do) and the function that answers it."""
-
-    name: str
-    methods: tuple[str, ...]
-    paths: tuple[_PathMatch, ...]
-    answer: Callable[[XtsSimulator, RecordedRequest], _Answer]
-
-    def serves(self, method: str, path: str, body: Any, prefix: str) -> bool:
-        """Return whether a request with this method, path and JSON body takes this route."""
-        return method in self.methods and any(match(path, body, prefix) for match in self.paths)
-
-
-def _answer_interactive_login(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return the interactive login's answer: a session token, or why not."""
-    return sim._login(request, "interactive")
-
-
-def _answer_interactive_logout(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return the logout's answer, ending the session of the token it carries."""
-    return sim._authorized(request, "interactive", logout=True)
-
-
-def _answer_interactive_balance(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return the balance (the interactive token check), or why the token is refused."""
-    return sim._authorized(request, "interactive")
-
-
-def _answer_marketdata_login(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return the market-data login's answer: a session token, or why not."""
-    return sim._login(request, "marketdata")
-
-
-def _answer_marketdata_config(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return the client config (the market-data token check), or why the token is refused."""
-    return sim._authorized(request, "marketdata")
-
-
-def _answer_hostlookup(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return a host lookup: a fresh uniqueKey and the connection string to log in at."""
-    return 200, sim._hostlookup()
-
-
-def _answer_telegram(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return Telegram's answer to sendMessage (the next message ID), or its refusal."""
-    refusal = sim._telegram_refusal(request, needs_chat=True)
-    if refusal is not None:
-        return refusal
-    return 200, {"ok": True, "result": {"message_id": sim._deliver_message(request)}}
-
-
-def _answer_telegram_getme(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return Telegram's answer to getMe (who the bot is), or its refusal."""
-    refusal = sim._telegram_refusal(request, needs_chat=False)
-    if refusal is not None:
-        return refusal
-    bot = {"id": 987654321, "is_bot": True, "first_name": "XTS sim", "username": "xts_sim_bot"}
-    return 200, {"ok": True, "result": bot}
-
-
-def _answer_telegram_getchat(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return Telegram's answer to getChat (the chat's type and title), or its refusal."""
-    refusal = sim._telegram_refusal(request, needs_chat=True)
-    if refusal is not None:
-        return refusal
-    chat_id = str(_telegram_fields(request).get("chat_id"))
-    return 200, {"ok": True, "result": {"id": chat_id, "type": "group", "title": "XTS alerts"}}
-
-
-def _answer_healthcheck(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return healthchecks.io's answer to a ping."""
-    return 200, b"OK"
-
-
-def _answer_unknown(sim: XtsSimulator, request: RecordedRequest) -> _Answer:
-    """Return a 404 with an XTS error body naming the method and path."""
-    description = f"Route not found: {request.method} {request.path}"
-    return 404, error_body("e-route-0404", description)
-
-
-_ROUTE_TABLE: tuple[_Route, ...] = (
-    _Route(
-        "interactive_login",
-        ("POST",),
-        (_under_api("/interactive/user/session"), _clustered_login),
-        _answer_interactive_login,
-    ),
-    _Route(
-        "interactive_logout",
-        ("DELETE",),
-        (_under_api("/interactive/user/session"),),
-        _answer_interactive_logout,
-    ),
-    _Route(
-        "interactive_balance",
-        ("GET",),
-        (_under_api("/interactive/user/balance"),),
-        _answer_interactive_balance,
-    ),
-    _Route(
-        "marketdata_login",
-        ("POST",),
-        (_under_api(*_market_data("/auth/login")),),
-        _answer_marketdata_login,
-    ),
-    _Route(
-        "marketdata_config",
-        ("GET",),
-        (_under_api(*_market_data("/config/clientConfig")),),
-        _answer_marketdata_config,
-    ),
-    _Route("hostlookup", ("POST",), (_any_case("/hostlookup"),), _answer_hostlookup),
-    _Route("telegram", ("GET", "POST"), (_whole(r"/bot[^/]+/sendMessage"),), _answer_telegram),
-    _Route(
-        "telegram_getme", ("GET", "POST"), (_whole(r"/bot[^/]+/getMe"),), _answer_telegram_getme
-    ),
-    _Route(
-        "telegram_getchat",
-        ("GET", "POST"),
-        (_whole(r"/bot[^/]+/getChat"),),
-        _answer_telegram_getchat,
-    ),
-    _Route("healthcheck", ("GET", "POST", "HEAD"), (_starting("/ping/"),), _answer_healthcheck),
-)
-_UNKNOWN = _Route("unknown", (), (), _answer_unknown)
-
-# The routes whose every answer waits for the simulator's login_delay first.
-_LOGIN_ROUTES = frozenset(("interactive_login", "marketdata_login"))
-_MARKETDATA_ROUTES = frozenset(("marketdata_login", "marketdata_config"))
-
-# The route names add_fault() accepts and requests() records, "unknown" last.
-ROUTES: tuple[str, ...] = (*(route.name for route in _ROUTE_TABLE), _UNKNOWN.name)
-
-
-def _find_route(method: str, path: str, body: Any, prefix: str) -> _Route:
-    """Return the first route in the table serving this request, else the "unknown" route.
-
-    ``body`` is the parsed JSON body (None if there is none); ``prefix`` is the path prefix
-    of the simulated API root (``/xts`` for ``https://host/xts``).
-    """
-    return next((r for r in _ROUTE_TABLE if r.serves(method, path, body, prefix)), _UNKNOWN)
 
 
 class _Server(ThreadingHTTPServer):
@@ -320,11 +123,11 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(ValueError):
                 parsed = json.loads(body)
         split = urlsplit(self.path)
-        route = _find_route(self.command, split.path, parsed, sim.api_prefix)
-        if route.name in _MARKETDATA_ROUTES and not split.path.startswith(
+        route = find_route(self.command, split.path, parsed, sim.api_prefix)
+        if route.name in MARKETDATA_ROUTES and not split.path.startswith(
             tuple(sim.api_prefix + md_path + "/" for md_path in sim.marketdata_paths)
         ):
-            route = _UNKNOWN  # the other feed's path: this broker does not serve it
+            route = UNKNOWN  # the other feed's path: this broker does not serve it
         request = RecordedRequest(
             route=route.name,
             method=self.command,
@@ -339,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._send_fault(sim, fault)
             return
-        delay = sim.login_delay if route.name in _LOGIN_ROUTES else 0.0
+        delay = sim.login_delay if route.name in LOGIN_ROUTES else 0.0
         if delay > 0 and sim._stopping.wait(delay):
             return  # stopping: leave without answering so stop() stays fast
         status, answer = route.answer(sim, request)
@@ -382,23 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(fault.body[index : index + 1])
 
 
-def _required(name: str) -> dict[str, Any]:
-    messages = [f'"{name}" is required']
-    return {"field": [name], "location": "body", "messages": messages, "types": ["any.required"]}
-
-
-def _login_fields(request: RecordedRequest) -> dict[str, Any]:
-    if isinstance(request.json, dict):
-        return request.json
-    form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in form.items()}
-
-
-def _telegram_fields(request: RecordedRequest) -> dict[str, Any]:
-    """A Bot API request's parameters: its JSON body, else its query string."""
-    return request.json if isinstance(request.json, dict) else dict(request.query)
-
-
 class XtsSimulator:
     """A fake XTS broker (plus Telegram and healthchecks.io) serving on a local port."""
 
@@ -430,7 +216,7 @@ class XtsSimulator:
         self.hostlookup_connection: str | None = None
         # The market-data API paths served: both, or only the one of a broker's feed
         # ("/apibinarymarketdata" for a binary-feed broker), the other answered 404.
-        self.marketdata_paths = _MD_PREFIXES if marketdata_path is None else (marketdata_path,)
+        self.marketdata_paths = MD_PREFIXES if marketdata_path is None else (marketdata_path,)
         self.last_unique_key: str | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -577,7 +363,7 @@ class XtsSimulator:
             self._messages.append(request)
             return len(self._messages)
 
-    def _telegram_refusal(self, request: RecordedRequest, *, needs_chat: bool) -> _Answer | None:
+    def _telegram_refusal(self, request: RecordedRequest, *, needs_chat: bool) -> Answer | None:
         """Telegram's refusal of ``request``, or None: 401 for a refused bot token, 400 for a
         forgotten chat (or no chat_id at all) where the method needs one."""
         token = request.path.split("/")[1][len("bot") :]
@@ -586,17 +372,17 @@ class XtsSimulator:
             unknown = self._unknown_chats.copy()
         if refused:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
-        chat_id = _telegram_fields(request).get("chat_id")
+        chat_id = telegram_fields(request).get("chat_id")
         if needs_chat and (chat_id in (None, "") or str(chat_id) in unknown):
             description = "Bad Request: chat not found"
             return 400, {"ok": False, "error_code": 400, "description": description}
         return None
 
     def _login(self, request: RecordedRequest, kind: str) -> tuple[int, Any]:
-        fields = _login_fields(request)
+        fields = login_fields(request)
         names = ("appKey", "secretKey", "source")
         errors = [
-            _required(n) for n in names if not isinstance(fields.get(n), str) or not fields[n]
+            required_field(n) for n in names if not isinstance(fields.get(n), str) or not fields[n]
         ]
         if errors:
             return 400, error_body("e-validation-0001", "Bad Request", {"errors": errors})
