@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from . import thirdparty
 from .faults import RecordedRequest, error_body
 
 if TYPE_CHECKING:
@@ -58,6 +59,16 @@ def _clustered_login(path: str, body: Any, prefix: str) -> bool:
     {connectionString}/user/session, which the simulator's host lookup hands out as
     {url}/interactive (without the API prefix)."""
     return path == "/interactive/user/session" and isinstance(body, dict) and "uniqueKey" in body
+
+
+def _exchange(path: str, body: Any, prefix: str) -> bool:
+    """Return whether this is the exchange of a login page's access token for a session: a
+    login (under the API prefix) whose body carries an ``accessToken``."""
+    return (
+        path == prefix + "/interactive/user/session"
+        and isinstance(body, dict)
+        and ("accessToken" in body)
+    )
 
 
 def _whole(pattern: str) -> _PathMatch:
@@ -163,6 +174,12 @@ def _answer_unknown(sim: XtsSimulator, request: RecordedRequest) -> Answer:
 
 ROUTE_TABLE: tuple[_Route, ...] = (
     _Route(
+        "interactive_exchange",
+        ("POST",),
+        (_exchange,),
+        thirdparty.answer_exchange,
+    ),
+    _Route(
         "interactive_login",
         ("POST",),
         (_under_api("/interactive/user/session"), _clustered_login),
@@ -192,6 +209,15 @@ ROUTE_TABLE: tuple[_Route, ...] = (
         (_under_api(*_market_data("/config/clientConfig")),),
         _answer_marketdata_config,
     ),
+    _Route(
+        "thirdparty_page", ("GET",), (_under_api(thirdparty.PAGE_PATH),), thirdparty.answer_page
+    ),
+    _Route(
+        "thirdparty_sign_in",
+        ("POST",),
+        (_under_api(thirdparty.PAGE_PATH),),
+        thirdparty.answer_sign_in,
+    ),
     _Route("hostlookup", ("POST",), (_any_case("/hostlookup"),), _answer_hostlookup),
     _Route("telegram", ("GET", "POST"), (_whole(r"/bot[^/]+/sendMessage"),), _answer_telegram),
     _Route(
@@ -208,7 +234,7 @@ ROUTE_TABLE: tuple[_Route, ...] = (
 UNKNOWN = _Route("unknown", (), (), _answer_unknown)
 
 # The routes whose every answer waits for the simulator's login_delay first.
-LOGIN_ROUTES = frozenset(("interactive_login", "marketdata_login"))
+LOGIN_ROUTES = frozenset(("interactive_exchange", "interactive_login", "marketdata_login"))
 MARKETDATA_ROUTES = frozenset(("marketdata_login", "marketdata_config"))
 
 # The route names add_fault() accepts and requests() records, "unknown" last.

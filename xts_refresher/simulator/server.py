@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from . import thirdparty
 from .faults import Fault, RecordedRequest, error_body, json_bytes, success_body
 from .routes import (
     LOGIN_ROUTES,
@@ -44,6 +45,15 @@ from .routes import (
     login_fields,
     required_field,
     telegram_fields,
+)
+from .thirdparty import (
+    THIRDPARTY_INTERACTIVE_KEY,
+    THIRDPARTY_INTERACTIVE_SECRET,
+    THIRDPARTY_MARKETDATA_KEY,
+    THIRDPARTY_MARKETDATA_SECRET,
+    THIRDPARTY_PASSWORD,
+    THIRDPARTY_TOTP_SECRET,
+    THIRDPARTY_USER_ID,
 )
 
 __all__ = ["ROUTES", "Fault", "RecordedRequest", "XtsSimulator"]
@@ -146,7 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0 and sim._stopping.wait(delay):
             return  # stopping: leave without answering so stop() stays fast
         status, answer = route.answer(sim, request)
-        if isinstance(answer, bytes):
+        if isinstance(answer, Fault):
+            self._send_fault(sim, answer)
+        elif isinstance(answer, bytes):
             self._send(status, answer, (("Content-Type", "text/plain; charset=utf-8"),))
         else:
             self._send(status, json_bytes(answer), (("Content-Type", "application/json"),))
@@ -241,6 +253,17 @@ class XtsSimulator:
             self._scheme = "https"
         self.add_account(DEMO_INTERACTIVE_KEY, DEMO_INTERACTIVE_SECRET, DEMO_USER_ID)
         self.add_account(DEMO_MARKETDATA_KEY, DEMO_MARKETDATA_SECRET, DEMO_USER_ID, "marketdata")
+        # The broker's login page and its holder, who must sign in there (see thirdparty.py).
+        self.thirdparty = thirdparty.ThirdpartyBroker()
+        self.thirdparty.add_account(
+            THIRDPARTY_INTERACTIVE_KEY, THIRDPARTY_INTERACTIVE_SECRET, THIRDPARTY_USER_ID
+        )
+        self.add_account(
+            THIRDPARTY_MARKETDATA_KEY,
+            THIRDPARTY_MARKETDATA_SECRET,
+            THIRDPARTY_USER_ID,
+            "marketdata",
+        )
 
     @property
     def url(self) -> str:
@@ -378,7 +401,7 @@ class XtsSimulator:
             return 400, {"ok": False, "error_code": 400, "description": description}
         return None
 
-    def _login(self, request: RecordedRequest, kind: str) -> tuple[int, Any]:
+    def _login(self, request: RecordedRequest, kind: str) -> Answer:
         fields = login_fields(request)
         names = ("appKey", "secretKey", "source")
         errors = [
@@ -387,6 +410,10 @@ class XtsSimulator:
         if errors:
             return 400, error_body("e-validation-0001", "Bad Request", {"errors": errors})
         app_key = fields["appKey"]
+        if kind == "interactive":
+            refusal = thirdparty.key_login_refusal(self, app_key, fields["secretKey"])
+            if refusal is not None:
+                return refusal
         with self._lock:
             account = self._accounts.get((kind, app_key))
         if account is None or account[0] != fields["secretKey"]:
@@ -394,10 +421,15 @@ class XtsSimulator:
             if kind == "marketdata":
                 code = CODE_BAD_CREDENTIALS_MARKETDATA
             return 400, error_body(code, BAD_CREDENTIALS_DESCRIPTION)
+        return self._logged_in(kind, app_key, account[1])
+
+    def _logged_in(self, kind: str, app_key: str, user_id: str) -> Answer:
+        """The answer of a successful ``kind`` login of ``app_key``, whose user is ``user_id``
+        (unless a user override says otherwise): a new session token."""
         override = self.interactive_user_override
         if kind == "marketdata":
             override = self.marketdata_user_override
-        user = override if override is not None else account[1]
+        user = override if override is not None else user_id
         token = self._issue(kind, app_key, user)
         if kind == "marketdata":
             result: dict[str, Any] = {
@@ -483,17 +515,65 @@ class XtsSimulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the simulator in the foreground until Ctrl-C; return the exit code."""
+    """Serve the simulator in the foreground until Ctrl-C (or, with ``--totp``, print the
+    thirdparty holder's current TOTP); return the exit code."""
     parser = argparse.ArgumentParser(description="Run a fake XTS broker on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any)")
+    parser.add_argument(
+        "--totp",
+        action="store_true",
+        help="print the current TOTP of the login page's user (or of --totp-secret) and exit",
+    )
+    parser.add_argument(
+        "--totp-secret",
+        default=THIRDPARTY_TOTP_SECRET,
+        help="the base32 TOTP secret of the login page's user (default: the simulator's)",
+    )
+    parser.add_argument(
+        "--session-shape",
+        choices=thirdparty.SESSION_SHAPES,
+        default="accessToken",
+        help="what the login page hands over: an access token to exchange, or the session",
+    )
+    parser.add_argument(
+        "--handover",
+        choices=thirdparty.HANDOVERS,
+        default="post",
+        help="how the login page hands it over: a form POST, or a GET of the return URL",
+    )
     args = parser.parse_args(argv)
-    sim = XtsSimulator(port=args.port).start()
+    if args.totp:
+        print(thirdparty.totp(args.totp_secret))
+        return 0
+    sim = XtsSimulator(port=args.port)
+    sim.thirdparty.session_shape = args.session_shape
+    sim.thirdparty.handover = args.handover
+    sim.thirdparty.add_account(
+        THIRDPARTY_INTERACTIVE_KEY,
+        THIRDPARTY_INTERACTIVE_SECRET,
+        THIRDPARTY_USER_ID,
+        totp_secret=args.totp_secret,
+    )
+    sim.start()
     print(f"XTS simulator listening on {sim.url}  (Ctrl-C to stop)")
     print("Fake demo credentials (they only work against this simulator):")
     print(f"  user ID:             {DEMO_USER_ID}")
     print(f"  interactive key:     {DEMO_INTERACTIVE_KEY}  secret: {DEMO_INTERACTIVE_SECRET}")
     print(f"  market-data key:     {DEMO_MARKETDATA_KEY}  secret: {DEMO_MARKETDATA_SECRET}")
     print("  market-data path:    /apimarketdata (or /apibinarymarketdata)")
+    print("A user who must sign in on the login page (its key login is refused):")
+    print(f"  login page:          {sim.url}{thirdparty.PAGE_PATH}")
+    print(f"  user ID:             {THIRDPARTY_USER_ID}  password: {THIRDPARTY_PASSWORD}")
+    print(f"  TOTP secret:         {args.totp_secret}  (python -m xts_refresher.simulator --totp)")
+    print(
+        f"  interactive key:     {THIRDPARTY_INTERACTIVE_KEY}  secret: "
+        f"{THIRDPARTY_INTERACTIVE_SECRET}"
+    )
+    print(
+        f"  market-data key:     {THIRDPARTY_MARKETDATA_KEY}  secret: "
+        f"{THIRDPARTY_MARKETDATA_SECRET}"
+    )
+    print(f"  the page hands over: {args.session_shape} by {args.handover.upper()}")
     try:
         while True:
             time.sleep(1)
