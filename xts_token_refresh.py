@@ -21,7 +21,7 @@ import os
 import sys
 
 from xts_refresher.errors import TokenUnavailableError, XtsRefreshError
-from xts_refresher.paths import bot_token_path, resolve
+from xts_refresher.paths import bot_token_path, missing_session_error, resolve
 from xts_refresher.sessions import SESSIONS
 from xts_refresher.store import StoredToken, read_token_file
 
@@ -53,7 +53,8 @@ def load_token(
 
     Raises TokenUnavailableError (``.state`` is "missing", "corrupt" or "expired") with a
     message that says which file (absolute) and what to do; "missing" also for an unknown
-    account, or for several accounts and none named (the message lists them).
+    account, for several accounts and none named (the message lists them), and for a
+    session the account does not have (the message says so, naming its settings file).
     """
     if session not in SESSIONS:
         raise ValueError(
@@ -63,7 +64,14 @@ def load_token(
         token_path = resolve(os.fspath(path))
     else:
         token_path = bot_token_path(SESSIONS[session], os.environ, account)
-    stored = read_token_file(token_path, session)
+    try:
+        stored = read_token_file(token_path, session)
+    except TokenUnavailableError as exc:
+        # No token file: a session the account does not have is told as such.
+        unconfigured = None
+        if exc.state == "missing" and path is None:
+            unconfigured = missing_session_error(SESSIONS[session], os.environ, account, token_path)
+        raise unconfigured or exc from None
     if stored.is_expired():
         label = SESSIONS[session].label
         raise TokenUnavailableError(

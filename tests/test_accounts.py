@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import (
@@ -289,13 +290,15 @@ def assert_account_lines_prefixed(
 
 
 def assert_seed_lines(run: Run, account: Account) -> None:
-    """The seed's lines of one account's refresh, each prefixed, on stdout and in the log."""
+    """The seed's lines of one account's refresh, each prefixed, on stdout and in the log;
+    the seed's banner opens the run once, unprefixed."""
     prefix = account.prefix
     for text in (run.stdout, "\n".join(log_messages(run.log))):
         got = lines(text)
-        assert prefix + BANNER_RULE in got
-        assert prefix + "XTS Token Refresh Cron Job Started" in got
-        assert prefix + "Starting XTS token refresh process..." in got
+        assert got[:2] == [BANNER_RULE, "XTS Token Refresh Cron Job Started"], got[:4]
+        assert got.count("XTS Token Refresh Cron Job Started") == 1
+        assert not any("Cron Job Started" in line for line in got[2:]), got
+        assert got.count(prefix + "Starting XTS token refresh process...") == 1
         assert got.count(prefix + "✓ XTS token refreshed successfully!") == 1
         assert prefix + f"✓ Token saved to: {account.token_file}" in got
         if account.marketdata_key:
@@ -444,6 +447,109 @@ def test_one_broker_down_fails_only_its_account(
     (message,) = sim.requests("telegram")
     text = message.json["text"]
     assert text.index("bob") < text.index("alice"), "failures first"
+
+
+def broker(sim: XtsSimulator) -> str:
+    """How failures name ``sim`` as a broker: its host and (not the default) port."""
+    return f"broker {urlsplit(sim.url).netloc}"
+
+
+def test_a_failure_names_its_broker_and_the_accounts_own_file(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """With bob's broker down, both of bob's sessions fail: every ✗ line of bob (console and
+    log) names bob's broker by host and port, and only it; the closing and summary lines name
+    both sessions; the advice names bob's own file, not .env; the Telegram message names bob's
+    broker and file and not alice's broker; bob's token files are byte for byte as before."""
+    _alice, bob = pair
+    assert fleet.run().code == 0
+    before = {path: path.read_bytes() for path in bob.token_files}
+    sim.clear()
+    sim2.clear()
+    sim2.stop()
+    fleet.with_telegram(sim)
+
+    run = fleet.run()
+
+    assert run.code == 3, run.output
+    assert {path: path.read_bytes() for path in bob.token_files} == before
+    assert sim2.requests() == []  # stopped: nothing got through
+    for text in (run.stdout, "\n".join(log_messages(run.log))):
+        failures = [line for line in lines(text) if "✗" in line]
+        assert failures, text
+        for line in failures:
+            assert broker(sim2) in line, line
+            assert broker(sim) not in line, line
+        bob_closing = next(line for line in failures if line.startswith("[bob] ✗ Token refresh"))
+        summary = failures[-1]
+        for told in (bob_closing, summary):
+            assert "interactive login" in told, told
+            assert "market-data login" in told, told
+            assert f"XTS_API_ROOT in {bob.file}" in told, told
+            assert "in .env)" not in told, told
+    assert last_line(run.stdout).startswith(
+        f"✗ 1 of 2 accounts failed (exit code 3): bob: {broker(sim2)}: "
+    )
+    (message,) = sim.requests("telegram")
+    text = message.json["text"]
+    assert f"✗ bob ({broker(sim2)})" in text, text
+    assert str(bob.file) in text, text
+    assert broker(sim) not in text, text
+
+
+def test_a_refused_login_names_the_accounts_file_in_its_advice(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """bob's broker refuses his key: the advice (console, log, Telegram) says to fix the key in
+    bob's own file, and names bob's broker; alice is refreshed."""
+    alice, bob = pair
+    bob.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-bob-wrong-secret-Qx4"
+    fleet.with_telegram(sim)
+
+    run = fleet.run()
+
+    assert run.code == 1, run.output
+    assert_holds_newest_token(alice)
+    assert not bob.token_file.exists()
+    closing = next(line for line in lines(run.stdout) if line.startswith("[bob] ✗ Token refresh"))
+    assert f"XTS_INTERACTIVE_API_SECRET in {bob.file}" in closing, closing
+    assert broker(sim2) in closing, closing
+    assert f"in {bob.file}" in "\n".join(log_messages(run.log))
+    (message,) = sim.requests("telegram")
+    assert f"in {bob.file}" in message.json["text"]
+    assert "in the settings file" not in run.stdout + message.json["text"]
+
+
+def test_each_accounts_lines_come_together_on_the_console_and_in_real_order_in_the_log(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """alice's broker answers her first login late (a 504 after 1.5 s, then a retry), so bob
+    is done long before her: on the console the banner comes once, then each account's lines
+    as one block, bob's first (he finished first); the log keeps the real order, alice's
+    first line before bob's, her retry after bob's closing line."""
+    alice, bob = pair
+    sim.add_fault("interactive_login", Fault.hang(1.5))
+
+    run = fleet.run()
+
+    assert run.code == 0, run.output
+    assert sim.count("interactive_login") == 2
+    shown = lines(run.stdout)
+    assert shown.count(BANNER_RULE) == 2 and shown[0] == BANNER_RULE
+    owners = [line[1 : line.index("]")] for line in shown if line.startswith("[")]
+    blocks = [name for i, name in enumerate(owners) if i == 0 or owners[i - 1] != name]
+    assert blocks == ["bob", "alice"], owners
+    assert shown[-1] == "✓ All 2 accounts hold fresh tokens (exit code 0)."
+    logged = log_messages(run.log)
+    alice_lines = [i for i, line in enumerate(logged) if line.startswith(alice.prefix)]
+    bob_closing = max(i for i, line in enumerate(logged) if line.startswith(bob.prefix))
+    assert alice_lines[0] < bob_closing < alice_lines[-1], logged
+    assert any("retrying" in logged[i] for i in alice_lines if i > bob_closing), logged
+    assert sorted(logged) == sorted(line for line in lines(run.stdout)), (
+        "the console and the log tell the same lines"
+    )
+    for account in pair:
+        assert_seed_lines(run, account)
 
 
 # -- 3. one broker hanging ------------------------------------------------------------------------

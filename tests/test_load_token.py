@@ -237,6 +237,47 @@ def test_one_account_is_used_when_none_is_named(program: Program) -> None:
     assert str(program.accounts / "solo" / MARKETDATA) in missing["error"]
 
 
+def test_a_session_the_account_does_not_have_is_told_as_such(program: Program) -> None:
+    """load_token(session="marketdata") for an account whose file sets no market-data key:
+    the error says the account has no such session and names its file, not "log in again";
+    an account that has the session but no token yet still gets "log in again"."""
+    solo_file = program.account("solo")
+    program.account("duo", "XTS_MARKETDATA_API_KEY=mk\nXTS_MARKETDATA_API_SECRET=ms\n")
+    write_token(program.accounts / "solo" / INTERACTIVE, "tok-solo")
+
+    without, not_yet = program.load(
+        {"account": "solo", "session": "marketdata"},
+        {"account": "duo", "session": "marketdata"},
+    )
+
+    assert without["state"] == "missing"
+    assert without["path"] == str(program.accounts / "solo" / MARKETDATA)
+    assert "The account 'solo' has no market-data session" in without["error"]
+    assert (
+        f"XTS_MARKETDATA_API_KEY and XTS_MARKETDATA_API_SECRET in {solo_file}" in (without["error"])
+    )
+    assert "log in again" not in without["error"]
+    assert not_yet["state"] == "missing"
+    assert "log in again" in not_yet["error"]
+    assert "has no market-data session" not in not_yet["error"]
+
+
+def test_the_single_account_without_market_data_is_told_so(program: Program) -> None:
+    """No account files, a .env without a market-data key: load_token(session="marketdata")
+    says the account 'default' has no such session, naming the .env beside the program."""
+    program.env("XTS_INTERACTIVE_API_KEY=k\nXTS_INTERACTIVE_API_SECRET=s\n")
+
+    error = program.error({"session": "marketdata"})
+
+    assert error["state"] == "missing"
+    assert "The account 'default' has no market-data session" in error["error"]
+    assert str(program.folder / ".env") in error["error"]
+    with_key = program.error(
+        {"session": "marketdata"}, env={"XTS_MARKETDATA_API_KEY": "mk-from-the-environment"}
+    )
+    assert "log in again" in with_key["error"]
+
+
 def test_account_file_sets_its_token_file_relatively(program: Program) -> None:
     """XTS_TOKEN_FILE in accounts/NAME.env, relative: taken from the script's folder (not
     the bot's, not accounts/); quotes and export as in .env. XTS_TOKEN_FILE set in .env or the

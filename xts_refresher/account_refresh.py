@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .answers import LoginResult
 from .client import XtsClient
 from .errors import (
+    SETTINGS_FILE,
     ClockSkewError,
     HookFailedError,
     InterruptedRunError,
@@ -35,6 +36,7 @@ from .outcome import (
     NOTHING_TO_DO_HINT,
     AccountResult,
     interruption_text,
+    session_failure_line,
     session_state,
 )
 from .sessions import SESSIONS, Session
@@ -53,7 +55,7 @@ from .store import (
     save_token,
 )
 from .timebox import Deadline
-from .values import Frozen
+from .values import Frozen, plural
 
 BANNER_RULE = "=" * 62
 
@@ -64,6 +66,18 @@ SHORT_LIFE_SECONDS = 3600.0
 
 if TYPE_CHECKING:
     from .console import Log, Redactor
+
+
+def print_banner(log: Log) -> None:
+    """The seed's banner, which opens a run (once, whatever the number of accounts)."""
+    started = datetime.now()
+    for line in (
+        BANNER_RULE,
+        "XTS Token Refresh Cron Job Started",
+        f"Execution Time: {started:%Y-%m-%d %H:%M:%S}",
+        BANNER_RULE,
+    ):
+        log.info("%s", line)
 
 
 class RefreshOptions(Frozen):
@@ -199,16 +213,11 @@ class RefreshRun:
         self.unlocked: dict[Session, TokenSaveError] = {}
         self.hook_skipped = False
 
-    def start(self) -> None:
-        """The opening lines of the run (the seed's banner), and the setup warnings."""
-        started = datetime.now()
-        for line in (
-            BANNER_RULE,
-            "XTS Token Refresh Cron Job Started",
-            f"Execution Time: {started:%Y-%m-%d %H:%M:%S}",
-            BANNER_RULE,
-        ):
-            self.log.info("%s", line)
+    def start(self, banner: bool = True) -> None:
+        """The account's opening lines: the seed's banner (unless the run printed it once for
+        all its accounts), the seed's opening line, and the setup warnings."""
+        if banner:
+            print_banner(self.log)
         self.log.info("Starting XTS token refresh process...")
         warn_about_setup(self.settings, self.log)
 
@@ -316,7 +325,7 @@ class RefreshRun:
                 if session in self.unlocked:
                     raise self.unlocked[session]
             except TokenSaveError as exc:
-                self.log.error("✗ %s: %s", session.title, exc.message)
+                self._report(session.title, exc.message)
                 decided[session] = SessionOutcome(session, error=exc)
         outcomes = []
         for session, decision in decided.items():
@@ -347,7 +356,7 @@ class RefreshRun:
             f"hold a whole request (XTS_TIMEOUT={self.settings.timeout:g} s): no login was sent, "
             f"so the {label} token file is unchanged. XTS did not fail.",
         )
-        self.log.error("✗ %s: %s", session.title, failure.message)
+        self._report(session.title, failure.message)
         return SessionOutcome(session, error=failure)
 
     def _keep_or_renew(self, client: XtsClient, session: Session) -> SessionOutcome | None:
@@ -367,7 +376,7 @@ class RefreshRun:
             except TokenRejectedError as exc:
                 reason = exc.message.rstrip(".")
             except XtsRefreshError as exc:
-                self.log.error("✗ %s check: %s", session.title, exc.message)
+                self._report(f"{session.title} check", exc.message)
                 failure = XtsUnavailableError(
                     f"The stored {session.label} token could not be checked with XTS "
                     f"({exc.message}); it was kept, and no login was sent.",
@@ -395,7 +404,7 @@ class RefreshRun:
             self._check_user(session, stored)
             save_token(path, stored)
         except XtsRefreshError as exc:
-            self.log.error("✗ %s: %s", session.title, exc.message)
+            self._report(session.title, exc.message)
             return SessionOutcome(session, error=exc)
         short_lived = short_life_error(session, stored)
         if short_lived is None:
@@ -404,7 +413,7 @@ class RefreshRun:
         expires = stored.expires_at.isoformat() if stored.expires_at else "unknown"
         self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
         if short_lived is not None:
-            self.log.error("✗ %s: %s", session.title, short_lived.message)
+            self._report(session.title, short_lived.message)
             return SessionOutcome(session, saved=stored, error=short_lived)
         if stored.expires_at is None:
             self._warn(
@@ -421,7 +430,7 @@ class RefreshRun:
             raise LoginRefusedError(
                 f"The {session.label} login answered for user {stored.user_id or 'unknown'}, "
                 f"not XTS_USER_ID={wanted}; nothing was saved.",
-                "Check that the API key belongs to XTS_USER_ID.",
+                f"Check that the API key belongs to XTS_USER_ID (in {SETTINGS_FILE}).",
             )
 
     def _check_app_key(self, session: Session, value: Any) -> None:
@@ -430,11 +439,15 @@ class RefreshRun:
             return
         days = (expiry.date() - datetime.now().date()).days
         if days <= APP_KEY_WARNING_DAYS:
-            when = f"in {days} day(s)" if days >= 0 else f"{-days} day(s) ago"
+            when = f"in {plural(days, 'day')}" if days >= 0 else f"{plural(-days, 'day')} ago"
             self._warn(
                 f"The {session.label} app key expires {when} ({value}): renew it with "
                 "your broker before it stops working."
             )
+
+    def _report(self, what: str, message: str) -> None:
+        """Log the ✗ line of ``what`` (a session) failing, naming the account's broker."""
+        self.log.error("%s", session_failure_line(what, self.settings.broker, message))
 
     def _warn(self, text: str) -> None:
         self.log.warning("⚠ %s", text)
@@ -446,7 +459,7 @@ class RefreshRun:
         try:
             note = client.verify(outcome.saved)
         except XtsRefreshError as exc:
-            self.log.error("✗ %s check: %s", outcome.session.title, exc)
+            self._report(f"{outcome.session.title} check", str(exc))
             return outcome.replaced(error=exc)
         self.log.info("✓ The new %s works: %s.", outcome.session.title, note)
         return outcome

@@ -35,6 +35,7 @@ from .timebox import (
     RetriesSpent,
     retry_after_seconds,
     run_within,
+    seconds_text,
     with_retries,
 )
 
@@ -81,7 +82,9 @@ def deliver(
             # run_within bounds the whole exchange: requests' timeout bounds each read only.
             return run_within(timeout, functools.partial(attempt, timeout))
         except TimeoutError:
-            raise NotificationUnavailableError(f"no answer within {timeout:g} s") from None
+            raise NotificationUnavailableError(
+                f"no answer within {seconds_text(timeout)} s"
+            ) from None
 
     try:
         with_retries(
@@ -107,11 +110,13 @@ def deliver(
             log.warning("⚠ %s failed (%s)%s: it was not delivered.", what, reason, after)
         else:
             limit = (
-                f"its {budget.seconds:g} s budget"
+                f"its {seconds_text(budget.seconds)} s budget"
                 if spent.limit is budget
                 else f"XTS_DEADLINE ({pacing.deadline.seconds:g} s)"
             )
-            asked = f" (asked to wait {retry_after:g} s)" if retry_after is not None else ""
+            asked = (
+                f" (asked to wait {seconds_text(retry_after)} s)" if retry_after is not None else ""
+            )
             log.warning(
                 "⚠ %s failed (%s)%s, and %s leaves no time for another try: it was not delivered.",
                 what,

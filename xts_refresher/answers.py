@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .console import without_controls
-from .errors import LoginRefusedError, XtsUnavailableError
+from .errors import SETTINGS_FILE, LoginRefusedError, XtsUnavailableError
 from .sessions import Session
 from .settings import without_credentials
 from .store import is_token_text
@@ -126,7 +126,7 @@ def login_result(session: Session, body: dict[str, Any], root: str) -> LoginResu
     if body.get("type") != "success":
         raise LoginRefusedError(
             f"XTS refused the {session.label} login: {describe_xts_error(body)}.",
-            f"Fix {session.key_variable} and {session.secret_variable} in the settings file (the "
+            f"Fix {session.key_variable} and {session.secret_variable} in {SETTINGS_FILE} (the "
             "key and its secret must belong together, and to XTS_USER_ID when it is set), then "
             "run again.",
         )

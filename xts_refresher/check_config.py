@@ -25,10 +25,12 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
+from .outcome import broker_words
 from .outputs import PathProblem, written_paths
 from .sessions import MARKETDATA, SESSIONS
 from .settings import Settings, warn_about_setup, without_credentials
 from .timebox import Deadline, run_within
+from .values import plural
 
 if TYPE_CHECKING:
     from .console import Log
@@ -120,13 +122,15 @@ def check_config(
         not_ready = [name for name, c in zip(names, codes) if c]
         if not_ready:
             log.error(
-                "✗ %d of %d accounts not ready (exit code %d): %s. Fix what is marked ✗ under "
+                "✗ %d of %s not ready (exit code %d): %s. Fix what is marked ✗ under "
                 "their names, then run check-config again.",
                 len(not_ready),
-                len(codes),
+                plural(len(codes), "account"),
                 code,
                 ", ".join(not_ready),
             )
+        elif len(names) == 1:
+            log.info("✓ Account %s is ready.", names[0])
         else:
             log.info("✓ All %d accounts are ready.", len(codes))
     return code
@@ -173,7 +177,8 @@ def check_account(
             if MARKETDATA.name in settings.credentials:
                 check_marketdata_path(settings, client, log)
         except XtsRefreshError as exc:
-            log.error("✗ %s", exc)
+            exc.place(settings.broker, settings.shown_env_file)
+            log.error("✗ %s: %s", broker_words(exc.broker), exc)
             code = exc.exit_code
     code = max(code, check_notifications(settings, log, answers))
     if code == 0:

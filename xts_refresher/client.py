@@ -33,7 +33,7 @@ from .answers import (
     retryable,
     shown_url,
 )
-from .errors import TokenRejectedError, XtsUnavailableError
+from .errors import SETTINGS_FILE, TokenRejectedError, XtsUnavailableError
 from .sessions import SESSIONS, Session
 from .settings import Settings, is_loopback_url
 from .store import StoredToken
@@ -41,9 +41,10 @@ from .timebox import (
     Deadline,
     RetriesSpent,
     run_within,
+    seconds_text,
     with_retries,
 )
-from .values import Frozen
+from .values import Frozen, plural
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 HOSTLOOKUP_PASSWORD = "2021HostLookUpAccess"  # noqa: S105 - public, the same for every broker
@@ -63,14 +64,14 @@ TRANSPORT_REASONS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
 
 # What to check when XTS answers a request with a redirect or "Route not found".
 ROOT_HINT = (
-    "Check XTS_API_ROOT: the API address your broker gives (https, with any path prefix, "
-    "e.g. https://ttblaze.iifl.com)."
+    f"Check XTS_API_ROOT in {SETTINGS_FILE}: the API address your broker gives (https, with "
+    "any path prefix, e.g. https://ttblaze.iifl.com)."
 )
 MARKETDATA_PATH_HINT = (
-    "Check XTS_MARKETDATA_PATH: binary-feed brokers (Jainam, RMoney, ibulls) use "
-    "/apibinarymarketdata, the others /apimarketdata; and XTS_API_ROOT."
+    f"Check XTS_MARKETDATA_PATH in {SETTINGS_FILE}: binary-feed brokers (Jainam, RMoney, "
+    "ibulls) use /apibinarymarketdata, the others /apimarketdata; and XTS_API_ROOT."
 )
-HOSTLOOKUP_HINT = "Check XTS_HOSTLOOKUP_URL with your broker."
+HOSTLOOKUP_HINT = f"Check XTS_HOSTLOOKUP_URL (in {SETTINGS_FILE}) with your broker."
 
 if TYPE_CHECKING:
     from .console import Log
@@ -229,7 +230,8 @@ class XtsClient:
                 f"The host lookup at {shown_url(lookup_url)} answered the connection string "
                 f"{shown_url(connection)}, which {unsafe}: no login was sent (it carries the "
                 "API secret).",
-                "Check XTS_HOSTLOOKUP_URL with your broker: the connection string it hands out "
+                f"Check XTS_HOSTLOOKUP_URL (in {SETTINGS_FILE}) with your broker: the connection "
+                "string it hands out "
                 "must be https, with no user or password in it.",
             )
         return found["uniqueKey"], connection
@@ -351,11 +353,11 @@ class XtsClient:
             reason = spent.failure.reason
             if spent.limit is None:
                 raise XtsUnavailableError(
-                    f"The {label} failed after {spent.attempts} attempt(s): {reason}."
+                    f"The {label} failed after {plural(spent.attempts, 'attempt')}: {reason}."
                 ) from None
             raise XtsUnavailableError(
                 f"The {label} failed ({reason}) and XTS_DEADLINE ({self.deadline.seconds:g} s) "
-                f"leaves no time for another try after {spent.attempts} attempt(s).",
+                f"leaves no time for another try after {plural(spent.attempts, 'attempt')}.",
             ) from None
 
     def _attempt(self, request: _Request) -> dict[str, Any]:
@@ -373,7 +375,7 @@ class XtsClient:
                 budget, lambda: self._exchange(request, budget)
             )
         except TimeoutError:
-            raise RetryableError(f"no complete answer within {budget:g} s") from None
+            raise RetryableError(f"no complete answer within {seconds_text(budget)} s") from None
         except requests.RequestException as exc:
             raise RetryableError(explain_transport_failure(exc)) from None
         return decode_answer(status, answer_headers, raw, request.rate_limit_is_answer)

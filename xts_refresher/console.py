@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 LOGGER_NAME = "xts_token_refresh"
+CONSOLE_HANDLER_NAME = "console"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 PING_BODY_BYTES = 10_000  # what healthchecks.io keeps of a ping's body
 ACCOUNT_ATTRIBUTE = "xts_account"  # the log record's attribute naming an AccountLog's account
@@ -203,6 +204,7 @@ def setup_logging(redactor: Redactor, console_stream: TextIO | None = None) -> l
     # On the logger, not on each handler: every record is masked once, before any handler.
     log.addFilter(redactor)
     console = logging.StreamHandler(console_stream or sys.stdout)
+    console.set_name(CONSOLE_HANDLER_NAME)
     console.setFormatter(_ConsoleFormatter())
     log.addHandler(console)
     return log
@@ -348,6 +350,55 @@ def report_failure(log: Log, failure: XtsRefreshError) -> None:
         log.error("✗ %s", failure.hint)
     else:
         log.error("✗ %s", failure)
+
+
+class AccountLines(logging.Filter):
+    """Holds each account's console lines until ``release`` prints them together.
+
+    Several accounts refresh at once, so their lines would interleave on the console; held
+    back, each account's lines come as one block when it is done. Only the console waits:
+    the log file (another handler) gets every line as it happens, with its time. Lines of no
+    account (the run's own) pass at once.
+    """
+
+    def __init__(self, console: logging.Handler) -> None:
+        super().__init__()
+        self._console = console
+        self._held: dict[str, list[logging.LogRecord]] = {}
+        self._holding = threading.Lock()
+        console.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Pass a line of no account, or one being released; hold any other."""
+        account = getattr(record, ACCOUNT_ATTRIBUTE, None)
+        if account is None or getattr(record, "xts_released", False):
+            return True
+        with self._holding:
+            self._held.setdefault(account, []).append(record)
+        return False
+
+    def release(self, account: str) -> None:
+        """Print the held lines of ``account``, in the order they came."""
+        with self._holding:
+            held = self._held.pop(account, [])
+        for record in held:
+            record.xts_released = True
+            self._console.handle(record)
+
+    def close(self) -> None:
+        """Print every line still held (an account that never finished), then stop holding."""
+        for account in list(self._held):
+            self.release(account)
+        self._console.removeFilter(self)
+
+
+def hold_account_lines(log: logging.Logger) -> AccountLines | None:
+    """From now on, hold each account's console lines until released (AccountLines); None
+    when ``log`` has no console."""
+    for handler in log.handlers:
+        if handler.get_name() == CONSOLE_HANDLER_NAME:
+            return AccountLines(handler)
+    return None
 
 
 class ConsoleCapture(logging.Handler):

@@ -7,19 +7,49 @@ final ``✗`` line in one place. This module imports nothing heavy: ``load_token
 
 from __future__ import annotations
 
+# Where a hint or a meaning names the settings file of the account concerned: replaced by that
+# file (``accounts/NAME.env``, ``.env`` or the --env-file path) once the failure is placed.
+SETTINGS_FILE = "{settings_file}"
+# The file a failure that was never placed names: the single account's.
+DEFAULT_SETTINGS_FILE = ".env"
+
+
+def naming_file(text: str, settings_file: str | None) -> str:
+    """``text`` with SETTINGS_FILE replaced by ``settings_file`` (DEFAULT_SETTINGS_FILE when
+    None)."""
+    return text.replace(SETTINGS_FILE, settings_file or DEFAULT_SETTINGS_FILE)
+
 
 class XtsRefreshError(Exception):
-    """Base of every failure the program reports; ``exit_code`` is what the process exits with."""
+    """Base of every failure the program reports; ``exit_code`` is what the process exits with.
+
+    A failure of an account's refresh is placed (``place``): it then knows the account's
+    broker (``broker``, ``host[:port]`` of its API root) and the settings file its hint names.
+    """
 
     exit_code: int = 1
     default_hint: str = ""
     # What the exit code means, for --help and the cron wrapper's closing line.
     meaning: str = ""
+    broker: str | None = None
+    settings_file: str | None = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = self.default_hint if hint is None else hint
+        self._hint = self.default_hint if hint is None else hint
+
+    @property
+    def hint(self) -> str:
+        """What to do next, naming the account's settings file (SETTINGS_FILE)."""
+        return naming_file(self._hint, self.settings_file)
+
+    def place(self, broker: str | None, settings_file: str) -> None:
+        """Say which broker this failure concerns and which file holds the account's settings
+        (the first placing holds: a failure shared by sessions is placed once per session)."""
+        if self.settings_file is None:
+            self.broker = broker
+            self.settings_file = settings_file
 
     def __str__(self) -> str:
         separator = "\n" if "\n" in self.message else " "
@@ -30,8 +60,10 @@ class LoginRefusedError(XtsRefreshError):
     """XTS refused the login (credentials, app key, wrong user): a person must act. Exit 1."""
 
     exit_code = 1
-    default_hint = "Check the API key and secret in .env (and XTS_USER_ID), then run again."
-    meaning = "XTS refused the login: check the API key, secret and XTS_USER_ID in .env"
+    default_hint = (
+        f"Check the API key and secret in {SETTINGS_FILE} (and XTS_USER_ID), then run again."
+    )
+    meaning = f"XTS refused the login: check the API key, secret and XTS_USER_ID in {SETTINGS_FILE}"
 
 
 class ConfigError(XtsRefreshError):
@@ -48,9 +80,13 @@ class XtsUnavailableError(XtsRefreshError):
     """XTS could not be reached or answered with something other than XTS JSON. Exit 3."""
 
     exit_code = 3
-    meaning = "XTS unreachable or failing after the retries: check the network and the broker"
+    meaning = (
+        "XTS unreachable or failing after the retries: check the network and the broker "
+        f"(XTS_API_ROOT in {SETTINGS_FILE})"
+    )
     default_hint = (
-        "XTS did not answer properly; check the network and the broker's status, then run again."
+        "XTS did not answer properly; check the network and the broker's status (XTS_API_ROOT "
+        f"in {SETTINGS_FILE}), then run again."
     )
 
 
@@ -172,21 +208,27 @@ STATUS_NOT_USABLE_MEANING = "a token is missing, expired or not accepted: run a 
 UNKNOWN_MEANING = "unexpected failure: see the messages above and xts_token_refresh.log"
 
 
-def exit_code_meanings() -> dict[int, str]:
-    """Each exit code the program uses and what it means, from the classes that carry them."""
+# How --help names the settings file of "the account" in what an exit code means.
+ANY_SETTINGS_FILE = "the account's settings file (.env, or accounts/NAME.env)"
+
+
+def exit_code_meanings(settings_file: str = ANY_SETTINGS_FILE) -> dict[int, str]:
+    """Each exit code the program uses and what it means, from the classes that carry them,
+    naming ``settings_file`` where a setting is to be checked."""
     meanings = {0: SUCCESS_MEANING}
     pending: list[type[XtsRefreshError]] = [XtsRefreshError]
     while pending:
         cls = pending.pop(0)
         if cls.meaning:
-            meanings.setdefault(cls.exit_code, cls.meaning)
+            meanings.setdefault(cls.exit_code, naming_file(cls.meaning, settings_file))
         pending += cls.__subclasses__()
     return dict(sorted(meanings.items()))
 
 
-def exit_meaning(code: int, command: str) -> str:
+def exit_meaning(code: int, command: str, settings_file: str = ANY_SETTINGS_FILE) -> str:
     """What exit code ``code`` of ``command`` (a command's name, "refresh" by default) means,
-    for the closing line of the cron wrapper."""
+    for the closing line of the cron wrapper, naming ``settings_file`` where a setting is to
+    be checked."""
     if code == 1 and command == "status":
         return STATUS_NOT_USABLE_MEANING
-    return exit_code_meanings().get(code, UNKNOWN_MEANING)
+    return exit_code_meanings(settings_file).get(code, UNKNOWN_MEANING)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from .errors import LocalError, XtsRefreshError
 from .sessions import SESSIONS
 from .store import StoredToken
-from .values import Frozen
+from .values import Frozen, plural
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
@@ -58,6 +58,44 @@ class AccountResult(Frozen):
         """The failure that sets the exit code (the first of the highest), or None."""
         return max(self.errors, key=lambda e: e.exit_code) if self.errors else None
 
+    @property
+    def broker(self) -> str | None:
+        """The broker the account's failures concern (XtsRefreshError.place), or None."""
+        return next((e.broker for e in self.errors if e.broker), None)
+
+
+def broker_words(broker: str | None) -> str:
+    """How a failure line names the broker it concerns: ``broker xts.b.example:3000``, or
+    nothing when it is not known (an account file that cannot be read)."""
+    return f"broker {broker}" if broker else ""
+
+
+def session_failure_line(title: str, broker: str | None, message: str) -> str:
+    """A session's ✗ line, as it happens: ``✗ XTS token (broker H): what failed``."""
+    where = f" ({broker_words(broker)})" if broker else ""
+    return f"✗ {title}{where}: {message}"
+
+
+def _one_line_message(failure: XtsRefreshError) -> str:
+    """The message of ``failure`` on one line: the first of several (shown above in full)."""
+    if "\n" not in failure.message:
+        return failure.message
+    return failure.message.split("\n", 1)[0].rstrip(":") + " (listed above)."
+
+
+def failures_text(result: AccountResult, whole: bool = True) -> str:
+    """Every failure of ``result`` after the broker it concerns: each message, then each
+    distinct hint (what to do). With ``whole``, a single failure keeps its lines (a settings
+    file's every problem); otherwise everything is on one line."""
+    errors = result.errors
+    if len(errors) == 1:
+        text = str(errors[0]) if whole else one_line_reason(errors[0])
+    else:
+        hints = list(dict.fromkeys(e.hint for e in errors if e.hint))
+        text = " ".join([*map(_one_line_message, errors), *hints])
+    where = broker_words(result.broker)
+    return f"{where}: {text}" if where else text
+
 
 def hook_recursion_error() -> LocalError:
     """The failure of a refresh that XTS_POST_REFRESH_HOOK started (exit 4)."""
@@ -95,9 +133,10 @@ NOTHING_TO_DO_HINT = "Nothing else needs doing."
 
 
 def closing_text(result: AccountResult) -> str:
-    """The account's ✓ or ✗ line, with the exit code and, on failure, what to do."""
-    if result.worst is not None:
-        return f"✗ Token refresh failed (exit code {result.code}): {result.worst}"
+    """The account's ✓ or ✗ line, with the exit code and, on failure, the broker, every
+    failure (both sessions' when both failed) and what to do."""
+    if result.errors:
+        return f"✗ Token refresh failed (exit code {result.code}): {failures_text(result)}"
     return "✓ Every configured session holds a fresh token (exit code 0)."
 
 
@@ -119,8 +158,10 @@ def summary_text(results: Sequence[AccountResult]) -> str:
         if len(results) == 1:
             return f"✓ Account {results[0].account} holds fresh tokens (exit code 0)."
         return f"✓ All {len(results)} accounts hold fresh tokens (exit code 0)."
-    reasons = "; ".join(f"{r.account}: {one_line_reason(r.worst)}" for r in failed if r.worst)
-    return f"✗ {len(failed)} of {len(results)} accounts failed (exit code {code}): {reasons}"
+    reasons = "; ".join(f"{r.account}: {failures_text(r, whole=False)}" for r in failed)
+    return (
+        f"✗ {len(failed)} of {plural(len(results), 'account')} failed (exit code {code}): {reasons}"
+    )
 
 
 def last_text(results: Sequence[AccountResult], labelled: bool) -> str:
@@ -181,7 +222,8 @@ def telegram_text(results: Sequence[AccountResult], label: str, labelled: bool) 
 def single_message(result: AccountResult, host: str) -> str:
     """The Telegram message of a run of the single account (.env alone)."""
     if result.errors:
-        lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code})"]
+        where = f", {broker_words(result.broker)}" if result.broker else ""
+        lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code}{where})"]
         lines += [f"• {message_item(e)}" for e in result.errors]
     else:
         lines = [f"✅ XTS token refreshed on {host}"]
@@ -200,14 +242,16 @@ def accounts_message(results: Sequence[AccountResult], host: str) -> str:
         lines = [f"{mark} XTS token refresh on {host}: account {results[0].account}, {verdict}"]
     elif failed:
         lines = [
-            f"❌ XTS token refresh on {host}: {len(failed)} of {len(results)} accounts FAILED "
-            f"(exit code {code})"
+            f"❌ XTS token refresh on {host}: {len(failed)} of {plural(len(results), 'account')} "
+            f"FAILED (exit code {code})"
         ]
+    elif len(results) == 1:
+        lines = [f"✅ XTS tokens refreshed on {host}: account {results[0].account}"]
     else:
         lines = [f"✅ XTS tokens refreshed on {host}: all {len(results)} accounts"]
     for result in sorted(results, key=lambda r: (-r.code, r.account)):
-        mark = "✗" if result.errors else "✓"
-        lines.append(f"{mark} {result.account}")
+        where = f" ({broker_words(result.broker)})" if result.broker else ""
+        lines.append(f"✓ {result.account}" if not result.errors else f"✗ {result.account}{where}")
         lines += [f"  • {message_item(e)}" for e in result.errors]
         lines += [f"  • {line}" for line in token_lines(result)]
         if not result.errors and not result.saved:

@@ -244,3 +244,33 @@ def bot_token_path(session: Session, environ: Mapping[str, str], account: str | 
     if configured:
         return resolve(configured)
     return os.path.join(account_folder(folder, account), session.default_file)
+
+
+def missing_session_error(
+    session: Session, environ: Mapping[str, str], account: str | None, token_path: str
+) -> TokenUnavailableError | None:
+    """The failure of a ``load_token`` for a session that ``account`` (None: the only one)
+    does not have, as the refresher reads its settings: its key set nowhere (not in its own
+    file, the environment, nor the .env beside the program); None when it has that session.
+    Only asked once its token file ``token_path`` is found missing, so a found token costs
+    nothing more."""
+    folder = accounts_dir(environ)
+    names = account_names(folder)
+    if names:
+        name = account or names[0]
+        own_file = account_file(folder, name)
+    else:
+        name, own_file = DEFAULT_ACCOUNT, os.path.join(APP_DIR, ".env")
+    variable = session.key_variable
+    if (names and file_value(own_file, variable)) or environ.get(variable):
+        return None
+    if env_file_value(variable):
+        return None
+    return TokenUnavailableError(
+        f"The account {name!r} has no {session.label} session: {variable} is set neither in "
+        f"{own_file} nor in the environment, so the refresher saves no token at {token_path}.",
+        state="missing",
+        path=token_path,
+        hint=f"Load a session the account has, or set {variable} and "
+        f"{session.secret_variable} in {own_file}, then run the refresher.",
+    )

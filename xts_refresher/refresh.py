@@ -12,13 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .account_refresh import RefreshOptions, RefreshRun
+from .account_refresh import RefreshOptions, RefreshRun, print_banner
 from .accounts import Selection
-from .console import AccountLog, ConsoleCapture, Redactor, add_log_file, report_failure
+from .console import (
+    AccountLog,
+    ConsoleCapture,
+    Redactor,
+    add_log_file,
+    hold_account_lines,
+    report_failure,
+)
 from .errors import UnexpectedError
 from .interrupt import StopRequest
 from .locks import started_by_running_hook
@@ -38,6 +45,7 @@ from .settings import (
     DEFAULT_RETRY_BACKOFF_SECONDS,
     Settings,
     TelegramSettings,
+    shown_path,
 )
 from .timebox import Deadline, Pacing
 
@@ -46,7 +54,7 @@ JOIN_POLL_SECONDS = 0.1
 
 if TYPE_CHECKING:
     from .alerts import HealthCheck
-    from .console import Log
+    from .console import AccountLines, Log
 
 
 def refresh_selection(
@@ -75,25 +83,16 @@ def refresh_selection(
 
     def open_run(settings: Settings) -> RefreshRun:
         run = RefreshRun(settings, options, account_log(settings.account), redactor, stop)
-        run.start()
+        run.start(banner=not labelled)
         return run
 
     # The single account's opening lines open the run, before its pings (as they always have);
-    # each account of several opens in its own thread, after the run's own lines.
+    # with several accounts the banner opens the run once, and each account opens in its own
+    # thread, its console lines held until it is done (AccountLines: one block per account).
     opened = {} if labelled else {s.account: open_run(s) for s in selection.accounts}
-    checks = _health_checks(selection, pacing)
-    if checks:
-        from .alerts import start_checks
-
-        start_checks([check for check, _ in checks.values()], log)
-    for warning in selection.warnings:
-        log.warning("⚠ %s", warning)
+    held, checks = _open_run(selection, pacing, log)
     results: dict[str, AccountResult] = {}
-
-    def finished(result: AccountResult) -> None:
-        results[result.account] = result
-        if labelled:  # each account's own closing line (the single one's is the run's last)
-            print_line(account_log(result.account), closing_text(result))
+    finished = _AccountEnd(selection, results, account_log, held)
 
     def refresh_in_thread(settings: Settings) -> None:
         try:
@@ -118,9 +117,12 @@ def refresh_selection(
     for thread in threads:
         thread.start()
     for name, problem in selection.broken:
-        report_failure(account_log(name), problem)
-        results[name] = AccountResult(name, [problem], [])
-    _join_all(threads, stop, log)
+        finished(AccountResult(name, [problem], []))
+    try:
+        _join_all(threads, stop, log)
+    finally:
+        if held is not None:
+            held.close()
     for settings in selection.accounts:
         if settings.account not in results:  # only a BaseException ends a thread without one
             failure = UnexpectedError("The refresh ended without a result.")
@@ -144,6 +146,63 @@ def refresh_selection(
         write_metrics([*selection.accounts, *selection.unselected], log)
     print_line(log, last)  # last, so operators can tail for it
     return max((r.code for r in ordered), default=0)
+
+
+def _open_run(
+    selection: Selection, pacing: Pacing, log: logging.Logger
+) -> tuple[AccountLines | None, dict[str, tuple[HealthCheck, list[str]]]]:
+    """The run's own opening: with account files the banner, once, and from then on each
+    account's console lines held until it is done; the health checks' /start pings; the
+    selection's warnings. The holder of account lines (None for the single account) and the
+    health checks."""
+    held = None
+    if selection.labelled:
+        print_banner(log)
+        held = hold_account_lines(log)
+    checks = _health_checks(selection, pacing)
+    if checks:
+        from .alerts import start_checks
+
+        start_checks([check for check, _ in checks.values()], log)
+    for warning in selection.warnings:
+        log.warning("⚠ %s", warning)
+    return held, checks
+
+
+class _AccountEnd:
+    """What is done when an account's refresh has come to a result: its failures are placed
+    (the broker they concern, the file to fix), its closing lines printed (a broken account's
+    every problem; with account files, the account's closing line), and its held console
+    lines released as one block."""
+
+    def __init__(
+        self,
+        selection: Selection,
+        results: dict[str, AccountResult],
+        account_log: Callable[[str], Log],
+        held: AccountLines | None,
+    ) -> None:
+        self.selection = selection
+        self.results = results
+        self.account_log = account_log
+        self.held = held
+        self.by_name = {s.account: s for s in selection.accounts}
+
+    def __call__(self, result: AccountResult) -> None:
+        settings = self.by_name.get(result.account)
+        for failure in result.errors:
+            if settings is not None:
+                failure.place(settings.broker, settings.shown_env_file)
+            else:  # a broken account: its file is known, its broker may not be
+                failure.place(None, shown_path(self.selection.install.file_of(result.account)))
+        self.results[result.account] = result
+        log = self.account_log(result.account)
+        if settings is None:  # a broken account: its failure, every problem listed
+            report_failure(log, result.errors[0])
+        elif self.selection.labelled:  # the single account's closing line is the run's last
+            print_line(log, closing_text(result))
+        if self.held is not None:
+            self.held.release(result.account)
 
 
 def _send_news(

@@ -573,6 +573,17 @@ class Settings(Frozen):
         paths = {self.lock_file, *(lock_beside(self.token_path(s)) for s in self.sessions)}
         return tuple(sorted(paths, key=str))
 
+    @property
+    def broker(self) -> str:
+        """The broker these settings log in to, as messages name it (broker_of the API root)."""
+        return broker_of(self.api_root)
+
+    @property
+    def shown_env_file(self) -> str:
+        """The file that holds this account's own settings, as advice names it (shown_path):
+        ``accounts/NAME.env``, or ``.env`` (the --env-file path) for the single account."""
+        return shown_path(self.env_file)
+
     def urls(self) -> dict[str, str]:
         """Every URL these settings hold, by the variable that sets it."""
         urls = {"XTS_API_ROOT": self.api_root}
@@ -593,6 +604,35 @@ class Settings(Frozen):
         for url in self.urls().values():
             values += url_credentials(url)
         return values
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def broker_of(api_root: str) -> str:
+    """The host of ``api_root``, with its port when that is not the scheme's default
+    (``xts.b.example:3000``): how a failure names the broker it concerns. Never a user or
+    password; the URL itself when it has no host."""
+    try:
+        parts = urlsplit(api_root)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return without_credentials(api_root)
+    if not host:
+        return without_credentials(api_root)
+    shown = f"[{host}]" if ":" in host else host
+    if port is not None and port != DEFAULT_PORTS.get(parts.scheme.lower()):
+        shown += f":{port}"
+    return shown
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as advice shows it: relative to the program's folder when it lies inside it
+    (``accounts/acc03.env``, ``.env``), else absolute."""
+    try:
+        return path.relative_to(APP_DIR).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def without_credentials(url: str) -> str:

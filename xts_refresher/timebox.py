@@ -159,8 +159,17 @@ def run_within(seconds: float, action: Callable[[], T]) -> T:
     worker.start()
     worker.join(seconds)
     if not outcome:
-        raise TimeoutError(f"no answer within {seconds:g} s")
+        raise TimeoutError(f"no answer within {seconds_text(seconds)} s")
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration in seconds as people read it: whole seconds from 10 s up (``30``), tenths
+    below (``3.3``, never ``3.30782``); never ``0`` for a wait that was not nothing."""
+    if seconds >= 10:
+        return f"{round(seconds):d}"
+    shown = round(seconds, 1)
+    return f"{shown:g}" if shown or not seconds else "0.1"

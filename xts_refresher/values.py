@@ -62,3 +62,9 @@ class Frozen:
             f"{n}={'…' if n in self._hidden else repr(getattr(self, n))}" for n in self._fields()
         )
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and the noun it counts, as people write it: ``1 account``, ``3 accounts``
+    (``nouns`` for a plural that is not ``noun`` + s)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
