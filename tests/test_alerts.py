@@ -481,7 +481,7 @@ def test_telegram_notify_failure_still_sends_a_success_that_warns(project: Proje
 
     assert run.code == 0, run.output
     (text,) = telegram_texts(project)
-    assert "The market-data app key expires in 3 day(s)" in text
+    assert "The market-data app key expires in 3 days" in text
 
 
 def test_telegram_messages_name_the_host_without_a_label(project: Project) -> None:

@@ -121,7 +121,7 @@ CASES: dict[str, FaultCase] = {
     "reset-mid-response": FaultCase(
         queue(Fault.cut_off(json.dumps(success_body("t" * 400)).encode(), 60)),
         3,
-        "failed after 3 attempt(s)",
+        "failed after 3 attempts",
         RETRIES,
         True,
     ),

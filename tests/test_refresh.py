@@ -835,7 +835,7 @@ def test_app_key_expiry_within_14_days_is_warned_everywhere(
 
     assert run.code == 0
     assert token_json(project.md_token_file)["application_expiry_date"] == f"{expiry:%d-%m-%Y}"
-    warning = f"The market-data app key expires in {days} day(s) ({expiry:%d-%m-%Y})"
+    warning = f"The market-data app key expires in {days} days ({expiry:%d-%m-%Y})"
     (text,) = telegram_texts(project)
     if warned:
         assert f"⚠ {warning}" in run.stdout

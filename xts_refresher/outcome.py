@@ -222,8 +222,8 @@ def telegram_text(results: Sequence[AccountResult], label: str, labelled: bool) 
 def single_message(result: AccountResult, host: str) -> str:
     """The Telegram message of a run of the single account (.env alone)."""
     if result.errors:
-        where = f", {broker_words(result.broker)}" if result.broker else ""
-        lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code}{where})"]
+        where = f": {broker_words(result.broker)}" if result.broker else ""
+        lines = [f"❌ XTS token refresh FAILED on {host} (exit code {result.code}){where}"]
         lines += [f"• {message_item(e)}" for e in result.errors]
     else:
         lines = [f"✅ XTS token refreshed on {host}"]
