@@ -248,7 +248,9 @@ probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
     echo "✓ ${title} completed successfully (exit code: 0)"
   else
     # Only a failure pays for asking the program what its exit code means.
-    meaning="$("${python}" -m xts_refresher.wrapper "${code}" "${command}" 2>/dev/null)" ||
+    # It names the broker and the settings file of the account concerned: it is given the
+    # program's arguments (--env-file, --account) to find them as the program did.
+    meaning="$("${python}" -m xts_refresher.wrapper "${code}" "${command}" -- "$@" 2>/dev/null)" ||
       meaning="see the messages above"
     echo "✗ ${title} failed (exit code: ${code}): ${meaning}"
   fi

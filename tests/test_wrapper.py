@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import (
@@ -47,10 +48,13 @@ SUCCESS_LINE = "✓ Token refresh completed successfully (exit code: 0)"
 RULE = "=" * 50
 THIN_RULE = "-" * 50
 # What users read on the closing line of a failed run, written out (the program says it).
+# {broker} is the simulator's host and port, {file} the settings file the run was given.
 CLOSING_MEANINGS = {
-    1: "XTS refused the login: check the API key, secret and XTS_USER_ID in .env",
+    1: "broker {broker}: XTS refused the login: check the API key, secret and XTS_USER_ID in "
+    "{file}",
     2: "usage, settings or a missing dependency: see the message above",
-    3: "XTS unreachable or failing after the retries: check the network and the broker",
+    3: "broker {broker}: XTS unreachable or failing after the retries: check the network and "
+    "the broker (XTS_API_ROOT in {file})",
     5: "tokens saved, but the post-refresh hook failed",
 }
 WRONG_SECRET = "is-FAKE-Wr0ngS3cret-not-the-real-one"
@@ -189,7 +193,10 @@ def test_exit_code_propagates(
         assert saved["userID"] == USER_ID
         assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
         return
-    closing = f"✗ Token refresh failed (exit code: {expected}): {CLOSING_MEANINGS[expected]}\n"
+    meaning = CLOSING_MEANINGS[expected].format(
+        broker=urlsplit(project.sim.url).netloc, file=env_file
+    )
+    closing = f"✗ Token refresh failed (exit code: {expected}): {meaning}\n"
     assert done.stdout.endswith(f"{THIN_RULE}\n{closing}{RULE}\n"), out
     assert "completed successfully" not in done.stdout
     if scenario == "hook-fails":  # the tokens are saved all the same

@@ -325,7 +325,7 @@ class RefreshRun:
                 if session in self.unlocked:
                     raise self.unlocked[session]
             except TokenSaveError as exc:
-                self._report(session.title, exc.message)
+                self._report(session.title, exc)
                 decided[session] = SessionOutcome(session, error=exc)
         outcomes = []
         for session, decision in decided.items():
@@ -356,7 +356,7 @@ class RefreshRun:
             f"hold a whole request (XTS_TIMEOUT={self.settings.timeout:g} s): no login was sent, "
             f"so the {label} token file is unchanged. XTS did not fail.",
         )
-        self._report(session.title, failure.message)
+        self._report(session.title, failure)
         return SessionOutcome(session, error=failure)
 
     def _keep_or_renew(self, client: XtsClient, session: Session) -> SessionOutcome | None:
@@ -376,7 +376,7 @@ class RefreshRun:
             except TokenRejectedError as exc:
                 reason = exc.message.rstrip(".")
             except XtsRefreshError as exc:
-                self._report(f"{session.title} check", exc.message)
+                self._report(f"{session.title} check", exc)
                 failure = XtsUnavailableError(
                     f"The stored {session.label} token could not be checked with XTS "
                     f"({exc.message}); it was kept, and no login was sent.",
@@ -404,7 +404,7 @@ class RefreshRun:
             self._check_user(session, stored)
             save_token(path, stored)
         except XtsRefreshError as exc:
-            self._report(session.title, exc.message)
+            self._report(session.title, exc)
             return SessionOutcome(session, error=exc)
         short_lived = short_life_error(session, stored)
         if short_lived is None:
@@ -413,7 +413,7 @@ class RefreshRun:
         expires = stored.expires_at.isoformat() if stored.expires_at else "unknown"
         self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
         if short_lived is not None:
-            self._report(session.title, short_lived.message)
+            self._report(session.title, short_lived)
             return SessionOutcome(session, saved=stored, error=short_lived)
         if stored.expires_at is None:
             self._warn(
@@ -445,9 +445,12 @@ class RefreshRun:
                 "your broker before it stops working."
             )
 
-    def _report(self, what: str, message: str) -> None:
-        """Log the ✗ line of ``what`` (a session) failing, naming the account's broker."""
-        self.log.error("%s", session_failure_line(what, self.settings.broker, message))
+    def _report(self, what: str, failure: XtsRefreshError, whole: bool = False) -> None:
+        """Log the ✗ line of ``what`` (a session) failing: its message (``whole``: and its
+        hint), naming the account's broker when the failure concerns it."""
+        broker = self.settings.broker if failure.concerns_broker else None
+        text = str(failure) if whole else failure.message
+        self.log.error("%s", session_failure_line(what, broker, text))
 
     def _warn(self, text: str) -> None:
         self.log.warning("⚠ %s", text)
@@ -459,7 +462,7 @@ class RefreshRun:
         try:
             note = client.verify(outcome.saved)
         except XtsRefreshError as exc:
-            self._report(f"{outcome.session.title} check", str(exc))
+            self._report(f"{outcome.session.title} check", exc, whole=True)
             return outcome.replaced(error=exc)
         self.log.info("✓ The new %s works: %s.", outcome.session.title, note)
         return outcome

@@ -31,6 +31,9 @@ class XtsRefreshError(Exception):
     default_hint: str = ""
     # What the exit code means, for --help and the cron wrapper's closing line.
     meaning: str = ""
+    # Whether the failure is the broker's to explain (a refused login, XTS failing): only
+    # then does it name the broker.
+    concerns_broker: bool = False
     broker: str | None = None
     settings_file: str | None = None
 
@@ -45,10 +48,10 @@ class XtsRefreshError(Exception):
         return naming_file(self._hint, self.settings_file)
 
     def place(self, broker: str | None, settings_file: str) -> None:
-        """Say which broker this failure concerns and which file holds the account's settings
-        (the first placing holds: a failure shared by sessions is placed once per session)."""
+        """Say which broker the account logs in to (kept when the failure concerns it) and
+        which file holds the account's settings; the first placing holds."""
         if self.settings_file is None:
-            self.broker = broker
+            self.broker = broker if self.concerns_broker else None
             self.settings_file = settings_file
 
     def __str__(self) -> str:
@@ -60,6 +63,7 @@ class LoginRefusedError(XtsRefreshError):
     """XTS refused the login (credentials, app key, wrong user): a person must act. Exit 1."""
 
     exit_code = 1
+    concerns_broker = True
     default_hint = (
         f"Check the API key and secret in {SETTINGS_FILE} (and XTS_USER_ID), then run again."
     )
@@ -80,6 +84,7 @@ class XtsUnavailableError(XtsRefreshError):
     """XTS could not be reached or answered with something other than XTS JSON. Exit 3."""
 
     exit_code = 3
+    concerns_broker = True
     meaning = (
         "XTS unreachable or failing after the retries: check the network and the broker "
         f"(XTS_API_ROOT in {SETTINGS_FILE})"
@@ -223,6 +228,14 @@ def exit_code_meanings(settings_file: str = ANY_SETTINGS_FILE) -> dict[int, str]
             meanings.setdefault(cls.exit_code, naming_file(cls.meaning, settings_file))
         pending += cls.__subclasses__()
     return dict(sorted(meanings.items()))
+
+
+def broker_concerned(code: int, command: str) -> bool:
+    """Whether exit code ``code`` of ``command`` tells of a failure the broker is concerned in
+    (a refused login, XTS failing), so that the closing line names the broker."""
+    if code == 1 and command == "status":
+        return False
+    return code in (LoginRefusedError.exit_code, XtsUnavailableError.exit_code)
 
 
 def exit_meaning(code: int, command: str, settings_file: str = ANY_SETTINGS_FILE) -> str:
