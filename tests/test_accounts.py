@@ -1008,6 +1008,11 @@ def test_check_config_before_the_first_refresh_passes_and_sends_no_login(
     assert all(line.startswith(("[alice] ", "[bob] ")) for line in account_lines)
     assert closing == "✓ All 2 accounts are ready."
 
+    one = fleet.run("check-config", "--account", "bob")
+
+    assert one.code == 0, one.output
+    assert last_line(one.stdout) == "✓ Account bob is ready."
+
 
 def test_shared_api_keys_in_the_shared_env_are_warned_about(
     fleet: Fleet, pair: tuple[Account, Account]

@@ -180,6 +180,12 @@ def test_the_accounts_sample_is_what_a_run_of_two_accounts_prints(project: Proje
             [line for line in documented if line.startswith(prefix)],
             [line for line in printed if line.startswith(prefix)],
         )
+    # The banner opens the run once, as documented; each account's lines are one block.
+    assert documented[:2] == printed[:2] == ["=" * 62, "XTS Token Refresh Cron Job Started"]
+    assert printed.count("XTS Token Refresh Cron Job Started") == 1
+    owners = [line[1 : line.index("]")] for line in printed if line.startswith("[")]
+    assert sorted(set(owners)) == ["huf", "self"]
+    assert sum(1 for i in range(1, len(owners)) if owners[i] != owners[i - 1]) == 1, owners
 
 
 INVOCATION = re.compile(

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import (
@@ -585,6 +586,54 @@ def test_connection_refused_exit_3(project: Project) -> None:
     run = project.run()
     assert run.code == 3
     assert "connection refused" in run.stdout
+
+
+def test_a_failure_names_the_broker_and_the_settings_file_it_was_given(project: Project) -> None:
+    """The single account's broker is down: each ✗ line (console and log) names it by host and
+    port, and the Telegram message too, while the Telegram server's own address appears in no
+    failure; the advice names the --env-file path, not ".env"; the old token file is kept."""
+    before = refreshed(project)
+    project.with_telegram()
+    project.sim.clear()
+    down = f"127.0.0.1:{closed_port()}"
+    project.settings["XTS_API_ROOT"] = f"http://{down}"
+
+    run = project.run()
+
+    assert run.code == 3, run.output
+    assert project.token_file.read_bytes() == before
+    assert project.sim.requests("interactive_login") == []
+    telegram_server = urlsplit(project.sim.url).netloc
+    logged = [line for line in run.log.splitlines() if "✗" in line]
+    shown = [line for line in run.stdout.splitlines() if "✗" in line]
+    assert shown and logged
+    for line in shown + logged:
+        assert f"broker {down}" in line, line
+        assert telegram_server not in line, line
+    closing = last_line(run.stdout)
+    assert closing.startswith(f"✗ Token refresh failed (exit code 3): broker {down}: "), closing
+    assert f"XTS_API_ROOT in {project.env_file})" in closing, closing
+    assert "in .env" not in run.stdout
+    (text,) = telegram_texts(project)
+    assert text.startswith("❌ XTS token refresh FAILED on ") and f"broker {down}" in text, text
+    assert f"XTS_API_ROOT in {project.env_file}" in text, text
+    assert telegram_server not in text, text
+
+
+def test_a_wait_cut_short_by_the_deadline_is_told_in_rounded_seconds(project: Project) -> None:
+    """A hung broker whose request the deadline cuts to an odd length (1.5 s less the time the
+    run took to start): the reason says "within 1.4 s", never "within 1.43219 s"."""
+    project.settings.update(XTS_DEADLINE="1.5", XTS_TIMEOUT="5", XTS_RETRIES="0")
+    project.sim.add_fault("interactive_login", Fault.hang(10))
+
+    run = project.run()
+
+    assert run.code == 3, run.output
+    told = re.findall(r"no complete answer within (\S+) s", run.stdout)
+    assert told, run.stdout
+    for seconds in told:
+        assert re.fullmatch(r"\d+(\.\d)?", seconds), seconds
+        assert 0 < float(seconds) <= 1.5
 
 
 @pytest.mark.slow

@@ -307,6 +307,115 @@ def test_exit_meaning_of_status_1_is_a_token_that_will_not_do_not_a_refused_logi
     assert errors.exit_meaning(2, "status") == errors.exit_code_meanings()[2]
 
 
+def test_exit_meanings_name_the_settings_file_of_the_account() -> None:
+    """--help names any account's file; the wrapper's closing line the file it is given; no
+    meaning says ".env" where the account's file is meant."""
+    meanings = errors.exit_code_meanings()
+    assert meanings[1].endswith(f"XTS_USER_ID in {errors.ANY_SETTINGS_FILE}")
+    assert f"XTS_API_ROOT in {errors.ANY_SETTINGS_FILE}" in meanings[3]
+    assert errors.exit_meaning(1, "refresh", "accounts/acc03.env").endswith(
+        "XTS_USER_ID in accounts/acc03.env"
+    )
+    assert "XTS_API_ROOT in accounts/acc03.env" in errors.exit_meaning(
+        3, "refresh", "accounts/acc03.env"
+    )
+    assert not any("{" in m or " .env" in m for m in meanings.values())
+    assert errors.ANY_SETTINGS_FILE in cli.exit_codes_text()
+
+
+def test_a_failure_is_placed_once_and_names_the_broker_only_where_it_is_concerned() -> None:
+    """XtsRefreshError.place: the hint names the account's file from then on (.env before);
+    a refused login or XTS failing keeps the broker, a local failure does not."""
+    refused = errors.LoginRefusedError("XTS refused the interactive login.")
+    assert refused.hint.startswith("Check the API key and secret in .env ")
+    refused.place("xts.b.example:3000", "accounts/acc03.env")
+    refused.place("other:1", "accounts/other.env")
+    assert refused.broker == "xts.b.example:3000"
+    assert "in accounts/acc03.env (and XTS_USER_ID)" in str(refused)
+    local = errors.TokenSaveError("Cannot write the token file /x.")
+    local.place("xts.b.example:3000", "accounts/acc03.env")
+    assert local.broker is None
+
+
+@pytest.mark.parametrize(
+    ("api_root", "broker"),
+    [
+        ("https://ttblaze.iifl.com", "ttblaze.iifl.com"),
+        ("https://ttblaze.iifl.com:443/dashboard", "ttblaze.iifl.com"),
+        ("http://xts.b.example:80/", "xts.b.example"),
+        ("https://xts.b.example:3000", "xts.b.example:3000"),
+        ("http://127.0.0.1:8080/apimarketdata", "127.0.0.1:8080"),
+        ("https://user:pa55word@xts.b.example:3000/x", "xts.b.example:3000"),
+        ("https://[::1]:3000", "[::1]:3000"),
+        ("HTTPS://XTS.B.EXAMPLE", "xts.b.example"),
+    ],
+)
+def test_broker_of_is_the_host_and_a_port_not_the_schemes_default(
+    api_root: str, broker: str
+) -> None:
+    assert settings.broker_of(api_root) == broker
+
+
+def test_shown_path_is_relative_to_the_program_inside_it_else_absolute(tmp_path: Path) -> None:
+    assert settings.shown_path(Path(paths.APP_DIR) / "accounts" / "acc03.env") == (
+        "accounts/acc03.env"
+    )
+    assert settings.shown_path(Path(paths.APP_DIR) / ".env") == ".env"
+    assert settings.shown_path(tmp_path / "my.env") == str(tmp_path / "my.env")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (3.30782, "3.3"),
+        (30.0, "30"),
+        (12.6, "13"),
+        (9.96, "10"),
+        (1.0, "1"),
+        (0.04, "0.1"),
+        (0.0, "0"),
+    ],
+)
+def test_seconds_text_rounds_for_people(seconds: float, shown: str) -> None:
+    from xts_refresher.timebox import seconds_text
+
+    assert seconds_text(seconds) == shown
+
+
+def test_plural_counts_in_the_singular_for_one() -> None:
+    from xts_refresher.values import plural
+
+    assert plural(1, "account") == "1 account"
+    assert plural(0, "account") == "0 accounts"
+    assert plural(3, "token") == "3 tokens"
+    assert plural(2, "day") == "2 days"
+
+
+def test_the_closing_line_names_both_failed_sessions_the_broker_and_each_hint_once() -> None:
+    """outcome.closing_text and summary_text: every failure of the account (both sessions),
+    after the broker; a hint the two share is said once; one account counts in the singular."""
+    from xts_refresher.outcome import AccountResult, closing_text, summary_text
+
+    failures = [
+        errors.XtsUnavailableError("The interactive login failed after 2 attempts: refused."),
+        errors.XtsUnavailableError("The market-data login failed after 2 attempts: refused."),
+    ]
+    for failure in failures:
+        failure.place("xts.b.example:3000", "accounts/acc03.env")
+    result = AccountResult("acc03", failures, [])
+
+    closing = closing_text(result)
+    summary = summary_text([result])
+
+    assert closing.startswith(
+        "✗ Token refresh failed (exit code 3): broker xts.b.example:3000: The interactive login "
+    )
+    for told in (closing, summary):
+        assert "The market-data login failed" in told
+        assert told.count("XTS_API_ROOT in accounts/acc03.env") == 1
+    assert summary.startswith("✗ 1 of 1 account failed (exit code 3): acc03: broker ")
+
+
 @pytest.mark.parametrize("code", [6, 127, 137, 255])
 def test_exit_meaning_of_a_code_no_class_carries_is_unexpected(code: int) -> None:
     assert errors.exit_meaning(code, "refresh") == errors.UNKNOWN_MEANING
@@ -1799,6 +1908,20 @@ def test_the_telegram_message_of_accounts_marks_each_failed_one_and_puts_it_firs
     assert lines[2].startswith("  • ") and "refused" in lines[2]
     assert "✓ alice" in lines
     assert "✗ alice" not in lines
+
+
+def test_the_telegram_message_of_one_account_counts_in_the_singular() -> None:
+    """outcome.accounts_message of a run (or a chat) of one account names it, never "all 1
+    accounts" nor "1 of 1 accounts"."""
+    from xts_refresher.errors import LoginRefusedError
+    from xts_refresher.outcome import AccountResult, accounts_message
+
+    fresh = accounts_message([AccountResult("alice", [], [])], "host1")
+    failed = accounts_message([AccountResult("bob", [LoginRefusedError("refused")], [])], "h")
+
+    assert fresh.splitlines()[0] == "✅ XTS token refresh on host1: account alice, fresh tokens"
+    assert failed.splitlines()[0] == "❌ XTS token refresh on h: account bob, FAILED (exit code 1)"
+    assert "1 accounts" not in fresh + failed
 
 
 def test_a_closing_ping_hears_its_own_accounts_lines_and_the_runs_own() -> None:

@@ -245,8 +245,6 @@ def accounts_message(results: Sequence[AccountResult], host: str) -> str:
             f"❌ XTS token refresh on {host}: {len(failed)} of {plural(len(results), 'account')} "
             f"FAILED (exit code {code})"
         ]
-    elif len(results) == 1:
-        lines = [f"✅ XTS tokens refreshed on {host}: account {results[0].account}"]
     else:
         lines = [f"✅ XTS tokens refreshed on {host}: all {len(results)} accounts"]
     for result in sorted(results, key=lambda r: (-r.code, r.account)):

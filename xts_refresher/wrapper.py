@@ -59,7 +59,10 @@ def closing_meaning(code: int, command: str, args: Sequence[str]) -> str:
     except (XtsRefreshError, ImportError, SystemExit):  # argparse exits on what it refuses
         return exit_meaning(code, command)
     if selection.labelled or not selection.accounts:
-        return exit_meaning(code, command, "the failed account's file (named above)")
+        from .settings import shown_path
+
+        each = shown_path(selection.install.accounts_dir / "NAME.env")
+        return exit_meaning(code, command, f"{each} of each failed account (named above)")
     (settings,) = selection.accounts
     meaning = exit_meaning(code, command, settings.shown_env_file)
     return f"broker {settings.broker}: {meaning}" if broker_concerned(code, command) else meaning
