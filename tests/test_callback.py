@@ -6,12 +6,14 @@ What the listener accepts: a form POST or a GET at the return URL's path carryin
 handler, once. What it refuses (4xx, a ⚠ line without the request's content, and the wait goes
 on): a forged state, a replayed one, a body over 64 KiB or of no declared length, a client too
 slow to send its request (which never holds up another), a wrong path, a wrong method. And the
-pure helpers: the state, the return URL carrying it, the login link, the listen address.
+pure helpers: the state, the return URL carrying it, the login link, the listen address. And
+end to end with the bundled simulator's login page.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import socket
 import subprocess
@@ -628,6 +630,7 @@ def test_the_login_link_carries_the_app_key_and_the_encoded_return_url() -> None
         (None, "http://localhost:9001/cb", ("127.0.0.1", 9001)),
         (None, "http://[::1]:9002/cb", ("::1", 9002)),
         (None, "http://localhost/cb", ("127.0.0.1", 80)),
+        (None, "https://localhost./cb", ("127.0.0.1", 443)),
         (None, "https://me.example/xts/callback", ("127.0.0.1", 8765)),
         (None, "https://10.0.0.5:9443/cb", ("127.0.0.1", 8765)),
         ("", "https://me.example/cb", ("127.0.0.1", 8765)),
@@ -641,6 +644,12 @@ def test_the_listen_address_is_the_setting_else_a_loopback_return_urls_else_the_
     setting: str | None, return_url: str, expected: tuple[str, int]
 ) -> None:
     assert listen_address(setting, return_url) == expected
+
+
+def test_a_loopback_return_url_with_a_port_out_of_range_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as refused:
+        listen_address(None, "http://127.0.0.1:99999/cb")
+    assert "XTS_RETURN_URL" in refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -664,3 +673,29 @@ def test_a_key_refresh_imports_nothing_of_the_listener() -> None:
         [sys.executable, "-c", probe], cwd=APP_DIR, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("handover", ["post", "get"])
+def test_the_simulated_brokers_login_page_hands_its_session_to_the_listener(
+    logged: Logged, handover: str
+) -> None:
+    """End to end with the bundled simulator's login page, its holder's browser played by
+    ``sign_in``: the listener's handler gets the session JSON the page handed over."""
+    from xts_refresher.simulator import THIRDPARTY_INTERACTIVE_KEY, XtsSimulator, sign_in
+
+    arrivals = Arrivals()
+    state = new_state()
+    with XtsSimulator() as sim, listening(logged) as listener:
+        sim.thirdparty.handover = handover
+        listener.expect("alice", state, PATH, arrivals)
+        return_url = return_url_with_state(url(listener), state)
+        link = login_link(
+            f"{sim.url}/interactive/thirdparty", THIRDPARTY_INTERACTIVE_KEY, return_url
+        )
+        status, text = sign_in(link)
+        results = listener.wait(time.monotonic() + 5)
+        (session,) = arrivals.sessions
+        assert json.loads(session)["accessToken"] == sim.thirdparty.access_tokens()[-1]
+    assert (status, text) == (200, LOGGED_IN)
+    assert results == {"alice": None}
+    assert logged.warnings() == []

@@ -86,32 +86,23 @@ def login_link(login_url: str, app_key: str, return_url: str) -> str:
     return f"{login_url}{separator}appKey={app}&returnURL={back}"
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 without brackets) is this machine's
-    loopback: ``localhost``, 127.0.0.0/8 or ::1."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def listen_address(setting: str | None, return_url: str) -> tuple[str, int]:
     """Where to listen: XTS_CALLBACK_LISTEN (``host:port``, ``[::1]:port``) when set; else the
     return URL's host and port when it is a loopback URL; else 127.0.0.1:8765 (the user's proxy
     forwards to it). ConfigError when the setting is not a host and port."""
+    from .settings import is_loopback_url
+
     if setting is not None and setting.strip():
         return _host_and_port(setting.strip())
+    if not is_loopback_url(return_url):
+        return DEFAULT_LISTEN
     split = urlsplit(return_url)
     try:
-        host, port = split.hostname, split.port
+        host, port = (split.hostname or "").rstrip("."), split.port
     except ValueError:
         raise ConfigError(
             "XTS_RETURN_URL has a port that is not a number from 1 to 65535."
         ) from None
-    if host is None or not is_loopback_host(host):
-        return DEFAULT_LISTEN
     if port is None:
         port = 443 if split.scheme == "https" else 80
     return ("127.0.0.1" if host == "localhost" else host), port
