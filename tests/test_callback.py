@@ -36,7 +36,7 @@ from xts_refresher.callback import (
     new_state,
     return_url_with_state,
 )
-from xts_refresher.errors import ConfigError, ListenError
+from xts_refresher.errors import ConfigError
 
 PATH = "/xts/callback"
 # A session as a page hands it over; none of it may ever reach the log.
@@ -544,12 +544,12 @@ def test_a_refusal_is_logged_with_its_method_reason_and_client_but_none_of_its_c
 # Listening.
 
 
-def test_an_address_in_use_is_a_listen_error_naming_it(logged: Logged) -> None:
+def test_an_address_in_use_is_a_config_error_naming_it(logged: Logged) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ListenError) as refused:
+        with pytest.raises(ConfigError) as refused:
             CallbackListener("127.0.0.1", port, logged.log).__enter__()
     assert refused.value.exit_code == 2
     assert f"127.0.0.1:{port}" in refused.value.message
@@ -563,7 +563,7 @@ def test_an_ipv6_loopback_address_is_served(logged: Logged) -> None:
     state = new_state()
     try:
         listener = CallbackListener("::1", 0, logged.log).__enter__()
-    except ListenError:
+    except ConfigError:
         pytest.skip("::1 cannot be bound here")
     with listener:
         listener.expect("alice", state, PATH, arrivals)

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, quote, unquote_plus, urlsplit, urlunsplit
 
-from .errors import ConfigError, ListenError
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .console import Log
@@ -55,6 +55,12 @@ PAGE_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "default-src 'none'"),
+)
+# What to do when the listen address cannot be bound (a ConfigError: exit 2). Not a class of
+# its own in errors.py: every refresh imports that module, and a class costs instructions.
+LISTEN_HINT = (
+    "Stop what listens there, or set XTS_CALLBACK_LISTEN (and XTS_RETURN_URL with it) to a "
+    "free address of this machine, then run again."
 )
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
@@ -164,7 +170,7 @@ class _RefusedError(Exception):
 
 class CallbackListener:
     """One small HTTP server on one listen address, serving every account that waits on it
-    (the state says which). A context manager: it binds on entering (ListenError, exit 2,
+    (the state says which). A context manager: it binds on entering (ConfigError, exit 2,
     when it cannot), serves in a daemon thread, and closes its socket on leaving.
 
     ``request_seconds`` bounds each request's whole time (tests shorten it)."""
@@ -202,9 +208,10 @@ class CallbackListener:
             self._server = server_class((self.host, self._requested_port), _Handler)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise ListenError(
+            raise ConfigError(
                 f"Cannot listen on {self.address} for the broker's login page to hand the "
-                f"session back ({reason})."
+                f"session back ({reason}).",
+                LISTEN_HINT,
             ) from None
         self._server.listener = self
         self._server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)

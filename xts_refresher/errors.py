@@ -80,16 +80,6 @@ class ConfigError(XtsRefreshError):
     )
 
 
-class ListenError(ConfigError):
-    """The refresher cannot listen where the broker's login page sends the browser back (the
-    address is in use, not this machine's, or a port only root may open). Exit 2."""
-
-    default_hint = (
-        "Stop what listens there, or set XTS_CALLBACK_LISTEN (and XTS_RETURN_URL with it) to a "
-        "free address of this machine, then run again."
-    )
-
-
 class XtsUnavailableError(XtsRefreshError):
     """XTS could not be reached or answered with something other than XTS JSON. Exit 3."""
 
