@@ -185,7 +185,7 @@ def test_the_accounts_sample_is_what_a_run_of_two_accounts_prints(project: Proje
     assert printed.count("XTS Token Refresh Cron Job Started") == 1
     owners = [line[1 : line.index("]")] for line in printed if line.startswith("[")]
     assert sorted(set(owners)) == ["huf", "self"]
-    assert sum(1 for i in range(1, len(owners)) if owners[i] != owners[i - 1]) == 1, owners
+    assert sum(1 for i in range(1, len(owners)) if owners[i] != owners[i - 1]) == 1, run.stdout
 
 
 INVOCATION = re.compile(

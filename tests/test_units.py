@@ -1950,6 +1950,61 @@ def test_a_closing_ping_hears_its_own_accounts_lines_and_the_runs_own() -> None:
     assert "[alice]" not in capture.text(["bob"])
 
 
+def test_accounts_done_at_the_same_moment_print_their_lines_one_block_after_the_other() -> None:
+    """console.AccountLines: each account's console lines are held until it is released,
+    the run's own lines pass at once, and four accounts released at the same moment (from
+    four threads, as accounts finish) print four whole blocks, never mixed."""
+    import io
+    import logging
+    import threading
+    import time
+
+    from xts_refresher.console import AccountLines, AccountLog
+
+    class SlowConsole(io.StringIO):
+        """A console whose every write lets the other threads run (a terminal, a pipe)."""
+
+        def write(self, text: str) -> int:
+            time.sleep(0.0002)
+            return super().write(text)
+
+    stream = SlowConsole()
+    log = logging.getLogger("xts_token_refresh.test_blocks")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    console = logging.StreamHandler(stream)
+    log.addHandler(console)
+    names = ["a", "b", "c", "d"]
+    try:
+        held = AccountLines(console)
+        for name in names:
+            for number in range(100):
+                AccountLog(log, name).info("line %d", number)
+        log.info("the run's own line")
+        assert stream.getvalue() == "the run's own line\n"
+        start = threading.Barrier(len(names))
+
+        def release(name: str) -> None:
+            start.wait()
+            held.release(name)
+
+        threads = [threading.Thread(target=release, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        held.close()
+        AccountLog(log, "e").info("after the run")
+    finally:
+        log.removeHandler(console)
+
+    printed = stream.getvalue().splitlines()[1:]
+    owners = [line[1] for line in printed[:-1]]
+    assert len(owners) == 4 * 100
+    assert sum(1 for i in range(1, len(owners)) if owners[i] != owners[i - 1]) == 3, owners
+    assert printed[-1] == "[e] after the run"  # once closed, nothing is held
+
+
 def test_a_failure_is_one_line_with_its_hint_unless_its_message_has_several() -> None:
     """console.report_failure: a one-line message and its hint make one ✗ line; a message of
     several lines gets its own ✗ line, and the hint the last one."""

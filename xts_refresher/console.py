@@ -366,6 +366,8 @@ class AccountLines(logging.Filter):
         self._console = console
         self._held: dict[str, list[logging.LogRecord]] = {}
         self._holding = threading.Lock()
+        # Two accounts done at the same moment print one block after the other, never mixed.
+        self._printing = threading.Lock()
         console.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -379,11 +381,12 @@ class AccountLines(logging.Filter):
 
     def release(self, account: str) -> None:
         """Print the held lines of ``account``, in the order they came."""
-        with self._holding:
-            held = self._held.pop(account, [])
-        for record in held:
-            record.xts_released = True
-            self._console.handle(record)
+        with self._printing:
+            with self._holding:
+                held = self._held.pop(account, [])
+            for record in held:
+                record.xts_released = True
+                self._console.handle(record)
 
     def close(self) -> None:
         """Print every line still held (an account that never finished), then stop holding."""
