@@ -347,6 +347,18 @@ def test_a_wrong_path_is_refused(logged: Logged) -> None:
     assert_refused_and_logged(logged, 404, "wrong path")
 
 
+def test_the_browsers_own_favicon_request_is_answered_404_without_a_warning(
+    logged: Logged,
+) -> None:
+    with listening(logged) as listener:
+        listener.expect("alice", new_state(), PATH, Arrivals())
+        with http() as client:
+            answer = client.get(url(listener, "/favicon.ico"), timeout=5)
+    assert answer.status_code == 404
+    assert_answered_safely(answer)
+    assert logged.text == ""
+
+
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "BREW"])
 def test_a_wrong_method_is_refused(logged: Logged, method: str) -> None:
     arrivals = Arrivals()

@@ -44,6 +44,7 @@ MAX_CONNECTIONS = 32  # at once; more are closed unanswered
 MAX_LOGGED_REFUSALS = 50  # a flood of refusals must not flood the log
 MAX_FIELDS = 20  # of a query or a form
 FORM = "application/x-www-form-urlencoded"
+FAVICON = "/favicon.ico"
 ALLOWED = "GET, POST"
 # The methods a refusal names; any other word a client sends is logged as "a request".
 KNOWN_METHODS = frozenset(("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"))
@@ -424,6 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command not in ("GET", "POST"):
             raise _RefusedError(405, "method not allowed", (("Allow", ALLOWED),))
         split = urlsplit(self.path)
+        if split.path == FAVICON and split.path not in self.server.listener._paths():
+            self._answer(404, "Not found.\n")  # asked by the browser itself: not worth a line
+            return
         if split.path not in self.server.listener._paths():
             raise _RefusedError(404, "wrong path")
         query = _fields(split.query)
