@@ -30,6 +30,7 @@ from conftest import APP_DIR
 
 from xts_refresher.callback import (
     MAX_BODY,
+    MAX_CONNECTIONS,
     CallbackListener,
     listen_address,
     login_link,
@@ -505,6 +506,36 @@ def test_a_client_trickling_its_request_is_cut_off_when_its_time_is_up(logged: L
             seconds = time.monotonic() - started
     assert seconds < REQUEST_SECONDS * 3
     assert_refused_and_logged(logged, 408, "too slow")
+
+
+def test_connections_past_the_limit_are_closed_unanswered_until_slots_free_up(
+    logged: Logged,
+) -> None:
+    """A flood of stalled connections costs at most MAX_CONNECTIONS threads: one more is closed
+    at once; once the stalled ones' time is up, a good callback is served again."""
+    arrivals = Arrivals()
+    state = new_state()
+    with listening(logged) as listener:
+        listener.expect("alice", state, PATH, arrivals)
+        stalled = []
+        try:
+            for _ in range(MAX_CONNECTIONS):
+                conn = socket.create_connection(("127.0.0.1", listener.port), timeout=5)
+                conn.sendall(b"GET ")
+                stalled.append(conn)
+            assert wait_until(lambda: listener.busy() == MAX_CONNECTIONS)
+            started = time.monotonic()
+            extra = raw(listener, f"GET {PATH} HTTP/1.1\r\n\r\n".encode())
+            assert extra == b""
+            assert time.monotonic() - started < REQUEST_SECONDS * 0.9
+            answers = [read_all(conn) for conn in stalled]
+        finally:
+            for conn in stalled:
+                conn.close()
+        assert wait_until(lambda: listener.busy() == 0)
+        assert post(listener, state).status_code == 200
+    assert {status_of(a) for a in answers} == {408}
+    assert arrivals.sessions == [SESSION]
 
 
 def test_an_overlong_request_line_or_too_many_headers_are_refused(logged: Logged) -> None:

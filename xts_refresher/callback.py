@@ -190,6 +190,7 @@ class CallbackListener:
         self._handling: set[str] = set()
         self._results: dict[str, BaseException | None] = {}
         self._refusals = 0
+        self._connections = 0
 
     @property
     def port(self) -> int:
@@ -203,6 +204,11 @@ class CallbackListener:
         """Where it listens, as ``host:port`` (``[::1]:port``)."""
         return _shown_address(self.host, self.port)
 
+    def busy(self) -> int:
+        """How many connections are being served now."""
+        with self._changed:
+            return self._connections
+
     def __enter__(self) -> CallbackListener:
         server_class = _Server6 if ":" in self.host else _Server
         try:
@@ -215,7 +221,6 @@ class CallbackListener:
                 LISTEN_HINT,
             ) from None
         self._server.listener = self
-        self._server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -278,6 +283,18 @@ class CallbackListener:
             self._results[account] = outcome
             self._changed.notify_all()
 
+    def _connection_opened(self) -> bool:
+        """Count a new connection in; False when MAX_CONNECTIONS are served already."""
+        with self._changed:
+            if self._connections >= MAX_CONNECTIONS:
+                return False
+            self._connections += 1
+            return True
+
+    def _connection_closed(self) -> None:
+        with self._changed:
+            self._connections -= 1
+
     def _paths(self) -> set[str]:
         with self._changed:
             return {e.path for e in self._expected}
@@ -307,8 +324,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Handlers stuck on a slow client must not make server_close() wait for them.
     block_on_close = False
+    # The listen backlog: a burst of connections (a browser opens several) waits to be accepted
+    # instead of having its SYNs dropped and retried a second later.
+    request_queue_size = 2 * MAX_CONNECTIONS
     listener: CallbackListener
-    slots: threading.BoundedSemaphore
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse lookup of the host name (a slow DNS must not
@@ -320,20 +339,20 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the connection in a thread of its own, unless MAX_CONNECTIONS are already
         being served: then close it unanswered."""
-        if not self.slots.acquire(blocking=False):
+        if not self.listener._connection_opened():
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
+            self.listener._connection_closed()
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            self.listener._connection_closed()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A failure no check foresaw: one ⚠ line with its type, never the request."""
