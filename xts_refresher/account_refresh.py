@@ -8,7 +8,7 @@ refresh.py runs every selected account this way, each in a thread of its own.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +39,15 @@ from .outcome import (
     session_failure_line,
     session_state,
 )
-from .sessions import SESSIONS, Session
-from .settings import Settings, foreign_token, lock_beside, warn_about_setup
+from .sessions import INTERACTIVE, SESSIONS, Session
+from .settings import (
+    BROWSER_LOGIN,
+    TOKEN_COMMAND_SECONDS,
+    Settings,
+    foreign_token,
+    lock_beside,
+    warn_about_setup,
+)
 from .store import (
     DEFAULT_RENEW_BEFORE,
     StoredToken,
@@ -80,21 +87,48 @@ def print_banner(log: Log) -> None:
         log.info("%s", line)
 
 
-class RefreshOptions(Frozen):
-    """How ``refresh`` was asked to run."""
+class LoginOptions(Frozen):
+    """How ``login`` was asked to run: how long to wait for the holder, and whether the session
+    is pasted on standard input instead of received by the callback."""
 
-    __slots__ = ("if_needed", "renew_before", "verify")
+    __slots__ = ("paste", "wait")
+    wait: float
+    paste: bool
+
+    def __init__(self, wait: float, paste: bool = False) -> None:
+        self._set(wait=wait, paste=paste)
+
+
+class RefreshOptions(Frozen):
+    """How ``refresh`` was asked to run; ``login`` is set for the ``login`` command, which
+    runs a browser account's refresh with its holder at hand."""
+
+    __slots__ = ("if_needed", "login", "renew_before", "verify")
     if_needed: bool
     renew_before: float
     verify: bool
+    login: LoginOptions | None
 
     def __init__(
         self,
         if_needed: bool = False,
         renew_before: float = DEFAULT_RENEW_BEFORE,
         verify: bool = False,
+        login: LoginOptions | None = None,
     ) -> None:
-        self._set(if_needed=if_needed, renew_before=renew_before, verify=verify)
+        self._set(if_needed=if_needed, renew_before=renew_before, verify=verify, login=login)
+
+
+def holder_seconds(settings: Settings, options: RefreshOptions) -> float:
+    """The seconds a browser account's run may spend beyond XTS_DEADLINE on its session: the
+    wait for its holder, or its token command's bound; 0 for a key account."""
+    if settings.login != BROWSER_LOGIN:
+        return 0.0
+    if options.login is not None:
+        return options.login.wait
+    if settings.access_token_command:
+        return TOKEN_COMMAND_SECONDS
+    return settings.login_wait
 
 
 class SessionOutcome(Frozen):
@@ -205,7 +239,7 @@ class RefreshRun:
         self.log = log
         self.redactor = redactor
         self.stop = stop or StopRequest()
-        self.deadline = Deadline(settings.deadline)
+        self.deadline = Deadline(settings.deadline + holder_seconds(settings, options))
         self.warnings: list[str] = []
         # The first lock this run had to wait for (None: every lock was free at once).
         self.waited: RunLock | None = None
@@ -325,7 +359,7 @@ class RefreshRun:
                 if session in self.unlocked:
                     raise self.unlocked[session]
             except TokenSaveError as exc:
-                self._report(session.title, exc)
+                self.report(session.title, exc)
                 decided[session] = SessionOutcome(session, error=exc)
         outcomes = []
         for session, decision in decided.items():
@@ -356,7 +390,7 @@ class RefreshRun:
             f"hold a whole request (XTS_TIMEOUT={self.settings.timeout:g} s): no login was sent, "
             f"so the {label} token file is unchanged. XTS did not fail.",
         )
-        self._report(session.title, failure)
+        self.report(session.title, failure)
         return SessionOutcome(session, error=failure)
 
     def _keep_or_renew(self, client: XtsClient, session: Session) -> SessionOutcome | None:
@@ -376,7 +410,7 @@ class RefreshRun:
             except TokenRejectedError as exc:
                 reason = exc.message.rstrip(".")
             except XtsRefreshError as exc:
-                self._report(f"{session.title} check", exc)
+                self.report(f"{session.title} check", exc)
                 failure = XtsUnavailableError(
                     f"The stored {session.label} token could not be checked with XTS "
                     f"({exc.message}); it was kept, and no login was sent.",
@@ -396,15 +430,35 @@ class RefreshRun:
         return None
 
     def _log_in_and_save(self, client: XtsClient, session: Session) -> SessionOutcome:
-        path = self.settings.token_path(session)
+        if session is INTERACTIVE and self.settings.login == BROWSER_LOGIN:
+            from .browser_login import holder_session  # browser accounts' runs only
+
+            return holder_session(self, client)
         try:
             result = client.login(session)
+        except XtsRefreshError as exc:
+            self.report(session.title, exc)
+            return SessionOutcome(session, error=exc)
+        return self.save_login(session, result)
+
+    def save_login(
+        self,
+        session: Session,
+        result: LoginResult,
+        prove: Callable[[StoredToken], object] | None = None,
+    ) -> SessionOutcome:
+        """Check the user of a successful login, ``prove`` its token (when given: a token that
+        came from a browser is put to XTS first), save it, and tell it; the outcome."""
+        path = self.settings.token_path(session)
+        try:
             self.redactor.add(result.token)
             stored = stored_from_login(result)
             self._check_user(session, stored)
+            if prove is not None:
+                prove(stored)
             save_token(path, stored)
         except XtsRefreshError as exc:
-            self._report(session.title, exc)
+            self.report(session.title, exc)
             return SessionOutcome(session, error=exc)
         short_lived = short_life_error(session, stored)
         if short_lived is None:
@@ -413,7 +467,7 @@ class RefreshRun:
         expires = stored.expires_at.isoformat() if stored.expires_at else "unknown"
         self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
         if short_lived is not None:
-            self._report(session.title, short_lived)
+            self.report(session.title, short_lived)
             return SessionOutcome(session, saved=stored, error=short_lived)
         if stored.expires_at is None:
             self._warn(
@@ -427,10 +481,14 @@ class RefreshRun:
     def _check_user(self, session: Session, stored: StoredToken) -> None:
         wanted = self.settings.user_id
         if wanted and not is_user(session, stored.user_id, wanted):
+            browser = session is INTERACTIVE and self.settings.login == BROWSER_LOGIN
             raise LoginRefusedError(
                 f"The {session.label} login answered for user {stored.user_id or 'unknown'}, "
                 f"not XTS_USER_ID={wanted}; nothing was saved.",
-                f"Check that the API key belongs to XTS_USER_ID (in {SETTINGS_FILE}).",
+                f"Sign in on the broker's page as {wanted} (or fix XTS_USER_ID in "
+                f"{SETTINGS_FILE})."
+                if browser
+                else f"Check that the API key belongs to XTS_USER_ID (in {SETTINGS_FILE}).",
             )
 
     def _check_app_key(self, session: Session, value: Any) -> None:
@@ -445,7 +503,7 @@ class RefreshRun:
                 "your broker before it stops working."
             )
 
-    def _report(self, what: str, failure: XtsRefreshError, whole: bool = False) -> None:
+    def report(self, what: str, failure: XtsRefreshError, whole: bool = False) -> None:
         """Log the ✗ line of ``what`` (a session) failing: its message (``whole``: and its
         hint), naming the account's broker when the failure concerns it."""
         broker = self.settings.broker if failure.concerns_broker else None
@@ -462,7 +520,7 @@ class RefreshRun:
         try:
             note = client.verify(outcome.saved)
         except XtsRefreshError as exc:
-            self._report(f"{outcome.session.title} check", exc, whole=True)
+            self.report(f"{outcome.session.title} check", exc, whole=True)
             return outcome.replaced(error=exc)
         self.log.info("✓ The new %s works: %s.", outcome.session.title, note)
         return outcome

@@ -44,10 +44,16 @@ class RetryableError(XtsUnavailableError):
     The retry loop turns the last one into a plain XtsUnavailableError (exit 3).
     """
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, replay_safe: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        # True when the request cannot have been acted on: it never reached the server (no
+        # connection), or XTS declined to look at it (rate limit). Only such a failure is
+        # retried for a request that spends something (an access token is good for one use).
+        self.replay_safe = replay_safe
 
 
 def retryable(exc: Exception) -> Failure | None:
@@ -181,5 +187,7 @@ def decode_answer(
     if status == 429 and rate_limit_is_answer and is_rate_limit(body):
         return body
     if status >= 500 or status == 429:
-        raise RetryableError(f"HTTP {status}: {describe_xts_error(body)}", retry_after)
+        raise RetryableError(
+            f"HTTP {status}: {describe_xts_error(body)}", retry_after, replay_safe=status == 429
+        )
     return body

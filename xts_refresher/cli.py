@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TextIO
 
 from . import SETUP_HINT, __version__, first_word
-from .accounts import find_install, load_selection
+from .accounts import Selection, find_install, load_selection
 from .console import (
     Redactor,
     add_log_file,
@@ -156,6 +156,22 @@ def _systemd_arguments(systemd: argparse.ArgumentParser) -> None:
     )
 
 
+def _login_arguments(login: argparse.ArgumentParser) -> None:
+    login.add_argument(
+        "--wait",
+        type=parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="how long to wait for the holder to sign in (default 10m)",
+    )
+    login.add_argument(
+        "--paste",
+        action="store_true",
+        help="read the session JSON, or the whole address the browser ended on, from standard "
+        "input instead of listening",
+    )
+
+
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
     """check-config and demo take only the path options."""
 
@@ -184,6 +200,16 @@ COMMAND_TABLE: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], No
         "host lookup, when configured) without logging in. Exit 0 ready, 2 a setting or path "
         "is wrong, 3 XTS cannot be reached.",
         _no_arguments,
+    ),
+    (
+        "login",
+        "sign a browser account in on the broker's page",
+        "For each selected account with XTS_LOGIN=browser: print the link to the broker's login "
+        "page (and send it to Telegram when configured), wait for the holder to sign in, then "
+        "save the session as a refresh does (user checked, token proven with one call), log "
+        "in to market data with its key and run the hook. Exit codes as for refresh; nobody "
+        "signed in within --wait: 1.",
+        _login_arguments,
     ),
     (
         "cron",
@@ -341,20 +367,14 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
     try:
         selection = load_selection(overrides, os.environ, selected_accounts(args))
     except ConfigError:
-        if args.command == "refresh":
+        if args.command in ("refresh", "login"):
             # A cron run's configuration error belongs in its log too.
             _log_to_fallback_file(overrides, log, redactor)
         raise
     for secret in selection.secrets():
         redactor.add(secret)
-    if args.command == "refresh":
-        from .account_refresh import RefreshOptions
-        from .refresh import check_paths_and_open_log, refresh
-
-        window = {} if args.renew_before is None else {"renew_before": args.renew_before}
-        options = RefreshOptions(args.if_needed, verify=args.verify, **window)
-        check_paths_and_open_log(selection, log, log_file_path(overrides, selection.install.values))
-        return refresh(selection, options, log, redactor)
+    if args.command in ("refresh", "login"):
+        return _refresh_or_login(args, selection, overrides, log, redactor)
     if args.command == "status":
         from .outputs import broken_token_files, settings_files
         from .status import status
@@ -384,6 +404,33 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         warnings=selection.warnings,
         path_problems=path_problems(selection, log_file_path(overrides, selection.install.values)),
     )
+
+
+def _refresh_or_login(
+    args: argparse.Namespace,
+    selection: Selection,
+    overrides: PathOverrides,
+    log: logging.Logger,
+    redactor: Redactor,
+) -> int:
+    """``refresh``, or ``login`` (a refresh of the browser accounts with their holder at hand),
+    once the paths they write are checked and the log file is open."""
+    from .refresh import check_paths_and_open_log
+
+    check_paths_and_open_log(selection, log, log_file_path(overrides, selection.install.values))
+    if args.command == "login":
+        from .account_refresh import LoginOptions
+        from .login import DEFAULT_LOGIN_WAIT_SECONDS, login
+
+        wait = DEFAULT_LOGIN_WAIT_SECONDS if args.wait is None else args.wait
+        named = bool(selected_accounts(args))
+        return login(selection, LoginOptions(wait, args.paste), log, redactor, named)
+    from .account_refresh import RefreshOptions
+    from .refresh import refresh
+
+    window = {} if args.renew_before is None else {"renew_before": args.renew_before}
+    options = RefreshOptions(args.if_needed, verify=args.verify, **window)
+    return refresh(selection, options, log, redactor)
 
 
 def console_stream(args: argparse.Namespace) -> TextIO:

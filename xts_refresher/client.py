@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import InsecureRequestWarning
+from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
 
 from . import __version__
 from .answers import (
@@ -33,8 +33,8 @@ from .answers import (
     retryable,
     shown_url,
 )
-from .errors import SETTINGS_FILE, TokenRejectedError, XtsUnavailableError
-from .sessions import SESSIONS, Session
+from .errors import SETTINGS_FILE, LoginRefusedError, TokenRejectedError, XtsUnavailableError
+from .sessions import INTERACTIVE, SESSIONS, Session
 from .settings import Settings, is_loopback_url
 from .store import StoredToken
 from .timebox import (
@@ -123,6 +123,15 @@ def _causes(failure: BaseException) -> Iterator[BaseException]:
         pending += [found for found in inner if isinstance(found, BaseException)]
 
 
+def never_sent(failure: requests.RequestException) -> bool:
+    """Whether ``failure`` happened before the request could reach the server: no connection
+    was made (DNS, refused, connect time-out), or TLS failed before anything was sent."""
+    if isinstance(failure, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    unconnected = (NewConnectionError, socket.gaierror, ConnectionRefusedError)
+    return any(isinstance(cause, unconnected) for cause in _causes(failure))
+
+
 def _authorization_as_set(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """``request`` unchanged: the session's auth, so that requests never reads ~/.netrc."""
     return request
@@ -188,6 +197,44 @@ class XtsClient:
         fix = self._path_hint(session)
         body = self._call("POST", url, label, fix, payload=payload, check=require_token)
         return login_result(session, body, root)
+
+    def exchange_access_token(self, access_token: str) -> LoginResult:
+        """The interactive session for an access token the broker's login page handed over:
+        ``POST {root}/interactive/user/session`` with the app key, secret and access token,
+        answered like a key login (the same checks; a redirect is refused).
+
+        An access token is good for one exchange, so a failure after which XTS may have acted
+        on the request (a time-out, a reset, a 5xx) is not retried: a second try would be
+        refused, and the person would be told the wrong reason. A failure before the request
+        reached XTS (no connection), or XTS's rate limit, is retried as usual.
+        """
+        creds = self.settings.credentials[INTERACTIVE.name]
+        payload = {
+            "appKey": creds.app_key,
+            "secretKey": creds.secret,
+            "accessToken": access_token,
+            "source": self.settings.source,
+        }
+        root = self.settings.api_root
+        url = f"{root}{self.settings.base_path(INTERACTIVE)}{INTERACTIVE.login_path}"
+        body = self._call(
+            "POST",
+            url,
+            "access-token exchange",
+            ROOT_HINT,
+            payload=payload,
+            check=require_token,
+            one_time=True,
+        )
+        if body.get("type") != "success":
+            raise LoginRefusedError(
+                f"XTS refused the access token the broker's page handed over: "
+                f"{describe_xts_error(body)}.",
+                f"Sign in on the broker's page again; if XTS refuses again, check "
+                f"{INTERACTIVE.key_variable} and {INTERACTIVE.secret_variable} (the link and the "
+                "exchange must use the same app).",
+            )
+        return login_result(INTERACTIVE, body, root)
 
     def _path_hint(self, session: Session) -> str:
         """The setting to check when XTS answers ``session``'s requests with a redirect or
@@ -302,11 +349,14 @@ class XtsClient:
         headers: dict[str, str] | None = None,
         check: Callable[[dict[str, Any]], None] | None = None,
         rate_limit_is_answer: bool = False,
+        one_time: bool = False,
     ) -> dict[str, Any]:
         """The XTS JSON body of ``method url``, retrying transient failures.
 
         Raises XtsUnavailableError once the retries or the deadline are spent, and at once for
-        a redirect or "Route not found", with ``fix`` (the setting to check) as its hint.
+        a redirect or "Route not found", with ``fix`` (the setting to check) as its hint. With
+        ``one_time`` (the request spends what it carries), only failures after which XTS
+        cannot have acted on it are retried.
         """
         request = _Request(
             method,
@@ -334,15 +384,31 @@ class XtsClient:
                     fix,
                 ) from None
             if is_rate_limit(body) and not rate_limit_is_answer:
-                raise RetryableError(f"rate limit: {describe_xts_error(body)}")
+                reason = f"rate limit: {describe_xts_error(body)}"
+                raise RetryableError(reason, replay_safe=True)
             if check is not None:
                 check(body)
             return body
 
+        def attempt_once(number: int) -> dict[str, Any]:
+            """An attempt at a request that spends what it carries: a failure after which it
+            may have been acted on is final (another try would be refused, or worse)."""
+            try:
+                return attempt(number)
+            except RetryableError as failure:
+                if failure.replay_safe:
+                    raise
+                raise XtsUnavailableError(
+                    f"The {label} at {shown_url(url)} failed ({failure.reason}), and is not "
+                    "tried again: what it carries is good for one use, and XTS may have used "
+                    "it up.",
+                    fix,
+                ) from None
+
         try:
             return with_retries(
                 f"The {label}",
-                attempt,
+                attempt_once if one_time else attempt,
                 self.log,
                 transient=retryable,
                 attempts=self.settings.retries + 1,
@@ -377,7 +443,8 @@ class XtsClient:
         except TimeoutError:
             raise RetryableError(f"no complete answer within {seconds_text(budget)} s") from None
         except requests.RequestException as exc:
-            raise RetryableError(explain_transport_failure(exc)) from None
+            reason = explain_transport_failure(exc)
+            raise RetryableError(reason, replay_safe=never_sent(exc)) from None
         return decode_answer(status, answer_headers, raw, request.rate_limit_is_answer)
 
     def _exchange(self, request: _Request, budget: float) -> tuple[int, Mapping[str, str], bytes]:

@@ -70,6 +70,12 @@ class LoginRefusedError(XtsRefreshError):
     meaning = f"XTS refused the login: check the API key, secret and XTS_USER_ID in {SETTINGS_FILE}"
 
 
+class HolderLoginError(LoginRefusedError):
+    """A browser account got no usable session: nobody signed in on the broker's page in time,
+    its token command failed, or what was handed over cannot be used. Exit 1: a person must
+    act (the hint says which command signs in)."""
+
+
 class ConfigError(XtsRefreshError):
     """A setting, a flag or a dependency is missing or malformed. Exit 2."""
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .account_refresh import RefreshOptions, RefreshRun, print_banner
+from .account_refresh import RefreshOptions, RefreshRun, holder_seconds, print_banner
 from .accounts import Selection
 from .console import (
     AccountLog,
@@ -76,7 +76,7 @@ def refresh_selection(
     labelled = selection.labelled
     capture = ConsoleCapture()
     log.addHandler(capture)
-    pacing = run_pacing(selection.accounts)
+    pacing = run_pacing(selection.accounts, options)
 
     def account_log(name: str) -> Log:
         return AccountLog(log, name) if labelled else log
@@ -277,11 +277,16 @@ def _chat_messages(
     return messages
 
 
-def run_pacing(accounts: Sequence[Settings]) -> Pacing:
+def run_pacing(accounts: Sequence[Settings], options: RefreshOptions | None = None) -> Pacing:
     """When the messages and closing pings of a run of ``accounts`` may retry: with their
-    shortest XTS_RETRY_BACKOFF, before the latest of their XTS_DEADLINEs, counted from now."""
+    shortest XTS_RETRY_BACKOFF, before the latest of their XTS_DEADLINEs (a browser account's
+    extended by its wait for the holder), counted from now."""
     first_wait = min((s.retry_backoff for s in accounts), default=DEFAULT_RETRY_BACKOFF_SECONDS)
-    seconds = max((s.deadline for s in accounts), default=DEFAULT_DEADLINE_SECONDS)
+    chosen = options or RefreshOptions()
+    seconds = max(
+        (s.deadline + holder_seconds(s, chosen) for s in accounts),
+        default=DEFAULT_DEADLINE_SECONDS,
+    )
     return Pacing(first_wait, Deadline(seconds))
 
 

@@ -45,6 +45,13 @@ MAX_RETRIES = 20
 DEFAULT_DEADLINE_SECONDS = 300.0
 MAX_DEADLINE_SECONDS = 86400.0
 DEFAULT_RETRY_BACKOFF_SECONDS = 2.0
+# How an account's interactive session is logged in: with its key and secret, or on the
+# broker's login page by the account holder (browser_login.py).
+KEY_LOGIN, BROWSER_LOGIN = "key", "browser"
+DEFAULT_RETURN_URL = "http://127.0.0.1:8765/xts/callback"
+MAX_LOGIN_WAIT_SECONDS = 86400.0
+# How long XTS_ACCESS_TOKEN_COMMAND may run before it is stopped.
+TOKEN_COMMAND_SECONDS = 120.0
 # Placeholders from .env.example: sending them to the broker would only earn a refusal.
 PLACEHOLDER_PREFIXES = ("your_", "your-", "<")
 
@@ -192,6 +199,58 @@ def parse_chat_ids(raw: str) -> tuple[str, ...] | None:
             )
         chats.append(chat)
     return tuple(chats) or None
+
+
+def parse_duration_setting(raw: str) -> float | None:
+    """Seconds in ``30m``, ``1h30m``, ``45s`` or ``600`` (a bare number is seconds), as the
+    command line's durations, from 0 to MAX_LOGIN_WAIT_SECONDS."""
+    value = raw.strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():  # the default "0", read by every refresh
+        seconds = float(value)
+    else:
+        from argparse import ArgumentTypeError
+
+        from .cli import parse_duration  # the command line's reading of a duration
+
+        try:
+            seconds = parse_duration(value)
+        except ArgumentTypeError:
+            raise InvalidSettingError(
+                f"must be a duration such as 30m, 1h or 600, not {value!r}."
+            ) from None
+    if seconds > MAX_LOGIN_WAIT_SECONDS:
+        raise InvalidSettingError(f"must be at most 24h, not {value!r}.")
+    return seconds
+
+
+def parse_return_url(raw: str) -> str | None:
+    """An http(s) URL the broker's page sends the browser to, kept as written (its path is the
+    one the callback listens at); no user or password, no fragment."""
+    value = parse_text(raw)
+    if value is None or value == DEFAULT_RETURN_URL:
+        return value
+    parse_url = url_parser(no_user=True)
+    parse_url(value)
+    if "#" in value:
+        raise InvalidSettingError("must not have a fragment (#…): browsers never send it.")
+    return value
+
+
+def parse_listen_address(raw: str) -> str | None:
+    """``host:port`` or ``[IPv6]:port`` of the callback listener, as written."""
+    value = raw.strip()
+    if not value:
+        return None
+    host, colon, port = value.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    good_port = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+    if not colon or not bare or not good_port or (":" in bare and bare == host):
+        raise InvalidSettingError(
+            f"must be host:port, e.g. 127.0.0.1:8765 or [::1]:8765, not {value!r}."
+        )
+    return value
 
 
 def parse_path(raw: str) -> Path | None:
@@ -413,6 +472,48 @@ TABLE: tuple[Setting, ...] = (
         field="metrics_file",
     ),
     Setting(
+        "XTS_LOGIN",
+        KEY_LOGIN,
+        choice_parser(KEY_LOGIN, BROWSER_LOGIN),
+        "key: log in with key and secret; browser: the holder signs in on the broker's page",
+        field="login",
+    ),
+    Setting(
+        "XTS_LOGIN_URL",
+        "",
+        url_parser(base=True, no_user=True),
+        "the broker's login page (default: XTS_API_ROOT/interactive/thirdparty)",
+        field="login_url",
+    ),
+    Setting(
+        "XTS_RETURN_URL",
+        DEFAULT_RETURN_URL,
+        parse_return_url,
+        "where the broker's page sends the browser with the session",
+        field="return_url",
+    ),
+    Setting(
+        "XTS_CALLBACK_LISTEN",
+        "",
+        parse_listen_address,
+        "host:port the refresher listens on while it waits (default: the return URL's)",
+        field="callback_listen",
+    ),
+    Setting(
+        "XTS_LOGIN_WAIT",
+        "0",
+        parse_duration_setting,
+        "how long a refresh waits for the holder to sign in (30m); 0: it does not wait",
+        field="login_wait",
+    ),
+    Setting(
+        "XTS_ACCESS_TOKEN_COMMAND",
+        "",
+        parse_text,
+        "command that signs in without a person and prints the session (within 120 s)",
+        field="access_token_command",
+    ),
+    Setting(
         "XTS_LOG_FILE",
         DEFAULT_LOG_FILE,
         parse_path,
@@ -455,6 +556,7 @@ COMBINED_FIELDS = (
     "log_file",
     "shared_env_file",
     "telegram",
+    "link_telegram",
     "token_files",
 )
 
@@ -529,12 +631,20 @@ class Settings(Frozen):
     healthcheck_url: str | None
     notify_label: str | None
     metrics_file: Path | None
+    login: str
+    login_url: str | None
+    return_url: str
+    callback_listen: str | None
+    login_wait: float
+    access_token_command: str | None
     # COMBINED_FIELDS.
     account: str
     credentials: Mapping[str, Credentials]
     token_files: Mapping[str, Path]
     base_paths: Mapping[str, str]
     telegram: TelegramSettings | None
+    # Where a browser account's sign-in link goes, whatever TELEGRAM_NOTIFY says (else None).
+    link_telegram: TelegramSettings | None
     env_file: Path
     shared_env_file: Path | None
     log_file: Path
@@ -593,6 +703,9 @@ class Settings(Frozen):
             urls["TELEGRAM_API_URL"] = self.telegram.api_url
         if self.healthcheck_url:
             urls["HEALTHCHECK_URL"] = self.healthcheck_url
+        if self.login == BROWSER_LOGIN:
+            urls["XTS_LOGIN_URL"] = self.login_url or ""
+            urls["XTS_RETURN_URL"] = self.return_url
         return urls
 
     def secrets(self) -> list[str]:
@@ -760,6 +873,7 @@ def build_settings(
     if len(set(token_files.values())) < len(token_files):
         names = [s.path_variable for s in SESSIONS.values()]
         problems.add(names[-1], f"{' and '.join(names)} must differ.")
+    _check_browser_login(read, credentials, problems)
     settings = Settings(
         **{row.field: read[row.variable] for row in ACCOUNT_ROWS if row.field},
         account=account,
@@ -767,6 +881,7 @@ def build_settings(
         token_files=token_files,
         base_paths=_base_paths(read),
         telegram=_telegram(read, problems),
+        link_telegram=_link_telegram(read),
         env_file=env_file,
         shared_env_file=shared_env_file,
         log_file=log_file_path(overrides, shared_values),
@@ -809,6 +924,25 @@ def _credentials(read: Mapping[str, Any], problems: _Problems) -> dict[str, Cred
             + ".",
         )
     return credentials
+
+
+def _check_browser_login(
+    read: dict[str, Any], credentials: Mapping[str, Credentials], problems: _Problems
+) -> None:
+    """A browser login's settings that only make sense together: the interactive key and secret
+    (the link carries the key, the exchange sends both), and the login page's default, which
+    follows XTS_API_ROOT."""
+    if read["XTS_LOGIN"] != BROWSER_LOGIN:
+        return
+    if INTERACTIVE.name not in credentials and not problems.before("XTS_LOGIN"):
+        problems.add(
+            "XTS_LOGIN",
+            f"XTS_LOGIN=browser needs {INTERACTIVE.key_variable} and "
+            f"{INTERACTIVE.secret_variable}: the link to the broker's page carries the key, and "
+            "the access token is exchanged with both.",
+        )
+    if not read["XTS_LOGIN_URL"] and read["XTS_API_ROOT"]:
+        read["XTS_LOGIN_URL"] = f"{read['XTS_API_ROOT']}{INTERACTIVE.default_base}/thirdparty"
 
 
 def _pair(
@@ -879,6 +1013,17 @@ def _telegram(read: Mapping[str, Any], problems: _Problems) -> TelegramSettings 
         return None
     chat_ids: tuple[str, ...] = read["TELEGRAM_CHAT_ID"]
     return TelegramSettings(pair[0], chat_ids, read["TELEGRAM_NOTIFY"], read["TELEGRAM_API_URL"])
+
+
+def _link_telegram(read: Mapping[str, Any]) -> TelegramSettings | None:
+    """The chats a browser account's sign-in link is sent to: the configured ones, even when
+    TELEGRAM_NOTIFY is off (the link must reach the holder); None for a key account."""
+    if read["XTS_LOGIN"] != BROWSER_LOGIN or not (
+        read["TELEGRAM_TOKEN"] and read["TELEGRAM_CHAT_ID"]
+    ):
+        return None
+    chat_ids: tuple[str, ...] = read["TELEGRAM_CHAT_ID"]
+    return TelegramSettings(read["TELEGRAM_TOKEN"], chat_ids, "all", read["TELEGRAM_API_URL"])
 
 
 def _is_file(path: Path) -> bool:

@@ -1,0 +1,136 @@
+"""XTS_ACCESS_TOKEN_COMMAND: the operator's own automation that signs a browser account in
+without a person (typically a headless browser and a TOTP generator) and prints the session.
+
+It runs as the post-refresh hook does (hook.py): through ``/bin/sh`` in the program's folder,
+in a process group of its own that is killed when it outlives TOKEN_COMMAND_SECONDS, with no
+secret of ours in its environment. What it prints on standard output is a secret: it is never
+logged, and is added to the redactor before anything could show it. On failure the last line
+of its standard error is shown, redacted.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, TYPE_CHECKING
+
+from .browser_login import MAX_SESSION_BYTES, login_command_text, parse_session
+from .errors import HolderLoginError
+from .paths import APP_DIR
+from .settings import SECRET_VARIABLES, TOKEN_COMMAND_SECONDS, Settings
+
+if TYPE_CHECKING:
+    from .console import Log, Redactor
+
+# How much of the command's standard error is read for its last line.
+STDERR_TAIL_BYTES = 8192
+
+
+def command_environment(settings: Settings) -> dict[str, str]:
+    """The command's environment: ours without any secret, with the account, the login page,
+    the return URL and the link to open (which carries the app key, as every link to the
+    broker's page must) set."""
+    from .callback import login_link
+
+    credentials = settings.credentials["interactive"]
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    env.update(
+        XTS_ACCOUNT=settings.account,
+        XTS_LOGIN_URL=settings.login_url or "",
+        XTS_RETURN_URL=settings.return_url,
+        XTS_LOGIN_LINK=login_link(
+            settings.login_url or "", credentials.app_key, settings.return_url
+        ),
+    )
+    return env
+
+
+def run_token_command(settings: Settings, redactor: Redactor, log: Log) -> str:
+    """What XTS_ACCESS_TOKEN_COMMAND printed on standard output (a secret, already added to
+    ``redactor``); HolderLoginError (exit 1) when it could not start, failed, printed nothing
+    or outlived TOKEN_COMMAND_SECONDS (its process group is then killed)."""
+    import signal
+    import subprocess
+    import tempfile
+
+    command = settings.access_token_command or ""
+    hint = (
+        "Fix XTS_ACCESS_TOKEN_COMMAND (run it by hand to see what it prints), or let the "
+        f"holder sign in: {login_command_text(settings)}"
+    )
+    log.info("Running XTS_ACCESS_TOKEN_COMMAND to sign in on the broker's page...")
+    # Files, not pipes: a command that leaves a browser running in the background would keep
+    # a pipe open, and waiting for it to close would wait for the browser.
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(  # noqa: S602 - the operator's own shell command
+                command,
+                shell=True,
+                env=command_environment(settings),
+                cwd=APP_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise HolderLoginError(
+                f"XTS_ACCESS_TOKEN_COMMAND could not start: {exc.strerror}.", hint
+            ) from None
+        try:
+            process.wait(timeout=TOKEN_COMMAND_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise HolderLoginError(
+                f"XTS_ACCESS_TOKEN_COMMAND did not finish within {TOKEN_COMMAND_SECONDS:.0f} s "
+                f"and was stopped{_last_line(stderr, redactor)}.",
+                hint,
+            ) from None
+        output = _read_output(stdout)
+        _hide(output, redactor)
+        if process.returncode != 0:
+            raise HolderLoginError(
+                f"XTS_ACCESS_TOKEN_COMMAND failed with exit code {process.returncode}"
+                f"{_last_line(stderr, redactor)}.",
+                hint,
+            )
+        if not output.strip():
+            raise HolderLoginError(
+                f"XTS_ACCESS_TOKEN_COMMAND printed nothing on standard output"
+                f"{_last_line(stderr, redactor)}.",
+                hint,
+            )
+    log.info("✓ XTS_ACCESS_TOKEN_COMMAND handed over a session.")
+    return output
+
+
+def _hide(output: str, redactor: Redactor) -> None:
+    """Add what the command printed to ``redactor``: each line, and the tokens in it (its
+    standard error may quote them, and is shown on failure)."""
+    for line in (output.strip(), *output.splitlines()):
+        redactor.add(line.strip())
+    try:
+        handed = parse_session(output)
+    except HolderLoginError:
+        return
+    for secret in handed.secrets():
+        redactor.add(secret)
+
+
+def _read_output(stdout: IO[bytes]) -> str:
+    """The command's standard output, at most MAX_SESSION_BYTES and one byte more (so that
+    more than that is refused as too large, not cut)."""
+    stdout.seek(0)
+    return stdout.read(MAX_SESSION_BYTES + 1).decode("utf-8", "replace")
+
+
+def _last_line(stderr: IO[bytes], redactor: Redactor) -> str:
+    """``: <the last line of standard error>``, redacted and on one line, or "" for none."""
+    from .answers import one_line
+
+    size = stderr.seek(0, os.SEEK_END)
+    stderr.seek(max(0, size - STDERR_TAIL_BYTES))
+    lines = [line for line in stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return f": {redactor.redact(one_line(lines[-1]))[:300]}"
