@@ -26,6 +26,7 @@ TOP_KEYS = {"ok", "checked_at", "verified", "sessions"}
 SESSION_KEYS = {
     "account",
     "session",
+    "login",
     "state",
     "usable",
     "path",

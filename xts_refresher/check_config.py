@@ -27,8 +27,9 @@ from .errors import (
 )
 from .outcome import broker_words
 from .outputs import PathProblem, written_paths
+from .paths import APP_DIR
 from .sessions import MARKETDATA, SESSIONS
-from .settings import Settings, warn_about_setup, without_credentials
+from .settings import BROWSER_LOGIN, Settings, warn_about_setup, without_credentials
 from .timebox import Deadline, run_within
 from .values import plural
 
@@ -169,17 +170,8 @@ def check_account(
         variables = ", ".join(s.path_variable for s in SESSIONS.values())
         log.error("✗ Fix the paths above (%s, XTS_LOG_FILE, XTS_METRICS_FILE).", variables)
         return 2
-    code = 0
     with XtsClient(settings, Deadline(settings.deadline), log) as client:
-        try:
-            for url in filter(None, (settings.api_root, settings.hostlookup_url)):
-                _report_probe(url, client.probe(url), log)
-            if MARKETDATA.name in settings.credentials:
-                check_marketdata_path(settings, client, log)
-        except XtsRefreshError as exc:
-            exc.place(settings.broker, settings.shown_env_file)
-            log.error("✗ %s: %s", broker_words(exc.broker), exc)
-            code = exc.exit_code
+        code = reach_xts(settings, client, log)
     code = max(code, check_notifications(settings, log, answers))
     if code == 0:
         log.info("✓ Ready: run `xts_token_refresh.py` to log in (check-config never logs in).")
@@ -189,6 +181,99 @@ def check_account(
             code,
         )
     return code
+
+
+def reach_xts(settings: Settings, client: XtsClient, log: Log) -> int:
+    """Reach the API root, the host lookup, the market-data path and, for a browser account,
+    what its login needs, without logging in: 0, or the exit code of what failed."""
+    code = 0
+    try:
+        for url in filter(None, (settings.api_root, settings.hostlookup_url)):
+            _report_probe(url, client.probe(url), log)
+        if MARKETDATA.name in settings.credentials:
+            check_marketdata_path(settings, client, log)
+    except XtsRefreshError as exc:
+        exc.place(settings.broker, settings.shown_env_file)
+        log.error("✗ %s: %s", broker_words(exc.broker), exc)
+        code = exc.exit_code
+    if settings.login == BROWSER_LOGIN:
+        code = max(code, check_browser_login(settings, client, log))
+    return code
+
+
+def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
+    """What a browser account's login needs, checked without signing in: the login page
+    answers a GET, the return URL is an http(s) URL, the refresher can listen on the callback
+    address (bound and closed at once), and the token command, when set, is a program that
+    exists and may be run (it is not run). 0, 2 (a setting) or 3 (the page cannot be reached)."""
+    from .callback import CallbackListener, listen_address
+
+    code = 0
+    page = settings.login_url or ""
+    try:
+        status = client.probe(page)
+    except XtsRefreshError as exc:
+        log.error("✗ The broker's login page: %s", exc)
+        code = exc.exit_code
+    else:
+        if status < 400:
+            log.info(
+                "✓ The broker's login page %s answers (HTTP %d; nobody was signed in).",
+                without_credentials(page),
+                status,
+            )
+        else:
+            log.error(
+                "✗ The broker's login page %s answered HTTP %d: check XTS_LOGIN_URL with your "
+                "broker.",
+                without_credentials(page),
+                status,
+            )
+            code = 2
+    log.info(
+        "✓ The return URL %s is a valid %s URL: the broker's page sends the browser there.",
+        settings.return_url,
+        urlsplit(settings.return_url).scheme,
+    )
+    host, port = listen_address(settings.callback_listen, settings.return_url)
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with CallbackListener(host, port, log):
+            pass
+    except XtsRefreshError as exc:
+        log.error("✗ The refresher cannot listen on %s (XTS_CALLBACK_LISTEN): %s", shown, exc)
+        code = max(code, 2)
+    else:
+        log.info("✓ The refresher can listen on %s for the callback (bound and closed).", shown)
+    if settings.access_token_command:
+        problem = command_problem(settings.access_token_command)
+        if problem:
+            log.error("✗ XTS_ACCESS_TOKEN_COMMAND: %s (it was not run).", problem)
+            code = max(code, 2)
+        else:
+            log.info("✓ XTS_ACCESS_TOKEN_COMMAND names a program that may be run (not run).")
+    return code
+
+
+def command_problem(command: str) -> str | None:
+    """Why the program that shell ``command`` starts cannot be run (its first word: a path,
+    from the program's folder when relative, or a name found on PATH), or None."""
+    import shlex
+    import shutil
+
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        return f"the command cannot be read as a shell command ({exc})"
+    if not words:
+        return "the command is empty"
+    program = words[0]
+    if "/" not in program:
+        return None if shutil.which(program) else f"{program} is not found on PATH"
+    path = Path(APP_DIR, program)
+    if not path.is_file():
+        return f"{path} does not exist or is not a file"
+    return None if os.access(path, os.X_OK) else f"{path} is not executable (chmod +x)"
 
 
 def check_notifications(

@@ -22,8 +22,8 @@ from .errors import (
     TokenUnavailableError,
     XtsRefreshError,
 )
-from .sessions import Session
-from .settings import Settings, foreign_token, warn_about_setup
+from .sessions import INTERACTIVE, Session
+from .settings import BROWSER_LOGIN, KEY_LOGIN, Settings, foreign_token, warn_about_setup
 from .store import DEFAULT_RENEW_BEFORE, StoredToken, format_duration, read_token_file
 from .timebox import Deadline
 
@@ -32,6 +32,7 @@ STATUS_QUICK_SECONDS = 5.0
 JSON_KEYS = (
     "account",
     "session",
+    "login",
     "state",
     "usable",
     "path",
@@ -72,6 +73,8 @@ class SessionStatus(NamedTuple):
     verified: bool | None = None
     message: str | None = None
     stored: StoredToken | None = None
+    # How the session logs in: "key", or "browser" (the holder signs in on the broker's page).
+    login: str = KEY_LOGIN
 
     def to_json(self) -> dict[str, Any]:
         """The entry of ``status --json``, in the documented key order."""
@@ -151,6 +154,12 @@ def quick_client(settings: Settings, log: Log) -> XtsClient:
     return XtsClient(quick, Deadline(min(settings.deadline, 3 * STATUS_QUICK_SECONDS)), log)
 
 
+def login_of(settings: Settings, session: Session) -> str:
+    """How ``session`` of ``settings``' account logs in: "browser" for the interactive session
+    of a browser account, else "key" (market data always logs in with its key)."""
+    return settings.login if session is INTERACTIVE else KEY_LOGIN
+
+
 def _verification_words(report: SessionStatus) -> str:
     """How the console names the outcome of asking XTS about a token."""
     if report.verified is None:
@@ -162,7 +171,10 @@ def _account_reports(
     settings: Settings, verify: bool, log: Log, redactor: Redactor
 ) -> list[SessionStatus]:
     """One account's session statuses, asked of XTS with ``verify``."""
-    reports = [session_status(settings, s, DEFAULT_RENEW_BEFORE) for s in settings.sessions]
+    reports = [
+        session_status(settings, s, DEFAULT_RENEW_BEFORE)._replace(login=login_of(settings, s))
+        for s in settings.sessions
+    ]
     for report in reports:
         if report.stored is not None:
             redactor.add(report.stored.token)
@@ -264,6 +276,10 @@ def status(
         when = f"refreshed at {r.refreshed_at or '-'}, expires at {r.expires_at or '-'}{left}"
         show(f"    {when}", r.account)
         show(f"    file {r.path}", r.account)
+        if r.login == BROWSER_LOGIN:
+            show("    login: browser", r.account)
+            if not r.usable:
+                show(f"    to log in: xts_token_refresh.py login --account {r.account}", r.account)
         if verify and (r.usable or r.state == "rejected"):
             show(f"    checked with XTS: {_verification_words(r)}", r.account)
         if r.message:
