@@ -42,7 +42,6 @@ from .outcome import (
 from .sessions import INTERACTIVE, SESSIONS, Session
 from .settings import (
     BROWSER_LOGIN,
-    TOKEN_COMMAND_SECONDS,
     Settings,
     foreign_token,
     lock_beside,
@@ -120,15 +119,13 @@ class RefreshOptions(Frozen):
 
 
 def holder_seconds(settings: Settings, options: RefreshOptions) -> float:
-    """The seconds a browser account's run may spend beyond XTS_DEADLINE on its session: the
-    wait for its holder, or its token command's bound; 0 for a key account."""
+    """The seconds a browser account's run may wait for its holder beyond XTS_DEADLINE (a
+    token command runs within the deadline); 0 for a key account."""
     if settings.login != BROWSER_LOGIN:
         return 0.0
     if options.login is not None:
         return options.login.wait
-    if settings.access_token_command:
-        return TOKEN_COMMAND_SECONDS
-    return settings.login_wait
+    return 0.0 if settings.access_token_command else settings.login_wait
 
 
 class SessionOutcome(Frozen):

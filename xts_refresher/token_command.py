@@ -20,6 +20,7 @@ from .settings import SECRET_VARIABLES, TOKEN_COMMAND_SECONDS, Settings
 
 if TYPE_CHECKING:
     from .console import Log, Redactor
+    from .timebox import Deadline
 
 # How much of the command's standard error is read for its last line.
 STDERR_TAIL_BYTES = 8192
@@ -44,10 +45,13 @@ def command_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_token_command(settings: Settings, redactor: Redactor, log: Log) -> str:
+def run_token_command(
+    settings: Settings, deadline: Deadline, redactor: Redactor, log: Log
+) -> str:
     """What XTS_ACCESS_TOKEN_COMMAND printed on standard output (a secret, already added to
     ``redactor``); HolderLoginError (exit 1) when it could not start, failed, printed nothing
-    or outlived TOKEN_COMMAND_SECONDS (its process group is then killed)."""
+    or outlived its time (its process group is then killed): TOKEN_COMMAND_SECONDS, and no
+    more than the run's deadline leaves (the session must still be exchanged)."""
     import signal
     import subprocess
     import tempfile
@@ -57,6 +61,7 @@ def run_token_command(settings: Settings, redactor: Redactor, log: Log) -> str:
         "Fix XTS_ACCESS_TOKEN_COMMAND (run it by hand to see what it prints), or let the "
         f"holder sign in: {login_command_text(settings)}"
     )
+    limit = min(TOKEN_COMMAND_SECONDS, deadline.remaining())
     log.info("Running XTS_ACCESS_TOKEN_COMMAND to sign in on the broker's page...")
     # Files, not pipes: a command that leaves a browser running in the background would keep
     # a pipe open, and waiting for it to close would wait for the browser.
@@ -77,13 +82,13 @@ def run_token_command(settings: Settings, redactor: Redactor, log: Log) -> str:
                 f"XTS_ACCESS_TOKEN_COMMAND could not start: {exc.strerror}.", hint
             ) from None
         try:
-            process.wait(timeout=TOKEN_COMMAND_SECONDS)
+            process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise HolderLoginError(
-                f"XTS_ACCESS_TOKEN_COMMAND did not finish within {TOKEN_COMMAND_SECONDS:.0f} s "
-                f"and was stopped{_last_line(stderr, redactor)}.",
+                f"XTS_ACCESS_TOKEN_COMMAND did not finish within {limit:.0f} s and was "
+                f"stopped{_last_line(stderr, redactor)}.",
                 hint,
             ) from None
         output = _read_output(stdout)
