@@ -35,13 +35,13 @@ from conftest import (
     token_json,
     with_healthcheck,
 )
+
+from xts_refresher.simulator import totp
 from xts_refresher.simulator.thirdparty import (
     THIRDPARTY_PASSWORD,
     THIRDPARTY_TOTP_SECRET,
     page_forms,
 )
-
-from xts_refresher.simulator import totp
 
 # The browser account's app (distinctive fakes: they must appear nowhere but in the link).
 TP_KEY = "tp-FAKE-5d1c-browser-app-key"

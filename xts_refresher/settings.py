@@ -475,7 +475,7 @@ TABLE: tuple[Setting, ...] = (
         "XTS_LOGIN",
         KEY_LOGIN,
         choice_parser(KEY_LOGIN, BROWSER_LOGIN),
-        "key: log in with key and secret; browser: the holder signs in on the broker's page",
+        "key: log in with key and secret; browser: the holder signs in on the broker page",
         field="login",
     ),
     Setting(
