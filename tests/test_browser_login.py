@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import threading
@@ -104,7 +103,6 @@ class LiveRun:
     def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
         self.project = project
         self.process = project.start(*args, env=env)
-        self.lines: queue.Queue[str] = queue.Queue()
         self.stdout: list[str] = []
         self.stderr = ""
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -114,19 +112,17 @@ class LiveRun:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.stdout.append(line)
-            self.lines.put(line)
 
     def line(self, start: str, timeout: float = 20) -> str:
-        """The next line of standard output that holds ``start`` (skipping others)."""
+        """The first line of standard output so far that holds ``start``, waited for."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=max(0.01, end - time.monotonic()))
-            except queue.Empty:
-                break
-            if start in line:
-                return line.rstrip("\n")
-        raise AssertionError(f"no line with {start!r}; so far: {''.join(self.stdout)}")
+        while True:
+            found = [line for line in list(self.stdout) if start in line]
+            if found:
+                return found[0].rstrip("\n")
+            if time.monotonic() > end:
+                raise AssertionError(f"no line with {start!r}; so far: {''.join(self.stdout)}")
+            time.sleep(0.02)
 
     def link(self, account: str = "default") -> str:
         """The link the run printed for ``account``."""

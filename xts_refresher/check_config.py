@@ -28,7 +28,7 @@ from .errors import (
 from .outcome import broker_words
 from .outputs import PathProblem, written_paths
 from .paths import APP_DIR
-from .sessions import MARKETDATA, SESSIONS
+from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
 from .settings import BROWSER_LOGIN, Settings, warn_about_setup, without_credentials
 from .timebox import Deadline, run_within
 from .values import plural
@@ -206,12 +206,14 @@ def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
     answers a GET, the return URL is an http(s) URL, the refresher can listen on the callback
     address (bound and closed at once), and the token command, when set, is a program that
     exists and may be run (it is not run). 0, 2 (a setting) or 3 (the page cannot be reached)."""
-    from .callback import CallbackListener, listen_address
+    from .callback import CallbackListener, listen_address, login_link
 
     code = 0
     page = settings.login_url or ""
+    app_key = settings.credentials[INTERACTIVE.name].app_key
     try:
-        status = client.probe(page)
+        # The page as the holder's browser opens it (for this app and return URL): no login.
+        status = client.probe(login_link(page, app_key, settings.return_url))
     except XtsRefreshError as exc:
         log.error("✗ The broker's login page: %s", exc)
         code = exc.exit_code
@@ -224,8 +226,8 @@ def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
             )
         else:
             log.error(
-                "✗ The broker's login page %s answered HTTP %d: check XTS_LOGIN_URL with your "
-                "broker.",
+                "✗ The broker's login page %s answered HTTP %d to this app's link: check "
+                "XTS_LOGIN_URL and XTS_INTERACTIVE_API_KEY with your broker.",
                 without_credentials(page),
                 status,
             )
