@@ -35,7 +35,7 @@ from conftest import (
     with_healthcheck,
 )
 
-from xts_refresher.simulator import totp
+from xts_refresher.simulator import Fault, totp
 from xts_refresher.simulator.thirdparty import (
     THIRDPARTY_PASSWORD,
     THIRDPARTY_TOTP_SECRET,
@@ -333,6 +333,7 @@ def test_nobody_signs_in_in_time(project: Project) -> None:
     assert project.sim.requests() == []
 
 
+@pytest.mark.slow
 def test_forged_callbacks_are_refused_and_save_nothing(
     project: Project, live: list[LiveRun]
 ) -> None:
@@ -341,7 +342,7 @@ def test_forged_callbacks_are_refused_and_save_nothing(
     return_url = browser_account(project)
     before = previous_token(project)
     project.sim.clear()
-    live.append(LiveRun(project, "login", "--wait", "4s"))
+    live.append(LiveRun(project, "login", "--wait", "3s"))
     link = live[0].link()
     callback, session = hand_over(link)
     real_state = parse_qs(urlsplit(callback).query)["state"][0]
@@ -362,6 +363,43 @@ def test_forged_callbacks_are_refused_and_save_nothing(
     assert run.code == 1, run.output
     assert project.token_file.read_bytes() == before
     assert exchanges(project) == []
+
+
+@pytest.mark.parametrize("tamper", ["forged-token", "junk"])
+def test_a_callback_with_the_right_state_but_a_bad_session_saves_nothing(
+    project: Project, live: list[LiveRun], tamper: str
+) -> None:
+    """Even with the link's state, a session that is not the page's saves nothing: a token
+    XTS does not accept fails its proof (exit 3), junk is unusable (exit 1); the browser is
+    not told it is logged in, and the token file is unchanged."""
+    browser_account(project)
+    project.sim.thirdparty.session_shape = "token"
+    before = previous_token(project)
+    live.append(LiveRun(project, "login", "--wait", "30s"))
+    callback, session = hand_over(live[0].link())
+    if tamper == "forged-token":
+        forged = json.loads(session)
+        forged["token"] = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VySUQiOiJUUDAxIn0.forged-signature"
+        session = json.dumps(forged)
+    else:
+        session = "<html>not a session</html>"
+
+    answer = deliver(callback, session)
+    run = live[0].finish()
+
+    assert answer.status_code >= 400 and "logged in as" not in answer.text
+    assert run.code == (3 if tamper == "forged-token" else 1), run.output
+    assert project.token_file.read_bytes() == before
+
+
+def test_login_with_no_browser_account_selected_is_a_usage_error(project: Project) -> None:
+    """`login` for an account that logs in with its key: exit 2, saying what login is for;
+    nothing is sent."""
+    run = project.run("login", "--wait", "1s")
+
+    assert run.code == 2, run.output
+    assert "No selected account signs in on the broker's page (XTS_LOGIN=browser)" in run.stdout
+    assert project.sim.requests() == []
 
 
 def test_two_browser_accounts_share_one_listener_and_a_replay_is_refused(
@@ -481,7 +519,7 @@ import os, sys
 from urllib.parse import urljoin
 sys.path.insert(0, {app!r})
 import requests
-from xts_refresher.simulator import totp
+from xts_refresher.simulator import Fault, totp
 from xts_refresher.simulator.thirdparty import page_forms
 link = os.environ["XTS_LOGIN_LINK"]
 _, action, fields = page_forms(requests.get(link, timeout=10).text)[0]
@@ -502,17 +540,21 @@ def token_command(project: Project, body: str) -> str:
     return f"{PYTHON} {script}"
 
 
-def test_the_token_command_signs_in_without_a_person(project: Project) -> None:
-    """XTS_ACCESS_TOKEN_COMMAND's output is the session: exchanged, proven and saved; the
-    command sees the account, the login page, the link and no secret of ours."""
-    browser_account(project)
-    body = TOKEN_COMMAND.format(
+def signing_in() -> str:
+    """The Python of a token command that signs in on the simulator's page as TP_USER."""
+    return TOKEN_COMMAND.format(
         app=str(SCRIPT.parent),
         user=TP_USER,
         password=THIRDPARTY_PASSWORD,
         totp_secret=THIRDPARTY_TOTP_SECRET,
     )
-    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = token_command(project, body)
+
+
+def test_the_token_command_signs_in_without_a_person(project: Project) -> None:
+    """XTS_ACCESS_TOKEN_COMMAND's output is the session: exchanged, proven and saved; the
+    command sees the account, the login page, the link and no secret of ours."""
+    browser_account(project)
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = token_command(project, signing_in())
 
     run = project.run(env={"XTS_INTERACTIVE_API_SECRET": TP_SECRET})
 
@@ -555,6 +597,7 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
     assert project.token_file.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_hanging_token_command_is_stopped_with_its_children(project: Project) -> None:
     """A command that outlives its time (here the run's 3 s deadline) is killed with its
     whole process group: exit 1, nothing sent."""
@@ -578,6 +621,34 @@ def test_a_hanging_token_command_is_stopped_with_its_children(project: Project) 
 
 
 # -- the exchange -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "exchanges_sent", "code"),
+    [
+        (Fault.xts_error("e-server-0500", "Internal error", status=500), 1, 3),
+        (Fault.html(502), 1, 3),
+        (Fault.rate_limited(), 2, 0),
+    ],
+    ids=["500", "502-page", "rate-limit"],
+)
+def test_an_exchange_is_retried_only_where_the_access_token_cannot_be_spent(
+    project: Project, fault: Fault, exchanges_sent: int, code: int
+) -> None:
+    """An access token is good for one exchange: after a failure XTS may have acted on (a
+    5xx, a proxy's page), the exchange is not tried again (exit 3, sign in again); after XTS's
+    rate limit (it did not look at the request) it is."""
+    browser_account(project)
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = token_command(project, signing_in())
+    project.sim.add_fault("interactive_exchange", fault)
+
+    run = project.run()
+
+    assert run.code == code, run.output
+    assert len(exchanges(project)) == exchanges_sent
+    if code:
+        assert "is not tried again: what it carries is good for one use" in run.stdout
+        assert not project.token_file.exists()
 
 
 def test_a_refused_access_token_is_exit_1_and_not_retried(project: Project) -> None:
