@@ -45,9 +45,7 @@ def command_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_token_command(
-    settings: Settings, deadline: Deadline, redactor: Redactor, log: Log
-) -> str:
+def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor, log: Log) -> str:
     """What XTS_ACCESS_TOKEN_COMMAND printed on standard output (a secret, already added to
     ``redactor``); HolderLoginError (exit 1) when it could not start, failed, printed nothing
     or outlived its time (its process group is then killed): TOKEN_COMMAND_SECONDS, and no
