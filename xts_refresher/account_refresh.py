@@ -482,8 +482,7 @@ class RefreshRun:
             raise LoginRefusedError(
                 f"The {session.label} login answered for user {stored.user_id or 'unknown'}, "
                 f"not XTS_USER_ID={wanted}; nothing was saved.",
-                f"Sign in on the broker's page as {wanted} (or fix XTS_USER_ID in "
-                f"{SETTINGS_FILE})."
+                f"Sign in on the broker's page as {wanted} (or fix XTS_USER_ID in {SETTINGS_FILE})."
                 if browser
                 else f"Check that the API key belongs to XTS_USER_ID (in {SETTINGS_FILE}).",
             )
