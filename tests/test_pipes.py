@@ -306,6 +306,7 @@ DESCRIBED = {
     "refresh": "save",
     "status": "never logs in",
     "check-config": "without logging in",
+    "login": "broker's login page",
     "cron": "crontab",
     "systemd": "timer",
     "demo": "simulator",
