@@ -25,7 +25,6 @@ from .errors import (
     XtsRefreshError,
     XtsUnavailableError,
 )
-from .outcome import broker_words
 from .outputs import PathProblem, written_paths
 from .paths import APP_DIR
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
@@ -193,8 +192,9 @@ def reach_xts(settings: Settings, client: XtsClient, log: Log) -> int:
         if MARKETDATA.name in settings.credentials:
             check_marketdata_path(settings, client, log)
     except XtsRefreshError as exc:
+        # The URL it names is the broker's; its advice names the account's file.
         exc.place(settings.broker, settings.shown_env_file)
-        log.error("✗ %s: %s", broker_words(exc.broker), exc)
+        log.error("✗ %s", exc)
         code = exc.exit_code
     if settings.login == BROWSER_LOGIN:
         code = max(code, check_browser_login(settings, client, log))
