@@ -125,6 +125,16 @@ def console_line(run: RefreshRun, text: str) -> None:
     sys.stdout.flush()
 
 
+def tell_now(run: RefreshRun, text: str) -> None:
+    """Log ``text`` (no secret in it) under the account's prefix, shown at once: with several
+    accounts their console lines are held until each is done, but the holder needs these
+    lines while the run waits (the log file gets them as any other)."""
+    if isinstance(run.log, AccountLog):
+        run.log.logger.info("%s%s", run.log.prefix, text)
+    else:
+        run.log.info("%s", text)
+
+
 def ssh_tunnel_line(settings: Settings, listen_port: int) -> str | None:
     """The ``ssh -L`` command to run on the computer whose browser opens the link, when this
     one is reached over SSH (SSH_CONNECTION) and the return URL is loopback; else None."""
@@ -193,10 +203,10 @@ def wait_for_holder(
     if paste:
         console_line(run, f"Open this link to log in {settings.account}: {link}")
         send_link(run, link, until_local)
-        run.log.info(
+        tell_now(
+            run,
             "Paste the address the browser ended on (or the session JSON), then press Enter "
-            "(waiting up to %s).",
-            format_duration(wait),
+            f"(waiting up to {format_duration(wait)}).",
         )
         text = read_paste(until, run.stop)
         if text is None:
@@ -229,19 +239,17 @@ def wait_for_holder(
         console_line(run, f"Open this link to log in {settings.account}: {link}")
         tunnel = ssh_tunnel_line(settings, listener.port)
         if tunnel is not None:
-            run.log.info(
+            tell_now(
+                run,
                 "This machine is reached over SSH: on the computer whose browser opens the "
-                "link, first run: %s",
-                tunnel,
+                f"link, first run: {tunnel}",
             )
         told = " and to Telegram" if send_link(run, link, until_local) else ""
-        run.log.info(
-            "Waiting up to %s (until %s) for the holder of %s to sign in on the broker's page "
-            "(the link was printed above%s).",
-            format_duration(wait),
-            f"{until_local:%H:%M}",
-            settings.account,
-            told,
+        tell_now(
+            run,
+            f"Waiting up to {format_duration(wait)} (until {until_local:%H:%M}) for the holder "
+            f"of {settings.account} to sign in on the broker's page (the link was printed "
+            f"above{told}).",
         )
         outcome = arrival.wait(until, run.stop)
     return outcome or nobody_came(run, wait)
