@@ -742,6 +742,7 @@ def test_check_config_checks_the_browser_login_without_signing_in(project: Proje
     assert "✓ The broker's login page " in run.stdout
     assert "✓ The return URL http://127.0.0.1:" in run.stdout
     assert "✓ The refresher can listen on 127.0.0.1:" in run.stdout
+    assert "✓ Ready: run `xts_token_refresh.py login --account default` to log in" in run.stdout
     assert not [r for r in project.sim.requests() if r.method == "POST"]
 
 

@@ -173,7 +173,12 @@ def check_account(
         code = reach_xts(settings, client, log)
     code = max(code, check_notifications(settings, log, answers))
     if code == 0:
-        log.info("✓ Ready: run `xts_token_refresh.py` to log in (check-config never logs in).")
+        command = (
+            f"xts_token_refresh.py login --account {settings.account}"
+            if settings.login == BROWSER_LOGIN
+            else "xts_token_refresh.py"
+        )
+        log.info("✓ Ready: run `%s` to log in (check-config never logs in).", command)
     else:
         log.error(
             "✗ Not ready (exit code %d): fix what is marked ✗ above, then run check-config again.",
