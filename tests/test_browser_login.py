@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import pytest
 import requests
@@ -699,6 +699,51 @@ def test_login_paste_reads_the_address_the_browser_ended_on(project: Project) ->
     assert token_json(project.token_file)["userID"] == TP_USER
 
 
+def test_login_paste_refuses_an_address_of_another_link(project: Project) -> None:
+    """`login --paste` with the address a browser ended on after another link (its state is
+    not this run's): exit 1, nothing exchanged, nothing saved."""
+    browser_account(project)
+    stale, _ = hand_over(
+        f"{project.sim.url}/interactive/thirdparty?appKey={TP_KEY}"
+        f"&returnURL={quote(project.settings['XTS_RETURN_URL'] + '?state=old-link', safe='')}",
+        get=True,
+    )
+    argv = [PYTHON, str(SCRIPT), "login", "--paste", "--wait", "30s"]
+    done = subprocess.run(
+        [*argv, "--env-file", str(project.write_env())],
+        env={"PATH": CRON_PATH, "XTS_LOG_FILE": str(project.log_file)},
+        cwd="/",
+        input=stale + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "belongs to another sign-in" in done.stdout
+    assert exchanges(project) == []
+    assert not project.token_file.exists()
+
+
+def test_a_listen_address_in_use_is_exit_2(project: Project) -> None:
+    """`login` when another program holds the listen address: exit 2 naming it; nothing is
+    sent to XTS."""
+    import socket
+
+    browser_account(project)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        project.settings["XTS_RETURN_URL"] = f"http://127.0.0.1:{port}/xts/callback"
+        run = project.run("login", "--wait", "5s")
+
+    assert run.code == 2, run.output
+    assert f"127.0.0.1:{port}" in run.stdout
+    assert project.sim.requests() == []
+
+
 def test_over_ssh_the_tunnel_command_is_printed(project: Project) -> None:
     """Reached over SSH with a loopback return URL: the `ssh -L` line to run on the laptop."""
     return_url = browser_account(project)
@@ -781,6 +826,10 @@ def test_check_config_refuses_a_busy_listen_address_and_a_missing_command(
         ({"XTS_RETURN_URL": "ftp://host/cb"}, "XTS_RETURN_URL must be an http(s) URL"),
         ({"XTS_RETURN_URL": "https://u:p@host/cb"}, "XTS_RETURN_URL must not hold a user"),
         ({"XTS_CALLBACK_LISTEN": "8765"}, "XTS_CALLBACK_LISTEN must be host:port"),
+        (
+            {"XTS_LOGIN": "browser", "XTS_HOSTLOOKUP_URL": "https://lookup.example/hostlookup"},
+            "XTS_HOSTLOOKUP_URL cannot be used with XTS_LOGIN=browser",
+        ),
         ({"XTS_CALLBACK_LISTEN": "[::1]:99999"}, "XTS_CALLBACK_LISTEN must be host:port"),
     ],
 )  # fmt: skip

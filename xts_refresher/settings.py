@@ -941,6 +941,12 @@ def _check_browser_login(
             f"{INTERACTIVE.secret_variable}: the link to the broker's page carries the key, and "
             "the access token is exchanged with both.",
         )
+    if read["XTS_HOSTLOOKUP_URL"]:
+        problems.add(
+            "XTS_HOSTLOOKUP_URL",
+            "XTS_HOSTLOOKUP_URL cannot be used with XTS_LOGIN=browser: the broker's page hands "
+            "over a session of XTS_API_ROOT itself.",
+        )
     if not read["XTS_LOGIN_URL"] and read["XTS_API_ROOT"]:
         read["XTS_LOGIN_URL"] = f"{read['XTS_API_ROOT']}{INTERACTIVE.default_base}/thirdparty"
 
