@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import schedule
@@ -23,6 +23,12 @@ from .schedule import APP, Schedule, account_flags, describe, is_own_line, line_
 
 # Process names of cron daemons: Debian's cron, cronie's and busybox's crond, fcron.
 CRON_DAEMONS = frozenset({"cron", "crond", "cronie", "fcron"})
+NO_DAEMON = (
+    "WARNING: no cron daemon runs on this machine (no cron or crond process), so the line is "
+    "installed but will never run. Start cron, and have it start at boot: sudo systemctl "
+    "enable --now cron (the service is crond on Red Hat-like systems), or sudo service cron "
+    "start where there is no systemd; or use the systemd timer (CRON_SETUP.md)."
+)
 
 
 def crontab_line(
@@ -37,91 +43,86 @@ def crontab_line(
         return shlex.quote(str(word)).replace("%", "\\%")  # cron turns a bare % into a newline
 
     selection = schedule.account_selection(accounts)
-    for path in (str(app_dir), *arguments):
-        schedule.refuse_control_characters(path, "a crontab line")
-    wrapper = " ".join(map(quoted, schedule.job_words(app_dir, arguments, selection)))
-    command = f"{wrapper} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
-    timing = f"{when.minute} {when.hour} * * {when.days}"
-    return f"{timing} {command} {schedule.own_marker(app_dir, selection)}"
+    words = schedule.job_words(app_dir, arguments, selection, "a crontab line")
+    command = f"{' '.join(map(quoted, words))} >> {quoted(app_dir / 'cron_output.log')} 2>&1"
+    marker = schedule.own_marker(app_dir, selection)
+    return f"{when.minute} {when.hour} * * {when.days} {command} {marker}"
 
 
-def read_crontab() -> list[str]:
-    """The current user's crontab lines ([] when there is none)."""
+def crontab(*argv: str, table: str | None = None) -> str:
+    """What ``crontab argv`` prints (``-l``: the table, "" when there is none; ``-``: replace
+    it with ``table``); ConfigError when crontab is missing or fails."""
     try:
-        listing = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["crontab", *argv], input=table, capture_output=True, text=True, check=False
+        )
     except FileNotFoundError:
         raise ConfigError(
             "The crontab command is not installed.",
             "Install cron (Debian/Ubuntu: apt-get install cron), or use the systemd timer.",
         ) from None
-    if listing.returncode != 0:
-        if "no crontab" in listing.stderr.lower():
-            return []
-        raise ConfigError(f"crontab -l failed: {listing.stderr.strip()}")
+    if done.returncode == 0 or ("no crontab" in done.stderr.lower() and table is None):
+        return done.stdout if done.returncode == 0 else ""
+    failed = "crontab -l failed" if table is None else "crontab refused the new table"
+    raise ConfigError(f"{failed}: {done.stderr.strip()}")
+
+
+def read_crontab() -> list[str]:
+    """The current user's crontab lines ([] when there is none)."""
+    listing = crontab("-l")
     # Split at line ends only: str.splitlines would also split another job's line at a form
     # feed or a Unicode line separator in it, and write it back as two.
-    return listing.stdout.removesuffix("\n").split("\n") if listing.stdout else []
+    return listing.removesuffix("\n").split("\n") if listing else []
 
 
 def write_crontab(lines: list[str]) -> None:
     """Replace the current user's crontab with ``lines``; ConfigError when crontab refuses."""
-    text = "".join(f"{line}\n" for line in lines)
-    done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ConfigError(f"crontab refused the new table: {done.stderr.strip()}")
-
-
-def _is_cron_daemon(process: Path) -> bool:
-    """True when ``/proc/<pid>`` is a cron daemon, by name or command line (``crond``,
-    ``/usr/sbin/cron -f``, ``busybox crond -f``)."""
-    try:
-        name = (process / "comm").read_text(encoding="utf-8", errors="replace").strip()
-        argv = (process / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
-    except OSError:  # ended meanwhile, or not ours to read
-        return False
-    words = [os.path.basename(word) for word in argv[:2]]
-    return name in CRON_DAEMONS or words[0] in CRON_DAEMONS or words == ["busybox", "crond"]
+    crontab("-", table="".join(f"{line}\n" for line in lines))
 
 
 def cron_daemon_running(proc: Path = Path("/proc")) -> bool | None:
-    """Whether a cron daemon runs here; None when it cannot be told (no /proc, as on macOS,
-    or other users' processes hidden by ``hidepid``)."""
+    """Whether a cron daemon runs here, by a process's name or command line (``crond``,
+    ``/usr/sbin/cron -f``, ``busybox crond -f``); None when it cannot be told (no /proc, as
+    on macOS, or other users' processes hidden by ``hidepid``)."""
     try:
         (proc / "1" / "comm").read_bytes()
     except OSError:
         return None
-    return any(_is_cron_daemon(process) for process in proc.glob("[0-9]*"))
+    for process in proc.glob("[0-9]*"):
+        with contextlib.suppress(OSError):  # ended meanwhile, or not ours to read
+            name = (process / "comm").read_text(encoding="utf-8", errors="replace").strip()
+            argv = (process / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+            words = [os.path.basename(word) for word in argv[:2]]
+            if {name, words[0]} & CRON_DAEMONS or words == ["busybox", "crond"]:
+                return True
+    return False
 
 
-def tz_differs(machine: tzinfo, machine_name: str, environ: Mapping[str, str]) -> str | None:
-    """The warning that ``TZ`` puts the line in another zone than the cron daemon's; None when
-    TZ is unset or keeps the system's offset."""
-    if not environ.get("TZ"):
-        return None
+def _warnings(
+    action: str, selection: tuple[str, ...], lines: list[str], environ: Mapping[str, str]
+) -> list[str | None]:
+    """What would keep the line for ``selection`` from running as it should: TZ unlike the
+    cron daemon's zone; on ``install``, no cron daemon, root's crontab, accounts logged in
+    twice beside the crontab's other ``lines``."""
+    machine, machine_name = schedule.machine_zone(environ)
     system, system_name = schedule.system_zone()
     now = datetime.now(timezone.utc)
-    if now.astimezone(system).utcoffset() == now.astimezone(machine).utcoffset():
-        return None
-    return (
-        f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
-        f"but the cron daemon reads its schedule in the system's zone ({system_name}) "
-        "unless it runs with the same TZ. If in doubt, run again without TZ "
-        "(env -u TZ ./xts_token_refresh.py cron install)."
-    )
-
-
-def _install_warnings(lines: list[str], selection: tuple[str, ...]) -> list[str]:
-    """What would keep the line for ``selection`` from running as it should beside the
-    crontab's other ``lines``: no cron daemon, root's crontab, accounts logged in twice."""
-    warnings = []
-    if cron_daemon_running() is False:
-        warnings.append(
-            "WARNING: no cron daemon runs on this machine (no cron or crond process), so the "
-            "line is installed but will never run. Start cron, and have it start at boot: "
-            "sudo systemctl enable --now cron (the service is crond on Red Hat-like systems), "
-            "or sudo service cron start where there is no systemd; or use the systemd timer "
-            "(CRON_SETUP.md)."
+    warnings = [schedule.wrapper_not_executable("cron")]
+    if (
+        environ.get("TZ")
+        and now.astimezone(system).utcoffset() != now.astimezone(machine).utcoffset()
+    ):
+        warnings.insert(
+            0,
+            f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
+            f"but the cron daemon reads its schedule in the system's zone ({system_name}) "
+            "unless it runs with the same TZ. If in doubt, run again without TZ "
+            "(env -u TZ ./xts_token_refresh.py cron install).",
         )
+    if action != "install":
+        return warnings
+    if cron_daemon_running() is False:
+        warnings.append(NO_DAEMON)
     if os.geteuid() == 0:
         lead = "this installs the line into root's crontab, so "
         example = "e.g. sudo -u xts ./xts_token_refresh.py cron install"
@@ -143,42 +144,6 @@ def _install_warnings(lines: list[str], selection: tuple[str, ...]) -> list[str]
     return warnings
 
 
-def _uninstall(selection: tuple[str, ...]) -> int:
-    """``cron uninstall``: remove this installation's line for ``selection`` only; exit 0."""
-    lines = read_crontab()
-    kept = [line for line in lines if not is_own_line(line, APP, selection)]
-    whose = f"{APP}" if not selection else f"{APP} ({describe(selection)})"
-    if len(kept) == len(lines):
-        print(f"Nothing to remove: no xts-token-refresh line for {whose} in the crontab.")
-    else:
-        write_crontab(kept)
-        print(f"✓ Removed the xts-token-refresh line for {whose}; other lines are untouched.")
-    remaining = [found for found in map(line_accounts, kept) if found]
-    if remaining and not selection:
-        many = len(remaining) > 1
-        print(
-            f"  {len(remaining)} line{'s' if many else ''} of this folder for chosen accounts "
-            f"remain{'' if many else 's'}, untouched: remove {'them' if many else 'it'} with "
-            f"{schedule.uninstall_commands('cron', remaining)}."
-        )
-    return 0
-
-
-def _install(line: str, existing: list[str], selection: tuple[str, ...]) -> int:
-    """``cron install``: ``line`` in place of its own earlier line(s), else appended; exit 0."""
-    lines = [line if is_own_line(current, APP, selection) else current for current in existing]
-    first = lines.index(line) if line in lines else len(lines)
-    write_crontab([*lines[:first], line, *(other for other in lines[first + 1 :] if other != line)])
-    with contextlib.suppress(OSError):  # cron's shell would create it world-readable (umask 022)
-        os.close(os.open(APP / "cron_output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-    print(f"✓ Installed in the crontab: {line}")
-    print(
-        "  Check it with `crontab -l`; remove it with "
-        f"`xts_token_refresh.py cron uninstall{account_flags(selection)}`."
-    )
-    return 0
-
-
 def cron_command(
     action: str,
     at: str,
@@ -190,21 +155,46 @@ def cron_command(
     accounts: tuple[str, ...] = (),
 ) -> int:
     """``cron print|install|uninstall`` for ``accounts`` (() is the line for all accounts);
-    exit 0, or ConfigError (2)."""
+    exit 0, or ConfigError (2). ``install`` puts the line in place of its own earlier one,
+    else at the end; ``uninstall`` removes it, and says which lines for chosen accounts
+    remain."""
     selection = schedule.account_selection(accounts)
     if action == "uninstall":
-        return _uninstall(selection)
+        lines = read_crontab()
+        kept = [line for line in lines if not is_own_line(line, APP, selection)]
+        whose = f"{APP}" if not selection else f"{APP} ({describe(selection)})"
+        if len(kept) == len(lines):
+            print(f"Nothing to remove: no xts-token-refresh line for {whose} in the crontab.")
+        else:
+            write_crontab(kept)
+            print(f"✓ Removed the xts-token-refresh line for {whose}; other lines are untouched.")
+        remaining = [found for found in map(line_accounts, kept) if found]
+        if remaining and not selection:
+            many = len(remaining) > 1
+            print(
+                f"  {len(remaining)} line{'s' if many else ''} of this folder for chosen "
+                f"accounts remain{'' if many else 's'}, untouched: remove "
+                f"{'them' if many else 'it'} with "
+                f"{schedule.uninstall_commands('cron', remaining)}."
+            )
+        return 0
     machine, machine_name = schedule.machine_zone(environ)
     when = schedule.convert(at, zone, days, machine, machine_name)
     line = crontab_line(when, arguments=arguments, accounts=selection)
     existing = read_crontab() if action == "install" else []
-    notes = [*when.notes, tz_differs(machine, machine_name, environ)]
-    notes += [schedule.wrapper_not_executable("cron")]
-    if action == "install":
-        notes += _install_warnings(existing, selection)
-    for note in filter(None, notes):
+    for note in filter(None, [*when.notes, *_warnings(action, selection, existing, environ)]):
         print(f"# {note}", file=sys.stderr)
     if action == "print":
         print(line)
         return 0
-    return _install(line, existing, selection)
+    lines = [line if is_own_line(current, APP, selection) else current for current in existing]
+    first = lines.index(line) if line in lines else len(lines)
+    write_crontab([*lines[:first], line, *(other for other in lines[first + 1 :] if other != line)])
+    with contextlib.suppress(OSError):  # cron's shell would create it world-readable (umask 022)
+        os.close(os.open(APP / "cron_output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    print(f"✓ Installed in the crontab: {line}")
+    print(
+        "  Check it with `crontab -l`; remove it with "
+        f"`xts_token_refresh.py cron uninstall{account_flags(selection)}`."
+    )
+    return 0

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from itertools import groupby
 from pathlib import Path
-from types import MappingProxyType
 from typing import NamedTuple
 
 from .errors import ConfigError
@@ -28,13 +27,13 @@ ACCOUNTS_TAG = " accounts="
 # What would split a crontab line or a unit's line, or the text when Python reads it back
 # (str.splitlines): C0 and C1 control characters, DEL, Unicode's line and paragraph separators.
 LINE_SPLITTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A zone name as OnCalendar= can carry it (every name in the zoneinfo database is one).
+ZONE_NAME = re.compile(r"[A-Za-z0-9_+./-]+")
 # --days: the days of the week (0 is Sunday) the job runs on; None is every day.
-DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
+DAY_SPECS = {"daily": None, "weekdays": (1, 5)}
 # Offsets for the two zones that matter most, where the machine has no zoneinfo database.
 IST = timezone(timedelta(hours=5, minutes=30))
-FALLBACK_ZONES = MappingProxyType(
-    {"Asia/Kolkata": IST, "UTC": timezone.utc, "Etc/UTC": timezone.utc}
-)
+FALLBACK_ZONES = {"Asia/Kolkata": IST, "UTC": timezone.utc, "Etc/UTC": timezone.utc}
 
 
 class Schedule(NamedTuple):
@@ -50,40 +49,31 @@ def named_zone(name: str) -> tzinfo:
     """The time zone called ``name``; ConfigError when it is unknown."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    if ZONE_NAME.fullmatch(name):
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(name)
         if name in FALLBACK_ZONES:
             return FALLBACK_ZONES[name]
-        raise ConfigError(
-            f"Unknown time zone {name!r}.", "Use a name such as Asia/Kolkata."
-        ) from None
+    raise ConfigError(f"Unknown time zone {name!r}.", "Use a name such as Asia/Kolkata.")
 
 
-def _zone_from_file(path: Path, label: str) -> tuple[tzinfo, str]:
-    """The zone in the TZif file ``path`` (e.g. /etc/localtime), and its name."""
-    target = os.path.realpath(path)
-    if "zoneinfo/" in target:
-        name = target.split("zoneinfo/", 1)[1]
-        with contextlib.suppress(ConfigError):
-            return named_zone(name), name
+def system_zone(path: str = "") -> tuple[tzinfo, str]:
+    """The zone in the zone file ``path`` and its name (ConfigError when unreadable); without
+    ``path``, the cron daemon's, ``/etc/localtime`` (UTC when unreadable)."""
     from zoneinfo import ZoneInfo
 
+    target = os.path.realpath(path or "/etc/localtime")
+    name = target.partition("zoneinfo/")[2]
+    with contextlib.suppress(ConfigError):
+        return named_zone(name), name
     try:
         with open(target, "rb") as handle:
-            return ZoneInfo.from_file(handle), label
+            return ZoneInfo.from_file(handle), path or "the system's local zone"
     except (OSError, ValueError):
-        raise ConfigError(
-            f"Cannot read the time zone file {path}.", "Set TZ to a name such as Asia/Kolkata."
-        ) from None
-
-
-def system_zone() -> tuple[tzinfo, str]:
-    """The zone the cron daemon uses (``/etc/localtime``) and its name; UTC when unreadable."""
-    try:
-        return _zone_from_file(Path("/etc/localtime"), "the system's local zone")
-    except ConfigError:
-        return timezone.utc, "UTC"
+        if not path:
+            return timezone.utc, "UTC"
+        hint = "Set TZ to a name such as Asia/Kolkata."
+        raise ConfigError(f"Cannot read the time zone file {path}.", hint) from None
 
 
 def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
@@ -91,7 +81,7 @@ def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
     another (``Asia/Kolkata``) or a zone file (``:/etc/localtime``)."""
     name = environ.get("TZ", "").lstrip(":")
     if name.startswith("/"):
-        return _zone_from_file(Path(name), name)
+        return system_zone(name)
     return (named_zone(name), name) if name else system_zone()
 
 
@@ -128,12 +118,6 @@ def day_field(days: str, shift: int) -> str:
     return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
-def _has_dst(zone: tzinfo | None, year: int) -> bool:
-    """True when ``zone`` keeps another offset in summer than in winter of ``year``."""
-    winter = datetime(year, 1, 1, 12, tzinfo=zone).utcoffset()
-    return winter != datetime(year, 7, 1, 12, tzinfo=zone).utcoffset()
-
-
 def convert(
     at: str,
     zone_name: str,
@@ -152,14 +136,18 @@ def convert(
     notes = [f"{at} {zone_name} is {local:%H:%M} in this machine's zone ({machine_name})"]
     if shift:
         notes.append("the conversion crosses midnight, so the days of the week move with it")
-    machine_drifts = _has_dst(machine, wanted.year)
-    if machine_drifts or _has_dst(wanted.tzinfo, wanted.year):
-        drifting = machine_name if machine_drifts else zone_name
+    # A zone drifts when it keeps another offset in summer than in winter.
+    drifts = [
+        len({datetime(wanted.year, month, 1, 12, tzinfo=zone).utcoffset() for month in (1, 7)}) > 1
+        for zone in (machine, wanted.tzinfo)
+    ]
+    if any(drifts):
         notes.append(
-            f"WARNING: {drifting} observes daylight saving time, so the job will run an hour "
-            f"off {at} {zone_name} for part of the year. To avoid it, set the machine's zone to "
-            "UTC or Asia/Kolkata (timedatectl set-timezone UTC) and run `cron install` again, "
-            "or use the systemd timer, whose OnCalendar= takes a zone."
+            f"WARNING: {machine_name if drifts[0] else zone_name} observes daylight saving "
+            f"time, so the job will run an hour off {at} {zone_name} for part of the year. To "
+            "avoid it, set the machine's zone to UTC or Asia/Kolkata (timedatectl set-timezone "
+            "UTC) and run `cron install` again, or use the systemd timer, whose OnCalendar= "
+            "takes a zone."
         )
     return Schedule(local.minute, local.hour, day_field(days, shift), tuple(notes))
 
@@ -189,8 +177,13 @@ def account_flags(accounts: tuple[str, ...]) -> str:
     return "".join(f" --account {name}" for name in accounts)
 
 
-def job_words(app_dir: Path, arguments: tuple[str, ...], accounts: tuple[str, ...]) -> list[str]:
-    """The job's command: the wrapper, ``arguments``, then ``--account NAME`` per account."""
+def job_words(
+    app_dir: Path, arguments: tuple[str, ...], accounts: tuple[str, ...], carrier: str
+) -> list[str]:
+    """The job's command: the wrapper, ``arguments``, then ``--account NAME`` per account;
+    ConfigError when the folder or an argument would split the line of ``carrier``."""
+    for path in (str(app_dir), *arguments):
+        refuse_control_characters(path, carrier)
     return [str(app_dir / "refresh_xts_token.sh"), *arguments, *account_flags(accounts).split()]
 
 
@@ -203,7 +196,7 @@ def own_marker(app_dir: Path = APP, accounts: Iterable[str] = ()) -> str:
 
 def is_own_line(line: str, app_dir: Path = APP, accounts: Iterable[str] = ()) -> bool:
     """True for the line this installation wrote for exactly ``accounts`` (() is all)."""
-    return line.rstrip().endswith(own_marker(app_dir, accounts))
+    return line_accounts(line, app_dir) == account_selection(accounts)
 
 
 def line_accounts(line: str, app_dir: Path = APP) -> tuple[str, ...] | None:
@@ -212,9 +205,9 @@ def line_accounts(line: str, app_dir: Path = APP) -> tuple[str, ...] | None:
     if text.endswith(own_marker(app_dir)):
         return ()
     head, tag, names = text.rpartition(ACCOUNTS_TAG)
+    selection = tuple(names.split(","))
     if not tag or not head.endswith(own_marker(app_dir)):
         return None
-    selection = tuple(names.split(","))
     if not all(map(is_account_name, selection)) or selection != tuple(sorted(set(selection))):
         return None  # not a marker this program writes
     return selection
@@ -264,12 +257,12 @@ def wrapper_not_executable(scheduler: str) -> str | None:
     )
 
 
-def refuse_control_characters(path: str | Path, carrier: str) -> None:
+def refuse_control_characters(path: str, carrier: str) -> None:
     """ConfigError naming ``path`` (escaped) when it holds a control character, which would
     split the line of ``carrier`` (``a crontab line``, ``a systemd unit``)."""
-    if LINE_SPLITTERS.search(str(path)):
+    if LINE_SPLITTERS.search(path):
         raise ConfigError(
-            f"The path {str(path)!r} holds a control character (a line break, a tab, an "
+            f"The path {path!r} holds a control character (a line break, a tab, an "
             f"escape...), which {carrier} cannot carry.",
             "Rename the file or folder, or give a path without one.",
         )

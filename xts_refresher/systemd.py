@@ -21,7 +21,6 @@ import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import NamedTuple
 from urllib.parse import quote
 
@@ -34,8 +33,8 @@ UNIT_PREFIX = "xts-token-refresh"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 LINGER_DIR = Path("/var/lib/systemd/linger")
 ZONEINFO_DIR = Path("/usr/share/zoneinfo")
-CALENDAR_DAYS = MappingProxyType({"daily": "*-*-*", "weekdays": "Mon..Fri *-*-*"})
-DAY_WORDS = MappingProxyType({"daily": "every day", "weekdays": "on weekdays"})
+# --days: OnCalendar='s days, and the words the timer's description uses.
+CALENDAR_DAYS = {"daily": ("*-*-*", "every day"), "weekdays": ("Mon..Fri *-*-*", "on weekdays")}
 # Beyond the run's deadline, the post-refresh hook and the alerts: start-up and the summary.
 START_AND_REPORT_SECONDS = 60
 MAX_UNIT_NAME = 255
@@ -43,6 +42,13 @@ MAX_UNIT_NAME = 255
 BARE_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 PROBE_SECONDS = 15
 SYSTEMCTL_SECONDS = 90
+# The user manager has no network-online.target: a start before the network is up
+# (Persistent= at boot) is retried within XTS_DEADLINE.
+SYSTEM_DEPENDENCIES = "Wants=network-online.target\nAfter=network-online.target\n"
+USER_UNIT = (
+    "# A user unit: it runs as {0} while {0} has a session, "
+    "or always with lingering (loginctl enable-linger {0})."
+)
 HEADER = """\
 {marker}
 # Written by `xts_token_refresh.py systemd install`, which replaces it; `xts_token_refresh.py
@@ -63,7 +69,7 @@ ExecStart={command}
 UMask=0077
 {reason}
 TimeoutStartSec={timeout}
-# The output goes to the journal ({journal}). To append it to
+# The output goes to the journal (journalctl{user} -u {name}.service). To append it to
 # cron_output.log as cron does, add:
 #StandardOutput=append:{folder}/cron_output.log
 #StandardError=inherit
@@ -121,40 +127,14 @@ def unit_name(accounts: tuple[str, ...] = ()) -> str:
     return name
 
 
-def on_calendar(at: str, zone: str, days: str) -> str:
-    """``OnCalendar=``'s ``[Mon..Fri ]*-*-* HH:MM:00 <zone>``; ConfigError for a bad value."""
-    schedule.check_days(days)
-    hour, minute = schedule.parse_at(at)
-    schedule.named_zone(zone)
-    if not re.fullmatch(r"[A-Za-z0-9_+./-]+", zone):
-        raise ConfigError(f"Unknown time zone {zone!r}.", "Use a name such as Asia/Kolkata.")
-    return f"{CALENDAR_DAYS[days]} {hour:02d}:{minute:02d}:00 {zone}"
-
-
-def specifiers_escaped(text: str) -> str:
-    """``text`` with every ``%`` doubled: systemd expands ``%x`` specifiers in most values."""
-    return text.replace("%", "%%")
-
-
 def exec_word(word: str, *, program: bool = False) -> str:
     """``word`` as one ``ExecStart=`` word: bare when plain, else double-quoted (``\\`` and ``"``
     escaped); ``%`` doubled, and ``$`` unless it is the ``program`` (systemd expands no $ there)."""
     schedule.refuse_control_characters(word, "a systemd unit")
     if not BARE_WORD.fullmatch(word):
         word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    word = specifiers_escaped(word)
+    word = word.replace("%", "%%")  # systemd expands %x specifiers in most values
     return word if program else word.replace("$", "$$")
-
-
-def _check_folder(folder: Path) -> None:
-    """ConfigError when ``folder`` cannot be a unit's WorkingDirectory= value."""
-    schedule.refuse_control_characters(folder, "a systemd unit")
-    if "\\" in str(folder) or str(folder) != str(folder).strip():
-        raise ConfigError(
-            f"The program's folder {str(folder)!r} holds a backslash or surrounding spaces, "
-            "which systemd's WorkingDirectory= cannot carry.",
-            "Move the program to a folder with a plain name, or use `cron install`.",
-        )
 
 
 def unit_scope(
@@ -174,10 +154,9 @@ def unit_scope(
     except KeyError:
         group = str(gid)
     system = euid == 0
-    if unit_dir is not None:
-        return Scope(system, user, group, resolve_path(unit_dir), told=False)
-    if system:
-        return Scope(system, user, group, SYSTEM_UNIT_DIR, told=True)
+    if unit_dir is not None or system:
+        folder = SYSTEM_UNIT_DIR if unit_dir is None else resolve_path(unit_dir)
+        return Scope(system, user, group, folder, told=unit_dir is None)
     config = environ.get("XDG_CONFIG_HOME", "")
     if not os.path.isabs(config):
         home = environ.get("HOME") or (entry.pw_dir if entry else "")
@@ -196,12 +175,11 @@ def start_timeout() -> tuple[int, str]:
 
     alerts = math.ceil(TELEGRAM_BUDGET_SECONDS + PING_BUDGET_SECONDS)
     parts = (MAX_DEADLINE_SECONDS, HOOK_MAX_SECONDS, alerts, START_AND_REPORT_SECONDS)
-    reason = (
+    return sum(map(math.ceil, parts)), (
         f"XTS_DEADLINE at its maximum ({MAX_DEADLINE_SECONDS:g} s) + {HOOK_MAX_SECONDS:g} s "
         f"for the post-refresh hook + {alerts} s for Telegram and the health check + "
         f"{START_AND_REPORT_SECONDS} s to start and report"
     )
-    return sum(map(math.ceil, parts)), reason
 
 
 def render(
@@ -217,20 +195,33 @@ def render(
     """The service and the timer that run the job in ``app_dir`` at ``at`` in ``zone``, ``days``."""
     selection = schedule.account_selection(accounts)
     name = unit_name(selection)
-    _check_folder(app_dir)
-    words = schedule.job_words(app_dir, arguments, selection)
+    words = schedule.job_words(app_dir, arguments, selection, "a systemd unit")
+    if "\\" in str(app_dir) or str(app_dir) != str(app_dir).strip():
+        raise ConfigError(
+            f"The program's folder {str(app_dir)!r} holds a backslash or surrounding spaces, "
+            "which systemd's WorkingDirectory= cannot carry.",
+            "Move the program to a folder with a plain name, or use `cron install`.",
+        )
+    hour, minute = schedule.parse_at(at)
+    calendar = f"{CALENDAR_DAYS[schedule.check_days(days)][0]} {hour:02d}:{minute:02d}:00 {zone}"
+    schedule.named_zone(zone)  # which refuses a name OnCalendar= could not carry, too
     timeout, reason = start_timeout()
     fields = {
-        **_by_scope(scope, name),
-        "calendar": on_calendar(at, zone, days),
-        "when": "{:02d}:{:02d}".format(*schedule.parse_at(at)),
+        "name": name,
+        "user": "" if scope.system else " --user",
+        "dependencies": SYSTEM_DEPENDENCIES if scope.system else "",
+        "runs_as": f"User={scope.user}\nGroup={scope.group}"
+        if scope.system
+        else USER_UNIT.format(scope.user),
+        "calendar": calendar,
+        "when": f"{hour:02d}:{minute:02d}",
         "zone": zone,
-        "days": DAY_WORDS[days],
+        "days": CALENDAR_DAYS[days][1],
         "marker": schedule.own_marker(app_dir, selection),
         "flags": account_flags(selection),
         "whose": f" ({describe(selection)})" if selection else "",
-        "documentation": specifiers_escaped("file://" + quote(str(app_dir / "CRON_SETUP.md"))),
-        "folder": specifiers_escaped(str(app_dir)),
+        "documentation": "file://" + quote(str(app_dir / "CRON_SETUP.md")).replace("%", "%%"),
+        "folder": str(app_dir).replace("%", "%%"),
         "command": " ".join(exec_word(word, program=n == 0) for n, word in enumerate(words)),
         "reason": textwrap.fill(
             f"# {reason}; the run stops itself before this.", 94, subsequent_indent="# "
@@ -240,25 +231,6 @@ def render(
     paths = scope.folder / f"{name}.service", scope.folder / f"{name}.timer"
     service, timer = ((HEADER + text).format(**fields) for text in (SERVICE, TIMER))
     return Units(name, *paths, service, timer)
-
-
-def _by_scope(scope: Scope, name: str) -> dict[str, str]:
-    """The service's lines that differ for a system and a user unit: dependencies, who runs
-    it, and how to read its journal."""
-    if scope.system:
-        return {
-            "dependencies": "Wants=network-online.target\nAfter=network-online.target\n",
-            "runs_as": f"User={scope.user}\nGroup={scope.group}",
-            "journal": f"journalctl -u {name}.service",
-        }
-    # The user manager has no network-online.target: a start before the network is up
-    # (Persistent= at boot) is retried within XTS_DEADLINE.
-    return {
-        "dependencies": "",
-        "runs_as": f"# A user unit: it runs as {scope.user} while {scope.user} has a session, "
-        f"or always with lingering (loginctl enable-linger {scope.user}).",
-        "journal": f"journalctl --user -u {name}.service",
-    }
 
 
 def owner(path: Path, accounts: tuple[str, ...]) -> str | None:
@@ -275,47 +247,24 @@ def owner(path: Path, accounts: tuple[str, ...]) -> str | None:
     folders = [line.split("=", 1)[1] for line in lines if line.startswith("WorkingDirectory=")]
     if markers:
         return f"the program in {markers[0].strip()}"
-    if folders:
-        return f"something else (WorkingDirectory={folders[-1].strip()})"
-    return "something else"
+    return (
+        f"something else (WorkingDirectory={folders[-1].strip()})" if folders else "something else"
+    )
 
 
 def other_units(folder: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
     """This folder's timers in ``folder`` other than ``name``'s: their names and accounts."""
     found = []
     for timer in sorted(folder.glob(f"{UNIT_PREFIX}*.timer")):
-        if timer.name == f"{name}.timer":
-            continue
         with contextlib.suppress(OSError):
-            lines = timer.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = (
+                []
+                if timer.name == f"{name}.timer"
+                else timer.read_text(encoding="utf-8", errors="replace").splitlines()
+            )
             marked = [schedule.line_accounts(line) for line in lines if line.startswith("#")]
-            selection = next((accounts for accounts in marked if accounts is not None), None)
-            if selection is not None:
-                found.append((timer.name, selection))
+            found += [(timer.name, accounts) for accounts in marked if accounts is not None][:1]
     return found
-
-
-def _overlap_warnings(selection: tuple[str, ...], folder: Path, name: str) -> list[str]:
-    """Warnings for the accounts the units ``name`` (for ``selection``) log in that another
-    timer of this folder in ``folder``, or a crontab line, logs in too."""
-    from .cron import read_crontab
-
-    crontab: list[str] = []
-    with contextlib.suppress(ConfigError, OSError):  # no cron at all is fine here
-        crontab = read_crontab()
-    others = other_units(folder, name)
-    lines = [found for found in map(schedule.line_accounts, crontab) if found is not None]
-    others += [("the crontab line", found) for found in lines]
-    remedy = (
-        "keep one: `xts_token_refresh.py cron uninstall` or `xts_token_refresh.py systemd "
-        "uninstall` (with the --account options it was installed with) removes the other."
-    )
-    shared = [(where, schedule.shared_accounts(selection, found)) for where, found in others]
-    return [
-        schedule.overlap_warning(twice, where, "", remedy)
-        for where, twice in shared
-        if twice is not None
-    ]
 
 
 class Systemctl:
@@ -365,8 +314,9 @@ class Systemctl:
             )
 
 
-def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
-    """Notes on the time in this machine's zone, on who runs the units and where."""
+def _notes(scope: Scope, at: str, zone: str) -> list[str]:
+    """Notes on the time in this machine's zone, on who runs the units and where, and on
+    their time-out."""
     machine, machine_name = schedule.system_zone()
     local = schedule.at_today(at, zone).astimezone(machine)
     notes = [
@@ -393,89 +343,64 @@ def _scope_notes(scope: Scope, at: str, zone: str) -> list[str]:
             f"`sudo loginctl enable-linger {scope.user}` keeps it running after logout "
             "and starts it at boot."
         )
-    return notes
+    timeout, reason = start_timeout()
+    return [*notes, f"TimeoutStartSec={timeout}: {reason}"]
 
 
-def _write_units(units: Units, folder: Path) -> None:
-    """Write both units into ``folder`` (made if missing), each atomically, mode 0644 (a unit
-    holds no secret); LocalError when the folder cannot take them."""
+def _overlap_warnings(selection: tuple[str, ...], folder: Path, name: str) -> list[str]:
+    """Warnings for the accounts the units ``name`` (for ``selection``) log in that another
+    timer of this folder in ``folder``, or a crontab line, logs in too."""
+    from .cron import read_crontab
+
+    crontab: list[str] = []
+    with contextlib.suppress(ConfigError, OSError):  # no cron at all is fine here
+        crontab = read_crontab()
+    lines = [found for found in map(schedule.line_accounts, crontab) if found is not None]
+    others = [*other_units(folder, name), *(("the crontab line", found) for found in lines)]
+    remedy = (
+        "keep one: `xts_token_refresh.py cron uninstall` or `xts_token_refresh.py systemd "
+        "uninstall` (with the --account options it was installed with) removes the other."
+    )
+    shared = [(where, schedule.shared_accounts(selection, found)) for where, found in others]
+    return [
+        schedule.overlap_warning(twice, where, "", remedy)
+        for where, twice in shared
+        if twice is not None
+    ]
+
+
+def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: Systemctl) -> int:
+    """``systemd install``: the units written, the timer enabled if systemd answers; exit 0,
+    ConfigError (2) when a unit of another is in the way or systemctl refuses, LocalError (4)
+    when the folder cannot take them."""
     from .store import write_atomically
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for path, text in ((units.service_path, units.service), (units.timer_path, units.timer)):
-            write_atomically(path, text.encode("utf-8"), mode=0o644, what="the unit")
-    except (OSError, TokenSaveError) as exc:
-        # write_atomically raises TokenSaveError while it handles the OSError that says why.
-        failure = exc if isinstance(exc, OSError) else exc.__context__
-        raise LocalError(
-            f"Cannot write the units into {folder}: {getattr(failure, 'strerror', exc)}.",
-            "Run as root for a system unit, or as the job's own user for a user unit; or "
-            "write them elsewhere with --dir DIR.",
-        ) from None
-
-
-def _refuse_foreign(units: Units, selection: tuple[str, ...], systemctl: Systemctl) -> None:
-    """ConfigError naming whose the first unit file is, unless each is missing or ours."""
-    for path in (units.service_path, units.timer_path):
+    timer = units.timer_path.name
+    written = {units.service_path: units.service, units.timer_path: units.timer}
+    for path in written:
         other = owner(path, selection)
         if other is not None:
-            files = shlex.join([str(units.service_path), str(units.timer_path)])
             raise ConfigError(
                 f"{path} exists and belongs to {other}, not to this folder's "
                 f"{describe(selection)}; nothing was written.",
                 "Remove it where it was installed (`xts_token_refresh.py systemd uninstall` "
-                f"there, or `{systemctl.shown('disable', '--now', units.timer_path.name)}` and "
-                f"`rm {files}`), or install units for chosen accounts (--account NAME), "
-                "which have names of their own.",
+                f"there, or `{systemctl.shown('disable', '--now', timer)}` and "
+                f"`rm {shlex.join(map(str, written))}`), or install units for chosen accounts "
+                "(--account NAME), which have names of their own.",
             )
-
-
-def _not_active(scope: Scope, reason: str, activate: list[str]) -> None:
-    """Say that the timer is not active, since systemd cannot be reached, and what to run."""
-    session = "in a login session (ssh, not su or sudo: systemctl --user needs the session's bus)"
-    where = "as root" if scope.system else f"as {scope.user} {session}"
-    print(
-        f"⚠ The timer is NOT active: systemctl cannot reach systemd here ({reason}). "
-        f"Nothing will run until you run these, {where}, once systemd runs:"
-    )
-    for command in activate:
-        print(f"    {command}")
-    if not scope.system:
-        print(f"    sudo loginctl enable-linger {scope.user}   # to run after logout too")
-
-
-def _enable(
-    units: Units, systemctl: Systemctl, activate: list[str], selection: tuple[str, ...]
-) -> None:
-    """Run the ``activate`` commands, then say whether the timer is active and how to use it;
-    ConfigError when systemctl refuses one."""
-    timer = units.timer_path.name
-    written = f"{units.service_path} and {units.timer_path} are written."
-    systemctl.must("daemon-reload", written=written)
-    systemctl.must("enable", "--now", timer, written=written)
-    state = systemctl.run("is-active", timer)[1] or "unknown"
-    if state == "active":
-        print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
-    else:
-        status = systemctl.shown("status", timer)
-        print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
-    print(
-        f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
-        f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
-        f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
-    )
-
-
-def _install(
-    units: Units, scope: Scope, selection: tuple[str, ...], environ: Mapping[str, str]
-) -> int:
-    """``systemd install``: the units written, the timer enabled if systemd answers; exit 0."""
-    systemctl = Systemctl(scope, environ)
-    timer = units.timer_path.name
-    _refuse_foreign(units, selection, systemctl)
-    _write_units(units, scope.folder)
-    print(f"✓ Wrote {units.service_path}\n✓ Wrote {units.timer_path}")
+    try:
+        scope.folder.mkdir(parents=True, exist_ok=True)
+        for path, text in written.items():  # a unit holds no secret: mode 0644
+            write_atomically(path, text.encode("utf-8"), mode=0o644, what="the unit")
+            print(f"✓ Wrote {path}")
+    except (OSError, TokenSaveError) as exc:
+        # write_atomically raises TokenSaveError while it handles the OSError that says why.
+        failure = exc if isinstance(exc, OSError) else exc.__context__
+        raise LocalError(
+            f"Cannot write the units into {scope.folder}: {getattr(failure, 'strerror', exc)}.",
+            "Run as root for a system unit, or as the job's own user for a user unit; or "
+            "write them elsewhere with --dir DIR.",
+        ) from None
     activate = [systemctl.shown("daemon-reload"), systemctl.shown("enable", "--now", timer)]
     unreachable = systemctl.reachable() if scope.told else None
     if not scope.told:
@@ -485,29 +410,40 @@ def _install(
             + "; ".join(activate)
         )
     elif unreachable:
-        _not_active(scope, unreachable, activate)
+        session = (
+            "in a login session (ssh, not su or sudo: systemctl --user needs the session's bus)"
+        )
+        where = "as root" if scope.system else f"as {scope.user} {session}"
+        print(
+            f"⚠ The timer is NOT active: systemctl cannot reach systemd here ({unreachable}). "
+            f"Nothing will run until you run these, {where}, once systemd runs:"
+        )
+        linger = f"sudo loginctl enable-linger {scope.user}   # to run after logout too"
+        print(
+            "".join(f"    {command}\n" for command in [*activate, *[linger][scope.system :]]),
+            end="",
+        )
     else:
-        _enable(units, systemctl, activate, selection)
+        written_now = f"{units.service_path} and {units.timer_path} are written."
+        systemctl.must("daemon-reload", written=written_now)
+        systemctl.must("enable", "--now", timer, written=written_now)
+        state = systemctl.run("is-active", timer)[1] or "unknown"
+        if state == "active":
+            print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
+        else:
+            status = systemctl.shown("status", timer)
+            print(f"⚠ {activate[1]} succeeded, but the timer is {state}: see `{status}`.")
+        print(
+            f"  Next run: `{systemctl.shown('list-timers', timer)}`; a run now: "
+            f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
+            f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
+        )
     return 0
 
 
-def _remove(ours: list[Path], folder: Path, timer: str) -> None:
-    """Remove the unit files ``ours``, and the link ``enable`` made for ``timer`` should
-    systemd not be there to undo it; LocalError when they cannot be removed."""
-    link = folder / "timers.target.wants" / timer
-    try:
-        for path in ours:
-            path.unlink()
-        if folder / timer in ours and link.is_symlink():
-            link.unlink()
-    except OSError as exc:
-        raise LocalError(f"Cannot remove the units from {folder}: {exc.strerror}.") from None
-    for path in ours:
-        print(f"✓ Removed {path}")
-
-
-def _uninstall(scope: Scope, selection: tuple[str, ...], environ: Mapping[str, str]) -> int:
-    """``systemd uninstall``: undo ``install`` for the units of ``selection`` only; exit 0."""
+def _uninstall(scope: Scope, selection: tuple[str, ...], systemctl: Systemctl) -> int:
+    """``systemd uninstall``: undo ``install`` for the units of ``selection`` only; exit 0,
+    or LocalError (4) when they cannot be removed."""
     name = unit_name(selection)
     timer = f"{name}.timer"
     paths = [scope.folder / f"{name}.service", scope.folder / timer]
@@ -519,11 +455,19 @@ def _uninstall(scope: Scope, selection: tuple[str, ...], environ: Mapping[str, s
     if not ours:
         print(f"Nothing to remove: no {name} units of {APP} in {scope.folder}.")
         return 0
-    systemctl = Systemctl(scope, environ)
     unreachable = systemctl.reachable() if scope.told else "--dir"
     if not unreachable and scope.folder / timer in ours:
         systemctl.must("disable", "--now", timer, written="Nothing was removed.")
-    _remove(ours, scope.folder, timer)
+    # The link `enable` made, should systemd not be there to remove it.
+    link = scope.folder / "timers.target.wants" / timer
+    try:
+        for path in ours:
+            path.unlink()
+        if scope.folder / timer in ours and link.is_symlink():
+            link.unlink()
+    except OSError as exc:
+        raise LocalError(f"Cannot remove the units from {scope.folder}: {exc.strerror}.") from None
+    print("".join(f"✓ Removed {path}\n" for path in ours), end="")
     if not unreachable:
         systemctl.must("daemon-reload", written="The unit files are removed.")
         stopped = systemctl.shown("disable", "--now", timer)
@@ -553,11 +497,11 @@ def systemd_command(
     accounts); exit 0, ConfigError (2) or LocalError (4)."""
     selection = schedule.account_selection(accounts)
     scope = unit_scope(environ, unit_dir, euid)
+    systemctl = Systemctl(scope, environ)
     if action == "uninstall":
-        return _uninstall(scope, selection, environ)
+        return _uninstall(scope, selection, systemctl)
     units = render(at, zone, days, scope, arguments=arguments, accounts=selection)
-    timeout, reason = start_timeout()
-    notes = [*_scope_notes(scope, at, zone), f"TimeoutStartSec={timeout}: {reason}"]
+    notes = _notes(scope, at, zone)
     if action == "install":
         notes += _overlap_warnings(selection, scope.folder, units.name)
     for note in notes:
@@ -566,4 +510,4 @@ def systemd_command(
         print(f"# file: {units.service_path}\n{units.service}")
         print(f"# file: {units.timer_path}\n{units.timer}", end="")
         return 0
-    return _install(units, scope, selection, environ)
+    return _install(units, scope, selection, systemctl)
