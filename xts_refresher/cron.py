@@ -49,9 +49,10 @@ def crontab_line(
     return f"{when.minute} {when.hour} * * {when.days} {command} {marker}"
 
 
-def crontab(*argv: str, table: str | None = None) -> str:
+def crontab(*argv: str, lines: list[str] | None = None) -> str:
     """What ``crontab argv`` prints (``-l``: the table, "" when there is none; ``-``: replace
-    it with ``table``); ConfigError when crontab is missing or fails."""
+    it with ``lines``); ConfigError when crontab is missing or fails."""
+    table = None if lines is None else "".join(f"{line}\n" for line in lines)
     try:
         done = subprocess.run(
             ["crontab", *argv], input=table, capture_output=True, text=True, check=False
@@ -73,11 +74,6 @@ def read_crontab() -> list[str]:
     # Split at line ends only: str.splitlines would also split another job's line at a form
     # feed or a Unicode line separator in it, and write it back as two.
     return listing.removesuffix("\n").split("\n") if listing else []
-
-
-def write_crontab(lines: list[str]) -> None:
-    """Replace the current user's crontab with ``lines``; ConfigError when crontab refuses."""
-    crontab("-", table="".join(f"{line}\n" for line in lines))
 
 
 def cron_daemon_running(proc: Path = Path("/proc")) -> bool | None:
@@ -107,11 +103,9 @@ def _warnings(
     machine, machine_name = schedule.machine_zone(environ)
     system, system_name = schedule.system_zone()
     now = datetime.now(timezone.utc)
+    offsets = {now.astimezone(zone).utcoffset() for zone in (machine, system)}
     warnings = [schedule.wrapper_not_executable("cron")]
-    if (
-        environ.get("TZ")
-        and now.astimezone(system).utcoffset() != now.astimezone(machine).utcoffset()
-    ):
+    if environ.get("TZ") and len(offsets) > 1:
         warnings.insert(
             0,
             f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
@@ -166,17 +160,11 @@ def cron_command(
         if len(kept) == len(lines):
             print(f"Nothing to remove: no xts-token-refresh line for {whose} in the crontab.")
         else:
-            write_crontab(kept)
+            crontab("-", lines=kept)
             print(f"✓ Removed the xts-token-refresh line for {whose}; other lines are untouched.")
         remaining = [found for found in map(line_accounts, kept) if found]
         if remaining and not selection:
-            many = len(remaining) > 1
-            print(
-                f"  {len(remaining)} line{'s' if many else ''} of this folder for chosen "
-                f"accounts remain{'' if many else 's'}, untouched: remove "
-                f"{'them' if many else 'it'} with "
-                f"{schedule.uninstall_commands('cron', remaining)}."
-            )
+            print(schedule.remaining_note("cron", "line", remaining))
         return 0
     machine, machine_name = schedule.machine_zone(environ)
     when = schedule.convert(at, zone, days, machine, machine_name)
@@ -189,7 +177,9 @@ def cron_command(
         return 0
     lines = [line if is_own_line(current, APP, selection) else current for current in existing]
     first = lines.index(line) if line in lines else len(lines)
-    write_crontab([*lines[:first], line, *(other for other in lines[first + 1 :] if other != line)])
+    crontab(
+        "-", lines=[*lines[:first], line, *(other for other in lines[first + 1 :] if other != line)]
+    )
     with contextlib.suppress(OSError):  # cron's shell would create it world-readable (umask 022)
         os.close(os.open(APP / "cron_output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     print(f"✓ Installed in the crontab: {line}")

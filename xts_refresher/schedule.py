@@ -57,11 +57,14 @@ def named_zone(name: str) -> tzinfo:
     raise ConfigError(f"Unknown time zone {name!r}.", "Use a name such as Asia/Kolkata.")
 
 
-def system_zone(path: str = "") -> tuple[tzinfo, str]:
-    """The zone in the zone file ``path`` and its name (ConfigError when unreadable); without
-    ``path``, the cron daemon's, ``/etc/localtime`` (UTC when unreadable)."""
+def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
+    """The zone cron reads its schedule in, and its name: the one ``TZ`` names (``Asia/Kolkata``)
+    or holds (``:/etc/localtime``), else the system's, ``/etc/localtime`` (UTC when unreadable)."""
     from zoneinfo import ZoneInfo
 
+    path = environ.get("TZ", "").lstrip(":")
+    if path and not path.startswith("/"):
+        return named_zone(path), path
     target = os.path.realpath(path or "/etc/localtime")
     name = target.partition("zoneinfo/")[2]
     with contextlib.suppress(ConfigError):
@@ -76,13 +79,9 @@ def system_zone(path: str = "") -> tuple[tzinfo, str]:
         raise ConfigError(f"Cannot read the time zone file {path}.", hint) from None
 
 
-def machine_zone(environ: Mapping[str, str]) -> tuple[tzinfo, str]:
-    """The zone cron reads its schedule in, and its name: the system's, unless ``TZ`` names
-    another (``Asia/Kolkata``) or a zone file (``:/etc/localtime``)."""
-    name = environ.get("TZ", "").lstrip(":")
-    if name.startswith("/"):
-        return system_zone(name)
-    return (named_zone(name), name) if name else system_zone()
+def system_zone() -> tuple[tzinfo, str]:
+    """The zone the cron daemon uses (``/etc/localtime``) and its name; UTC when unreadable."""
+    return machine_zone({})
 
 
 def parse_at(text: str) -> tuple[int, int]:
@@ -213,10 +212,17 @@ def line_accounts(line: str, app_dir: Path = APP) -> tuple[str, ...] | None:
     return selection
 
 
-def uninstall_commands(command: str, selections: list[tuple[str, ...]]) -> str:
-    """The ``uninstall`` commands of ``command`` (cron, systemd) for ``selections``, joined."""
-    return "; ".join(
-        f"`xts_token_refresh.py {command} uninstall{account_flags(found)}`" for found in selections
+def remaining_note(command: str, thing: str, remaining: list[tuple[str, ...]]) -> str:
+    """The note that ``command``'s ``thing``s (a crontab line, a timer) of this folder for
+    the account selections ``remaining`` are left, with the commands that remove them."""
+    many = len(remaining) > 1
+    commands = "; ".join(
+        f"`xts_token_refresh.py {command} uninstall{account_flags(found)}`" for found in remaining
+    )
+    return (
+        f"  {len(remaining)} {thing}{'s' if many else ''} of this folder for chosen accounts "
+        f"remain{'' if many else 's'}, untouched: remove {'them' if many else 'it'} with "
+        f"{commands}."
     )
 
 

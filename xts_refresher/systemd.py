@@ -9,13 +9,13 @@ into that folder only, and systemd is not told. The units carry the crontab line
 from __future__ import annotations
 
 import contextlib
+import errno
 import grp
 import math
 import os
 import pwd
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -272,7 +272,6 @@ class Systemctl:
 
     def __init__(self, scope: Scope, environ: Mapping[str, str]) -> None:
         self.environ = dict(environ)
-        self.program = shutil.which("systemctl", path=environ.get("PATH") or os.defpath)
         self.flags = () if scope.system else ("--user",)
 
     def shown(self, *args: str) -> str:
@@ -281,11 +280,9 @@ class Systemctl:
 
     def run(self, *args: str, timeout: float = SYSTEMCTL_SECONDS) -> tuple[int, str, str]:
         """``systemctl [--user] args``' exit code, output and complaint; a time-out fails."""
-        if self.program is None:
-            return 127, "", "systemctl is not installed"
-        try:
+        try:  # found on the environment's PATH
             done = subprocess.run(
-                [self.program, *self.flags, *args],
+                ["systemctl", *self.flags, *args],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -296,7 +293,8 @@ class Systemctl:
         except subprocess.TimeoutExpired:
             return 124, "", f"no answer within {timeout:g} s"
         except OSError as exc:
-            return 126, "", str(exc.strerror)
+            missing = exc.errno == errno.ENOENT
+            return 127, "", "systemctl is not installed" if missing else str(exc.strerror)
         return done.returncode, done.stdout.strip(), (done.stderr or done.stdout).strip()
 
     def reachable(self) -> str | None:
@@ -370,9 +368,8 @@ def _overlap_warnings(selection: tuple[str, ...], folder: Path, name: str) -> li
 
 
 def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: Systemctl) -> int:
-    """``systemd install``: the units written, the timer enabled if systemd answers; exit 0,
-    ConfigError (2) when a unit of another is in the way or systemctl refuses, LocalError (4)
-    when the folder cannot take them."""
+    """``systemd install``: the units written (not over another's), then activated; exit 0,
+    ConfigError (2) or LocalError (4) when the folder cannot take them."""
     from .store import write_atomically
 
     timer = units.timer_path.name
@@ -401,6 +398,14 @@ def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: 
             "Run as root for a system unit, or as the job's own user for a user unit; or "
             "write them elsewhere with --dir DIR.",
         ) from None
+    _activate(units, scope, selection, systemctl)
+    return 0
+
+
+def _activate(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: Systemctl) -> None:
+    """Have systemd load the units and start the timer, or say what to run when systemd is
+    not told (--dir) or cannot be reached; ConfigError when systemctl refuses."""
+    timer = units.timer_path.name
     activate = [systemctl.shown("daemon-reload"), systemctl.shown("enable", "--now", timer)]
     unreachable = systemctl.reachable() if scope.told else None
     if not scope.told:
@@ -418,15 +423,14 @@ def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: 
             f"⚠ The timer is NOT active: systemctl cannot reach systemd here ({unreachable}). "
             f"Nothing will run until you run these, {where}, once systemd runs:"
         )
-        linger = f"sudo loginctl enable-linger {scope.user}   # to run after logout too"
-        print(
-            "".join(f"    {command}\n" for command in [*activate, *[linger][scope.system :]]),
-            end="",
-        )
+        for command in activate:
+            print(f"    {command}")
+        if not scope.system:
+            print(f"    sudo loginctl enable-linger {scope.user}   # to run after logout too")
     else:
-        written_now = f"{units.service_path} and {units.timer_path} are written."
-        systemctl.must("daemon-reload", written=written_now)
-        systemctl.must("enable", "--now", timer, written=written_now)
+        written = f"{units.service_path} and {units.timer_path} are written."
+        systemctl.must("daemon-reload", written=written)
+        systemctl.must("enable", "--now", timer, written=written)
         state = systemctl.run("is-active", timer)[1] or "unknown"
         if state == "active":
             print(f"✓ {activate[0]}; {activate[1]}: the timer is active.")
@@ -438,7 +442,6 @@ def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: 
             f"`{systemctl.shown('start', units.service_path.name)}`; remove it with "
             f"`xts_token_refresh.py systemd uninstall{account_flags(selection)}`."
         )
-    return 0
 
 
 def _uninstall(scope: Scope, selection: tuple[str, ...], systemctl: Systemctl) -> int:
@@ -476,8 +479,7 @@ def _uninstall(scope: Scope, selection: tuple[str, ...], systemctl: Systemctl) -
         print(f"  systemctl cannot reach systemd here ({unreachable}): there was no timer to stop.")
     remaining = [found for _, found in other_units(scope.folder, name)] if not selection else []
     if remaining:
-        commands = schedule.uninstall_commands("systemd", remaining)
-        print(f"  Units of this folder for chosen accounts remain, untouched: {commands}.")
+        print(schedule.remaining_note("systemd", "timer", remaining))
     return 0
 
 
