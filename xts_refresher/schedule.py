@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from itertools import groupby
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 from .errors import ConfigError
@@ -30,10 +31,12 @@ LINE_SPLITTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A zone name as OnCalendar= can carry it (every name in the zoneinfo database is one).
 ZONE_NAME = re.compile(r"[A-Za-z0-9_+./-]+")
 # --days: the days of the week (0 is Sunday) the job runs on; None is every day.
-DAY_SPECS = {"daily": None, "weekdays": (1, 5)}
+DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
 # Offsets for the two zones that matter most, where the machine has no zoneinfo database.
 IST = timezone(timedelta(hours=5, minutes=30))
-FALLBACK_ZONES = {"Asia/Kolkata": IST, "UTC": timezone.utc, "Etc/UTC": timezone.utc}
+FALLBACK_ZONES = MappingProxyType(
+    {"Asia/Kolkata": IST, "UTC": timezone.utc, "Etc/UTC": timezone.utc}
+)
 
 
 class Schedule(NamedTuple):
@@ -204,9 +207,9 @@ def line_accounts(line: str, app_dir: Path = APP) -> tuple[str, ...] | None:
     if text.endswith(own_marker(app_dir)):
         return ()
     head, tag, names = text.rpartition(ACCOUNTS_TAG)
-    selection = tuple(names.split(","))
     if not tag or not head.endswith(own_marker(app_dir)):
         return None
+    selection = tuple(names.split(","))
     if not all(map(is_account_name, selection)) or selection != tuple(sorted(set(selection))):
         return None  # not a marker this program writes
     return selection

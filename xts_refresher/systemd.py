@@ -21,6 +21,7 @@ import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 from urllib.parse import quote
 
@@ -34,7 +35,9 @@ SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 LINGER_DIR = Path("/var/lib/systemd/linger")
 ZONEINFO_DIR = Path("/usr/share/zoneinfo")
 # --days: OnCalendar='s days, and the words the timer's description uses.
-CALENDAR_DAYS = {"daily": ("*-*-*", "every day"), "weekdays": ("Mon..Fri *-*-*", "on weekdays")}
+CALENDAR_DAYS = MappingProxyType(
+    {"daily": ("*-*-*", "every day"), "weekdays": ("Mon..Fri *-*-*", "on weekdays")}
+)
 # Beyond the run's deadline, the post-refresh hook and the alerts: start-up and the summary.
 START_AND_REPORT_SECONDS = 60
 MAX_UNIT_NAME = 255
@@ -256,12 +259,10 @@ def other_units(folder: Path, name: str) -> list[tuple[str, tuple[str, ...]]]:
     """This folder's timers in ``folder`` other than ``name``'s: their names and accounts."""
     found = []
     for timer in sorted(folder.glob(f"{UNIT_PREFIX}*.timer")):
+        if timer.name == f"{name}.timer":
+            continue
         with contextlib.suppress(OSError):
-            lines = (
-                []
-                if timer.name == f"{name}.timer"
-                else timer.read_text(encoding="utf-8", errors="replace").splitlines()
-            )
+            lines = timer.read_text(encoding="utf-8", errors="replace").splitlines()
             marked = [schedule.line_accounts(line) for line in lines if line.startswith("#")]
             found += [(timer.name, accounts) for accounts in marked if accounts is not None][:1]
     return found
