@@ -104,15 +104,15 @@ def _warnings(
     system, system_name = schedule.system_zone()
     now = datetime.now(timezone.utc)
     offsets = {now.astimezone(zone).utcoffset() for zone in (machine, system)}
-    warnings = [schedule.wrapper_not_executable("cron")]
+    warnings: list[str | None] = []
     if environ.get("TZ") and len(offsets) > 1:
-        warnings.insert(
-            0,
+        warnings.append(
             f"WARNING: TZ={environ['TZ']} is set here, so the line is in {machine_name} time, "
             f"but the cron daemon reads its schedule in the system's zone ({system_name}) "
             "unless it runs with the same TZ. If in doubt, run again without TZ "
-            "(env -u TZ ./xts_token_refresh.py cron install).",
+            "(env -u TZ ./xts_token_refresh.py cron install)."
         )
+    warnings.append(schedule.wrapper_not_executable("cron"))
     if action != "install":
         return warnings
     if cron_daemon_running() is False:

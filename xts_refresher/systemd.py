@@ -390,7 +390,6 @@ def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: 
         scope.folder.mkdir(parents=True, exist_ok=True)
         for path, text in written.items():  # a unit holds no secret: mode 0644
             write_atomically(path, text.encode("utf-8"), mode=0o644, what="the unit")
-            print(f"✓ Wrote {path}")
     except (OSError, TokenSaveError) as exc:
         # write_atomically raises TokenSaveError while it handles the OSError that says why.
         failure = exc if isinstance(exc, OSError) else exc.__context__
@@ -399,6 +398,7 @@ def _install(units: Units, scope: Scope, selection: tuple[str, ...], systemctl: 
             "Run as root for a system unit, or as the job's own user for a user unit; or "
             "write them elsewhere with --dir DIR.",
         ) from None
+    print(f"✓ Wrote {units.service_path}\n✓ Wrote {units.timer_path}")
     _activate(units, scope, selection, systemctl)
     return 0
 
