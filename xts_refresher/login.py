@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -149,7 +148,7 @@ def ssh_tunnel_line(settings: Settings, listen_port: int) -> str | None:
     return f"ssh{port_option} -L {browser_port}:127.0.0.1:{listen_port} {user}@{host}"
 
 
-def send_link(run: RefreshRun, link: str, until: datetime) -> bool:
+def send_link(run: RefreshRun, link: str, wait: float) -> bool:
     """Send the link to the account's Telegram chat, if one is configured (whatever
     TELEGRAM_NOTIFY says: the holder must get it); True when a message was sent."""
     settings = run.settings
@@ -160,9 +159,9 @@ def send_link(run: RefreshRun, link: str, until: datetime) -> bool:
     from .outcome import machine_label
 
     text = run.redactor.redact(
-        f"🔑 XTS sign-in needed on {machine_label(settings)}: open this link by "
-        f"{until:%H:%M} to log in {settings.account} on the broker's page "
-        "(it works while the refresher waits):"
+        f"🔑 XTS sign-in needed on {machine_label(settings)}: open this link within "
+        f"{format_duration(wait)} to log in {settings.account} on the broker's page (it works "
+        "while the refresher waits):"
     )
     messages = [(chat, chat_id, f"{text}\n{link}") for chat_id in chat.chat_ids]
     send_telegram_messages(messages, Pacing(settings.retry_backoff, run.deadline), run.log)
@@ -199,10 +198,9 @@ def wait_for_holder(
         settings.login_url or "", settings.credentials[INTERACTIVE.name].app_key, return_url
     )
     until = time.monotonic() + wait
-    until_local = datetime.now() + timedelta(seconds=wait)
     if paste:
         console_line(run, f"Open this link to log in {settings.account}: {link}")
-        send_link(run, link, until_local)
+        send_link(run, link, wait)
         tell_now(
             run,
             "Paste the address the browser ended on (or the session JSON), then press Enter "
@@ -244,12 +242,11 @@ def wait_for_holder(
                 "This machine is reached over SSH: on the computer whose browser opens the "
                 f"link, first run: {tunnel}",
             )
-        told = " and to Telegram" if send_link(run, link, until_local) else ""
+        told = " and to Telegram" if send_link(run, link, wait) else ""
         tell_now(
             run,
-            f"Waiting up to {format_duration(wait)} (until {until_local:%H:%M}) for the holder "
-            f"of {settings.account} to sign in on the broker's page (the link was printed "
-            f"above{told}).",
+            f"Waiting up to {format_duration(wait)} for the holder of {settings.account} to sign "
+            f"in on the broker's page (the link was printed above{told}).",
         )
         outcome = arrival.wait(until, run.stop)
     return outcome or nobody_came(run, wait)
