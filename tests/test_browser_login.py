@@ -683,16 +683,19 @@ def test_login_paste_reads_the_address_the_browser_ended_on(project: Project) ->
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert paster.stdout is not None and paster.stdin is not None
-    link = ""
+    assert paster.stdout is not None and paster.stdin is not None and paster.stderr is not None
+    seen = []
     for line in paster.stdout:
+        seen.append(line)
         if LINK_LINE in line:
-            link = line.split("default: ", 1)[1].strip()
             break
-    address, _ = hand_over(link, get=True)
+    address, _ = hand_over(seen[-1].split("default: ", 1)[1].strip(), get=True)
     paster.stdin.write(address + "\n")
-    paster.stdin.flush()
-    out, err = paster.communicate(timeout=30)
+    paster.stdin.close()
+    # Read on through the same buffered reader (communicate() would skip what it holds).
+    out = "".join(seen) + paster.stdout.read()
+    err = paster.stderr.read()
+    paster.wait(timeout=30)
 
     assert paster.returncode == 0, out + err
     assert "Paste the address the browser ended on" in out
