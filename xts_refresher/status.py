@@ -284,22 +284,39 @@ def status(
             show(f"    checked with XTS: {_verification_words(r)}", r.account)
         if r.message:
             show(f"    {r.message}", r.account)
-    _closing_status_line(show, labelled, not_ready, unchecked)
+    browser = {r.account for r in reports if not r.usable and r.login == BROWSER_LOGIN}
+    _closing_status_line(show, labelled, not_ready, unchecked, browser)
     return code
 
 
+def _log_in_commands(not_ready: list[str], browser: set[str], labelled: bool) -> str:
+    """The commands that log the accounts ``not_ready`` in again: a refresh for those that log
+    in with their key, ``login`` for those whose holder signs in on the broker's page."""
+    keyed = [name for name in not_ready if name not in browser]
+    signing = [name for name in not_ready if name in browser]
+    commands = []
+    if keyed:
+        selected = "".join(f" --account {name}" for name in keyed) if labelled else ""
+        commands.append(f"`xts_token_refresh.py{selected}`")
+    if signing:
+        selected = "".join(f" --account {name}" for name in signing)
+        commands.append(f"`xts_token_refresh.py login{selected}`")
+    return " and ".join(commands)
+
+
 def _closing_status_line(
-    show: Callable[[str], None], labelled: bool, not_ready: list[str], unchecked: list[str]
+    show: Callable[[str], None],
+    labelled: bool,
+    not_ready: list[str],
+    unchecked: list[str],
+    browser: set[str],
 ) -> None:
     """What to do, when anything is not ready: naming the accounts, with accounts."""
-    selected = "".join(f" --account {name}" for name in not_ready)
+    commands = _log_in_commands(not_ready, browser, labelled)
     if not_ready and labelled:
-        show(
-            f"✗ Not ready to trade: {', '.join(not_ready)}: run "
-            f"`xts_token_refresh.py{selected}` to log in again."
-        )
+        show(f"✗ Not ready to trade: {', '.join(not_ready)}: run {commands} to log in again.")
     elif not_ready:
-        show("✗ At least one session cannot trade: run `xts_token_refresh.py` to log in again.")
+        show(f"✗ At least one session cannot trade: run {commands} to log in again.")
     elif unchecked:
         whose = f" ({', '.join(unchecked)})" if labelled else ""
         show(
