@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import queue
+import re
+import subprocess
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -18,7 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import skip_or_fail
+from conftest import Project, closed_port, skip_or_fail, token_json
+
+from xts_refresher.simulator import (
+    THIRDPARTY_INTERACTIVE_KEY,
+    THIRDPARTY_INTERACTIVE_SECRET,
+    THIRDPARTY_PASSWORD,
+    THIRDPARTY_TOTP_SECRET,
+    THIRDPARTY_USER_ID,
+    totp,
+)
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
@@ -136,3 +148,147 @@ def test_headless_chromium_fills_and_submits_a_form_on_this_machine(
         server.server_close()
     assert posted == [{"userID": ["CK68"], "totp": ["123456"]}]
     assert body == "Logged in as CK68."
+
+
+LINK_LINE = re.compile(r"Open this link to log in (\S+): (\S+)")
+LINK_WAIT = 30  # seconds the run may take to print its link
+
+
+class Output:
+    """What a running script prints on stdout, read line by line as it comes (a thread), so that
+    the test can act on one line while the script goes on; stderr is kept for the end."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._fresh: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._fresh.put(line)
+        self._fresh.put(None)
+
+    def link(self) -> tuple[str, str]:
+        """The account and link of the first "Open this link" line, once printed (the test
+        fails when the script ends or LINK_WAIT passes without one)."""
+        while True:
+            line = self._fresh.get(timeout=LINK_WAIT)
+            assert line is not None, "the run ended without printing a link:\n" + self.text()
+            found = LINK_LINE.search(line)
+            if found:
+                return found[1], found[2]
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """The exit code and everything printed (stdout, then stderr), once the script ends."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout)
+        assert self.process.stderr is not None
+        return code, self.text() + self.process.stderr.read()
+
+    def text(self) -> str:
+        """The stdout lines read so far."""
+        return "".join(self.lines)
+
+
+def browser_account(project: Project, return_port: int) -> dict[str, str]:
+    """The settings of an account of the simulator's broker whose holder signs in on its page,
+    its return URL on ``return_port`` of this machine."""
+    project.account_secrets += [THIRDPARTY_INTERACTIVE_KEY, THIRDPARTY_INTERACTIVE_SECRET]
+    return {
+        "XTS_INTERACTIVE_API_KEY": THIRDPARTY_INTERACTIVE_KEY,
+        "XTS_INTERACTIVE_API_SECRET": THIRDPARTY_INTERACTIVE_SECRET,
+        "XTS_USER_ID": THIRDPARTY_USER_ID,
+        "XTS_LOGIN": "browser",
+        "XTS_RETURN_URL": f"http://127.0.0.1:{return_port}/xts/callback",
+    }
+
+
+def sign_in_with_chromium(chromium: WebDriver, link: str, return_port: int) -> str:
+    """Open ``link`` in Chromium, sign in as the simulator's holder (user ID, password, a TOTP
+    of now) and wait until the broker's page has handed the browser to the return URL; the
+    text of the page the browser ends on."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    chromium.get(link)
+    chromium.find_element(By.NAME, "userID").send_keys(THIRDPARTY_USER_ID)
+    chromium.find_element(By.NAME, "password").send_keys(THIRDPARTY_PASSWORD)
+    chromium.find_element(By.NAME, "totp").send_keys(totp(THIRDPARTY_TOTP_SECRET))
+    chromium.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    callback = f"http://127.0.0.1:{return_port}/xts/callback"
+    WebDriverWait(chromium, PAGE_TIMEOUT).until(
+        lambda driver: (
+            driver.current_url.startswith(callback)
+            and "logged in" in driver.find_element(By.TAG_NAME, "body").text
+        )
+    )
+    return str(chromium.find_element(By.TAG_NAME, "body").text)
+
+
+def assert_nothing_secret_in(project: Project, *texts: str) -> None:
+    """No key, secret, access token or session token of the simulator in ``texts``."""
+    access_tokens = project.sim.thirdparty.access_tokens()
+    for secret in [*project.secrets(), *access_tokens]:
+        for text in texts:
+            assert secret not in text, f"a secret leaked: {secret[:6]}..."
+
+
+@pytest.mark.slow
+def test_login_signed_in_by_chromium_saves_the_exchanged_token(
+    project: Project, chromium: WebDriver
+) -> None:
+    """``login --account tp --wait 2m``, started as cron would, prints the link; Chromium opens
+    it, signs in with user ID, password and TOTP, and the broker's self-submitting form posts
+    the access token to the return URL. The run exchanges it once, saves the token for the
+    holder's user (exit 0), and the page the browser ends on says who is logged in, with no
+    token in it."""
+    port = closed_port()
+    project.with_accounts("tp", tp=browser_account(project, port))
+    run = Output(project.start("login", "--account", "tp", "--wait", "2m"))
+
+    account, link = run.link()
+    page = sign_in_with_chromium(chromium, link, port)
+    code, output = run.finish()
+
+    assert code == 0, output
+    assert account == "tp"
+    assert f"tp is logged in as {THIRDPARTY_USER_ID}" in page
+    exchanges = project.sim.requests("interactive_exchange")
+    assert len(exchanges) == 1
+    saved = token_json(project.folder / "accounts" / "tp" / "xts_store_token.json")
+    assert saved["userID"] == THIRDPARTY_USER_ID
+    assert saved["token"] in project.sim.issued_tokens("interactive")
+    assert_nothing_secret_in(project, output, page, str(chromium.page_source))
+
+
+@pytest.mark.slow
+def test_a_waiting_refresh_takes_the_finished_session_chromium_was_redirected_with(
+    project: Project, chromium: WebDriver
+) -> None:
+    """A cron-style ``refresh`` of a browser account with ``XTS_LOGIN_WAIT=2m`` prints the link
+    and waits; the broker hands the finished session over by redirecting Chromium to the return
+    URL (a GET carrying ``session``). Nothing is exchanged, the session's token is saved (exit 0)
+    and the browser's page names the user, without the token."""
+    port = closed_port()
+    project.settings.update(browser_account(project, port), XTS_LOGIN_WAIT="2m")
+    project.sim.thirdparty.session_shape = "token"
+    project.sim.thirdparty.handover = "get"
+    run = Output(project.start("refresh"))
+
+    account, link = run.link()
+    page = sign_in_with_chromium(chromium, link, port)
+    code, output = run.finish()
+
+    assert code == 0, output
+    assert account == "default"
+    assert f"is logged in as {THIRDPARTY_USER_ID}" in page
+    assert project.sim.requests("interactive_exchange") == []
+    assert project.sim.requests("interactive_login") == []
+    saved = token_json(project.token_file)
+    assert saved["userID"] == THIRDPARTY_USER_ID
+    assert saved["token"] == project.sim.issued_tokens("interactive")[-1]
+    assert_nothing_secret_in(project, output, page, str(chromium.page_source))
