@@ -10,11 +10,22 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from conftest import APP_DIR, PYTHON, SCRIPT, copy_program, run_process
 
-from xts_refresher.simulator import DEMO_INTERACTIVE_SECRET, DEMO_MARKETDATA_SECRET
+from xts_refresher.simulator import (
+    DEMO_INTERACTIVE_SECRET,
+    DEMO_MARKETDATA_SECRET,
+    THIRDPARTY_INTERACTIVE_SECRET,
+    THIRDPARTY_MARKETDATA_SECRET,
+    THIRDPARTY_PASSWORD,
+    THIRDPARTY_TOTP_SECRET,
+    THIRDPARTY_USER_ID,
+)
 
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The simulator's login page hands over access tokens of 40 hexadecimal digits.
+ACCESS_TOKEN_SHAPE = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
 
 CONTRACT_LINES = (
@@ -80,3 +91,36 @@ def test_demo_never_reads_a_env_file_and_ignores_proxies(tmp_path: Path) -> None
     assert tree(app) == before
     broken = run_process([PYTHON, str(app / SCRIPT.name), "check-config"], timeout=60)
     assert broken.returncode == 2
+
+
+@pytest.mark.slow
+def test_demo_browser_signs_the_holder_in_through_the_page_and_saves_the_token() -> None:
+    """``demo --browser`` under cron's bare environment: the refresh of an account whose holder
+    signs in on the broker's page prints the login link and waits; the scripted holder signs
+    in on the simulator's page (password and TOTP) and the page hands the session to the return
+    URL; the token is saved for the holder's user and the run exits 0. No secret, password,
+    TOTP secret, access token or whole token is shown, and nothing is left behind."""
+    before = tree(APP_DIR)
+
+    done = run_process([PYTHON, str(SCRIPT), "demo", "--browser"], timeout=90)
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    link = re.search(r"Open this link to log in \S+: (\S+)", done.stdout)
+    assert link is not None, output
+    assert "/interactive/thirdparty?appKey=" in link[1]
+    assert "returnURL=http%3A%2F%2F127.0.0.1%3A" in link[1]
+    assert f"is logged in as {THIRDPARTY_USER_ID}" in done.stdout
+    assert "✓ interactive  fresh" in done.stdout
+    assert "✓ Demo complete" in done.stdout
+    assert f'"userID": "{THIRDPARTY_USER_ID}"' in done.stdout
+    for secret in (
+        THIRDPARTY_INTERACTIVE_SECRET,
+        THIRDPARTY_MARKETDATA_SECRET,
+        THIRDPARTY_PASSWORD,
+        THIRDPARTY_TOTP_SECRET,
+    ):
+        assert secret not in output
+    assert not JWT_SHAPE.search(output)
+    assert not ACCESS_TOKEN_SHAPE.search(output)
+    assert set(tree(APP_DIR)) == set(before)

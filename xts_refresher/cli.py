@@ -173,7 +173,16 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    """check-config and demo take only the path options."""
+    """check-config takes only the path options."""
+
+
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument(
+        "--browser",
+        action="store_true",
+        help="an account whose holder signs in on the broker's login page (XTS_LOGIN=browser), "
+        "signed in by a script",
+    )
 
 
 # Each command: its one-line help, its description, and what adds its own options.
@@ -234,8 +243,9 @@ COMMAND_TABLE: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], No
         "a complete refresh against the bundled simulator",
         "A complete refresh --verify and status against the bundled XTS simulator on "
         "127.0.0.1, in a temporary folder that is removed when the demo ends. Needs no .env "
-        "and no credentials; nothing leaves this machine.",
-        _no_arguments,
+        "and no credentials; nothing leaves this machine. With --browser, the account's "
+        "holder signs in on the simulator's login page (a script plays the holder).",
+        _demo_arguments,
     ),
 )
 COMMANDS = tuple(name for name, *_ in COMMAND_TABLE)
@@ -362,7 +372,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
     if args.command == "demo":
         from .demo import demo
 
-        return demo()
+        return demo(browser=args.browser)
     overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
     try:
         selection = load_selection(overrides, os.environ, selected_accounts(args))
