@@ -197,7 +197,7 @@ class Output:
 def browser_account(project: Project, return_port: int) -> dict[str, str]:
     """The settings of an account of the simulator's broker whose holder signs in on its page,
     its return URL on ``return_port`` of this machine."""
-    project.account_secrets += [THIRDPARTY_INTERACTIVE_KEY, THIRDPARTY_INTERACTIVE_SECRET]
+    project.account_secrets.append(THIRDPARTY_INTERACTIVE_SECRET)
     return {
         "XTS_INTERACTIVE_API_KEY": THIRDPARTY_INTERACTIVE_KEY,
         "XTS_INTERACTIVE_API_SECRET": THIRDPARTY_INTERACTIVE_SECRET,
@@ -229,12 +229,19 @@ def sign_in_with_chromium(chromium: WebDriver, link: str, return_port: int) -> s
     return str(chromium.find_element(By.TAG_NAME, "body").text)
 
 
-def assert_nothing_secret_in(project: Project, *texts: str) -> None:
-    """No key, secret, access token or session token of the simulator in ``texts``."""
+def assert_nothing_secret_in(project: Project, output: str, *pages: str) -> None:
+    """No secret, access token or session token of the simulator in the run's ``output`` or
+    the browser's ``pages``; the app key (which the broker's page needs) only in the link's
+    own line of the output."""
     access_tokens = project.sim.thirdparty.access_tokens()
     for secret in [*project.secrets(), *access_tokens]:
-        for text in texts:
+        for text in (output, *pages):
             assert secret not in text, f"a secret leaked: {secret[:6]}..."
+    with_key = [line for line in output.splitlines() if THIRDPARTY_INTERACTIVE_KEY in line]
+    assert len(with_key) == 1
+    assert LINK_LINE.search(with_key[0])
+    for page in pages:
+        assert THIRDPARTY_INTERACTIVE_KEY not in page
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 from conftest import APP_DIR, PYTHON, SCRIPT, copy_program, run_process
 
 from xts_refresher.simulator import (
@@ -93,7 +92,6 @@ def test_demo_never_reads_a_env_file_and_ignores_proxies(tmp_path: Path) -> None
     assert broken.returncode == 2
 
 
-@pytest.mark.slow
 def test_demo_browser_signs_the_holder_in_through_the_page_and_saves_the_token() -> None:
     """``demo --browser`` under cron's bare environment: the refresh of an account whose holder
     signs in on the broker's page prints the login link and waits; the scripted holder signs

@@ -15,15 +15,17 @@ browser would.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import logging
 import os
 import re
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 from .account_refresh import RefreshOptions
 from .accounts import single_selection
@@ -136,35 +138,44 @@ def free_loopback_port() -> int:
     return port
 
 
-class ScriptedHolder(logging.Handler):
-    """The account holder, played by a script: it watches the run's console for the login
-    link and, when it appears, signs in on the simulator's page in a thread of its own (the
-    run goes on waiting meanwhile), printing what a person would see."""
+class ScriptedHolder(io.TextIOBase):
+    """The account holder, played by a script that reads the run's console: it passes every
+    line on to ``console`` and, when the login link appears, signs in on the simulator's page in
+    a thread of its own (the run goes on waiting meanwhile), saying what a person would see."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: TextIO) -> None:
         super().__init__()
+        self.console = console
         self.threads: list[threading.Thread] = []
+        self._partial = ""
+        self._lock = threading.Lock()  # the run's threads and the holder's write at once
 
-    def emit(self, record: logging.LogRecord) -> None:
-        found = LINK_LINE.search(record.getMessage())
-        if found:
-            thread = threading.Thread(
-                target=self._sign_in, args=(found[2],), name="holder", daemon=True
-            )
-            self.threads.append(thread)
-            thread.start()
+    def write(self, text: str) -> int:
+        with self._lock:
+            self.console.write(text)
+            *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            found = LINK_LINE.search(line)
+            if found:
+                thread = threading.Thread(target=self._sign_in, args=(found[2],), daemon=True)
+                self.threads.append(thread)
+                thread.start()
+        return len(text)
 
-    @staticmethod
-    def _sign_in(link: str) -> None:
-        print(
+    def flush(self) -> None:
+        self.console.flush()
+
+    def _sign_in(self, link: str) -> None:
+        self.write(
             f"  (the holder opens the link and signs in as {THIRDPARTY_USER_ID} with the "
-            "password and a TOTP; the page hands the session to the return URL)"
+            "password and a TOTP; the page hands the session to the return URL)\n"
         )
         status, page = sign_in(link)
-        print(f"  (the holder's browser shows, HTTP {status}: {page.strip()!r})")
+        self.write(f"  (the holder's browser shows, HTTP {status}: {page.strip()!r})\n")
+        self.flush()
 
     def finish(self, timeout: float) -> bool:
-        """Whether the holder signed in at all and is done (waits up to ``timeout`` s)."""
+        """Whether the holder signed in and is done (waiting up to ``timeout`` s for it)."""
         for thread in self.threads:
             thread.join(timeout)
         return bool(self.threads) and not any(t.is_alive() for t in self.threads)
@@ -212,8 +223,9 @@ def _browser_demo() -> int:
             "A script plays the holder: it reads the link the run prints and signs in over "
             "plain HTTP, as a browser would. Nothing leaves this machine.\n"
         )
-        holder = ScriptedHolder()
-        code = _refresh_and_show(simulator, settings, holder)
+        holder = ScriptedHolder(sys.stdout)
+        with contextlib.redirect_stdout(holder):
+            code = _refresh_and_show(simulator, settings, holder)
         if code == 0:
             print(
                 "✓ Demo complete: for your broker, set XTS_LOGIN=browser in .env and run "
@@ -232,8 +244,6 @@ def _refresh_and_show(
     redactor = Redactor(settings.secrets())
     log = setup_logging(redactor)
     add_log_file(log, settings.log_file)
-    if holder is not None:
-        log.addHandler(holder)
     try:
         code = refresh_selection(
             single_selection(settings),
