@@ -35,7 +35,7 @@ from conftest import (
     with_healthcheck,
 )
 
-from xts_refresher.simulator import Fault, totp
+from xts_refresher.simulator import CODE_KEY_LOGIN_REFUSED, Fault, totp
 from xts_refresher.simulator.thirdparty import (
     THIRDPARTY_PASSWORD,
     THIRDPARTY_TOTP_SECRET,
@@ -522,7 +522,7 @@ import os, sys
 from urllib.parse import urljoin
 sys.path.insert(0, {app!r})
 import requests
-from xts_refresher.simulator import Fault, totp
+from xts_refresher.simulator import CODE_KEY_LOGIN_REFUSED, Fault, totp
 from xts_refresher.simulator.thirdparty import page_forms
 link = os.environ["XTS_LOGIN_LINK"]
 _, action, fields = page_forms(requests.get(link, timeout=10).text)[0]
@@ -885,3 +885,27 @@ def test_sigterm_ends_the_wait_for_the_holder(project: Project, live: list[LiveR
     assert run.code == 143, run.output
     assert time.monotonic() - started < 10
     assert not project.token_file.exists()
+
+
+def test_a_key_account_at_a_broker_whose_holder_must_sign_in_is_refused_exit_1(
+    project: Project,
+) -> None:
+    """An account left at XTS_LOGIN=key whose broker gives the session only through its login
+    page: the key login is refused once (not retried), exit 1 with the broker's own words; no
+    exchange, nothing saved, the previous token intact."""
+    project.sim.thirdparty.add_account(TP_KEY, TP_SECRET, TP_USER)
+    project.settings.update(
+        XTS_INTERACTIVE_API_KEY=TP_KEY, XTS_INTERACTIVE_API_SECRET=TP_SECRET, XTS_USER_ID=TP_USER
+    )
+    project.account_secrets += [TP_KEY, TP_SECRET]
+    before = previous_token(project)
+    project.sim.clear()
+
+    run = project.run()
+
+    assert run.code == 1, run.output
+    assert CODE_KEY_LOGIN_REFUSED in run.stdout
+    assert "the user must log in on the broker's login page" in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗")
+    assert [r.route for r in project.sim.requests()] == ["interactive_login"]
+    assert project.token_file.read_bytes() == before
