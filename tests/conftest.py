@@ -7,6 +7,7 @@ environment (``PATH=/usr/bin:/bin`` and nothing else unless the test adds it), s
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -352,12 +353,59 @@ def project_folder_files() -> set[str] | None:
     return {p for p in paths if not any(part in p for part in IGNORED_LEFTOVERS)}
 
 
+SYSTEM_LOCK = Path("/tmp/xts-token-refresh-tests.system.lock")
+WORKERS_PER_CORE = 2  # a test waits on its subprocesses and the simulator about half its time
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """The workers ``-n auto`` (in addopts) starts: two per usable core for a run of a whole
+    folder (the README's command, ``tests``, a marker's subset); none (the run stays in one
+    process) for a run of named files or tests, where starting and collecting in each worker
+    would cost more than it saves. PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    started_in = config.invocation_params.dir
+    if not any((started_in / arg.split("::")[0]).is_dir() for arg in config.args):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return WORKERS_PER_CORE * (cores or 1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every test marked ``system`` in one pytest-xdist group, for one worker to run them
+    while the others share the rest. A wish, not the guarantee (see one_system_test_at_a_time):
+    pytest-xdist 3.8 cannot group on pytest 9.2, whose node IDs it can no longer rewrite."""
+    for item in items:
+        if item.get_closest_marker("system") is not None:
+            item.add_marker(pytest.mark.xdist_group("system"))
+
+
+@pytest.fixture(autouse=True)
+def one_system_test_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``system`` holds SYSTEM_LOCK from before its own fixtures are set up until
+    after they are torn down: those tests share machine-wide things (root's crontab, the cron
+    daemon, the user xtstest), so no two run at once, in two pytest-xdist workers or in two
+    test sessions on this machine."""
+    if request.node.get_closest_marker("system") is None:
+        yield
+        return
+    with SYSTEM_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def project_folder_stays_clean() -> Iterator[None]:
     """No test may leave a token, log or lock file beside the real script."""
     before = project_folder_files()
     yield
-    after = project_folder_files()
+    # Another pytest-xdist worker may be in a system test that makes a file here and removes it
+    # again (cron_output.log): look once none runs.
+    with SYSTEM_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        after = project_folder_files()
     if before is not None and after is not None:
         assert after <= before, f"tests left files in {APP_DIR}: {sorted(after - before)}"
 

@@ -1,8 +1,8 @@
 """The core: what must work on every supported Python (CI runs it on 3.9 and 3.13 too).
 
 Self-contained (it needs only ``conftest.py``, the simulator, ``requests``, ``python-dotenv``,
-pytest and pytest-timeout), so ``python -m pytest -m core tests/test_core.py`` runs in a
-virtualenv made from any Python 3.9 or newer. Every test runs the real script (or the wrapper)
+pytest, pytest-timeout and pytest-xdist), so ``python -m pytest -m core tests/test_core.py`` runs
+in a virtualenv made from any Python 3.9 or newer. Every test runs the real script (or the wrapper)
 with the Python running pytest, cron-style, against the simulator over loopback.
 """
 
