@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -354,6 +355,10 @@ def project_folder_files() -> set[str] | None:
 
 
 SYSTEM_LOCK = Path("/tmp/xts-token-refresh-tests.system.lock")
+# The files whose tests use root's crontab, the cron daemon or the user xtstest.
+MACHINE_WIDE_FILES = frozenset(
+    f"tests/{name}" for name in ("test_cron.py", "test_systemd.py", "test_unprivileged.py")
+)
 WORKERS_PER_CORE = 2  # a test waits on its subprocesses and the simulator about half its time
 
 
@@ -372,14 +377,22 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return WORKERS_PER_CORE * (cores or 1)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put every test marked ``system`` in one pytest-xdist group, for one worker to run them
-    while the others share the rest. A wish, not the guarantee (see one_system_test_at_a_time):
-    pytest-xdist 3.8 cannot group on pytest 9.2, whose node IDs it can no longer rewrite."""
-    for item in items:
-        if item.get_closest_marker("system") is not None:
-            item.add_marker(pytest.mark.xdist_group("system"))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """For pytest-xdist's default ``--dist load``: each test a unit of work of its own, except
+    that the tests of MACHINE_WIDE_FILES are one unit, handed out first, that one worker runs
+    from start to end (one user xtstest and its virtualenv, no worker idle on the system lock)
+    while the others share the rest. None (pytest-xdist decides) for any other ``--dist``."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class MachineWideTogether(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no types
+        def _split_scope(self, nodeid: str) -> str:
+            in_file = nodeid.partition("::")[0]
+            return "machine-wide" if in_file in MACHINE_WIDE_FILES else nodeid
+
+    return MachineWideTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
