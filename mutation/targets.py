@@ -92,7 +92,7 @@ WRITTEN = "tests/test_written_paths.py"
 PACKAGE = "xts_refresher"
 
 TARGETS = (
-    Target("accounts", f"{PACKAGE}/accounts.py", (ACCOUNTS, LOADER)),
+    Target("accounts", f"{PACKAGE}/accounts.py", (ACCOUNTS, LOADER, SETTINGS, READING)),
     Target(
         "account_refresh",
         f"{PACKAGE}/account_refresh.py",
@@ -118,6 +118,8 @@ TARGETS = (
         f"{PACKAGE}/settings.py",
         (SETTINGS, CORE, REFRESH, REFRESH_OPTIONS, READING, URL_CREDENTIALS),
     ),
+    Target("parsers", f"{PACKAGE}/parsers.py", (SETTINGS, PROPERTIES, READING)),
+    Target("urls", f"{PACKAGE}/urls.py", (URL_CREDENTIALS, SETTINGS, CHECK_CONFIG)),
     Target(
         "env_files",
         f"{PACKAGE}/env_files.py",

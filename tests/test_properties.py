@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from xts_refresher import account_refresh, store
+from xts_refresher.accounts import load_settings
 from xts_refresher.answers import (
     LoginResult,
     RedirectedError,
@@ -53,16 +54,15 @@ from xts_refresher.errors import (
     TokenUnavailableError,
     XtsRefreshError,
 )
+from xts_refresher.parsers import TRUE_WORDS
 from xts_refresher.sessions import INTERACTIVE
 from xts_refresher.sessions import SESSIONS as SESSION_TABLE
 from xts_refresher.settings import (
     KNOWN_VARIABLES,
     MAX_RETRIES,
     TELEGRAM_MODES,
-    TRUE_WORDS,
     PathOverrides,
     Settings,
-    load_settings,
 )
 from xts_refresher.simulator import Fault, XtsSimulator
 from xts_refresher.timebox import run_within

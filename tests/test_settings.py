@@ -30,10 +30,11 @@ from conftest import (
     with_healthcheck,
 )
 
-from xts_refresher import settings
+from xts_refresher import parsers, settings
+from xts_refresher.accounts import load_settings
 from xts_refresher.cli import build_parser
 from xts_refresher.sessions import SESSIONS
-from xts_refresher.settings import PathOverrides, Settings, load_settings
+from xts_refresher.settings import PathOverrides, Settings
 
 BOT = "123456789:AAunitBotTokenOnlyForTheDefaultsTest0"
 
@@ -359,11 +360,11 @@ def test_xts_api_source_is_sent_as_the_logins_source(project: Project) -> None:
 # -- the table of settings ------------------------------------------------------------------------
 
 
-def example_lines() -> dict[str, tuple[str, bool]]:
-    """Each variable .env.example names (``NAME=value`` or commented out, ``# NAME=value``):
-    its value there, and whether the line is a setting (not commented out)."""
+def example_lines(folder: Path = APP_DIR) -> dict[str, tuple[str, bool]]:
+    """Each variable the .env.example in ``folder`` names (``NAME=value`` or commented out,
+    ``# NAME=value``): its value there, and whether the line is a setting (not commented out)."""
     named: dict[str, tuple[str, bool]] = {}
-    for line in (APP_DIR / ".env.example").read_text(encoding="utf-8").splitlines():
+    for line in (folder / ".env.example").read_text(encoding="utf-8").splitlines():
         commented = line.startswith("# ")
         name, equals, value = line.removeprefix("# ").partition("=")
         setting = equals and name.isidentifier() and name.isupper()
@@ -394,12 +395,87 @@ def test_env_example_states_the_tables_defaults() -> None:
 
 
 def test_settings_fields_are_the_tables_and_the_combined_ones() -> None:
-    """Settings has a field for each row that names one, plus the combined fields, each typed
-    (annotated) once; no two rows fill one field."""
+    """Settings has a field for each row declared in its body (the row itself, on the class),
+    plus the combined fields, each typed (annotated) once; the table lists the rows in the
+    order of the body, the combined ones where their tuples stand."""
     fields = [row.field for row in settings.TABLE if row.field]
     assert len(fields) == len(set(fields))
-    assert set(Settings.__slots__) == {*fields, *settings.COMBINED_FIELDS}
-    assert set(Settings.__annotations__) == set(Settings.__slots__)
+    assert set(settings.FIELDS) == {*fields, *settings.COMBINED_FIELDS}
+    assert set(Settings.__annotations__) == set(settings.COMBINED_FIELDS)
+    for row in settings.TABLE:
+        if row.field:
+            assert getattr(Settings, row.field) is row, row.variable
+    variables = [row.variable for row in settings.TABLE]
+    assert variables[:2] == ["XTS_API_ROOT", "XTS_INTERACTIVE_API_KEY"]
+    assert variables.index("XTS_CA_BUNDLE") < variables.index("TELEGRAM_TOKEN")
+    assert variables[-3:] == ["XTS_METRICS_FILE", "XTS_LOG_FILE", "XTS_ACCOUNTS_DIR"]
+
+
+def test_a_settings_field_is_its_value_and_cannot_be_set(tmp_path: Path) -> None:
+    """A row's field holds the value read for it; a copy with a change (replaced) differs
+    there only; assigning to a field is refused, as for any value object."""
+    pair = "XTS_INTERACTIVE_API_KEY=ik-unit\nXTS_INTERACTIVE_API_SECRET=is-unit\n"
+    loaded = load_from(tmp_path, f"XTS_API_ROOT=https://xts.example\n{pair}XTS_TIMEOUT=12\n")
+    assert (loaded.api_root, loaded.timeout, loaded.retries) == ("https://xts.example", 12.0, 4)
+    quick = loaded.replaced(timeout=1.5)
+    assert (quick.timeout, loaded.timeout, quick.retries) == (1.5, 12.0, 4)
+    assert quick != loaded and quick.replaced(timeout=12.0) == loaded
+    assert "timeout=1.5" in repr(quick) and "_timeout" not in repr(quick)
+    with pytest.raises(AttributeError):
+        loaded.timeout = 3.0
+    with pytest.raises(TypeError, match="needs"):
+        Settings(account="default")
+
+
+def test_a_row_added_to_the_body_of_settings_is_read_listed_and_held_to_env_example(
+    tmp_path: Path,
+) -> None:
+    """The steps of adding a setting, in a copy of the program: a row added to Settings' body
+    is a field read from .env (its default otherwise), check-config --help lists its variable,
+    default and meaning in its place, a bad value is a problem named in its place, and the
+    check of .env.example finds it missing until the file names it."""
+    program = copy_program(tmp_path / "program", SCRIPT.name, ".env.example")
+    module = program / "xts_refresher" / "settings.py"
+    anchor = "    _install_rows = INSTALL_ROWS\n"
+    row = (
+        '    example_wait = Setting("XTS_EXAMPLE_WAIT", "7", seconds_parser(), '
+        '"seconds an example waits")\n'
+    )
+    text = module.read_text(encoding="utf-8")
+    assert text.count(anchor) == 1
+    module.write_text(text.replace(anchor, row + anchor), encoding="utf-8")
+
+    shown = run_process([PYTHON, str(program / SCRIPT.name), "check-config", "--help"])
+    assert shown.returncode == 0, shown.stderr
+    listed = shown.stdout.split("settings (in .env", 1)[1]
+    assert "  XTS_EXAMPLE_WAIT=7\n      seconds an example waits\n" in listed
+    assert listed.index("XTS_METRICS_FILE=") < listed.index("XTS_EXAMPLE_WAIT=")
+    assert listed.index("XTS_EXAMPLE_WAIT=") < listed.index("XTS_LOG_FILE=")
+
+    probe = f"""
+import json, sys
+sys.path.insert(0, {str(program)!r})
+from xts_refresher import accounts, settings
+def load(text):
+    path = {str(tmp_path / "probe.env")!r}
+    open(path, "w").write("XTS_API_ROOT=https://xts.example\\nXTS_INTERACTIVE_API_KEY=ik\\n"
+                          "XTS_INTERACTIVE_API_SECRET=is\\n" + text)
+    try:
+        return accounts.load_settings(settings.PathOverrides(env_file=path), {{}}).example_wait
+    except Exception as exc:
+        return str(exc)
+print(json.dumps({{"set": load("XTS_EXAMPLE_WAIT=2.5\\n"), "default": load(""),
+    "bad": load("XTS_EXAMPLE_WAIT=soon\\nXTS_TIMEOUT=0\\n"),
+    "known": settings.KNOWN_VARIABLES}}))
+"""
+    done = run_process([PYTHON, "-c", probe])
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert (found["set"], found["default"]) == (2.5, 7.0)
+    bad = found["bad"]
+    assert "XTS_EXAMPLE_WAIT must be a number of seconds" in bad, bad
+    assert bad.index("XTS_TIMEOUT must be") < bad.index("XTS_EXAMPLE_WAIT must be")
+    assert set(found["known"]) ^ set(example_lines(program)) == {"XTS_EXAMPLE_WAIT"}
 
 
 def test_each_row_has_a_one_line_meaning_and_a_default_its_parser_reads() -> None:
@@ -424,21 +500,21 @@ def test_secret_variables_are_the_keys_secrets_and_bot_token() -> None:
 @pytest.mark.parametrize(
     ("parse", "text", "problem"),
     [
-        (settings.parse_boolean, "maybe", "must be true or false (or 1/0, yes/no), not 'maybe'."),
-        (settings.parse_text, "your_key", "still holds the placeholder from .env.example."),
-        (settings.whole_parser(20), "21", "must be a whole number from 0 to 20, not '21'."),
-        (settings.seconds_parser(), "nan", "must be a number of seconds from 0.001 to 86400"),
-        (settings.choice_parser("all", "off"), "some", "must be one of all, off, not 'some'."),
-        (settings.url_parser(), "ftp://host", "must be an http(s) URL"),
-        (settings.url_parser(base=True), "https://h/?q", "must not have a query"),
-        (settings.url_parser(no_user=True), "https://u:p@h", "must not hold a user or password"),
+        (parsers.parse_boolean, "maybe", "must be true or false (or 1/0, yes/no), not 'maybe'."),
+        (parsers.parse_text, "your_key", "still holds the placeholder from .env.example."),
+        (parsers.whole_parser(20), "21", "must be a whole number from 0 to 20, not '21'."),
+        (parsers.seconds_parser(), "nan", "must be a number of seconds from 0.001 to 86400"),
+        (parsers.choice_parser("all", "off"), "some", "must be one of all, off, not 'some'."),
+        (parsers.url_parser(), "ftp://host", "must be an http(s) URL"),
+        (parsers.url_parser(base=True), "https://h/?q", "must not have a query"),
+        (parsers.url_parser(no_user=True), "https://u:p@h", "must not hold a user or password"),
     ],
 )
 def test_a_parser_refuses_bad_text_with_what_follows_the_name(
     parse: Callable[[str], object], text: str, problem: str
 ) -> None:
     """A parser's refusal is the rest of a sentence that starts with the variable's name."""
-    with pytest.raises(settings.InvalidSettingError) as refused:
+    with pytest.raises(parsers.InvalidSettingError) as refused:
         parse(text)
     assert str(refused.value).startswith(problem)
 
@@ -446,14 +522,14 @@ def test_a_parser_refuses_bad_text_with_what_follows_the_name(
 @pytest.mark.parametrize(
     ("parse", "text", "value"),
     [
-        (settings.parse_boolean, " YES ", True),
-        (settings.parse_boolean, "", None),
-        (settings.parse_text, "  WEBAPI ", "WEBAPI"),
-        (settings.whole_parser(20), "0", 0),
-        (settings.seconds_parser(minimum=0.0), "0", 0.0),
-        (settings.url_parser(), "https://h:1/p/", "https://h:1/p"),
-        (settings.parse_api_path, "apibinarymarketdata/", "/apibinarymarketdata"),
-        (settings.parse_api_path, "/", ""),
+        (parsers.parse_boolean, " YES ", True),
+        (parsers.parse_boolean, "", None),
+        (parsers.parse_text, "  WEBAPI ", "WEBAPI"),
+        (parsers.whole_parser(20), "0", 0),
+        (parsers.seconds_parser(minimum=0.0), "0", 0.0),
+        (parsers.url_parser(), "https://h:1/p/", "https://h:1/p"),
+        (parsers.parse_api_path, "apibinarymarketdata/", "/apibinarymarketdata"),
+        (parsers.parse_api_path, "/", ""),
     ],
 )
 def test_a_parser_reads_good_text(parse: Callable[[str], object], text: str, value: object) -> None:

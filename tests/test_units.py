@@ -23,7 +23,20 @@ import pytest
 from conftest import APP_DIR, skip_or_fail
 
 import xts_refresher
-from xts_refresher import cli, cron, errors, locks, paths, schedule, settings, store, wrapper
+from xts_refresher import (
+    cli,
+    cron,
+    errors,
+    locks,
+    parsers,
+    paths,
+    schedule,
+    settings,
+    store,
+    urls,
+    wrapper,
+)
+from xts_refresher.accounts import load_settings
 from xts_refresher.answers import (
     LoginResult,
     RedirectedError,
@@ -43,7 +56,7 @@ from xts_refresher.errors import (
     XtsRefreshError,
 )
 from xts_refresher.sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
-from xts_refresher.settings import Credentials, PathOverrides, TelegramSettings, load_settings
+from xts_refresher.settings import Credentials, PathOverrides, TelegramSettings
 from xts_refresher.store import StoredToken
 
 REQUIREMENTS = APP_DIR / "requirements.txt"
@@ -126,7 +139,7 @@ def test_base_user(user_id: str, expected: str) -> None:
     ],
 )
 def test_is_loopback_url(url: str, expected: bool) -> None:
-    assert settings.is_loopback_url(url) is expected
+    assert urls.is_loopback_url(url) is expected
 
 
 # -- cli ------------------------------------------------------------------------------------
@@ -353,7 +366,7 @@ def test_a_failure_is_placed_once_and_names_the_broker_only_where_it_is_concerne
 def test_broker_of_is_the_host_and_a_port_not_the_schemes_default(
     api_root: str, broker: str
 ) -> None:
-    assert settings.broker_of(api_root) == broker
+    assert urls.broker_of(api_root) == broker
 
 
 def test_shown_path_is_relative_to_the_program_inside_it_else_absolute(tmp_path: Path) -> None:
@@ -795,7 +808,35 @@ def test_one_line_folds_and_writes_out_control_characters(text: str, shown: str)
     ],
 )
 def test_without_credentials(url: str, shown: str) -> None:
-    assert settings.without_credentials(url) == shown
+    assert urls.without_credentials(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "info", "secrets"),
+    [
+        ("https://u:p@host:4000/x?y#z", "u:p", ["u:p", "p"]),
+        ("https://token@host", "token", ["token"]),
+        ("https://a@b:c@host/", "a@b:c", ["a@b:c", "c"]),
+        ("https://:pw@host", ":pw", [":pw", "pw"]),
+        ("https://u:@host", "u:", ["u:"]),
+        ("https://@host", "", []),
+        ("https://host/path@not-credentials", None, []),
+        ("https://host?q=a@b", None, []),
+        ("no scheme@host", None, []),
+    ],
+)
+def test_a_urls_user_and_password_are_read_once_for_showing_masking_and_cutting(
+    url: str, info: str | None, secrets: list[str]
+) -> None:
+    """One reader of the ``user:password`` before a URL's host: what redaction masks (it and
+    the password), what a health check's messages cut (``user:password@``), and what is left
+    out when the URL is shown all agree with it."""
+    from xts_refresher.alerts import hidden_userinfo
+
+    assert urls.userinfo(url) == info
+    assert urls.url_credentials(url) == secrets
+    assert hidden_userinfo(url) == ("" if info is None else f"{info}@")
+    assert urls.without_credentials(url) == url.replace(hidden_userinfo(url), "", 1)
 
 
 def test_settings_secrets_hold_every_urls_credentials() -> None:
@@ -1654,7 +1695,7 @@ def test_an_owner_without_a_user_name_is_named_by_number() -> None:
     "value", ["x.json", "a/../b", "/tmp/x", "~nosuchuser_xts/x", Path("rel/p"), Path("/abs")]
 )
 def test_resolve_path_is_paths_resolve(value: str | Path) -> None:
-    resolved = settings.resolve_path(value)
+    resolved = parsers.resolve_path(value)
     assert isinstance(resolved, Path)
     assert resolved == Path(paths.resolve(os.fspath(value)))
     assert resolved.is_absolute()
@@ -1815,7 +1856,7 @@ def test_a_marketdata_path_of_slash_adds_no_double_slash(
         MARKETDATA.secret_variable: "s-123456",
         "XTS_MARKETDATA_PATH": configured,
     }
-    loaded = settings.load_settings(settings.PathOverrides(env_file=str(env_file)), environ)
+    loaded = load_settings(settings.PathOverrides(env_file=str(env_file)), environ)
     assert loaded.base_path(MARKETDATA) == expected
 
 
@@ -2621,7 +2662,7 @@ def test_the_run_lock_never_opens_through_a_symlink(tmp_path: Path) -> None:
 )
 def test_chat_ids_are_split_at_commas_once_each(raw: str, chats: tuple[str, ...] | None) -> None:
     """TELEGRAM_CHAT_ID: items trimmed, empty ones skipped, a repeated ID kept once, in order."""
-    from xts_refresher.settings import parse_chat_ids
+    from xts_refresher.parsers import parse_chat_ids
 
     assert parse_chat_ids(raw) == chats
 
@@ -2629,7 +2670,7 @@ def test_chat_ids_are_split_at_commas_once_each(raw: str, chats: tuple[str, ...]
 @pytest.mark.parametrize("raw", ["4242 777", "4242, 777 99", "your_telegram_chat_id,4242"])
 def test_chat_ids_not_separated_by_commas_are_refused(raw: str) -> None:
     """An item with white space inside (IDs separated by spaces) or a placeholder is refused."""
-    from xts_refresher.settings import InvalidSettingError, parse_chat_ids
+    from xts_refresher.parsers import InvalidSettingError, parse_chat_ids
 
     with pytest.raises(InvalidSettingError):
         parse_chat_ids(raw)

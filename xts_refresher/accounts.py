@@ -11,6 +11,7 @@ its token files are set by its own file only, else they go into its own folder
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -18,18 +19,29 @@ from types import MappingProxyType
 from . import paths
 from .env_files import read_env_file
 from .errors import ConfigError
-from .paths import DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR, account_file, account_folder
-from .sessions import SESSIONS
+from .parsers import InvalidSettingError, parse_api_path, resolve_path
+from .paths import APP_DIR, DEFAULT_ACCOUNT, DEFAULT_ACCOUNTS_DIR, account_file, account_folder
+from .sessions import INTERACTIVE, SESSIONS
 from .settings import (
+    ACCOUNT_ROWS,
+    ACCOUNTS_DIR,
+    BROWSER_LOGIN,
+    DEFAULT_ENV_FILE,
+    KNOWN_VARIABLES,
+    LOG_FILE,
+    TABLE,
+    TELEGRAM_ROWS,
+    Credentials,
     PathOverrides,
+    Setting,
     Settings,
     TelegramSettings,
-    accounts_dir_path,
-    build_settings,
-    collect_values,
-    shared_telegram,
 )
 from .values import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, spelled as everywhere else; mypy honours the name
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Install(Frozen):
@@ -286,3 +298,265 @@ def account_settings(install: Install, name: str, overrides: PathOverrides) -> S
         shared_env_file=install.env_file,
         folder=Path(account_folder(str(install.accounts_dir), name)),
     )
+
+
+# -- one account's settings: its raw values read by the table's rows, combined, every problem
+# listed at once -------------------------------------------------------------------------------
+
+
+def collect_values(
+    overrides: PathOverrides, environ: Mapping[str, str]
+) -> tuple[Path, dict[str, str]]:
+    """The settings file's path and the merged raw values (process environment over ``.env``)."""
+    env_file = resolve_path(overrides.env_file or DEFAULT_ENV_FILE)
+    values: dict[str, str] = {}
+    if overrides.env_file is not None or env_file.exists():
+        if overrides.env_file is not None and not env_file.exists():
+            raise ConfigError(
+                f"The settings file {env_file} (--env-file) does not exist.",
+                "Give the path of your .env file.",
+            )
+        values.update(read_env_file(env_file))
+    for name in KNOWN_VARIABLES:
+        if environ.get(name):
+            values[name] = environ[name]
+    return env_file, values
+
+
+def load_settings(overrides: PathOverrides, environ: Mapping[str, str]) -> Settings:
+    """Validated settings of the single account of ``.env`` (flags, ``environ``, ``.env``);
+    ConfigError lists every problem. Accounts are loaded by ``load_selection``."""
+    env_file, values = collect_values(overrides, environ)
+    return build_settings(overrides, values, env_file=env_file, shared_values=values)
+
+
+# Where a setting's problem is listed: at its row's place in TABLE.
+PLACE = MappingProxyType({row.variable: place for place, row in enumerate(TABLE)})
+
+
+class _Problems:
+    """The problems found in an account's settings, listed in TABLE's order (each at the place
+    of the setting it is about, in the order found), so one edit can fix them all."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, variable: str | None, problem: str) -> None:
+        """Note ``problem``, about ``variable`` (None: before every setting)."""
+        self.found.append((-1 if variable is None else PLACE[variable], problem))
+
+    def before(self, variable: str) -> bool:
+        """True when a problem was noted at ``variable``'s place or before it."""
+        return any(place <= PLACE[variable] for place, _ in self.found)
+
+    def listing(self) -> str:
+        """The problems, one ``  - `` line each."""
+        ordered = sorted(self.found, key=lambda found: found[0])
+        return "\n".join(f"  - {problem}" for _, problem in ordered)
+
+
+def read_rows(
+    rows: tuple[Setting[Any], ...], values: Mapping[str, str], problems: _Problems
+) -> dict[str, Any]:
+    """The value of each of ``rows`` (by variable) that ``values`` give it, else its default;
+    a setting whose text is refused is noted in ``problems`` and has its default."""
+    read: dict[str, Any] = {}
+    for row in rows:
+        try:
+            read[row.variable] = row.read(values)
+        except InvalidSettingError as exc:
+            problems.add(row.variable, f"{row.variable} {exc}")
+            read[row.variable] = row.parse(row.default) if row.default else None
+    return read
+
+
+def build_settings(
+    overrides: PathOverrides,
+    values: Mapping[str, str],
+    *,
+    env_file: Path,
+    shared_values: Mapping[str, str],
+    account: str = DEFAULT_ACCOUNT,
+    shared_env_file: Path | None = None,
+    folder: Path | None = None,
+) -> Settings:
+    """Validated Settings of ``account`` from its merged raw ``values`` (read from
+    ``env_file``); token files default into ``folder`` when given, the log file comes from
+    the install's ``shared_values``. ConfigError lists every problem."""
+    values = dict(values)
+    problems = _Problems()
+    for name in sorted(n for n, v in values.items() if "\x00" in v):
+        problems.add(None, f"{name} contains a NUL byte.")
+        values[name] = ""
+    read = read_rows(ACCOUNT_ROWS, values, problems)
+    credentials = _credentials(read, problems)
+    token_files = _token_files(overrides, values, read, folder)
+    if len(set(token_files.values())) < len(token_files):
+        names = [s.path_variable for s in SESSIONS.values()]
+        problems.add(names[-1], f"{' and '.join(names)} must differ.")
+    _check_browser_login(read, credentials, problems)
+    settings = Settings(
+        **{row.field: read[row.variable] for row in ACCOUNT_ROWS if row.field},
+        account=account,
+        credentials=MappingProxyType(credentials),
+        token_files=token_files,
+        base_paths=_base_paths(read),
+        telegram=_telegram(read, problems),
+        link_telegram=_link_telegram(read),
+        env_file=env_file,
+        shared_env_file=shared_env_file,
+        log_file=log_file_path(overrides, shared_values),
+    )
+    if problems.found:
+        listing = problems.listing()
+        if not env_file.exists():
+            raise ConfigError(
+                f"The settings file {env_file} does not exist, and the environment does not "
+                f"hold valid settings either:\n{listing}",
+                f"Create it: `{os.path.join(APP_DIR, 'refresh_xts_token.sh')} --setup` copies "
+                f".env.example to {env_file} (mode 600); put your broker's settings in it, then "
+                "run check-config.",
+            )
+        shared = f", {shared_env_file}" if shared_env_file else ""
+        raise ConfigError(
+            f"The settings in {env_file}{shared} (or the environment) are not valid:\n{listing}",
+            "Fix them (every setting is described in .env.example), then run check-config.",
+        )
+    return settings
+
+
+def _credentials(read: Mapping[str, Any], problems: _Problems) -> dict[str, Credentials]:
+    """The configured sessions' app keys and secrets, by session name; a key without its
+    secret (or a secret without its key), and no session at all, are problems."""
+    credentials = {}
+    for session in SESSIONS.values():
+        pair = _pair(read, session.key_variable, session.secret_variable, problems)
+        if pair is not None:
+            credentials[session.name] = Credentials(*pair)
+    last = list(SESSIONS.values())[-1].secret_variable
+    if not credentials and not problems.before(last):
+        first, *others = SESSIONS.values()
+        problems.add(
+            last,
+            f"No session is configured: set {first.key_variable} and {first.secret_variable}"
+            + "".join(
+                f" (and, for {s.label}, {s.key_variable} and {s.secret_variable})" for s in others
+            )
+            + ".",
+        )
+    return credentials
+
+
+def _check_browser_login(
+    read: dict[str, Any], credentials: Mapping[str, Credentials], problems: _Problems
+) -> None:
+    """A browser login's settings that only make sense together: the interactive key and secret
+    (the link carries the key, the exchange sends both), and the login page's default, which
+    follows XTS_API_ROOT."""
+    if read["XTS_LOGIN"] != BROWSER_LOGIN:
+        return
+    if INTERACTIVE.name not in credentials and not problems.before("XTS_LOGIN"):
+        problems.add(
+            "XTS_LOGIN",
+            f"XTS_LOGIN=browser needs {INTERACTIVE.key_variable} and "
+            f"{INTERACTIVE.secret_variable}: the link to the broker's page carries the key, and "
+            "the access token is exchanged with both.",
+        )
+    if read["XTS_HOSTLOOKUP_URL"]:
+        problems.add(
+            "XTS_HOSTLOOKUP_URL",
+            "XTS_HOSTLOOKUP_URL cannot be used with XTS_LOGIN=browser: the broker's page hands "
+            "over a session of XTS_API_ROOT itself.",
+        )
+    if not read["XTS_LOGIN_URL"] and read["XTS_API_ROOT"]:
+        read["XTS_LOGIN_URL"] = f"{read['XTS_API_ROOT']}{INTERACTIVE.default_base}/thirdparty"
+
+
+def _pair(
+    read: Mapping[str, Any], first: str, second: str, problems: _Problems, at: str | None = None
+) -> tuple[str, str] | None:
+    """The values of the settings ``first`` and ``second`` when both are set; None when neither
+    is, or when one is (a problem, listed at ``at``, else at the one missing)."""
+    one, other = read[first], read[second]
+    if one and other:
+        return one, other
+    if one or other:
+        missing = second if one else first
+        problems.add(
+            at or missing, f"{missing} is not set, but its partner is: set both or neither."
+        )
+    return None
+
+
+def _token_files(
+    overrides: PathOverrides,
+    values: Mapping[str, str],
+    read: Mapping[str, Any],
+    folder: Path | None,
+) -> Mapping[str, Path]:
+    """Every session's token file: the flag (interactive only), the setting, or the default
+    (in ``folder``, an account's own, when given)."""
+    files = {
+        session.name: (
+            resolve_path(folder / session.default_file)
+            if folder is not None and not values.get(session.path_variable)
+            else read[session.path_variable]
+        )
+        for session in SESSIONS.values()
+    }
+    if overrides.token_file:
+        files[INTERACTIVE.name] = resolve_path(overrides.token_file)
+    return MappingProxyType(files)
+
+
+def _base_paths(read: Mapping[str, Any]) -> Mapping[str, str]:
+    """Every session's API path under the root, ``/``-led, from its setting or the default."""
+    return MappingProxyType(
+        {
+            session.name: read[session.base_variable]
+            if session.base_variable
+            else parse_api_path(session.default_base) or ""
+            for session in SESSIONS.values()
+        }
+    )
+
+
+def shared_telegram(values: Mapping[str, str]) -> TelegramSettings | None:
+    """The Telegram chat ``values`` (those of .env) set, when they set a valid one: where a run
+    reports accounts whose own settings are broken."""
+    problems = _Problems()
+    telegram = _telegram(read_rows(TELEGRAM_ROWS, values, problems), problems)
+    return None if problems.found else telegram
+
+
+def _telegram(read: Mapping[str, Any], problems: _Problems) -> TelegramSettings | None:
+    """Where notifications go; None when Telegram is off (a token without its chat, or a chat
+    without its token, is a problem)."""
+    pair = _pair(read, "TELEGRAM_TOKEN", "TELEGRAM_CHAT_ID", problems, at="TELEGRAM_API_URL")
+    if pair is None or read["TELEGRAM_NOTIFY"] == "off":
+        return None
+    chat_ids: tuple[str, ...] = read["TELEGRAM_CHAT_ID"]
+    return TelegramSettings(pair[0], chat_ids, read["TELEGRAM_NOTIFY"], read["TELEGRAM_API_URL"])
+
+
+def _link_telegram(read: Mapping[str, Any]) -> TelegramSettings | None:
+    """The chats a browser account's sign-in link is sent to: the configured ones, even when
+    TELEGRAM_NOTIFY is off (the link must reach the holder); None for a key account."""
+    if read["XTS_LOGIN"] != BROWSER_LOGIN or not (
+        read["TELEGRAM_TOKEN"] and read["TELEGRAM_CHAT_ID"]
+    ):
+        return None
+    chat_ids: tuple[str, ...] = read["TELEGRAM_CHAT_ID"]
+    return TelegramSettings(read["TELEGRAM_TOKEN"], chat_ids, "all", read["TELEGRAM_API_URL"])
+
+
+def log_file_path(overrides: PathOverrides, values: Mapping[str, str]) -> Path:
+    """The detailed log's path: --log-file, else XTS_LOG_FILE, else the default."""
+    if overrides.log_file:
+        return resolve_path(overrides.log_file)
+    return LOG_FILE.read(values)
+
+
+def accounts_dir_path(values: Mapping[str, str]) -> Path:
+    """The accounts folder: XTS_ACCOUNTS_DIR, else ``accounts`` beside the program."""
+    return ACCOUNTS_DIR.read(values)

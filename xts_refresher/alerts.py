@@ -27,7 +27,7 @@ from .answers import one_line
 from .client import explain_transport_failure, read_capped, request_once
 from .console import PING_BODY_BYTES
 from .errors import NotificationRefusedError, NotificationUnavailableError
-from .settings import TelegramSettings, without_credentials
+from .settings import TelegramSettings
 from .timebox import (
     Deadline,
     Failure,
@@ -38,6 +38,7 @@ from .timebox import (
     seconds_text,
     with_retries,
 )
+from .urls import userinfo, without_credentials
 
 if TYPE_CHECKING:
     from .console import Log
@@ -347,7 +348,7 @@ class HealthCheck:
         self.rid = str(uuid.uuid4())
         # Whose check it is, in its lines, when several accounts' checks are pinged at once.
         self.accounts = tuple(accounts)
-        self.hide = hidden_userinfo(urlsplit(base_url))  # never in a line of the log
+        self.hide = hidden_userinfo(base_url)  # never in a line of the log
 
     def start(self, log: Log) -> bool:
         """``GET <url>/start?rid=…``, once; True on a 2xx answer."""
@@ -424,10 +425,11 @@ def redirects_elsewhere(origin: str, location: str) -> bool:
         return True
 
 
-def hidden_userinfo(parts: SplitResult) -> str:
-    """What to cut out of a message that may quote the URL: its ``user:password@`` part (the
+def hidden_userinfo(url: str) -> str:
+    """What to cut out of a message that may quote ``url``: its ``user:password@`` part (the
     password alone may be too short to replace safely), or "" when it has none."""
-    return f"{parts.netloc.rsplit('@', 1)[0]}@" if "@" in parts.netloc else ""
+    info = userinfo(url)
+    return "" if info is None else f"{info}@"
 
 
 def shown_origin(parts: SplitResult) -> str:
@@ -450,7 +452,7 @@ def check_health_check(url: str) -> str:
         with request_once("HEAD", origin, timeout=CHECK_SECONDS, allow_redirects=False) as answer:
             status, headers = answer.status_code, answer.headers
     except requests.RequestException as exc:
-        reason = explain_transport_failure(exc, TLS_HINT, hide=hidden_userinfo(parts))
+        reason = explain_transport_failure(exc, TLS_HINT, hide=hidden_userinfo(url))
         raise NotificationUnavailableError(reason) from None
     if 300 <= status < 400 and redirects_elsewhere(origin, headers.get("Location") or ""):
         raise NotificationRefusedError(redirect_reason(status, headers), PING_REDIRECT_HINT)

@@ -15,9 +15,9 @@ from typing import Any
 from .console import without_controls
 from .errors import SETTINGS_FILE, LoginRefusedError, XtsUnavailableError
 from .sessions import Session
-from .settings import without_credentials
 from .store import is_token_text
 from .timebox import Failure, retry_after_seconds
+from .urls import without_credentials
 from .values import Frozen
 
 

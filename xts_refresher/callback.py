@@ -97,7 +97,7 @@ def listen_address(setting: str | None, return_url: str) -> tuple[str, int]:
     """Where to listen: XTS_CALLBACK_LISTEN (``host:port``, ``[::1]:port``) when set; else the
     return URL's host and port when it is a loopback URL; else 127.0.0.1:8765 (the user's proxy
     forwards to it). ConfigError when the setting is not a host and port."""
-    from .settings import is_loopback_url
+    from .urls import is_loopback_url
 
     if setting is not None and setting.strip():
         return _host_and_port(setting.strip())

@@ -28,8 +28,9 @@ from .errors import (
 from .outputs import PathProblem, written_paths
 from .paths import APP_DIR
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
-from .settings import BROWSER_LOGIN, Settings, warn_about_setup, without_credentials
+from .settings import BROWSER_LOGIN, Settings, warn_about_setup
 from .timebox import Deadline, run_within
+from .urls import without_credentials
 from .values import plural
 
 if TYPE_CHECKING:

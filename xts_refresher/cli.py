@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TextIO
 
 from . import SETUP_HINT, __version__, first_word
-from .accounts import Selection, find_install, load_selection
+from .accounts import Selection, collect_values, find_install, load_selection, log_file_path
 from .console import (
     Redactor,
     add_log_file,
@@ -29,13 +29,8 @@ from .errors import (
     XtsRefreshError,
     exit_code_meanings,
 )
-from .settings import (
-    DEFAULT_ENV_FILE,
-    PathOverrides,
-    collect_values,
-    log_file_path,
-    resolve_path,
-)
+from .parsers import resolve_path
+from .settings import DEFAULT_ENV_FILE, PathOverrides
 from .store import DEFAULT_RENEW_BEFORE
 
 UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})

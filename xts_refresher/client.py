@@ -35,7 +35,7 @@ from .answers import (
 )
 from .errors import SETTINGS_FILE, LoginRefusedError, TokenRejectedError, XtsUnavailableError
 from .sessions import INTERACTIVE, SESSIONS, Session
-from .settings import Settings, is_loopback_url
+from .settings import Settings
 from .store import StoredToken
 from .timebox import (
     Deadline,
@@ -44,6 +44,7 @@ from .timebox import (
     seconds_text,
     with_retries,
 )
+from .urls import is_loopback_url
 from .values import Frozen, plural
 
 MAX_BODY_BYTES = 4 * 1024 * 1024

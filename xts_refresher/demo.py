@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import TextIO
 
 from .account_refresh import RefreshOptions
-from .accounts import single_selection
+from .accounts import load_settings, single_selection
 from .console import Redactor, add_log_file, close_logging, setup_logging
 from .interrupt import StopRequest
 from .refresh import refresh_selection
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS
-from .settings import PathOverrides, Settings, load_settings
+from .settings import PathOverrides, Settings
 from .simulator import (
     DEMO_INTERACTIVE_KEY,
     DEMO_INTERACTIVE_SECRET,

@@ -31,9 +31,10 @@ from .console import AccountLog
 from .errors import ConfigError, HolderLoginError, UnexpectedError
 from .interrupt import StopRequest
 from .sessions import INTERACTIVE
-from .settings import BROWSER_LOGIN, Settings, is_loopback_url
+from .settings import BROWSER_LOGIN, Settings
 from .store import format_duration
 from .timebox import Pacing
+from .urls import is_loopback_url
 
 if TYPE_CHECKING:
     import logging

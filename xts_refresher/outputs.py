@@ -16,9 +16,10 @@ import stat
 from pathlib import Path
 
 from .errors import ConfigError
+from .parsers import resolve_path
 from .paths import ACCOUNT_FILE_SUFFIX, APP_DIR, account_folder
 from .sessions import INTERACTIVE, SESSIONS, Session
-from .settings import lock_beside, resolve_path
+from .settings import lock_beside
 from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name

@@ -27,8 +27,8 @@ from urllib.parse import quote
 
 from . import schedule
 from .errors import ConfigError, LocalError, TokenSaveError
+from .parsers import resolve_path
 from .schedule import APP, account_flags, describe
-from .settings import resolve_path
 
 UNIT_PREFIX = "xts-token-refresh"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
