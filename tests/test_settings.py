@@ -408,7 +408,11 @@ def test_settings_fields_are_the_tables_and_the_combined_ones() -> None:
     variables = [row.variable for row in settings.TABLE]
     assert variables[:2] == ["XTS_API_ROOT", "XTS_INTERACTIVE_API_KEY"]
     assert variables.index("XTS_CA_BUNDLE") < variables.index("TELEGRAM_TOKEN")
-    assert variables[-3:] == ["XTS_METRICS_FILE", "XTS_LOG_FILE", "XTS_ACCOUNTS_DIR"]
+    assert variables[-2:] == ["XTS_LOG_FILE", "XTS_ACCOUNTS_DIR"]
+    declared = [
+        name for name, value in vars(Settings).items() if isinstance(value, settings.Setting)
+    ]
+    assert [row.field for row in settings.TABLE if row.field] == declared
 
 
 def test_a_settings_field_is_its_value_and_cannot_be_set(tmp_path: Path) -> None:
