@@ -9,19 +9,23 @@ the browser are named by path, and selenium's driver manager is kept offline.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import queue
 import re
+import shutil
+import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import Project, closed_port, skip_or_fail, token_json
+from conftest import APP_DIR, Project, closed_port, skip_or_fail, token_json
 
 from xts_refresher.simulator import (
     THIRDPARTY_INTERACTIVE_KEY,
@@ -55,11 +59,13 @@ CHROMIUM_FLAGS = (
 PAGE_TIMEOUT = 20  # seconds a page may take to load before the test fails
 
 
-@pytest.fixture
-def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
-    """A headless Chromium, driven through Debian's chromedriver, with a fresh profile in
-    ``tmp_path``; quit after the test. Missing browser, driver or selenium: skipped locally,
-    a failure under CI=true."""
+@contextlib.contextmanager
+def headless_chromium(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, *flags: str
+) -> Iterator[WebDriver]:
+    """A headless Chromium with CHROMIUM_FLAGS and ``flags``, driven through Debian's
+    chromedriver, with a fresh profile in ``folder``; quit on leaving. Missing browser, driver
+    or selenium: skipped locally, a failure under CI=true."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -74,13 +80,13 @@ def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDri
     monkeypatch.setenv("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *flags):
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument(f"--user-data-dir={folder / 'chromium-profile'}")
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")  # Chromium's sandbox refuses to run as root
     service = Service(
-        executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log")
+        executable_path=str(CHROMEDRIVER), log_output=str(folder / "chromedriver.log")
     )
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT)
@@ -88,6 +94,13 @@ def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDri
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
+    """A headless Chromium for the test (see headless_chromium)."""
+    with headless_chromium(tmp_path, monkeypatch) as driver:
+        yield driver
 
 
 class FormPage(http.server.BaseHTTPRequestHandler):
@@ -194,23 +207,23 @@ class Output:
         return "".join(self.lines)
 
 
-def browser_account(project: Project, return_port: int) -> dict[str, str]:
-    """The settings of an account of the simulator's broker whose holder signs in on its page,
-    its return URL on ``return_port`` of this machine."""
+def browser_account(project: Project, return_url: str) -> dict[str, str]:
+    """The settings of an account of the simulator's broker whose holder signs in on its page
+    and is sent back to ``return_url``."""
     project.account_secrets.append(THIRDPARTY_INTERACTIVE_SECRET)
     return {
         "XTS_INTERACTIVE_API_KEY": THIRDPARTY_INTERACTIVE_KEY,
         "XTS_INTERACTIVE_API_SECRET": THIRDPARTY_INTERACTIVE_SECRET,
         "XTS_USER_ID": THIRDPARTY_USER_ID,
         "XTS_LOGIN": "browser",
-        "XTS_RETURN_URL": f"http://127.0.0.1:{return_port}/xts/callback",
+        "XTS_RETURN_URL": return_url,
     }
 
 
-def sign_in_with_chromium(chromium: WebDriver, link: str, return_port: int) -> str:
+def sign_in_with_chromium(chromium: WebDriver, link: str, return_url: str) -> str:
     """Open ``link`` in Chromium, sign in as the simulator's holder (user ID, password, a TOTP
-    of now) and wait until the broker's page has handed the browser to the return URL; the
-    text of the page the browser ends on."""
+    of now) and wait until the broker's page has handed the browser to ``return_url`` and the
+    page there says who is logged in; the text of that page."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
 
@@ -219,10 +232,9 @@ def sign_in_with_chromium(chromium: WebDriver, link: str, return_port: int) -> s
     chromium.find_element(By.NAME, "password").send_keys(THIRDPARTY_PASSWORD)
     chromium.find_element(By.NAME, "totp").send_keys(totp(THIRDPARTY_TOTP_SECRET))
     chromium.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    callback = f"http://127.0.0.1:{return_port}/xts/callback"
     WebDriverWait(chromium, PAGE_TIMEOUT).until(
         lambda driver: (
-            driver.current_url.startswith(callback)
+            driver.current_url.startswith(return_url)
             and "logged in" in driver.find_element(By.TAG_NAME, "body").text
         )
     )
@@ -253,12 +265,12 @@ def test_login_signed_in_by_chromium_saves_the_exchanged_token(
     the access token to the return URL. The run exchanges it once, saves the token for the
     holder's user (exit 0), and the page the browser ends on says who is logged in, with no
     token in it."""
-    port = closed_port()
-    project.with_accounts("tp", tp=browser_account(project, port))
+    return_url = f"http://127.0.0.1:{closed_port()}/xts/callback"
+    project.with_accounts("tp", tp=browser_account(project, return_url))
     run = Output(project.start("login", "--account", "tp", "--wait", "2m"))
 
     account, link = run.link()
-    page = sign_in_with_chromium(chromium, link, port)
+    page = sign_in_with_chromium(chromium, link, return_url)
     code, output = run.finish()
 
     assert code == 0, output
@@ -280,14 +292,14 @@ def test_a_waiting_refresh_takes_the_finished_session_chromium_was_redirected_wi
     and waits; the broker hands the finished session over by redirecting Chromium to the return
     URL (a GET carrying ``session``). Nothing is exchanged, the session's token is saved (exit 0)
     and the browser's page names the user, without the token."""
-    port = closed_port()
-    project.settings.update(browser_account(project, port), XTS_LOGIN_WAIT="2m")
+    return_url = f"http://127.0.0.1:{closed_port()}/xts/callback"
+    project.settings.update(browser_account(project, return_url), XTS_LOGIN_WAIT="2m")
     project.sim.thirdparty.session_shape = "token"
     project.sim.thirdparty.handover = "get"
     run = Output(project.start("refresh"))
 
     account, link = run.link()
-    page = sign_in_with_chromium(chromium, link, port)
+    page = sign_in_with_chromium(chromium, link, return_url)
     code, output = run.finish()
 
     assert code == 0, output
@@ -299,3 +311,159 @@ def test_a_waiting_refresh_takes_the_finished_session_chromium_was_redirected_wi
     assert saved["userID"] == THIRDPARTY_USER_ID
     assert saved["token"] == project.sim.issued_tokens("interactive")[-1]
     assert_nothing_secret_in(project, output, page, str(chromium.page_source))
+
+
+# -- the return URL through the holder's own HTTPS reverse proxy (the phone's way) ---------------
+
+PROXY_NAME = "xts.example.in"  # the name docs/browser-login.md's snippets serve
+DOCS_PAGE = APP_DIR / "docs/browser-login.md"
+PROXY_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # nginx lives in /usr/sbin
+PROXY_START = 15  # seconds a proxy may take to listen
+
+
+def documented_snippet(language: str) -> str:
+    """The configuration docs/browser-login.md shows in its ```language block."""
+    found = re.search(rf"```{language}\n(.*?)```", DOCS_PAGE.read_text(encoding="utf-8"), re.S)
+    assert found is not None, f"no {language} block in {DOCS_PAGE.name}"
+    return found[1]
+
+
+def replaced(text: str, *pairs: tuple[str, str]) -> str:
+    """``text`` with each (old, new) of ``pairs`` replaced; each old must be there."""
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for PROXY_NAME and its key, made with openssl in ``folder``."""
+    openssl = shutil.which("openssl", path=PROXY_PATH)
+    if openssl is None:
+        skip_or_fail("openssl is missing (apt-get install openssl)")
+    assert openssl is not None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={PROXY_NAME}",
+         "-addext", f"subjectAltName=DNS:{PROXY_NAME}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def nginx_arguments(folder: Path, proxy_port: int, listen_port: int) -> list[str]:
+    """nginx's arguments: in the foreground, serving the docs' server block with this test's
+    port, certificate and listen address put in, every file it writes in ``folder``."""
+    cert, key = self_signed_certificate(folder)
+    server = replaced(
+        documented_snippet("nginx"),
+        ("listen 443 ssl;", f"listen 127.0.0.1:{proxy_port} ssl;"),
+        (f"/etc/letsencrypt/live/{PROXY_NAME}/fullchain.pem", str(cert)),
+        (f"/etc/letsencrypt/live/{PROXY_NAME}/privkey.pem", str(key)),
+        ("http://127.0.0.1:8765;", f"http://127.0.0.1:{listen_port};"),
+    )
+    temp = (
+        " ".join(
+            f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi")
+        )
+        + f" uwsgi_temp_path {folder / 'uwsgi'}; scgi_temp_path {folder / 'scgi'};"
+    )
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers that can reach the folder
+    config = folder / "nginx.conf"
+    config.write_text(
+        f"daemon off;\n{user}pid {folder / 'nginx.pid'};\nerror_log {folder / 'error.log'};\n"
+        f"events {{}}\nhttp {{\naccess_log off;\n{temp}\n{server}}}\n",
+        encoding="utf-8",
+    )
+    return ["-p", str(folder), "-e", str(folder / "error.log"), "-c", str(config)]
+
+
+def caddy_arguments(folder: Path, proxy_port: int, listen_port: int) -> list[str]:
+    """caddy's arguments: serving the docs' site block with this test's port, certificate and
+    listen address put in; no admin endpoint, no redirect server on port 80, no trust store
+    touched."""
+    cert, key = self_signed_certificate(folder)
+    site = replaced(
+        documented_snippet("caddyfile"),
+        (f"{PROXY_NAME} {{", f"{PROXY_NAME}:{proxy_port} {{\n\ttls {cert} {key}"),
+        ("reverse_proxy 127.0.0.1:8765", f"reverse_proxy 127.0.0.1:{listen_port}"),
+    )
+    options = (
+        "{\n\tadmin off\n\tauto_https disable_redirects\n\tdefault_bind 127.0.0.1\n"
+        "\tskip_install_trust\n}\n"
+    )
+    config = folder / "Caddyfile"
+    config.write_text(options + site, encoding="utf-8")
+    return ["run", "--adapter", "caddyfile", "--config", str(config)]
+
+
+@contextlib.contextmanager
+def reverse_proxy(kind: str, folder: Path, proxy_port: int, listen_port: int) -> Iterator[None]:
+    """The docs' ``kind`` (nginx or caddy) snippet serving https://PROXY_NAME:proxy_port and
+    forwarding to 127.0.0.1:listen_port, running until the block ends (stopped then)."""
+    program = shutil.which(kind, path=PROXY_PATH)
+    if program is None:
+        skip_or_fail(f"{kind} is missing (apt-get install nginx-light caddy)")
+    assert program is not None
+    folder.mkdir()
+    build = nginx_arguments if kind == "nginx" else caddy_arguments
+    argv = [program, *build(folder, proxy_port, listen_port)]
+    home = str(folder)
+    env = {"PATH": PROXY_PATH, "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
+    with (folder / "output.log").open("wb") as output:
+        proxy = subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        until = time.monotonic() + PROXY_START
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", proxy_port), timeout=1),
+            ):
+                break
+            logs = [(folder / name) for name in ("output.log", "error.log")]
+            shown = "".join(f.read_text("utf-8", "replace") for f in logs if f.exists())
+            assert proxy.poll() is None, f"{kind} stopped: {shown}"
+            assert time.monotonic() < until, f"{kind} did not listen in time: {shown}"
+            time.sleep(0.05)
+        yield
+    finally:
+        proxy.terminate()
+        try:
+            proxy.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.parametrize("kind", ["nginx", "caddy"])
+def test_the_documented_reverse_proxy_brings_the_phones_callback_to_the_listener(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The phone's way: the return URL is https://xts.example.in/xts/callback, served by the
+    nginx or Caddy snippet of docs/browser-login.md (as written there; only the port, the
+    certificate and the listen address put in), which forwards to XTS_CALLBACK_LISTEN. A
+    browser that reaches the listener only through the proxy signs in; the session arrives
+    with its state, the token is saved (exit 0), and the page says who is logged in."""
+    proxy_port, listen_port = closed_port(), closed_port()
+    return_url = f"https://{PROXY_NAME}:{proxy_port}/xts/callback"
+    project.settings.update(
+        browser_account(project, return_url), XTS_CALLBACK_LISTEN=f"127.0.0.1:{listen_port}"
+    )
+    phone = (f"--host-resolver-rules=MAP {PROXY_NAME} 127.0.0.1", "--ignore-certificate-errors")
+
+    with contextlib.ExitStack() as running:
+        running.enter_context(reverse_proxy(kind, tmp_path / kind, proxy_port, listen_port))
+        browser = running.enter_context(headless_chromium(tmp_path, monkeypatch, *phone))
+        run = Output(project.start("login", "--wait", "2m"))
+        _, link = run.link()
+        page = sign_in_with_chromium(browser, link, return_url)
+        code, output = run.finish()
+
+    assert code == 0, output
+    assert f"default is logged in as {THIRDPARTY_USER_ID}" in page
+    assert len(project.sim.requests("interactive_exchange")) == 1
+    assert token_json(project.token_file)["userID"] == THIRDPARTY_USER_ID
+    assert_nothing_secret_in(project, output, page)
