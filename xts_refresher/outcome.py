@@ -66,7 +66,7 @@ class AccountResult(Frozen):
 
 def broker_words(broker: str | None) -> str:
     """How a failure line names the broker it concerns: ``broker xts.b.example:3000``, or
-    nothing when it is not known (an account file that cannot be read)."""
+    nothing for a failure no broker is concerned in (a disk, a hook, a broken account file)."""
     return f"broker {broker}" if broker else ""
 
 
