@@ -115,10 +115,14 @@ setup() {
     echo "✓ Created .env from .env.example (mode 600): put your broker's settings in it"
   fi
   if [[ -d accounts ]]; then
-    # Account files hold API secrets: only their owner may read them, or list the folder.
-    local account_file count=0
-    if ! chmod 700 accounts; then
-      echo "✗ Could not set accounts/ to mode 700 (see above): run --setup as its owner."
+    # Account files hold API secrets: only their owner may read them. Only the owner may list
+    # the folder, unless it is mode 750 (XTS_TOKEN_GROUP: the group's bots reach their tokens).
+    local account_file count=0 folder_mode=700
+    if [[ -n "$(find accounts -prune -perm 750)" ]]; then
+      folder_mode=750
+    fi
+    if ! chmod "${folder_mode}" accounts; then
+      echo "✗ Could not set accounts/ to mode ${folder_mode} (see above): run --setup as its owner."
       return "${EXIT_CONFIG}"
     fi
     for account_file in accounts/*.env; do
@@ -129,7 +133,7 @@ setup() {
       fi
       count=$((count + 1))
     done
-    echo "✓ accounts/ is mode 700 and its ${count} account file(s) accounts/*.env mode 600"
+    echo "✓ accounts/ is mode ${folder_mode} and its ${count} account file(s) accounts/*.env mode 600"
   else
     echo "  Several broker logins? Give each its own accounts/NAME.env (README, \"Several accounts\")."
   fi

@@ -24,6 +24,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -529,3 +530,134 @@ def test_a_token_save_writes_fsyncs_renames_then_fsyncs_the_folder(
         and c.index > folder_opens[0].index
     ]
     assert folder_syncs, f"the folder {folder} was not fsynced after the rename"
+
+
+# -- XTS_TOKEN_GROUP: token files a group's bots can read ---------------------------------------
+
+
+TOKEN_GROUP = "nogroup"  # a group every Debian machine has; root may give files to any group
+
+
+def token_group_id() -> int:
+    """The ID of TOKEN_GROUP; skip (fail under CI=true) where the machine lacks it, or where
+    this process is not root (only root may give files to a group it is not in)."""
+    import grp
+
+    if os.geteuid() != 0:
+        skip_or_fail("giving files to a group this user is not in needs root")
+    try:
+        return grp.getgrnam(TOKEN_GROUP).gr_gid
+    except KeyError:
+        skip_or_fail(f"the group {TOKEN_GROUP} is missing")
+        raise
+
+
+def owner_and_mode(path: Path) -> tuple[int, int]:
+    """The group and the permission bits of ``path`` (not followed)."""
+    info = path.lstat()
+    return info.st_gid, stat.S_IMODE(info.st_mode)
+
+
+@pytest.mark.parametrize("group", ["no-such-group-xts", "4294967294"])
+def test_an_unknown_token_group_is_exit_2_before_any_login(project: Project, group: str) -> None:
+    """XTS_TOKEN_GROUP naming a group the machine does not have (by name or by ID): exit 2
+    before any login, the line naming the setting and the group; the previous token file is
+    left byte for byte."""
+    previous = b'{"token": "previous-run-token", "userID": "CK68"}\n'
+    project.token_file.write_bytes(previous)
+    project.settings["XTS_TOKEN_GROUP"] = group
+
+    run = project.run()
+
+    assert run.code == 2, run.output
+    assert f"XTS_TOKEN_GROUP names the group '{group}', which this machine does not have" in (
+        run.stdout
+    )
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗")
+    assert project.sim.count(LOGIN) == 0
+    assert project.token_file.read_bytes() == previous
+
+
+def test_a_token_group_owns_the_token_files_and_account_folders_even_under_umask_000(
+    project: Project,
+) -> None:
+    """With XTS_TOKEN_GROUP in .env, under umask 000: each token file is 0640 and owned by the
+    group, each account folder 0750 and the group's (one made before the setting too), the lock
+    files stay 0600; an account whose own file sets no group while .env does still gets it;
+    without the setting, a new account's folder is 0700 and its file 0600, as always."""
+    gid = token_group_id()
+    accounts = project.with_marketdata().with_accounts("alice", "bob")
+    (accounts / "bob").mkdir(mode=0o700)  # made by a refresh before the group was set
+    project.settings["XTS_TOKEN_GROUP"] = TOKEN_GROUP
+
+    run = project.run(preexec=lambda: os.umask(0))
+
+    assert run.code == 0, run.output
+    for name in ("alice", "bob"):
+        folder = accounts / name
+        assert owner_and_mode(folder) == (gid, 0o750), name
+        token = folder / "xts_store_token.json"
+        assert owner_and_mode(token) == (gid, 0o640), name
+        assert owner_and_mode(folder / "xts_store_token.json.lock")[1] == 0o600, name
+        assert token_json(token)["userID"] == USER_ID
+    del project.settings["XTS_TOKEN_GROUP"]
+    (accounts / "carol.env").write_text((accounts / "alice.env").read_text(), "utf-8")
+    (accounts / "carol.env").chmod(0o600)
+
+    plain = project.run("--account", "carol", preexec=lambda: os.umask(0))
+
+    assert plain.code == 0, plain.output
+    assert stat.S_IMODE((accounts / "carol").stat().st_mode) == 0o700
+    assert stat.S_IMODE((accounts / "carol" / "xts_store_token.json").stat().st_mode) == 0o600
+
+
+def test_a_kept_token_is_given_to_the_group_without_a_login(project: Project) -> None:
+    """A token file saved before XTS_TOKEN_GROUP was set, still valid: `--if-needed` keeps it
+    without a login, and gives it to the group (0640) at once, so the bots need not wait for the
+    next login."""
+    gid = token_group_id()
+    first = project.run()
+    assert first.code == 0, first.output
+    assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
+    before = project.token_file.read_bytes()
+    project.settings["XTS_TOKEN_GROUP"] = str(gid)  # a group ID works as well as its name
+
+    kept = project.run("--if-needed")
+
+    assert kept.code == 0, kept.output
+    assert project.sim.count(LOGIN) == 1
+    assert owner_and_mode(project.token_file) == (gid, 0o640)
+    assert project.token_file.read_bytes() == before
+
+
+@pytest.mark.system
+def test_a_token_for_a_group_has_its_group_and_mode_before_its_first_byte(
+    project: Project, tmp_path: Path
+) -> None:
+    """Under strace: the temporary token file is created owner-only, given the group and mode
+    0640 before anything is written to it, and only then renamed over the token path, so the
+    token file has its final group and mode from the moment it exists."""
+    gid = token_group_id()
+    project.settings["XTS_TOKEN_GROUP"] = TOKEN_GROUP
+    strace = usable_strace()
+    trace = tmp_path / "strace.log"
+    argv = [strace, "-f", "-y", "-s", "0", "-e", f"trace={TRACED_CALLS},fchown,fchmod", "-o",
+            str(trace), PYTHON, str(SCRIPT), "--env-file", str(project.write_env())]  # fmt: skip
+    done = run_process(argv, env={"XTS_LOG_FILE": str(project.log_file)}, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert owner_and_mode(project.token_file) == (gid, 0o640)
+
+    calls = parse_strace(trace.read_text("utf-8", "replace"))
+    target = os.path.realpath(project.token_file)
+    (rename,) = [
+        c for c in calls if c.call.startswith("rename") and c.ret == 0 and target in c.strings[1:]
+    ]
+    tmp = rename.strings[0]
+    (created,) = [c for c in calls if c.call in ("openat", "open") and c.ret_path == tmp]
+    assert "O_CREAT" in created.args and created.args.rstrip().endswith("0600"), created.args
+    on_tmp = [c for c in calls if c.fd_path == tmp and created.index < c.index < rename.index]
+    order = [c.call for c in on_tmp if c.call in ("fchown", "fchmod", "write")]
+    assert order[:2] == ["fchown", "fchmod"] and "write" in order, order
+    chown, chmod = (next(c for c in on_tmp if c.call == call) for call in ("fchown", "fchmod"))
+    assert chown.args.endswith(f", -1, {gid}"), chown.args
+    assert chmod.args.endswith(", 0640"), chmod.args

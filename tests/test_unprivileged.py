@@ -13,6 +13,7 @@ cron daemon run the wrapper from the user's own crontab.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pwd
 import re
@@ -67,9 +68,12 @@ class User:
     home: Path
     setpriv: str
 
-    def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` run as this user (its groups too), the environment left as it is given."""
+    def command(self, argv: Sequence[str], groups: Sequence[int] = ()) -> list[str]:
+        """``argv`` run as this user (its groups too, or its own and ``groups`` when given), the
+        environment left as it is given."""
         ids = [f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups"]
+        if groups:
+            ids[2] = f"--groups={','.join(map(str, [self.gid, *groups]))}"
         return [self.setpriv, *ids, "--", *argv]
 
     def run(
@@ -226,6 +230,7 @@ class UserProject(Project):
         self.venv = venv
         self.script = folder / "xts_token_refresh.py"
         self.wrapper = folder / "refresh_xts_token.sh"
+        self.groups: tuple[int, ...] = ()  # further groups the user's runs are in
 
     def write_env(self) -> Path:
         """The settings file, mode 600, owned by the user."""
@@ -255,7 +260,8 @@ class UserProject(Project):
         if use_env_file:
             argv += ["--env-file", str(self.write_env())]
         full_env = {**self.user.environment(), "XTS_LOG_FILE": str(self.log_file), **(env or {})}
-        done = run_process(self.user.command(argv), env=full_env, timeout=timeout, preexec=preexec)
+        command = self.user.command(argv, self.groups)
+        done = run_process(command, env=full_env, timeout=timeout, preexec=preexec)
         return self._finish(done)
 
 
@@ -415,6 +421,106 @@ def test_env_file_others_can_change_is_refused(
     assert last.startswith("✗") and f"{env_file} {refusal}" in last, last
     assert logins(project) == 0
     assert not marker.exists()
+
+
+# -- XTS_TOKEN_GROUP: bots running as another user of a group ---------------------------------
+
+BOT_GROUP = "nogroup"  # the bots' group; the user's runs are put in it as a supplementary group
+# A bot reading the token as load_token does, without the refresher's packages (system Python).
+BOT_READS = """
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+from xts_token_refresh import load_token
+stored = load_token(account="alice")
+print(stored.user_id, hashlib.sha256(stored.token.encode()).hexdigest())
+"""
+
+
+def bot_group_id() -> int:
+    """The ID of BOT_GROUP (skip, or fail under CI=true, where the machine lacks it)."""
+    import grp
+
+    try:
+        return grp.getgrnam(BOT_GROUP).gr_gid
+    except KeyError:
+        skip_or_fail(f"the group {BOT_GROUP} is missing")
+        raise
+
+
+def run_bot(user: User, uid: int, gid: int, folder: Path) -> subprocess.CompletedProcess[str]:
+    """BOT_READS run by the user ``uid`` whose only group is ``gid``, on the install ``folder``."""
+    ids = [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    argv = [user.setpriv, *ids, "--", str(SYSTEM_PYTHON), "-c", BOT_READS, str(folder)]
+    return run_process(argv, env={"HOME": "/nonexistent"})
+
+
+def test_a_bot_of_the_token_group_reads_the_token_others_cannot(user_project: UserProject) -> None:
+    """The user's refresh, in the group BOT_GROUP too, with XTS_TOKEN_GROUP=BOT_GROUP, under
+    umask 000: alice's token file is 0640 and the group's, her folder 0750 and the group's, the
+    lock 0600. The install's folder and accounts/ let the group through (as the docs say): a bot
+    running as another user (nobody) in that group reads the token with load_token; the same bot
+    in another group cannot, and learns nothing of the token."""
+    project = user_project
+    gid = bot_group_id()
+    accounts = project.with_accounts("alice")
+    project.settings["XTS_TOKEN_GROUP"] = BOT_GROUP
+    project.user.own(accounts)
+    for folder in (project.folder, accounts):
+        os.chown(folder, project.user.uid, gid)
+        folder.chmod(0o750)
+    project.groups = (gid,)
+
+    run = project.run(preexec=lambda: os.umask(0))
+
+    assert run.code == 0, run.output
+    token_file = accounts / "alice" / "xts_store_token.json"
+    for path, mode in ((accounts / "alice", 0o750), (token_file, 0o640)):
+        info = path.stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (
+            project.user.uid,
+            gid,
+            mode,
+        ), path
+    assert mode_of(accounts / "alice" / "xts_store_token.json.lock") == 0o600
+    token = str(token_json(token_file)["token"])
+    nobody = pwd.getpwnam("nobody").pw_uid
+
+    reader = run_bot(project.user, nobody, gid, project.folder)
+
+    assert reader.returncode == 0, reader.stderr
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert reader.stdout.split() == [USER_ID, digest]
+    outsider = [f"--reuid={nobody}", f"--regid={project.user.gid + 1}", "--clear-groups"]
+    stranger = run_process(
+        [project.user.setpriv, *outsider, "--", "/bin/cat", str(token_file)],
+    )
+    assert stranger.returncode == 1, "a user outside the group read the token"
+    assert "Permission denied" in stranger.stderr
+    assert token not in stranger.stdout + stranger.stderr
+
+
+def test_a_token_group_the_user_is_not_in_is_exit_2_before_any_login(
+    user_project: UserProject,
+) -> None:
+    """XTS_TOKEN_GROUP naming a group the user is not a member of (root): exit 2 before any
+    login, naming the setting, the group and the user, and how to join it; the previous token
+    file is left byte for byte."""
+    project = user_project
+    project.token_file.write_bytes(PREVIOUS_TOKEN)
+    project.user.own(project.token_file)
+    project.settings["XTS_TOKEN_GROUP"] = "root"
+
+    run = project.run()
+
+    assert run.code == 2, run.output
+    assert (
+        "XTS_TOKEN_GROUP names the group root, but this user (xtstest) is not a member of it"
+        in run.stdout
+    )
+    assert "usermod -aG root xtstest" in run.stdout
+    assert run.stdout.rstrip().splitlines()[-1].startswith("✗")
+    assert logins(project) == 0
+    assert project.token_file.read_bytes() == PREVIOUS_TOKEN
 
 
 # -- the real cron daemon, the user's own crontab -----------------------------------------------

@@ -461,6 +461,27 @@ def test_setup_locks_down_the_accounts_and_leaves_an_existing_env_alone(
     assert env_file.read_text(encoding="utf-8") == "XTS_API_ROOT=https://mine.example\n"
 
 
+def test_setup_keeps_an_accounts_folder_its_group_may_enter(tmp_path: Path) -> None:
+    """accounts/ at mode 750 (the operator let the token group's bots through, for
+    XTS_TOKEN_GROUP): ``--setup`` keeps it so, and still makes each account file 0600."""
+    copy = copy_project(tmp_path / "copy")
+    borrowing_venv(copy / ".venv")
+    accounts = copy / "accounts"
+    accounts.mkdir()
+    accounts.chmod(0o750)
+    (accounts / "alice.env").write_text("XTS_API_ROOT=https://x.example\n", encoding="utf-8")
+    (accounts / "alice.env").chmod(0o640)
+
+    done = run_process([str(copy / "refresh_xts_token.sh"), "--setup"], env={"HOME": str(tmp_path)})
+
+    assert done.returncode == 0, output_of(done)
+    assert "✓ accounts/ is mode 750 and its 1 account file(s) accounts/*.env mode 600" in (
+        done.stdout
+    )
+    assert stat.S_IMODE(accounts.stat().st_mode) == 0o750
+    assert stat.S_IMODE((accounts / "alice.env").stat().st_mode) == 0o600
+
+
 def marked_venv(folder: Path, started: Path) -> Path:
     """A borrowing virtualenv whose ``bin/python`` adds a line with the virtualenv's name to
     the file ``started``, then runs the real one (kept as ``bin/python-real``, still inside

@@ -49,11 +49,13 @@ from .settings import (
 )
 from .store import (
     DEFAULT_RENEW_BEFORE,
+    GROUP_TOKEN_FILE_MODE,
     StoredToken,
     app_key_expiry,
     check_writable,
     expiry_from_token,
     format_duration,
+    give_to_group,
     is_user,
     jwt_claims,
     read_token_file,
@@ -209,14 +211,33 @@ def short_life_error(session: Session, stored: StoredToken) -> ClockSkewError | 
     )
 
 
-def make_account_folder(settings: Settings) -> None:
-    """Create the account's own folder (``accounts/NAME``, mode 0700), where its token files
-    go unless its file says otherwise; a folder that cannot be made is reported by the
-    writability check that follows."""
+GROUP_FOLDER_MODE = 0o750  # XTS_TOKEN_GROUP: the group's members may reach the token files
+
+
+def make_account_folder(settings: Settings) -> str | None:
+    """Create the account's own folder (``accounts/NAME``), where its token files go unless its
+    file says otherwise: mode 0700, or with XTS_TOKEN_GROUP 0750 and owned by that group (an
+    existing folder of this user's is given them too, so that setting the group later lets the
+    bots in). A folder that cannot be made is reported by the writability check that follows;
+    returns a warning when the group cannot be given to it, else None."""
     folder = settings.env_file.parent / settings.account
-    if any(path.parent == folder for path in settings.token_files.values()):
-        with contextlib.suppress(OSError):
-            folder.mkdir(mode=0o700)
+    if not any(path.parent == folder for path in settings.token_files.values()):
+        return None
+    with contextlib.suppress(OSError):
+        folder.mkdir(mode=0o700)
+    group = settings.token_group
+    if group is None:
+        return None
+    try:
+        give_to_group(folder, group.gid, GROUP_FOLDER_MODE)
+    except FileNotFoundError:
+        return None  # not made: the writability check says why
+    except OSError as exc:
+        return (
+            f"The folder {folder} could not be given to the group {group.name} "
+            f"(XTS_TOKEN_GROUP): {exc.strerror}; the group's bots may not reach its token files."
+        )
+    return None
 
 
 class RefreshRun:
@@ -299,7 +320,9 @@ class RefreshRun:
         """
         announce = lambda text: self.log.info("%s", text)  # noqa: E731 - a one-line callback
         if self.settings.shared_env_file is not None:
-            make_account_folder(self.settings)
+            problem = make_account_folder(self.settings)
+            if problem is not None:
+                self._warn(problem)
         with contextlib.ExitStack() as held:
             # One lock per token file, taken in sorted order, so that runs sharing some of
             # their files never each hold a lock the other waits for.
@@ -320,6 +343,7 @@ class RefreshRun:
                     self.waited = lock
             for session in self.settings.sessions:
                 remove_stale_temporaries(self.settings.token_path(session))
+                self._share_kept_token(session)
             with XtsClient(self.settings, self.deadline, self.log) as client:
                 outcomes = self._refresh_sessions(client)
             # A token that --verify saw rejected is nothing to restart a bot for.
@@ -453,7 +477,8 @@ class RefreshRun:
             self._check_user(session, stored)
             if prove is not None:
                 prove(stored)
-            save_token(path, stored)
+            group = self.settings.token_group
+            save_token(path, stored, group.gid if group else None)
         except XtsRefreshError as exc:
             self.report(session.title, exc)
             return SessionOutcome(session, error=exc)
@@ -505,6 +530,23 @@ class RefreshRun:
         broker = self.settings.broker if failure.concerns_broker else None
         text = str(failure) if whole else failure.message
         self.log.error("%s", session_failure_line(what, broker, text))
+
+    def _share_kept_token(self, session: Session) -> None:
+        """With XTS_TOKEN_GROUP, give the token file already there to the group (mode 0640),
+        so that a token kept by ``--if-needed`` is readable by the group's bots at once."""
+        group = self.settings.token_group
+        if group is None or session in self.unlocked:
+            return
+        path = self.settings.token_path(session)
+        try:
+            give_to_group(path, group.gid, GROUP_TOKEN_FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._warn(
+                f"The token file {path} could not be given to the group {group.name} "
+                f"(XTS_TOKEN_GROUP): {exc.strerror}; its next save gives it."
+            )
 
     def _warn(self, text: str) -> None:
         self.log.warning("⚠ %s", text)

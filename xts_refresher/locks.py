@@ -14,13 +14,16 @@ import time
 from datetime import datetime
 
 from .errors import LockTimeoutError, TokenSaveError, XtsRefreshError
-from .store import TOKEN_FILE_MODE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+# Owner-only, even with XTS_TOKEN_GROUP: only refreshes (run as the owner) take the lock, while
+# bots of the group read the token file without it (each save is an atomic rename), so the group
+# gains nothing from the lock file but the refresher's pid.
+LOCK_FILE_MODE = 0o600
 # How much of a lock file names its holder ("pid N since YYYY-MM-DD HH:MM:SS").
 HOLDER_BYTES = 200
 # Tells a refresh that a post-refresh hook started it: "<pid of the hook's refresh>:<its lock>".
@@ -72,7 +75,7 @@ class RunLock:
         and how long this run waits, so a waiting run is never silent.
         """
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, TOKEN_FILE_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, LOCK_FILE_MODE)
         except OSError as exc:
             raise TokenSaveError(
                 f"Cannot open the lock file {self.path}: {exc.strerror}.",

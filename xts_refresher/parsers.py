@@ -7,11 +7,13 @@ sentence that follows the variable's name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import paths
+from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
@@ -223,6 +225,53 @@ def parse_listen_address(raw: str) -> str | None:
             f"must be host:port, e.g. 127.0.0.1:8765 or [::1]:8765, not {value!r}."
         )
     return value
+
+
+class TokenGroup(Frozen):
+    """The group that may read the token files (XTS_TOKEN_GROUP): its name and ID."""
+
+    __slots__ = ("gid", "name")
+    name: str
+    gid: int
+
+    def __init__(self, name: str, gid: int) -> None:
+        self._set(name=name, gid=gid)
+
+
+def parse_group(raw: str) -> TokenGroup | None:
+    """The group of this machine that ``raw`` names (a name, or a group ID), when this process
+    may give files to it (root, or a member); InvalidSettingError for an unknown group or one
+    this user is not in."""
+    value = parse_text(raw)
+    if value is None:
+        return None
+    import grp  # only installs with a token group pay for it
+
+    entry: grp.struct_group | None = None
+    with contextlib.suppress(KeyError):
+        entry = grp.getgrnam(value)
+    if entry is None and value.isascii() and value.isdigit():
+        with contextlib.suppress(KeyError, OverflowError):
+            entry = grp.getgrgid(int(value))
+    if entry is None:
+        raise InvalidSettingError(
+            f"names the group {value!r}, which this machine does not have (`getent group` "
+            "lists them; create it with `groupadd`)."
+        )
+    group = TokenGroup(entry.gr_name, entry.gr_gid)
+    if os.geteuid() != 0 and group.gid != os.getegid() and group.gid not in os.getgroups():
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = f"uid {os.geteuid()}"
+        raise InvalidSettingError(
+            f"names the group {group.name}, but this user ({user}) is not a member of it, so "
+            f"the token files cannot be given to it: add the user to the group (`usermod -aG "
+            f"{group.name} {user}`, then log in again) or name a group the user is in."
+        )
+    return group
 
 
 def parse_path(raw: str) -> Path | None:

@@ -31,6 +31,7 @@ from .parsers import (
     parse_boolean,
     parse_chat_ids,
     parse_file_path,
+    parse_group,
     parse_listen_address,
     parse_path,
     parse_readable_file,
@@ -437,6 +438,12 @@ class Settings(Frozen):
         "",
         parse_text,
         "command that signs in without a person and prints the session (within 120 s)",
+    )
+    token_group = Setting(
+        "XTS_TOKEN_GROUP",
+        "",
+        parse_group,
+        "group whose members may read the token files (0640; account folders 0750)",
     )
     _install_rows = INSTALL_ROWS
     # New rows go above this line; each row's value sits in a slot of its own (Setting.stored).

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 TOKEN_FILE_MODE = 0o600
+# With XTS_TOKEN_GROUP: the group's members (bots running as other users) may read the token.
+GROUP_TOKEN_FILE_MODE = 0o640
 # Linux's FS_IOC_GETFLAGS and the two flags that stop a rename over a file (chattr +i, +a).
 FS_IOC_GETFLAGS = 0x80086601
 FS_IMMUTABLE_OR_APPEND_FL = 0x10 | 0x20
@@ -445,25 +448,30 @@ def write_atomically(
     kept: str = "the previous token is kept",
     mode: int = TOKEN_FILE_MODE,
     what: str = "the token",
+    *,
+    group: int | None = None,
 ) -> None:
     """Replace ``path`` with ``content`` so a reader sees the old file or the new one, whole.
 
-    The temporary file is created in the same folder with ``mode`` (0600 unless given;
-    whatever the umask),
-    written, fsynced, then renamed over ``path``; a symbolic link at ``path`` is replaced, not
-    followed. On any failure the temporary file is removed, the old file is untouched, and
-    TokenSaveError says why (saving ``what``), then ``kept`` (what the untouched old file
-    means).
+    The temporary file is created in the same folder (owner-only), given the group ``group``
+    (a group ID; None keeps the user's) and then ``mode`` (0600 unless given; whatever the
+    umask) before anything is written to it, written, fsynced, then renamed over ``path``: the
+    file at ``path`` has its final group and mode from the moment it exists. A symbolic link at
+    ``path`` is replaced, not followed. On any failure the temporary file is removed, the old
+    file is untouched, and TokenSaveError says why (saving ``what``), then ``kept`` (what the
+    untouched old file means).
     """
     folder = path.parent
     tmp = _temporary_beside(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise TokenSaveError(f"Cannot create a file in {folder}: {exc.strerror}; {kept}.") from None
     try:
         try:
-            os.fchmod(fd, mode)
+            if group is not None:
+                os.fchown(fd, -1, group)
+            os.fchmod(fd, mode)  # after the group: a change of group may clear mode bits
             view = memoryview(content)
             while view:
                 view = view[os.write(fd, view) :]
@@ -478,6 +486,24 @@ def write_atomically(
         reason = exc.strerror or str(exc)
         raise TokenSaveError(f"Cannot save {what} to {path}: {reason}; {kept}.") from None
     _fsync_folder(folder)
+
+
+def give_to_group(path: Path, group: int, mode: int) -> bool:
+    """Give the file or folder at ``path`` to the group ``group`` with ``mode``, when it is one
+    of this user's and not already so (a symbolic link is left alone); True when it changed.
+    Raises OSError when it cannot be changed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        kind = stat.S_IFMT(info.st_mode)
+        ours = info.st_uid == os.geteuid() and kind in (stat.S_IFREG, stat.S_IFDIR)
+        if not ours or (info.st_gid, stat.S_IMODE(info.st_mode)) == (group, mode):
+            return False
+        os.fchown(fd, -1, group)
+        os.fchmod(fd, mode)  # after the group: a change of group may clear mode bits
+        return True
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(path: Path) -> int:
@@ -503,8 +529,10 @@ def remove_stale_temporaries(path: Path) -> int:
     return removed
 
 
-def save_token(path: Path, stored: StoredToken) -> None:
-    """Write ``stored`` to ``path`` atomically with mode 0600 (see write_atomically)."""
+def save_token(path: Path, stored: StoredToken, group: int | None = None) -> None:
+    """Write ``stored`` to ``path`` atomically (see write_atomically): mode 0600, or 0640 and
+    owned by the group ``group`` (a group ID, from XTS_TOKEN_GROUP) when given."""
+    mode = TOKEN_FILE_MODE if group is None else GROUP_TOKEN_FILE_MODE
     try:
         # ASCII-only and standard JSON (no NaN): every bot's JSON reader must take it.
         content = json.dumps(stored.to_json(), indent=2, allow_nan=False) + "\n"
@@ -518,7 +546,7 @@ def save_token(path: Path, stored: StoredToken) -> None:
             "this login ended its session"
         )
         try:
-            write_atomically(path, content.encode("utf-8"), kept)
+            write_atomically(path, content.encode("utf-8"), kept, mode, group=group)
         except TokenSaveError as exc:
             raise TokenSaveError(
                 exc.message,
@@ -526,4 +554,4 @@ def save_token(path: Path, stored: StoredToken) -> None:
                 f"stream quotes need a new {session.label} token.",
             ) from None
         return
-    write_atomically(path, content.encode("utf-8"))
+    write_atomically(path, content.encode("utf-8"), mode=mode, group=group)
