@@ -117,8 +117,9 @@ setup() {
   if [[ -d accounts ]]; then
     # Account files hold API secrets: only their owner may read them. Only the owner may list
     # the folder, unless it is mode 750 (XTS_TOKEN_GROUP: the group's bots reach their tokens).
-    local account_file count=0 folder_mode=700
-    if [[ -n "$(find accounts -prune -perm 750)" ]]; then
+    local account_file count=0 folder_mode=700 opened
+    opened="$(find accounts -prune -perm 750)" || opened=""
+    if [[ -n "${opened}" ]]; then
       folder_mode=750
     fi
     if ! chmod "${folder_mode}" accounts; then

@@ -55,8 +55,8 @@ def test_the_store_mutants_include_fsync_dropped_lock_shared_and_exclusive_creat
     ) in mutants
     assert (
         "flag-dropped",
-        "fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)",
-        "fd = os.open(tmp, (os.O_WRONLY | os.O_CREAT) | os.O_NOFOLLOW, mode)",
+        "fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)",
+        "fd = os.open(tmp, (os.O_WRONLY | os.O_CREAT) | os.O_NOFOLLOW, 0o600)",
     ) in mutants
 
 
