@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 # typing: requests imports it, so a refresh pays nothing more for it here.
-from typing import Generic, TypeVar, overload
+from typing import Generic, TypeVar
 
 from .env_files import env_file_is_exposed
 from .parsers import (
@@ -51,7 +51,7 @@ from .values import Frozen
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, spelled as everywhere else; mypy honours the name
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, Literal
+    from typing import Any, Literal, overload
 
     from .console import Log
     from .store import StoredToken
@@ -97,27 +97,29 @@ class Setting(Frozen, Generic[T]):
     field: str | None
     stored: Any  # the slot of Settings that holds the field's value (set_name)
 
-    @overload
-    def __init__(
-        self: Setting[T | None],
-        variable: str,
-        default: Literal[""],
-        parse: Callable[[str], T | None],
-        meaning: str,
-        *,
-        secret: bool = False,
-    ) -> None: ...
+    if TYPE_CHECKING:  # the overloads type a row; at run time they would cost every refresh
 
-    @overload
-    def __init__(
-        self: Setting[T],
-        variable: str,
-        default: str | None,
-        parse: Callable[[str], T | None],
-        meaning: str,
-        *,
-        secret: bool = False,
-    ) -> None: ...
+        @overload
+        def __init__(
+            self: Setting[T | None],
+            variable: str,
+            default: Literal[""],
+            parse: Callable[[str], T | None],
+            meaning: str,
+            *,
+            secret: bool = False,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self: Setting[T],
+            variable: str,
+            default: str | None,
+            parse: Callable[[str], T | None],
+            meaning: str,
+            *,
+            secret: bool = False,
+        ) -> None: ...
 
     def __init__(
         self,
@@ -144,11 +146,13 @@ class Setting(Frozen, Generic[T]):
         object.__setattr__(self, "field", name)
         object.__setattr__(self, "stored", vars(owner)[stored_slot(name)])
 
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> Setting[T]: ...
+    if TYPE_CHECKING:
 
-    @overload
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> T: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> Setting[T]: ...
+
+        @overload
+        def __get__(self, instance: object, owner: type[Any] | None = None) -> T: ...
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Setting[T] | T:
         if instance is None:
