@@ -1,4 +1,6 @@
-"""Accounts: one install serving every broker login a trader holds.
+"""Accounts: one install serving every broker login a trader holds, and the reading of each
+account's settings: its values read by the rows of the table of settings, combined and
+validated into ``Settings``, every problem listed at once in the table's order.
 
 An account is a file ``NAME.env`` in the accounts folder (``accounts`` beside the program, or
 ``XTS_ACCOUNTS_DIR``); ``.env`` then holds only what the accounts share. With no account file,

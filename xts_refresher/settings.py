@@ -1,17 +1,17 @@
-"""Settings: read from flags, the process environment and ``.env``, validated before any traffic.
+"""Settings: the table of every variable the program reads, and the validated ``Settings``.
 
-Precedence is flag > process environment > ``.env`` > default. Every relative path resolves
-against the folder that holds ``xts_token_refresh.py`` (cron starts jobs in ``$HOME``). All
-problems are collected and reported together, each naming its variable, so one edit fixes them.
-
-Every variable the program reads is a row of one table, ``TABLE``: its name, its default, the
-function that turns its text into a value (or says what is wrong with it), whether it is
+Every variable is a row of one table, ``TABLE``: its name, its default, the function that
+turns its text into a value or says what is wrong with it (``parsers.py``), whether it is
 secret, and what it means. The rows are declared in the body of ``Settings``, in the table's
 order: a row that fills a field of its own is that field (its parser's type is the field's),
 and the rows that code combines into one field (the app keys, the token files, Telegram) sit
-there as tuples. The validation, the variables read from the environment, the secrets kept
-from the hook and ``check-config --help`` all follow from the table, and a test holds
-``.env.example`` to it.
+there as tuples. The validation and the order its problems are listed in, the variables read
+from the environment, the secrets kept from the hook and ``check-config --help`` all follow
+from the table, and a test holds ``.env.example`` to it.
+
+``accounts.py`` reads the values (flag > process environment > ``.env`` > default; every
+relative path from the folder that holds ``xts_token_refresh.py``, since cron starts jobs in
+``$HOME``) and lists every problem at once, each naming its variable, so one edit fixes them.
 """
 
 from __future__ import annotations
