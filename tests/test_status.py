@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from conftest import USER_ID, Project, Run, token_json
 
 from xts_refresher.simulator import Fault
 
-TOP_KEYS = {"ok", "checked_at", "verified", "sessions"}
+TOP_KEYS = {"ok", "checked_at", "verified", "sessions", "accounts"}
+ACCOUNT_KEYS = {"account", "ready", "last_run"}
+LAST_RUN_KEYS = {"at", "exit_code", "reason"}
 SESSION_KEYS = {
     "account",
     "session",
@@ -39,6 +42,7 @@ SESSION_KEYS = {
     "message",
 }
 LOGIN_ROUTES = ("interactive_login", "marketdata_login", "hostlookup")
+KOLKATA = ZoneInfo("Asia/Kolkata")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -90,6 +94,13 @@ def status_json(project: Project, *args: str) -> tuple[Run, dict[str, Any]]:
     for entry in document["sessions"]:
         assert set(entry) == SESSION_KEYS, entry
         assert entry["account"] == "default"  # the single account of .env
+    (account,) = document["accounts"]
+    assert set(account) == ACCOUNT_KEYS
+    assert account["account"] == "default"
+    assert account["ready"] is document["ok"]
+    if account["last_run"] is not None:
+        assert set(account["last_run"]) == LAST_RUN_KEYS
+        assert datetime.fromisoformat(account["last_run"]["at"]).tzinfo is not None
     assert run.code == (0 if document["ok"] else 1)
     return run, document
 
@@ -151,8 +162,10 @@ def test_status_text_names_state_user_and_time_left(project: Project) -> None:
     assert re.search(r"^✓ interactive\s+fresh\s+user CK68$", run.stdout, re.MULTILINE)
     assert re.search(r"\(23h \d\dm left\)", run.stdout)
     assert f"file {project.token_file}" in run.stdout
-    assert str(token_json(project.token_file)["expires_at"]) in run.stdout
+    expires = datetime.fromisoformat(str(token_json(project.token_file)["expires_at"]))
+    assert f"expires at {expires.astimezone(KOLKATA):%Y-%m-%d %H:%M:%S} IST" in run.stdout
     assert "✗" not in run.stdout
+    assert run.stdout.splitlines()[-1] == "✓ 1 account, 1 token usable."
     assert logins(project) == logins_before
 
 
@@ -235,7 +248,9 @@ def test_status_reports_an_unusable_token_and_exits_1(
     text = project.run("status")
     assert text.code == 1
     assert re.search(rf"^✗ interactive\s+{re.escape(state)}\b", text.stdout, re.MULTILINE)
-    assert "✗ At least one session cannot trade" in text.stdout
+    last = text.stdout.splitlines()[-1]
+    assert last.startswith("✗ Not ready: interactive token "), last
+    assert last.endswith("Run `xts_token_refresh.py` to log in again.")
     after = project.token_file.read_bytes() if project.token_file.exists() else None
     assert after == before
     assert project.sim.requests() == []

@@ -1,16 +1,14 @@
-"""Prometheus metrics for node_exporter's textfile collector, and the run record they need.
+"""Prometheus metrics for node_exporter's textfile collector.
 
 With ``XTS_METRICS_FILE`` set, every ``refresh`` and ``status`` rewrites that file atomically
 (mode 0644: node_exporter runs as another user; nothing secret is in it). The token gauges come
-from the token files themselves; the last run's time, exit code and duration come from a small
-record beside each account's interactive token file (``<token file>.run``), which ``refresh``
-writes, so a ``status`` after a failed refresh still shows the failure.
+from the token files themselves; the last run's time, exit code and duration from each
+account's run record (run_record.py), so a ``status`` after a failed refresh still shows the
+failure.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,10 +21,9 @@ from .outputs import (
     would_be_account_files,
     written_paths,
 )
-from .paths import read_small_file
+from .run_record import load_run
 from .settings import Settings, foreign_token
 from .store import app_key_expiry, read_token_file, write_atomically
-from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
 if TYPE_CHECKING:
@@ -51,42 +48,6 @@ GAUGES = (
         False,
     ),
 )
-
-
-class RunRecord(Frozen):
-    """The last refresh of an account: when it ended, its exit code, how long it took."""
-
-    __slots__ = ("duration", "ended_at", "exit_code")
-    ended_at: float
-    exit_code: int
-    duration: float
-
-    def __init__(self, ended_at: float, exit_code: int, duration: float) -> None:
-        self._set(ended_at=ended_at, exit_code=exit_code, duration=duration)
-
-
-def run_record_path(settings: Settings) -> Path:
-    """Where the account's last run is recorded: beside its lock, named after its token file."""
-    return settings.lock_file.with_suffix(".run")
-
-
-def save_run(settings: Settings, record: RunRecord) -> None:
-    """Record the account's last refresh (atomically; a failure to record costs no token)."""
-    data = {"ended_at": record.ended_at, "exit_code": record.exit_code, "duration": record.duration}
-    content = (json.dumps(data) + "\n").encode("utf-8")
-    write_atomically(
-        run_record_path(settings), content, "the previous record is kept", what="the run record"
-    )
-
-
-def load_run(settings: Settings) -> RunRecord | None:
-    """The account's last refresh as recorded, or None (never recorded, or unreadable: also
-    a FIFO, a device or a huge file, see read_small_file; JSON nested past the parser's depth)."""
-    try:
-        data = json.loads(read_small_file(run_record_path(settings))[0])
-        return RunRecord(float(data["ended_at"]), int(data["exit_code"]), float(data["duration"]))
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return None
 
 
 def _labels(account: str, session: str | None = None) -> str:
@@ -189,19 +150,3 @@ def write_metrics(
             )
         except TokenSaveError as exc:
             log.warning("⚠ The metrics file %s was not written: %s", path, exc.message)
-
-
-def record_runs(results: Iterable[tuple[Settings, int]], started: float, log: Log) -> None:
-    """Record each account's last refresh (for the metrics), ending now."""
-    ended = time.time()
-    for settings, code in results:
-        if settings.metrics_file is None:
-            continue  # the record is for the metrics only: no file nobody asked for
-        try:
-            save_run(settings, RunRecord(ended, code, ended - started))
-        except TokenSaveError as exc:
-            log.warning(
-                "⚠ The metrics' run record of account %s was not written: %s",
-                settings.account,
-                exc.message,
-            )

@@ -1,7 +1,7 @@
 """The paths a run writes, and the check that they are safe to write before any login.
 
-A run writes each selected account's token files, their locks (and, with metrics, the run
-record), the log file and the metrics file. Before anything is sent, each of them must be no
+A run writes each selected account's token files, their locks, its run record, the log file
+and the metrics file. Before anything is sent, each of them must be no
 settings file, no other of them (also through a symlink or a hard link), no token file of an
 account whose settings are broken (its bot still reads it), and, where something already exists,
 a regular file. A token file or the run record is replaced by a rename, so a
@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .parsers import resolve_path
 from .paths import ACCOUNT_FILE_SUFFIX, APP_DIR, account_folder
+from .run_record import run_record_path
 from .sessions import INTERACTIVE, SESSIONS, Session
 from .settings import lock_beside
 from .values import Frozen
@@ -96,8 +97,8 @@ def capital(text: str) -> str:
 
 def written_paths(settings: Settings) -> list[WrittenPath]:
     """Every path a refresh of ``settings`` writes: its configured sessions' token files and
-    their locks (the interactive file's lock always: it is the run lock), the run record with
-    metrics, the metrics file and the log file. The log and the metrics file are named without
+    their locks (the interactive file's lock always: it is the run lock), the run record, the
+    metrics file and the log file. The log and the metrics file are named without
     the account: accounts of one run share them."""
     owner = f"account {settings.account}'s" if settings.shared_env_file is not None else "the"
     found: list[WrittenPath] = []
@@ -115,11 +116,8 @@ def written_paths(settings: Settings) -> list[WrittenPath]:
         )
         for lock in settings.lock_files
     ]
+    found.append(WrittenPath(run_record_path(settings), f"{owner} run record", True, derived=True))
     if settings.metrics_file is not None:
-        from .metrics import run_record_path  # only runs with metrics load it anyway
-
-        record = run_record_path(settings)
-        found.append(WrittenPath(record, f"{owner} run record", True, derived=True))
         found.append(WrittenPath(settings.metrics_file, METRICS_ROLE, False))
     found.append(WrittenPath(settings.log_file, LOG_ROLE, False))
     return found
@@ -288,8 +286,8 @@ def path_problems(selection: Selection, log_file: Path) -> list[PathProblem]:
     others = [w for s in selection.unselected for w in written_paths(s)]
     others += broken_token_files(selection)
     checked = dict.fromkeys([*mine, *(w for w in others if w.role == METRICS_ROLE)])
-    # The run record is replaced by a rename, and one that cannot be is a metrics warning: it
-    # only has to be no other written path.
+    # The run record is replaced by a rename, and one that cannot be is a warning: it only has
+    # to be no other written path.
     checked = {w: None for w in checked if not (w.derived and w.renamed_over)}
     problems = [p for p in map(kind_problem, checked) if p is not None]
     problems += collisions([*mine, *others], settings_files(selection.install))

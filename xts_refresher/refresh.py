@@ -26,7 +26,7 @@ from .console import (
     hold_account_lines,
     report_failure,
 )
-from .errors import UnexpectedError
+from .errors import TokenSaveError, UnexpectedError
 from .interrupt import StopRequest
 from .locks import started_by_running_hook
 from .outcome import (
@@ -35,11 +35,13 @@ from .outcome import (
     hook_recursion_error,
     last_text,
     machine_label,
+    one_line_reason,
     print_line,
     telegram_text,
     worth_a_message,
 )
 from .outputs import WrittenPathError, check_written_paths
+from .run_record import RunRecord, save_run
 from .settings import (
     DEFAULT_DEADLINE_SECONDS,
     DEFAULT_RETRY_BACKOFF_SECONDS,
@@ -92,7 +94,7 @@ def refresh_selection(
     opened = {} if labelled else {s.account: open_run(s) for s in selection.accounts}
     held, checks = _open_run(selection, pacing, log)
     results: dict[str, AccountResult] = {}
-    finished = _AccountEnd(selection, results, account_log, held)
+    finished = _AccountEnd(selection, results, account_log, held, (started, redactor))
 
     def refresh_in_thread(settings: Settings) -> None:
         try:
@@ -140,9 +142,8 @@ def refresh_selection(
         log=log,
     )
     if any(s.metrics_file for s in selection.accounts):
-        from .metrics import record_runs, write_metrics
+        from .metrics import write_metrics
 
-        record_runs([(s, results[s.account].code) for s in selection.accounts], started, log)
         write_metrics([*selection.accounts, *selection.unselected], log)
     print_line(log, last)  # last, so operators can tail for it
     return max((r.code for r in ordered), default=0)
@@ -171,7 +172,8 @@ def _open_run(
 
 class _AccountEnd:
     """What is done when an account's refresh has come to a result: its failures are placed
-    (the broker they concern, the file to fix), its closing lines printed (a broken account's
+    (the broker they concern, the file to fix), its run recorded (``recording``: when the run
+    started, and the redactor of the reason), its closing lines printed (a broken account's
     every problem; with account files, the account's closing line), and its held console
     lines released as one block."""
 
@@ -181,11 +183,13 @@ class _AccountEnd:
         results: dict[str, AccountResult],
         account_log: Callable[[str], Log],
         held: AccountLines | None,
+        recording: tuple[float, Redactor],
     ) -> None:
         self.selection = selection
         self.results = results
         self.account_log = account_log
         self.held = held
+        self.started, self.redactor = recording
         self.by_name = {s.account: s for s in selection.accounts}
 
     def __call__(self, result: AccountResult) -> None:
@@ -197,12 +201,28 @@ class _AccountEnd:
                 failure.place(None, shown_path(self.selection.install.file_of(result.account)))
         self.results[result.account] = result
         log = self.account_log(result.account)
+        if settings is not None:
+            record_run(settings, result, self.started, self.redactor, log)
         if settings is None:  # a broken account: its failure, every problem listed
             report_failure(log, result.errors[0])
         elif self.selection.labelled:  # the single account's closing line is the run's last
             print_line(log, closing_text(result))
         if self.held is not None:
             self.held.release(result.account)
+
+
+def record_run(
+    settings: Settings, result: AccountResult, started: float, redactor: Redactor, log: Log
+) -> None:
+    """Record how the account's refresh ended (run_record.py): now, its exit code, the time
+    since ``started``, and its failure as its closing line tells it, redacted. A record that
+    cannot be written costs a warning, never the run's outcome."""
+    ended = time.time()
+    reason = redactor.redact(one_line_reason(result.worst)) if result.worst else ""
+    try:
+        save_run(settings, RunRecord(ended, result.code, max(ended - started, 0.0), reason))
+    except TokenSaveError as exc:
+        log.warning("⚠ The run record was not written: %s", exc.message)
 
 
 def _send_news(

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timezone, tzinfo
 from itertools import groupby
 from pathlib import Path
 from types import MappingProxyType
@@ -32,11 +32,6 @@ LINE_SPLITTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ZONE_NAME = re.compile(r"[A-Za-z0-9_+./-]+")
 # --days: the days of the week (0 is Sunday) the job runs on; None is every day.
 DAY_SPECS = MappingProxyType({"daily": None, "weekdays": (1, 5)})
-# Offsets for the two zones that matter most, where the machine has no zoneinfo database.
-IST = timezone(timedelta(hours=5, minutes=30))
-FALLBACK_ZONES = MappingProxyType(
-    {"Asia/Kolkata": IST, "UTC": timezone.utc, "Etc/UTC": timezone.utc}
-)
 
 
 class Schedule(NamedTuple):
@@ -50,13 +45,12 @@ class Schedule(NamedTuple):
 
 def named_zone(name: str) -> tzinfo:
     """The time zone called ``name``; ConfigError when it is unknown."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from .shown_time import UnknownZoneError
+    from .shown_time import named_zone as zone_called
 
     if ZONE_NAME.fullmatch(name):
-        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo(name)
-        if name in FALLBACK_ZONES:
-            return FALLBACK_ZONES[name]
+        with contextlib.suppress(UnknownZoneError):
+            return zone_called(name)
     raise ConfigError(f"Unknown time zone {name!r}.", "Use a name such as Asia/Kolkata.")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,8 +22,10 @@ from .errors import (
     TokenUnavailableError,
     XtsRefreshError,
 )
-from .sessions import INTERACTIVE, Session
+from .run_record import RunRecord, load_run
+from .sessions import INTERACTIVE, SESSIONS, Session
 from .settings import BROWSER_LOGIN, KEY_LOGIN, Settings, foreign_token, warn_about_setup
+from .shown_time import shown_time
 from .store import DEFAULT_RENEW_BEFORE, StoredToken, format_duration, read_token_file
 from .timebox import Deadline
 
@@ -44,6 +46,8 @@ JSON_KEYS = (
     "verified",
     "message",
 )
+# How the closing line names a token's state when it is not usable.
+STATE_WORDS = {"wrong-user": "for another user", "wrong-root": "for another API root"}
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,6 +61,7 @@ class SessionStatus(NamedTuple):
 
     ``usable`` is the local view (present, unexpired, these settings'); ``verified`` is what XTS
     said under ``--verify``: True, False (rejected), or None (not asked, or could not be asked).
+    ``previous``: the token is older than the account's last refresh, which failed.
     ``stored`` is the token read, kept for the check and never shown.
     """
 
@@ -72,6 +77,7 @@ class SessionStatus(NamedTuple):
     time_left: str | None = None
     verified: bool | None = None
     message: str | None = None
+    previous: bool = False
     stored: StoredToken | None = None
     # How the session logs in: "key", or "browser" (the holder signs in on the broker's page).
     login: str = KEY_LOGIN
@@ -214,6 +220,63 @@ def _all_reports(
     return [r for settings in accounts for r in found.get(settings.account, [])]
 
 
+def previous_marked(report: SessionStatus, run: RunRecord | None) -> SessionStatus:
+    """``report`` marked as the previous token, when the account's last refresh failed and the
+    token is older than that refresh (a token it saved before failing is its own)."""
+    stored = report.stored
+    if run is None or not run.failed or stored is None:
+        return report
+    if stored.logged_in_at.timestamp() >= run.started_at:
+        return report
+    note = (
+        f"This is the previous token: the last refresh failed "
+        f"({shown_time(run.ended_at, seconds=False)}, exit code {run.exit_code}) and did not "
+        "renew it."
+    )
+    return report._replace(previous=True, message=f"{note} {report.message or ''}".strip())
+
+
+def last_run_json(run: RunRecord | None) -> dict[str, Any] | None:
+    """The ``last_run`` object of ``status --json``: when the last refresh ended (ISO 8601,
+    this machine's offset), its exit code and its reason ("" on success); None for none."""
+    if run is None:
+        return None
+    ended = datetime.fromtimestamp(run.ended_at).astimezone()
+    return {
+        "at": ended.isoformat(timespec="seconds"),
+        "exit_code": run.exit_code,
+        "reason": run.reason,
+    }
+
+
+def last_run_line(run: RunRecord | None) -> str:
+    """The account's line about its last refresh."""
+    if run is None:
+        return "- last refresh: none recorded"
+    when = f"{shown_time(run.ended_at)}, exit code {run.exit_code}"
+    if run.failed:
+        return f"✗ last refresh failed: {when}: {run.reason}"
+    return f"✓ last refresh: {when}"
+
+
+def not_ready_reasons(
+    reports: Sequence[SessionStatus], run: RunRecord | None, verify: bool
+) -> list[str]:
+    """Why one account is not ready ([] when it is): its last refresh failed, a token is not
+    usable, or, with ``verify``, XTS could not be asked about one."""
+    reasons = []
+    if run is not None and run.failed:
+        when = shown_time(run.ended_at, seconds=False, today=True)
+        reasons.append(f"last refresh failed at {when}, exit code {run.exit_code}")
+    for r in reports:
+        label = SESSIONS[r.session].label
+        if not r.usable:
+            reasons.append(f"{label} token {STATE_WORDS.get(r.state, r.state)}")
+        elif verify and r.verified is None:
+            reasons.append(f"{label} token not checked (XTS could not be asked)")
+    return reasons
+
+
 def status(
     accounts: Sequence[Settings],
     *,
@@ -229,14 +292,14 @@ def status(
     accounts_dir: Path | None = None,
     broken_token_files: Sequence[WrittenPath] = (),
 ) -> int:
-    """The ``status`` command: 0 when every configured session is usable, else 1 (2 when an
-    account's settings are broken).
+    """The ``status`` command: 0 when every configured session is usable and no account's
+    last refresh failed, else 1 (2 when an account's settings are broken).
 
     With ``verify``, every usable token must also be accepted by XTS; one that XTS could not be
     asked about is "not checked" (``verified`` null), which is not 0 either. With ``as_json``
     the standard output holds the JSON document alone (``cli`` sends the console's log lines,
     warnings included, to standard error). With ``labelled`` (account files), each line of an
-    account starts ``[NAME]``.
+    account starts ``[NAME]``. It ends with one line for all accounts (closing_status_text).
     """
 
     def show(text: str, account: str | None = None) -> None:
@@ -246,10 +309,18 @@ def status(
 
     for warning in warnings:
         log.warning("⚠ %s", warning)
-    reports = _all_reports(accounts, verify, labelled, log, redactor)
-    not_ready = sorted({r.account for r in reports if not r.usable})
-    unchecked = sorted({r.account for r in reports if verify and r.usable and r.verified is None})
-    ok = not not_ready and not unchecked and not broken
+    runs = {settings.account: load_run(settings) for settings in accounts}
+    reports = [
+        previous_marked(r, runs[r.account])
+        for r in _all_reports(accounts, verify, labelled, log, redactor)
+    ]
+    reasons = {
+        settings.account: not_ready_reasons(
+            [r for r in reports if r.account == settings.account], runs[settings.account], verify
+        )
+        for settings in accounts
+    }
+    ok = not any(reasons.values()) and not broken
     code = 2 if broken else (0 if ok else 1)
     if any(s.metrics_file for s in accounts):
         from .metrics import write_metrics
@@ -262,6 +333,14 @@ def status(
             "checked_at": datetime.now().astimezone().isoformat(),
             "verified": verify,
             "sessions": [r.to_json() for r in reports],
+            "accounts": [
+                {
+                    "account": name,
+                    "ready": not reasons[name],
+                    "last_run": last_run_json(runs[name]),
+                }
+                for name in runs
+            ],
         }
         if broken:
             document["errors"] = [{"account": n, "message": str(e)} for n, e in broken]
@@ -269,27 +348,37 @@ def status(
         return code
     for name, problem in broken:
         show(f"✗ {problem}", name)
-    for r in reports:
-        mark = "✓" if r.usable and not (verify and r.verified is None) else "✗"
-        show(f"{mark} {r.session:<12} {r.state:<10} user {r.user_id or '-'}", r.account)
-        left = f" ({r.time_left} left)" if (r.seconds_left or 0) > 0 else ""
-        when = f"refreshed at {r.refreshed_at or '-'}, expires at {r.expires_at or '-'}{left}"
-        show(f"    {when}", r.account)
-        show(f"    file {r.path}", r.account)
-        if r.login == BROWSER_LOGIN:
-            show("    login: browser", r.account)
-            if not r.usable:
-                show(f"    to log in: xts_token_refresh.py login --account {r.account}", r.account)
-        if verify and (r.usable or r.state == "rejected"):
-            show(f"    checked with XTS: {_verification_words(r)}", r.account)
-        if r.message:
-            show(f"    {r.message}", r.account)
-    browser = {r.account for r in reports if not r.usable and r.login == BROWSER_LOGIN}
-    _closing_status_line(show, labelled, not_ready, unchecked, browser)
+    for settings in accounts:
+        for r in (r for r in reports if r.account == settings.account):
+            _show_session(show, r, verify)
+        show(last_run_line(runs[settings.account]), settings.account)
+    usable = sum(1 for r in reports if r.usable and not (verify and r.verified is None))
+    browser = {r.account for r in reports if r.login == BROWSER_LOGIN}
+    show(closing_status_text(reasons, [n for n, _ in broken], usable, labelled, browser))
     return code
 
 
-def _log_in_commands(not_ready: list[str], browser: set[str], labelled: bool) -> str:
+def _show_session(show: Callable[[str, str], None], r: SessionStatus, verify: bool) -> None:
+    """The lines of one session's token: state and user, times, file, what XTS said."""
+    mark = "✓" if r.usable and not (verify and r.verified is None) else "✗"
+    show(f"{mark} {r.session:<12} {r.state:<10} user {r.user_id or '-'}", r.account)
+    if r.stored is not None:
+        left = f" ({r.time_left} left)" if (r.seconds_left or 0) > 0 else ""
+        expires = shown_time(r.stored.expires_at) if r.stored.expires_at else "-"
+        refreshed = shown_time(r.stored.logged_in_at)
+        show(f"    refreshed at {refreshed}, expires at {expires}{left}", r.account)
+    show(f"    file {r.path}", r.account)
+    if r.login == BROWSER_LOGIN:
+        show("    login: browser", r.account)
+        if not r.usable:
+            show(f"    to log in: xts_token_refresh.py login --account {r.account}", r.account)
+    if verify and (r.usable or r.state == "rejected"):
+        show(f"    checked with XTS: {_verification_words(r)}", r.account)
+    if r.message:
+        show(f"    {r.message}", r.account)
+
+
+def _log_in_commands(not_ready: list[str], browser: Collection[str], labelled: bool) -> str:
     """The commands that log the accounts ``not_ready`` in again: a refresh for those that log
     in with their key, ``login`` for those whose holder signs in on the broker's page."""
     keyed = [name for name in not_ready if name not in browser]
@@ -304,23 +393,38 @@ def _log_in_commands(not_ready: list[str], browser: set[str], labelled: bool) ->
     return " and ".join(commands)
 
 
-def _closing_status_line(
-    show: Callable[[str], None],
+def closing_status_text(
+    reasons: dict[str, list[str]],
+    broken: Sequence[str],
+    usable: int,
     labelled: bool,
-    not_ready: list[str],
-    unchecked: list[str],
-    browser: set[str],
-) -> None:
-    """What to do, when anything is not ready: naming the accounts, with accounts."""
-    commands = _log_in_commands(not_ready, browser, labelled)
-    if not_ready and labelled:
-        show(f"✗ Not ready to trade: {', '.join(not_ready)}: run {commands} to log in again.")
-    elif not_ready:
-        show(f"✗ At least one session cannot trade: run {commands} to log in again.")
-    elif unchecked:
-        whose = f" ({', '.join(unchecked)})" if labelled else ""
-        show(
-            f"✗ XTS could not be asked about at least one token{whose} (not checked): check the "
-            "network and the broker's status, then run `xts_token_refresh.py status --verify` "
-            "again."
+    browser: Collection[str] = (),
+) -> str:
+    """The last line of ``status``: every account ready, with how many tokens are usable; or
+    which accounts are not, why (``reasons``, by account; ``broken``: accounts whose settings
+    are not valid), and what to do (``browser``: accounts whose holder signs in, with
+    ``login``)."""
+    total = len(reasons) + len(broken)
+    why = {**{name: ["settings not valid"] for name in broken}, **reasons}
+    not_ready = [name for name, found in why.items() if found]
+    if not not_ready:
+        accounts = f"{total} account{'s' if total != 1 else ''}"
+        return f"✓ {accounts}, {usable} token{'s' if usable != 1 else ''} usable."
+    unchecked_only = all(
+        all(reason.endswith("(XTS could not be asked)") for reason in why[name])
+        for name in not_ready
+    )
+    commands = _log_in_commands([n for n in not_ready if n not in broken], browser, labelled)
+    if unchecked_only:
+        advice = (
+            "Check the network and the broker's status, then run `xts_token_refresh.py status "
+            "--verify` again."
         )
+    elif broken or any(r.startswith("last refresh failed") for n in not_ready for r in why[n]):
+        advice = f"Fix what the lines above say, then run {commands}."
+    else:
+        advice = f"Run {commands} to log in again."
+    if not labelled:
+        return f"✗ Not ready: {'; '.join(why[not_ready[0]])}. {advice}"
+    listed = "; ".join(f"{name} ({', '.join(why[name])})" for name in not_ready)
+    return f"✗ {len(not_ready)} of {total} accounts not ready: {listed}. {advice}"
