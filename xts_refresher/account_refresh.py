@@ -47,6 +47,7 @@ from .settings import (
     lock_beside,
     warn_about_setup,
 )
+from .shown_time import shown_time
 from .store import (
     DEFAULT_RENEW_BEFORE,
     GROUP_TOKEN_FILE_MODE,
@@ -78,11 +79,10 @@ if TYPE_CHECKING:
 
 def print_banner(log: Log) -> None:
     """The seed's banner, which opens a run (once, whatever the number of accounts)."""
-    started = datetime.now()
     for line in (
         BANNER_RULE,
         "XTS Token Refresh Cron Job Started",
-        f"Execution Time: {started:%Y-%m-%d %H:%M:%S}",
+        f"Execution Time: {shown_time(datetime.now())}",
         BANNER_RULE,
     ):
         log.info("%s", line)
@@ -205,8 +205,8 @@ def short_life_error(session: Session, stored: StoredToken) -> ClockSkewError | 
     life = "is already expired" if left <= 0 else f"expires in {format_duration(left)}"
     return ClockSkewError(
         f"The new {session.label} token was saved, but by this machine's clock it {life} "
-        f"(exp {stored.expires_at.isoformat()}, this machine's time "
-        f"{now.isoformat(timespec='seconds')}). XTS tokens live about a day, so a wrong clock "
+        f"(exp {shown_time(stored.expires_at)}, this machine's time "
+        f"{shown_time(now)}). XTS tokens live about a day, so a wrong clock "
         "is the likely cause; bots may find the token dead."
     )
 
@@ -442,7 +442,7 @@ class RefreshRun:
             self.log.info(
                 "✓ The %s is still valid until %s (%s left)%s; no login needed.",
                 session.title,
-                kept.expires_at.isoformat() if kept.expires_at else "?",
+                shown_time(kept.expires_at) if kept.expires_at else "?",
                 format_duration(kept.seconds_left()),
                 checked,
             )
@@ -486,7 +486,7 @@ class RefreshRun:
         if short_lived is None:
             self.log.info("✓ %s refreshed successfully!", session.title)
         self.log.info("✓ Token saved to: %s", path)
-        expires = stored.expires_at.isoformat() if stored.expires_at else "unknown"
+        expires = shown_time(stored.expires_at) if stored.expires_at else "unknown"
         self.log.info("  user %s, token %s, expires %s", stored.user_id, stored.masked(), expires)
         if short_lived is not None:
             self.report(session.title, short_lived)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from .errors import LocalError, XtsRefreshError
 from .sessions import SESSIONS
+from .shown_time import shown_time
 from .store import StoredToken
 from .values import Frozen, plural
 
@@ -207,7 +208,7 @@ def token_lines(result: AccountResult) -> list[str]:
     """One line per token ``result`` saved: session, user, expiry (nothing secret)."""
     lines = []
     for stored in result.saved:
-        expires = f"{stored.expires_at:%Y-%m-%d %H:%M %z}" if stored.expires_at else "unknown"
+        expires = shown_time(stored.expires_at, seconds=False) if stored.expires_at else "unknown"
         label = SESSIONS[stored.session].label
         lines.append(f"{label}: user {stored.user_id}, expires {expires}")
     return lines
