@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import USER_ID, Project, Run, token_json
+from conftest import INTERACTIVE_SECRET, USER_ID, Project, Run, assert_no_secrets, token_json
 
 from xts_refresher.simulator import Fault
 
@@ -492,3 +494,194 @@ def test_status_json_lists_an_account_with_invalid_settings_under_errors(
     assert (entry["account"], entry["state"], entry["usable"]) == ("alice", "fresh", True)
     assert set(entry) == SESSION_KEYS
     assert project.sim.count("interactive_login") == 1
+
+
+# -- the last refresh (the run record) ----------------------------------------------------------
+
+
+def run_record(project: Project) -> Path:
+    """Where a refresh records how it ended: ``<interactive token file>.run``."""
+    return project.token_file.with_name(project.token_file.name + ".run")
+
+
+def test_a_failed_refresh_makes_status_exit_1_naming_the_previous_token_until_a_good_one(
+    project: Project,
+) -> None:
+    """A refresh XTS refuses (exit 1) leaves the previous, still unexpired token: ``status``
+    and ``status --verify`` exit 1 anyway, say that the token shown is the previous one, show
+    the failure's reason and end with one ✗ line naming the failure's time (in IST) and exit
+    code. ``status`` neither logs in nor touches the record or the token file. The next good
+    refresh clears it all: exit 0 and the ✓ line."""
+    assert project.run().code == 0
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Mt33"
+    failed = project.run()
+    assert failed.code == 1, failed.output
+    refusal = failed.stdout.splitlines()[-1]
+    assert refusal.startswith("✗ Token refresh failed (exit code 1): ")
+    token_before, record_before = project.token_file.read_bytes(), run_record(project).read_bytes()
+    logins_before = logins(project)
+
+    text = project.run("status")
+
+    assert text.code == 1, text.output
+    assert re.search(r"^✓ interactive\s+fresh\s+user CK68$", text.stdout, re.MULTILINE)
+    assert re.search(
+        r"^    This is the previous token: the last refresh failed "
+        r"\(\d{4}-\d\d-\d\d \d\d:\d\d IST, exit code 1\) and did not renew it\.$",
+        text.stdout,
+        re.MULTILINE,
+    ), text.stdout
+    reason = refusal.removeprefix("✗ Token refresh failed (exit code 1): ")
+    assert re.search(
+        rf"^✗ last refresh failed: \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d IST, exit code 1: "
+        rf"{re.escape(reason)}$",
+        text.stdout,
+        re.MULTILINE,
+    ), text.stdout
+    ended = datetime.now(KOLKATA)
+    closing = text.stdout.splitlines()[-1]
+    assert re.fullmatch(
+        r"✗ Not ready: last refresh failed at \d\d:\d\d IST, exit code 1\. Fix what the lines "
+        r"above say, then run `xts_token_refresh\.py`\.",
+        closing,
+    ), closing
+    shown = datetime.strptime(closing.split(" at ")[1][:5], "%H:%M").time()
+    assert abs(ended.hour * 60 + ended.minute - (shown.hour * 60 + shown.minute)) <= 1
+
+    verify, document = status_json(project, "--verify")
+    assert verify.code == 1
+    assert document["ok"] is False
+    entry = by_session(document)["interactive"]
+    assert (entry["state"], entry["usable"], entry["verified"]) == ("fresh", True, True)
+    assert entry["message"].startswith("This is the previous token: the last refresh failed")
+    (account,) = document["accounts"]
+    assert account["ready"] is False
+    assert account["last_run"]["exit_code"] == 1
+    assert account["last_run"]["reason"] == reason
+    at = datetime.fromisoformat(account["last_run"]["at"])
+    assert abs((datetime.now(timezone.utc) - at).total_seconds()) < 60
+    assert project.run("status", "--verify").code == 1
+    assert logins(project) == logins_before
+    assert project.token_file.read_bytes() == token_before
+    assert run_record(project).read_bytes() == record_before  # status never writes it
+
+    project.settings["XTS_INTERACTIVE_API_SECRET"] = INTERACTIVE_SECRET
+    assert project.run().code == 0
+    cleared = project.run("status")
+    assert cleared.code == 0, cleared.output
+    assert "previous token" not in cleared.stdout
+    assert re.search(
+        r"^✓ last refresh: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d IST, exit code 0$",
+        cleared.stdout,
+        re.MULTILINE,
+    )
+    assert cleared.stdout.splitlines()[-1] == "✓ 1 account, 1 token usable."
+    _, document = status_json(project, "--verify")
+    assert document["accounts"][0]["last_run"]["exit_code"] == 0
+    assert document["accounts"][0]["last_run"]["reason"] == ""
+
+
+def test_a_token_a_failed_refresh_saved_is_not_called_the_previous_one(project: Project) -> None:
+    """Interactive renewed, market data refused (exit 1): status exits 1 for the failed
+    refresh, calls the market-data token the previous one, and not the interactive token the
+    failed refresh saved itself."""
+    project.with_marketdata()
+    assert project.run().code == 0
+    project.settings["XTS_MARKETDATA_API_SECRET"] = "ms-FAKE-wrong-secret-Qq21"
+    assert project.run().code == 1
+
+    run, document = status_json(project)
+
+    assert run.code == 1
+    sessions = by_session(document)
+    assert sessions["interactive"]["message"] is None
+    assert sessions["marketdata"]["message"].startswith("This is the previous token")
+    assert document["accounts"][0]["last_run"]["exit_code"] == 1
+
+
+def test_the_run_record_is_written_atomically_with_the_token_files_mode_and_no_secret(
+    project: Project,
+) -> None:
+    """Under umask 000 the record is still mode 0600 (as the token files), no temporary file is
+    left beside it, and it holds the time, the exit code, the duration and the reason on one
+    line, with no secret or token and a server's control characters written out (``\\x1b``)."""
+    assert project.run(preexec=lambda: os.umask(0)).code == 0
+    project.sim.add_fault(
+        "interactive_login",
+        Fault.xts_error("e-user-0005", "Invalid credentials\n\x1b[2J\x1b[31mlocked\x07", 400),
+    )
+
+    failed = project.run(preexec=lambda: os.umask(0))
+
+    assert failed.code == 1, failed.output
+    record = run_record(project)
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert stat.S_IMODE(project.token_file.stat().st_mode) == 0o600
+    assert sorted(p.name for p in project.folder.iterdir() if p.name.startswith(".")) == []
+    text = record.read_text(encoding="utf-8")
+    assert text.count("\n") == 1 and text.endswith("\n")
+    data = json.loads(text)
+    assert set(data) == {"ended_at", "exit_code", "duration", "reason"}
+    assert data["exit_code"] == 1
+    assert abs(data["ended_at"] - time.time()) < 60
+    assert 0 <= data["duration"] < 60
+    assert "e-user-0005" in data["reason"]
+    assert "\\x1b[2J\\x1b[31mlocked\\x07" in data["reason"]
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in data["reason"])
+    assert_no_secrets(project, text)
+    assert token_json(project.token_file)["token"] not in text
+
+    shown = project.run("status")
+    assert shown.code == 1
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "\\x1b[2J\\x1b[31mlocked\\x07" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,
+        b"\x00\xffnot json at all{",
+        b"[1, 2, 3]",
+        b'{"ended_at": 1, "exit_code": "1", "duration": 0, "reason": ""}',
+        b'{"ended_at": NaN, "exit_code": 1, "duration": 0, "reason": ""}',
+        b'{"ended_at": 1e300, "exit_code": 1, "duration": 0, "reason": ""}',
+        b'{"ended_at": 1700000000, "exit_code": 1, "duration": -5, "reason": ""}',
+        b'{"ended_at": 1700000000, "exit_code": 1, "duration": 0, "reason": 7}',
+        b"[" * 100_000,
+    ],
+    ids=[
+        "missing",
+        "garbage",
+        "list",
+        "code-text",
+        "nan",
+        "far-future",
+        "negative",
+        "reason",
+        "deep",
+    ],
+)
+def test_a_missing_or_corrupt_run_record_is_no_run_recorded(
+    project: Project, content: bytes | None
+) -> None:
+    """A record that is missing or makes no sense is "no run recorded": status reports the
+    tokens as usual (exit 0), says so on the account's line, gives ``last_run`` null, and
+    neither fails nor rewrites the record."""
+    assert project.run().code == 0
+    record = run_record(project)
+    if content is None:
+        record.unlink()
+    else:
+        record.write_bytes(content)
+
+    run, document = status_json(project)
+
+    assert run.code == 0, run.output
+    assert document["accounts"][0]["last_run"] is None
+    text = project.run("status")
+    assert text.code == 0, text.output
+    assert "- last refresh: none recorded" in text.stdout.splitlines()
+    assert text.stdout.splitlines()[-1] == "✓ 1 account, 1 token usable."
+    assert "Unexpected error" not in text.output + text.log
+    assert (record.read_bytes() if record.exists() else None) == content
