@@ -111,7 +111,8 @@ def test_a_refresh_writes_every_gauge_matching_the_token_files(project: Project)
 
 def test_status_after_a_failed_refresh_still_shows_the_failure(project: Project) -> None:
     """The last run's exit code is kept across commands: a ``status`` after a refused login
-    rewrites the file and still says exit code 1, while the (old) token stays usable."""
+    rewrites the file and still says exit code 1, while the (old) token stays usable (and
+    ``status`` itself exits 1 for the failed refresh)."""
     path = with_metrics(project)
     assert project.run().code == 0
     project.settings["XTS_INTERACTIVE_API_SECRET"] = "is-FAKE-wrong-secret-Mt33"
@@ -120,30 +121,10 @@ def test_status_after_a_failed_refresh_still_shows_the_failure(project: Project)
 
     status = project.run("status")
 
-    assert status.code == 0, status.output
+    assert status.code == 1, status.output
     found = samples(path.read_text(encoding="utf-8"))
     assert found['xts_refresh_last_exit_code{account="default"}'] == 1
     assert found['xts_token_usable{account="default",session="interactive"}'] == 1
-
-
-def test_a_run_record_that_cannot_be_written_is_a_metrics_warning(project: Project) -> None:
-    """The run record's place is taken by a folder: the refresh still saves its token and
-    exits 0, and the one ⚠ line speaks of the metrics' run record, not of a token (whose
-    saving went fine)."""
-    with_metrics(project)
-    record = project.token_file.with_name(project.token_file.name + ".run")
-    record.mkdir()
-
-    run = project.run()
-
-    assert run.code == 0, run.output
-    assert token_json(project.token_file)["token"]
-    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
-    assert len(warnings) == 1, run.stdout
-    assert warnings[0] == (
-        "⚠ The metrics' run record of account default was not written: Cannot save the run "
-        f"record to {record}: it is a folder; the previous record is kept."
-    )
 
 
 @pytest.mark.system
@@ -170,21 +151,6 @@ def test_a_metrics_file_that_cannot_be_replaced_is_a_metrics_warning(project: Pr
     assert "token" not in warnings[0]
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
-
-
-def test_the_run_record_is_kept_beside_the_token_file_only_with_metrics_on(
-    project: Project,
-) -> None:
-    """Without XTS_METRICS_FILE a refresh writes no metrics and no run record (its folder holds
-    the token, the lock and the log only); with it, the record is ``<token file>.run``."""
-    assert project.run().code == 0
-    names = {path.name for path in project.folder.iterdir()} - {project.env_file.name}
-    assert names == {"xts_store_token.json", "xts_store_token.json.lock", "xts_token_refresh.log"}
-    with_metrics(project)
-
-    assert project.run().code == 0
-
-    assert (project.folder / "xts_store_token.json.run").is_file()
 
 
 def free_port() -> int:
@@ -278,7 +244,7 @@ def test_a_refresh_or_status_of_chosen_accounts_keeps_the_other_accounts_gauges(
     assert bob['xts_token_usable{account="bob",session="interactive"}'] == 1
     project.sim.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid."))
 
-    for args, code in ((("--account", "alice"), 1), (("status", "--account", "alice"), 0)):
+    for args, code in ((("--account", "alice"), 1), (("status", "--account", "alice"), 1)):
         run = project.run(*args)
         assert run.code == code, run.output
         found = samples(path.read_text(encoding="utf-8"))

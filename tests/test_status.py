@@ -685,3 +685,41 @@ def test_a_missing_or_corrupt_run_record_is_no_run_recorded(
     assert text.stdout.splitlines()[-1] == "✓ 1 account, 1 token usable."
     assert "Unexpected error" not in text.output + text.log
     assert (record.read_bytes() if record.exists() else None) == content
+
+
+def test_the_run_record_is_kept_beside_the_token_file_with_metrics_or_without(
+    project: Project,
+) -> None:
+    """Without XTS_METRICS_FILE a refresh writes its run record all the same: the folder holds
+    the token, its lock, the record ``<token file>.run`` and the log, and no metrics file."""
+    assert "XTS_METRICS_FILE" not in project.settings
+
+    assert project.run().code == 0
+
+    names = {path.name for path in project.folder.iterdir()} - {project.env_file.name}
+    assert names == {
+        "xts_store_token.json",
+        "xts_store_token.json.lock",
+        "xts_store_token.json.run",
+        "xts_token_refresh.log",
+    }
+    assert json.loads(run_record(project).read_text(encoding="utf-8"))["exit_code"] == 0
+
+
+def test_a_run_record_that_cannot_be_written_is_a_warning(project: Project) -> None:
+    """The run record's place is taken by a folder: the refresh still saves its token and
+    exits 0, and the one ⚠ line speaks of the run record, not of a token (whose saving went
+    fine)."""
+    record = run_record(project)
+    record.mkdir()
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert token_json(project.token_file)["token"]
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("⚠")]
+    assert warnings == [
+        f"⚠ The run record was not written: Cannot save the run record to {record}: it is a "
+        "folder; the previous record is kept."
+    ], run.stdout
+    assert record.is_dir()

@@ -427,4 +427,5 @@ def closing_status_text(
     if not labelled:
         return f"✗ Not ready: {'; '.join(why[not_ready[0]])}. {advice}"
     listed = "; ".join(f"{name} ({', '.join(why[name])})" for name in not_ready)
-    return f"✗ {len(not_ready)} of {total} accounts not ready: {listed}. {advice}"
+    accounts = f"{total} account{'s' if total != 1 else ''}"
+    return f"✗ {len(not_ready)} of {accounts} not ready: {listed}. {advice}"
