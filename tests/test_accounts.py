@@ -552,6 +552,59 @@ def test_each_accounts_lines_come_together_on_the_console_and_in_real_order_in_t
         assert_seed_lines(run, account)
 
 
+def test_status_names_the_account_whose_last_refresh_failed_until_a_good_one(
+    fleet: Fleet, pair: tuple[Account, Account], sim: XtsSimulator, sim2: XtsSimulator
+) -> None:
+    """bob's broker refuses his next interactive login (exit 1), alice's refreshes: ``status``
+    exits 1 and ends with one line naming bob, his failure's time in IST and exit code, and
+    the command for bob alone; bob's interactive token is called the previous one, not his
+    market-data token (renewed by that run), nor alice's; ``--json``
+    gives each account its ``last_run``. bob's next good refresh clears it: ✓ line, exit 0."""
+    alice, bob = pair
+    assert fleet.run().code == 0
+    sim2.add_fault("interactive_login", Fault.xts_error("e-user-0005", "Invalid credentials"))
+    failed = fleet.run()
+    assert failed.code == 1, failed.output
+    logins_before = (logins(sim), logins(sim2))
+
+    text = fleet.run("status")
+
+    assert text.code == 1, text.output
+    closing = last_line(text.stdout)
+    assert re.fullmatch(
+        r"✗ 1 of 2 accounts not ready: bob \(last refresh failed at \d\d:\d\d IST, exit code "
+        r"1\)\. Fix what the lines above say, then run `xts_token_refresh\.py --account bob`\.",
+        closing,
+    ), closing
+    bob_lines = [line for line in lines(text.stdout) if line.startswith(bob.prefix)]
+    alice_lines = [line for line in lines(text.stdout) if line.startswith(alice.prefix)]
+    # His interactive login was refused; his market-data login went through.
+    assert sum("This is the previous token" in line for line in bob_lines) == 1
+    assert any(line.startswith("[bob] ✗ last refresh failed: ") and "e-user-0005" in line
+               for line in bob_lines), bob_lines  # fmt: skip
+    assert not any("previous token" in line for line in alice_lines)
+    assert any(line.startswith("[alice] ✓ last refresh: ") for line in alice_lines)
+    assert (logins(sim), logins(sim2)) == logins_before
+
+    document = json.loads(fleet.run("status", "--json").stdout)
+    runs = {entry["account"]: entry for entry in document["accounts"]}
+    assert document["ok"] is False
+    assert runs["alice"]["ready"] is True
+    assert runs["alice"]["last_run"]["exit_code"] == 0
+    assert runs["bob"]["ready"] is False
+    assert runs["bob"]["last_run"]["exit_code"] == 1
+    assert "e-user-0005" in runs["bob"]["last_run"]["reason"]
+    messages = {(e["account"], e["session"]): e["message"] for e in document["sessions"]}
+    assert messages["bob", "interactive"].startswith("This is the previous token")
+    assert messages["bob", "marketdata"] is None
+    assert messages["alice", "interactive"] is None
+
+    assert fleet.run("--account", "bob").code == 0
+    cleared = fleet.run("status")
+    assert cleared.code == 0, cleared.output
+    assert last_line(cleared.stdout) == "✓ 2 accounts, 3 tokens usable."
+
+
 # -- 3. one broker hanging ------------------------------------------------------------------------
 
 
