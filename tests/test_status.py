@@ -629,7 +629,7 @@ def test_the_run_record_is_written_atomically_with_the_token_files_mode_and_no_s
     assert "\\x1b[2J\\x1b[31mlocked\\x07" in data["reason"]
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in data["reason"])
     assert_no_secrets(project, text)
-    assert token_json(project.token_file)["token"] not in text
+    assert str(token_json(project.token_file)["token"]) not in text
 
     shown = project.run("status")
     assert shown.code == 1

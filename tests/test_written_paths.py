@@ -229,6 +229,24 @@ def test_the_marketdata_token_file_at_the_lock_is_exit_2(project: Project) -> No
     assert "lock" in run.stdout
 
 
+@pytest.mark.parametrize("how", ["", "XTS_METRICS_FILE"], ids=["without-metrics", "with-metrics"])
+def test_the_marketdata_token_file_at_the_run_record_is_exit_2(project: Project, how: str) -> None:
+    """A token file where the run record goes (``<interactive token file>.run``), with metrics
+    or without (every refresh records itself): the record would replace the market-data
+    token at the end of the run. Refused before any login, naming the record; the file there
+    is untouched."""
+    project.with_marketdata()
+    if how:
+        project.settings[how] = str(project.folder / "xts.prom")
+    record = Path(f"{project.token_file}.run")
+    record.write_text(VICTIM_TEXT)
+    project.settings["XTS_MARKETDATA_TOKEN_FILE"] = str(record)
+    run = project.run()
+    assert_refused(project, run.code, run.stdout, record)
+    assert "run record" in run.stdout.lower()
+    assert record.read_text() == VICTIM_TEXT
+
+
 # -- what exists at a path is a regular file -----------------------------------------------------
 
 

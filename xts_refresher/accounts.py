@@ -29,6 +29,7 @@ from .settings import (
     ACCOUNTS_DIR,
     BROWSER_LOGIN,
     DEFAULT_ENV_FILE,
+    DISPLAY_TZ,
     KNOWN_VARIABLES,
     LOG_FILE,
     TABLE,
@@ -557,6 +558,19 @@ def log_file_path(overrides: PathOverrides, values: Mapping[str, str]) -> Path:
     if overrides.log_file:
         return resolve_path(overrides.log_file)
     return LOG_FILE.read(values)
+
+
+def display_zone_name(values: Mapping[str, str]) -> str:
+    """The zone times are shown in: XTS_DISPLAY_TZ, else Asia/Kolkata; ConfigError (naming
+    the setting) for a zone this machine does not know."""
+    try:
+        return DISPLAY_TZ.read(values)
+    except InvalidSettingError as exc:
+        raise ConfigError(
+            f"{DISPLAY_TZ.variable} {exc}",
+            f"Set {DISPLAY_TZ.variable} in the settings file (.env, not an account's) to a "
+            "zone such as Europe/London, or remove it for Asia/Kolkata; then run check-config.",
+        ) from None
 
 
 def accounts_dir_path(values: Mapping[str, str]) -> Path:

@@ -13,7 +13,14 @@ from types import MappingProxyType
 from typing import TextIO
 
 from . import SETUP_HINT, __version__, first_word
-from .accounts import Selection, collect_values, find_install, load_selection, log_file_path
+from .accounts import (
+    Selection,
+    collect_values,
+    display_zone_name,
+    find_install,
+    load_selection,
+    log_file_path,
+)
 from .console import (
     Redactor,
     add_log_file,
@@ -31,6 +38,7 @@ from .errors import (
 )
 from .parsers import resolve_path
 from .settings import DEFAULT_ENV_FILE, PathOverrides
+from .shown_time import use_display_zone
 from .store import DEFAULT_RENEW_BEFORE
 
 UNITS = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
@@ -378,6 +386,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         raise
     for secret in selection.secrets():
         redactor.add(secret)
+    use_display_zone(display_zone_name(selection.install.values))
     if args.command in ("refresh", "login"):
         return _refresh_or_login(args, selection, overrides, log, redactor)
     if args.command == "status":

@@ -293,6 +293,20 @@ def parse_readable_file(raw: str) -> Path | None:
     return found
 
 
+def parse_display_zone(raw: str) -> str | None:
+    """A time zone's name (``Asia/Kolkata``) that this machine knows (shown_time)."""
+    from .shown_time import UnknownZoneError, display_zone
+
+    value = parse_text(raw)
+    if value is None:
+        return None
+    try:
+        display_zone(value)
+    except UnknownZoneError:
+        raise InvalidSettingError(f"is not a time zone this machine knows ({value!r}).") from None
+    return value
+
+
 def parse_api_path(raw: str) -> str | None:
     """A path under the API root, ``/``-led without a trailing ``/``; "" for ``/`` (the API at
     the root itself)."""

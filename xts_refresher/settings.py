@@ -30,6 +30,7 @@ from .parsers import (
     parse_api_path,
     parse_boolean,
     parse_chat_ids,
+    parse_display_zone,
     parse_file_path,
     parse_group,
     parse_listen_address,
@@ -44,6 +45,7 @@ from .parsers import (
 )
 from .paths import APP_DIR, DEFAULT_ACCOUNTS_DIR
 from .sessions import INTERACTIVE, MARKETDATA, SESSIONS, Session
+from .shown_time import DEFAULT_DISPLAY_TZ, DISPLAY_TZ_VARIABLE
 from .store import is_user
 from .urls import broker_of, is_loopback_url, url_credentials, without_credentials
 from .values import Frozen
@@ -268,7 +270,13 @@ ACCOUNTS_DIR = Setting(
     parse_path,
     "folder of the account files NAME.env (never set in an account file)",
 )
-INSTALL_ROWS = (LOG_FILE, ACCOUNTS_DIR)
+DISPLAY_TZ = Setting(
+    DISPLAY_TZ_VARIABLE,
+    DEFAULT_DISPLAY_TZ,
+    parse_display_zone,
+    "time zone of the times shown to people (console, Telegram, status)",
+)
+INSTALL_ROWS = (LOG_FILE, ACCOUNTS_DIR, DISPLAY_TZ)
 # The Settings fields that code builds from several settings, or from none.
 COMBINED_FIELDS = (
     "account",
