@@ -2146,6 +2146,133 @@ def test_an_accounts_code_is_its_highest_failure_not_its_first() -> None:
     assert isinstance(result.worst, TokenSaveError)
 
 
+# -- times shown to people (shown_time) and the run record ------------------------------------
+
+ZONE_FOLDER = Path("/usr/share/zoneinfo")
+
+
+def zone_files() -> list[tuple[str, bytes]]:
+    """Every TZif file of the machine's zone folder (skip_or_fail without one), by name."""
+    if not (ZONE_FOLDER / "Asia" / "Kolkata").is_file():
+        skip_or_fail(f"no zone database in {ZONE_FOLDER} (apt-get install tzdata)")
+    found = []
+    for folder, _, names in os.walk(ZONE_FOLDER):
+        for name in names:
+            key = os.path.relpath(os.path.join(folder, name), ZONE_FOLDER)
+            data = Path(folder, name).read_bytes()
+            if data[:4] == b"TZif" and not key.startswith(("posix/", "right/")):
+                found.append((key, data))
+    return found
+
+
+def test_the_fixed_offset_read_from_a_zone_file_is_zoneinfos_from_its_last_transition_on() -> None:
+    """For every zone of the machine that the fast path takes (a fixed offset since its last
+    transition, a footer without daylight saving time), the offset and abbreviation are
+    zoneinfo's at that transition and up to 80 years later; Asia/Kolkata is among them, and
+    zones with daylight saving time (Europe/London, America/New_York) are not."""
+    from xts_refresher.shown_time import fixed_tail
+
+    taken = set()
+    for key, data in zone_files():
+        found = fixed_tail(data)
+        if found is None:
+            continue
+        taken.add(key)
+        zone, since = found
+        start = max(since, 0.0)
+        for moment in (start, start + 1, start + 86400 * 365 * 30, start + 86400 * 365 * 80):
+            when = datetime.fromtimestamp(moment, timezone.utc)
+            ours, theirs = when.astimezone(zone), when.astimezone(ZoneInfo(key))
+            assert (ours.utcoffset(), ours.tzname()) == (theirs.utcoffset(), theirs.tzname()), key
+    assert {"Asia/Kolkata", "Asia/Tokyo", "UTC"} <= taken
+    assert not {"Europe/London", "America/New_York", "Australia/Sydney"} & taken
+
+
+def test_a_zone_file_the_fast_path_cannot_vouch_for_is_left_to_zoneinfo() -> None:
+    """None (zoneinfo decides) for a version 1 file (no footer), a truncated file, a footer
+    with daylight saving time, a footer that disagrees with the last offset, and no TZif."""
+    from xts_refresher.shown_time import fixed_tail
+
+    kolkata = (ZONE_FOLDER / "Asia" / "Kolkata").read_bytes() if zone_files() else b""
+    london = (ZONE_FOLDER / "Europe" / "London").read_bytes()
+    assert fixed_tail(kolkata) is not None
+    assert fixed_tail(kolkata[:4] + b"\x00" + kolkata[5:]) is None  # version 1
+    assert fixed_tail(kolkata[:-5]) is None
+    assert fixed_tail(london) is None
+    assert fixed_tail(kolkata.replace(b"IST-5:30", b"IST-5:45")) is None
+    assert fixed_tail(b"not a zone file at all") is None
+
+
+def test_shown_time_writes_a_time_in_the_display_zone_with_its_abbreviation() -> None:
+    """An aware time, a Unix time and a naive local time in IST; without seconds; with
+    ``today``, today's date left out; a time before the zone's last transition, and a zone
+    with daylight saving time, through zoneinfo; an unknown zone refused."""
+    from xts_refresher.shown_time import UnknownZoneError, shown_time, use_display_zone
+
+    zone_files()
+    moment = datetime(2024, 10, 13, 3, 30, tzinfo=timezone.utc)
+    try:
+        use_display_zone("Asia/Kolkata")
+        assert shown_time(moment) == "2024-10-13 09:00:00 IST"
+        assert shown_time(moment.timestamp(), seconds=False) == "2024-10-13 09:00 IST"
+        naive = moment.astimezone().replace(tzinfo=None)
+        assert shown_time(naive) == "2024-10-13 09:00:00 IST"
+        assert shown_time(moment, today=True) == "2024-10-13 09:00:00 IST"
+        now = datetime.now(timezone.utc)
+        assert (
+            shown_time(now, seconds=False, today=True)
+            == f"{now.astimezone(ZoneInfo('Asia/Kolkata')):%H:%M} IST"
+        )
+        early = datetime(1940, 1, 1, tzinfo=timezone.utc)
+        assert (
+            shown_time(early)
+            == f"{early.astimezone(ZoneInfo('Asia/Kolkata')):%Y-%m-%d %H:%M:%S %Z}"
+        )
+        use_display_zone("Europe/London")
+        assert shown_time(moment) == "2024-10-13 04:30:00 BST"
+        assert shown_time(moment - timedelta(days=30 * 3)).endswith(" BST")
+        assert (
+            shown_time(datetime(2024, 1, 13, 9, tzinfo=timezone.utc)) == "2024-01-13 09:00:00 GMT"
+        )
+        with pytest.raises(UnknownZoneError):
+            use_display_zone("Mars/Olympus_Mons")
+        assert shown_time(moment).endswith(" BST")  # the zone in use is kept
+    finally:
+        use_display_zone("Asia/Kolkata")
+
+
+def test_a_refresh_showing_ist_imports_no_zoneinfo() -> None:
+    """Start-up budget: importing zoneinfo costs a refresh about 10 M instructions (it asks
+    sysconfig for its search path); the default zone is read from its file instead."""
+    import subprocess
+
+    zone_files()
+    probe = (
+        "import sys, xts_refresher.cli, xts_refresher.refresh\n"
+        "from xts_refresher.shown_time import shown_time, use_display_zone\n"
+        "use_display_zone('Asia/Kolkata'); print(shown_time(0.0))\n"
+        "print(sorted(m for m in ('zoneinfo', 'sysconfig') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=APP_DIR, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines() == ["1970-01-01 05:30:00 IST", "[]"], done.stdout + done.stderr
+
+
+def test_a_run_record_says_how_long_ago_its_refresh_started_and_whether_it_failed() -> None:
+    """``started_at`` is the end less the duration; ``failed`` is any exit code but 0; a reason
+    is one line, cut to MAX_REASON_CHARACTERS."""
+    from xts_refresher.run_record import MAX_REASON_CHARACTERS, RunRecord, one_line
+
+    record = RunRecord(1_700_000_100.0, 3, 12.5, "XTS unreachable")
+    assert record.started_at == 1_700_000_087.5
+    assert record.failed
+    assert not RunRecord(1.0, 0, 0.0).failed
+    assert one_line("a\n  b\tc ") == "a b c"
+    long = one_line("x" * 5000)
+    assert len(long) == MAX_REASON_CHARACTERS and long.endswith("…")
+
+
 # -- alerts: what Telegram and the health check answered, and when to try again -------------
 
 

@@ -379,6 +379,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
     overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
     try:
         selection = load_selection(overrides, os.environ, selected_accounts(args))
+        use_display_zone(display_zone_name(selection.install.values))
     except ConfigError:
         if args.command in ("refresh", "login"):
             # A cron run's configuration error belongs in its log too.
@@ -386,7 +387,6 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
         raise
     for secret in selection.secrets():
         redactor.add(secret)
-    use_display_zone(display_zone_name(selection.install.values))
     if args.command in ("refresh", "login"):
         return _refresh_or_login(args, selection, overrides, log, redactor)
     if args.command == "status":
