@@ -723,3 +723,27 @@ def test_a_run_record_that_cannot_be_written_is_a_warning(project: Project) -> N
         "folder; the previous record is kept."
     ], run.stdout
     assert record.is_dir()
+
+
+def test_a_refresh_refused_for_an_unsafe_path_is_a_failed_last_refresh(project: Project) -> None:
+    """A refresh refused before any login (its log aimed at the settings file: exit 2) renews
+    nothing: ``status`` exits 1 while yesterday's token is still valid, giving exit code 2 and
+    the refusal's reason; the settings file is untouched."""
+    assert project.run().code == 0
+    settings_before = project.write_env().read_bytes()
+    refused = project.run("--log-file", str(project.env_file))
+    assert refused.code == 2, refused.output
+    assert project.env_file.read_bytes() == settings_before
+
+    run, document = status_json(project)
+
+    assert run.code == 1
+    last_run = document["accounts"][0]["last_run"]
+    assert last_run["exit_code"] == 2
+    assert str(project.env_file) in last_run["reason"]
+    text = project.run("status")
+    assert re.fullmatch(
+        r"✗ Not ready: last refresh failed at \d\d:\d\d IST, exit code 2\. Fix what the lines "
+        r"above say, then run `xts_token_refresh\.py`\.",
+        text.stdout.splitlines()[-1],
+    )

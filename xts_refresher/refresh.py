@@ -40,8 +40,8 @@ from .outcome import (
     telegram_text,
     worth_a_message,
 )
-from .outputs import WrittenPathError, check_written_paths
-from .run_record import RunRecord, save_run
+from .outputs import WrittenPath, WrittenPathError, check_written_paths, kind_problem
+from .run_record import RunRecord, run_record_path, save_run
 from .settings import (
     DEFAULT_DEADLINE_SECONDS,
     DEFAULT_RETRY_BACKOFF_SECONDS,
@@ -371,8 +371,24 @@ def check_paths_and_open_log(selection: Selection, log: logging.Logger, log_file
     except WrittenPathError as exc:
         if log_file not in exc.paths:
             add_log_file(log, log_file)
+        record_refusal(selection, exc, log)
         raise
     add_log_file(log, log_file)
+
+
+def record_refusal(selection: Selection, refusal: WrittenPathError, log: Log) -> None:
+    """Record the refusal of unsafe paths (exit 2, no login) as each account's last refresh,
+    so that ``status`` does not take yesterday's token for this morning's; only where the
+    record itself is safe to write (none of the paths named, a regular file or nothing)."""
+    now = time.time()
+    for settings in selection.accounts:
+        path = run_record_path(settings)
+        if path in refusal.paths or kind_problem(WrittenPath(path, "", True, derived=True)):
+            continue
+        try:
+            save_run(settings, RunRecord(now, refusal.exit_code, 0.0, one_line_reason(refusal)))
+        except TokenSaveError as exc:
+            log.warning("⚠ The run record was not written: %s", exc.message)
 
 
 def refresh(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 
+from .console import without_controls
 from .store import TOKEN_FILE_MODE, write_atomically
 from .values import Frozen
 
@@ -76,7 +77,7 @@ def save_run(settings: Settings, record: RunRecord) -> None:
         "ended_at": record.ended_at,
         "exit_code": record.exit_code,
         "duration": record.duration,
-        "reason": one_line(record.reason),
+        "reason": one_line(without_controls(record.reason)),
     }
     content = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
     write_atomically(
@@ -93,7 +94,6 @@ def load_run(settings: Settings) -> RunRecord | None:
     cannot be read or makes no sense (a FIFO, a device or a huge file, see read_small_file;
     JSON nested past the parser's depth; a time no zone can show; control characters in
     the reason are written out, as in every output)."""
-    from .console import without_controls
     from .paths import read_small_file
 
     try:
