@@ -10,6 +10,8 @@ health checks and written the metrics, and prints its last line last (outcome.py
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,15 +34,15 @@ from .locks import started_by_running_hook
 from .outcome import (
     AccountResult,
     closing_text,
+    failures_text,
     hook_recursion_error,
     last_text,
     machine_label,
-    one_line_reason,
     print_line,
     telegram_text,
     worth_a_message,
 )
-from .outputs import WrittenPath, WrittenPathError, check_written_paths, kind_problem
+from .outputs import WrittenPathError, check_written_paths
 from .run_record import RunRecord, run_record_path, save_run
 from .settings import (
     DEFAULT_DEADLINE_SECONDS,
@@ -218,11 +220,19 @@ def record_run(
     since ``started``, and its failure as its closing line tells it, redacted. A record that
     cannot be written costs a warning, never the run's outcome."""
     ended = time.time()
-    reason = redactor.redact(one_line_reason(result.worst)) if result.worst else ""
+    reason = redactor.redact(failures_text(result, whole=False)) if result.errors else ""
     try:
         save_run(settings, RunRecord(ended, result.code, max(ended - started, 0.0), reason))
     except TokenSaveError as exc:
         log.warning("⚠ The run record was not written: %s", exc.message)
+
+
+def _lstat_mode(path: Path) -> int:
+    """The ``st_mode`` of what is at ``path`` (a symlink itself), 0 when nothing is."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
 
 
 def _send_news(
@@ -378,15 +388,17 @@ def check_paths_and_open_log(selection: Selection, log: logging.Logger, log_file
 
 def record_refusal(selection: Selection, refusal: WrittenPathError, log: Log) -> None:
     """Record the refusal of unsafe paths (exit 2, no login) as each account's last refresh,
-    so that ``status`` does not take yesterday's token for this morning's; only where the
-    record itself is safe to write (none of the paths named, a regular file or nothing)."""
+    so that ``status`` does not take yesterday's token for this morning's; only over a record
+    an earlier refresh left (a regular file none of the refused paths names): a refused run
+    makes no new file."""
     now = time.time()
     for settings in selection.accounts:
         path = run_record_path(settings)
-        if path in refusal.paths or kind_problem(WrittenPath(path, "", True, derived=True)):
+        if path in refusal.paths or not stat.S_ISREG(_lstat_mode(path)):
             continue
         try:
-            save_run(settings, RunRecord(now, refusal.exit_code, 0.0, one_line_reason(refusal)))
+            reason = failures_text(AccountResult(settings.account, [refusal], []), whole=False)
+            save_run(settings, RunRecord(now, refusal.exit_code, 0.0, reason))
         except TokenSaveError as exc:
             log.warning("⚠ The run record was not written: %s", exc.message)
 
