@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import (
@@ -40,6 +41,14 @@ from conftest import (
 )
 
 from xts_refresher.simulator import CODE_BAD_CREDENTIALS_INTERACTIVE, Fault, XtsSimulator
+
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+def shown_in_ist(iso_time: str) -> str:
+    """An ISO 8601 time as the program shows it to people (XTS_DISPLAY_TZ's default)."""
+    return f"{datetime.fromisoformat(iso_time).astimezone(KOLKATA):%Y-%m-%d %H:%M:%S} IST"
+
 
 STDOUT_LINES = (
     "=" * 62,
@@ -81,7 +90,7 @@ def test_refresh_writes_the_contract_token_file(project: Project) -> None:
     assert run.code == 0, run.output
     for line in STDOUT_LINES:
         assert line in run.stdout
-    assert re.search(r"^Execution Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", run.stdout, re.M)
+    assert re.search(r"^Execution Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d IST$", run.stdout, re.M)
     assert f"✓ Token saved to: {project.token_file}" in run.stdout
     logins = project.sim.requests("interactive_login")
     assert len(logins) == 1
@@ -132,11 +141,11 @@ def test_a_refresh_prints_the_documented_lines_in_order_and_logs_the_same(
 
     assert run.code == 0, run.output
     token = str(token_json(project.token_file)["token"])
-    expires = str(token_json(project.token_file)["expires_at"])
+    expires = shown_in_ist(str(token_json(project.token_file)["expires_at"]))
     expected = [
         "=" * 62,
         "XTS Token Refresh Cron Job Started",
-        r"Execution Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+        r"Execution Time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d IST",
         "=" * 62,
         re.escape("Starting XTS token refresh process..."),
         re.escape("✓ XTS token refreshed successfully!"),
@@ -783,8 +792,8 @@ def test_a_new_token_that_is_expired_by_this_machines_clock_is_saved_but_exit_3(
     assert saved["token"] == issued
     closing = run.stdout.rstrip().splitlines()[-1]
     assert closing.startswith("✗ Token refresh failed (exit code 3)"), closing
-    assert f"exp {saved['expires_at']}" in closing
-    assert f"{datetime.now().astimezone():%Y-%m-%d}" in closing
+    assert f"exp {shown_in_ist(str(saved['expires_at']))}" in closing
+    assert f"{datetime.now(KOLKATA):%Y-%m-%d}" in closing
     assert "clock" in closing
     assert "fresh token" not in run.stdout
 
