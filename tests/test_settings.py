@@ -408,7 +408,7 @@ def test_settings_fields_are_the_tables_and_the_combined_ones() -> None:
     variables = [row.variable for row in settings.TABLE]
     assert variables[:2] == ["XTS_API_ROOT", "XTS_INTERACTIVE_API_KEY"]
     assert variables.index("XTS_CA_BUNDLE") < variables.index("TELEGRAM_TOKEN")
-    assert variables[-2:] == ["XTS_LOG_FILE", "XTS_ACCOUNTS_DIR"]
+    assert variables[-3:] == ["XTS_LOG_FILE", "XTS_ACCOUNTS_DIR", "XTS_DISPLAY_TZ"]
     declared = [
         name for name, value in vars(Settings).items() if isinstance(value, settings.Setting)
     ]
