@@ -177,7 +177,7 @@ main() {
 
   # The Python to use, and what it says of itself and of the arguments, before any line is
   # printed: the command they name decides the first lines (the usage with --help).
-  local venv python="" probe="" probe_code=0 version="" missing="" command="refresh" now=""
+  local venv python="" probe="" probe_code=0 version="" missing="" command="refresh"
   venv="$(find_venv)"
   if [[ -n "${venv}" ]]; then
     VIRTUAL_ENV="${venv}"
@@ -199,7 +199,6 @@ probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
         IFS= read -r version || true
         IFS= read -r missing || true
         IFS= read -r command || true
-        IFS= read -r now || true
       } <<<"${probe}"
     fi
   fi
@@ -210,11 +209,9 @@ probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
   esac
 
   echo "${RULE}"
-  # The time as the program shows times (XTS_DISPLAY_TZ), from the probe; without one, this
-  # machine's clock: bash's own saves a date process; bash 3 (macOS) has none: date.
-  if [[ -z "${now}" ]]; then
-    printf -v now '%(%Y-%m-%d %H:%M:%S)T' -1 2>/dev/null || now="$(date '+%Y-%m-%d %H:%M:%S')"
-  fi
+  local now
+  # bash's own clock saves a date process; bash 3 (macOS) has none and falls back to date.
+  printf -v now '%(%Y-%m-%d %H:%M:%S)T' -1 2>/dev/null || now="$(date '+%Y-%m-%d %H:%M:%S')"
   echo "XTS Token Refresh - ${now}"
   echo "Working Directory: ${dir}"
   echo "${RULE}"

@@ -27,7 +27,7 @@ def command_word(args: Sequence[str]) -> str:
 def probe(args: Sequence[str]) -> None:
     """Print this Python's version; the required modules it cannot find (space-separated, an
     empty line when none is missing), without importing them; the command ``args`` (the
-    wrapper's arguments) name; and the time now as the program shows times (shown_now)."""
+    wrapper's arguments) name."""
     from importlib.util import find_spec
 
     from . import REQUIRED_MODULES
@@ -35,38 +35,6 @@ def probe(args: Sequence[str]) -> None:
     print(sys.version.split()[0])
     print(" ".join(name for name in REQUIRED_MODULES if find_spec(name) is None))
     print(command_word(args))
-    print(shown_now(args))
-
-
-def shown_now(args: Sequence[str]) -> str:
-    """Now, as the program shows times to people: in XTS_DISPLAY_TZ as the process environment,
-    else the settings file ``args`` name (``--env-file``), else the .env beside the program
-    set it (Asia/Kolkata when none does); "" for a zone this machine does not know (the
-    program then says so, and the wrapper shows its own clock)."""
-    import os
-    from datetime import datetime
-
-    from .paths import file_value, resolve
-    from .shown_time import (
-        DEFAULT_DISPLAY_TZ,
-        DISPLAY_TZ_VARIABLE,
-        UnknownZoneError,
-        shown_time,
-        use_display_zone,
-    )
-
-    env_file = ".env"
-    for at, arg in enumerate(args):
-        if arg == "--env-file" and at + 1 < len(args):
-            env_file = args[at + 1]
-        elif arg.startswith("--env-file="):
-            env_file = arg.split("=", 1)[1]
-    zone = os.environ.get(DISPLAY_TZ_VARIABLE) or file_value(resolve(env_file), DISPLAY_TZ_VARIABLE)
-    try:
-        use_display_zone((zone or "").strip() or DEFAULT_DISPLAY_TZ)
-        return shown_time(datetime.now())
-    except UnknownZoneError:
-        return ""
 
 
 def closing_meaning(code: int, command: str, args: Sequence[str]) -> str:
