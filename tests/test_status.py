@@ -21,7 +21,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import INTERACTIVE_SECRET, USER_ID, Project, Run, assert_no_secrets, token_json
+from conftest import (
+    INTERACTIVE_SECRET,
+    USER_ID,
+    Project,
+    Run,
+    assert_no_secrets,
+    skip_or_fail,
+    token_json,
+)
 
 from xts_refresher.simulator import Fault
 
@@ -747,3 +755,24 @@ def test_a_refresh_refused_for_an_unsafe_path_is_a_failed_last_refresh(project: 
         r"above say, then run `xts_token_refresh\.py`\.",
         text.stdout.splitlines()[-1],
     )
+
+
+def test_the_run_record_has_the_token_files_group_and_mode(project: Project) -> None:
+    """With XTS_TOKEN_GROUP (here ``nogroup``) the token file is 0640 and the group's, and so
+    is the run record beside it (a bot of the group running ``status`` reads both)."""
+    import grp
+
+    if os.geteuid() != 0:
+        skip_or_fail("giving files to a group this user is not in needs root")
+    try:
+        gid = grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        skip_or_fail("the group nogroup is missing")
+        raise
+    project.settings["XTS_TOKEN_GROUP"] = "nogroup"
+
+    assert project.run(preexec=lambda: os.umask(0)).code == 0
+
+    for path in (project.token_file, run_record(project)):
+        info = path.stat()
+        assert (info.st_gid, stat.S_IMODE(info.st_mode)) == (gid, 0o640), path

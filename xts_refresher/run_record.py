@@ -5,8 +5,8 @@ ended, its exit code, how long it took, and why it failed, on one line (redacted
 output is; empty on success). ``status`` reads it, so a refresh that failed while an older
 token is still valid is not mistaken for a good one; the metrics show it as gauges. It is
 ``<interactive token file>.run`` (beside the lock), replaced atomically, with the token files'
-mode, and holds no secret. A record that is missing or cannot be read means "no run recorded",
-never an error; ``status`` never writes it.
+mode and group, and holds no secret. A record that is missing or cannot be read means "no run
+recorded", never an error; ``status`` never writes it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import math
 
 from .console import without_controls
-from .store import TOKEN_FILE_MODE, write_atomically
+from .store import GROUP_TOKEN_FILE_MODE, TOKEN_FILE_MODE, write_atomically
 from .values import Frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy honours the name
@@ -71,8 +71,9 @@ def run_record_path(settings: Settings) -> Path:
 
 
 def save_run(settings: Settings, record: RunRecord) -> None:
-    """Record the account's last refresh, atomically, with the token files' mode;
-    TokenSaveError when it cannot be (the previous record is then kept)."""
+    """Record the account's last refresh, atomically, with the token files' mode and group
+    (0600, or 0640 for XTS_TOKEN_GROUP's group); TokenSaveError when it cannot be (the
+    previous record is then kept)."""
     data = {
         "ended_at": record.ended_at,
         "exit_code": record.exit_code,
@@ -80,12 +81,14 @@ def save_run(settings: Settings, record: RunRecord) -> None:
         "reason": one_line(without_controls(record.reason)),
     }
     content = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
+    group = settings.token_group  # the token files' mode and group (XTS_TOKEN_GROUP)
     write_atomically(
         run_record_path(settings),
         content,
         "the previous record is kept",
-        TOKEN_FILE_MODE,
+        TOKEN_FILE_MODE if group is None else GROUP_TOKEN_FILE_MODE,
         "the run record",
+        group=None if group is None else group.gid,
     )
 
 
