@@ -776,7 +776,7 @@ def test_status_says_how_a_browser_account_logs_in(project: Project) -> None:
     assert "    login: browser\n" in run.stdout
     assert "    to log in: xts_token_refresh.py login --account default\n" in run.stdout
     assert run.stdout.endswith(
-        "✗ At least one session cannot trade: run `xts_token_refresh.py login --account "
+        "✗ Not ready: interactive token missing. Run `xts_token_refresh.py login --account "
         "default` to log in again.\n"
     )
     assert [e["login"] for e in document["sessions"]] == ["browser"]
