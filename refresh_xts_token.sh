@@ -243,7 +243,9 @@ probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
   echo
   echo "Running XTS token refresh script..."
   echo "${THIN_RULE}"
-  local code=0
+  local code=0 started
+  # When the run started (Unix time): only the run records written since are this run's.
+  printf -v started '%(%s)T' -1 2>/dev/null || started="$(date +%s)"
   "${python}" "${PROGRAM}" "$@" >&3 || code=$?
   echo "${THIN_RULE}"
   local title meaning
@@ -253,9 +255,10 @@ probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
     echo "✓ ${title} completed successfully (exit code: 0)"
   else
     # Only a failure pays for asking the program what its exit code means.
-    # It names the broker and the settings file of the account concerned: it is given the
+    # It names the broker and the settings file of each account concerned: it is given the
     # program's arguments (--env-file, --account) to find them as the program did.
-    meaning="$("${python}" -m xts_refresher.wrapper "${code}" "${command}" -- "$@" 2>/dev/null)" ||
+    meaning="$("${python}" -m xts_refresher.wrapper "${code}" "${command}" "${started}" -- "$@" \
+      2>/dev/null)" ||
       meaning="see the messages above"
     echo "✗ ${title} failed (exit code: ${code}): ${meaning}"
   fi

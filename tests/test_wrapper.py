@@ -28,6 +28,7 @@ from conftest import (
     WRAPPER,
     Project,
     assert_no_secrets,
+    closed_port,
     copy_program,
     run_process,
     token_json,
@@ -151,6 +152,40 @@ def arrange(project: Project, scenario: str) -> tuple[int, int]:
         project.settings["XTS_POST_REFRESH_HOOK"] = "exit 9"
         return 5, 1
     return 0, 1
+
+
+def test_the_closing_line_names_each_failed_accounts_broker_and_file(
+    project: Project, tmp_path: Path
+) -> None:
+    """Three account files: alice fresh, bob's key refused, carol's broker down. The wrapper's
+    closing line names bob and carol, each with the broker and the account's own file to fix
+    (never ".env"), and not alice; the exit code is the highest."""
+    down = f"127.0.0.1:{closed_port()}"
+    accounts = project.with_accounts(
+        "alice",
+        "bob",
+        "carol",
+        bob={"XTS_INTERACTIVE_API_SECRET": WRONG_SECRET},
+        carol={"XTS_API_ROOT": f"http://{down}"},
+    )
+    project.settings.update(XTS_RETRIES="0")
+    env_file = project.write_env()
+
+    done = run_wrapper(WRAPPER, "--env-file", str(env_file), home=tmp_path)
+
+    out = output_of(done)
+    assert done.returncode == 3, out
+    assert_clean(project, done)
+    broker = urlsplit(project.sim.url).netloc
+    closing = done.stdout.splitlines()[-2]
+    assert closing == (
+        "✗ Token refresh failed (exit code: 3): "
+        f"bob: broker {broker}: XTS refused the login: check the API key, secret and "
+        f"XTS_USER_ID in {accounts / 'bob.env'}; "
+        f"carol: broker {down}: XTS unreachable or failing after the retries: check the network "
+        f"and the broker (XTS_API_ROOT in {accounts / 'carol.env'})"
+    ), out
+    assert "alice" not in closing
 
 
 @pytest.mark.parametrize("locale", LOCALES.values(), ids=list(LOCALES))
