@@ -451,7 +451,7 @@ def test_status_verify_when_xts_cannot_be_asked_says_not_checked_quickly(
     assert "not checked" in text.stdout
     assert "NOT accepted" not in text.stdout
     assert "log in again" not in text.stdout
-    assert "check the network" in text.stdout.splitlines()[-1]
+    assert "check the network" in text.stdout.splitlines()[-1].lower()
     assert project.token_file.read_bytes() == before
 
 
