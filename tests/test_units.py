@@ -1931,6 +1931,11 @@ def test_a_single_account_ends_with_its_closing_line_and_account_files_with_the_
     assert last_text([fresh.replaced(account="alice"), refused], labelled=True) == (
         "✗ 1 of 2 accounts failed (exit code 1): bob: refused Check the key."
     )
+    carol = refused.replaced(account="carol")
+    assert last_text([refused, carol], labelled=True) == (
+        "✗ 2 of 2 accounts failed (exit code 1): bob: refused Check the key; "
+        "carol: refused Check the key."
+    )
 
 
 def test_the_telegram_message_of_accounts_marks_each_failed_one_and_puts_it_first() -> None:

@@ -188,6 +188,33 @@ def test_the_closing_line_names_each_failed_accounts_broker_and_file(
     assert "alice" not in closing
 
 
+def test_the_closing_line_tells_a_browser_account_to_sign_in_not_to_check_its_key(
+    project: Project, tmp_path: Path
+) -> None:
+    """Two account files: alice fresh, dora a browser account (XTS_LOGIN=browser) with no way
+    to its session in a refresh. The program exits 1 at once; the wrapper's closing line names
+    dora's broker and the login command her holder runs, not a refused key; nothing of dora's
+    was sent to XTS."""
+    accounts = project.with_accounts("alice", "dora", dora={"XTS_LOGIN": "browser"})
+    env_file = project.write_env()
+
+    done = run_wrapper(WRAPPER, "--env-file", str(env_file), home=tmp_path)
+
+    out = output_of(done)
+    assert done.returncode == 1, out
+    assert_clean(project, done)
+    broker = urlsplit(project.sim.url).netloc
+    closing = done.stdout.splitlines()[-2]
+    assert closing == (
+        "✗ Token refresh failed (exit code: 1): "
+        f"dora: broker {broker}: its holder must sign in on the broker's page: run "
+        "xts_token_refresh.py login --account dora (a refused key or user: check them in "
+        f"{accounts / 'dora.env'})"
+    ), out
+    assert not (accounts / "dora" / "xts_store_token.json").exists()
+    assert len(project.sim.requests()) == 1  # alice's login alone
+
+
 @pytest.mark.parametrize("locale", LOCALES.values(), ids=list(LOCALES))
 @pytest.mark.parametrize("how", ["direct", "symlink"])
 @pytest.mark.parametrize(

@@ -159,7 +159,9 @@ def summary_text(results: Sequence[AccountResult]) -> str:
         if len(results) == 1:
             return f"✓ Account {results[0].account} holds fresh tokens (exit code 0)."
         return f"✓ All {len(results)} accounts hold fresh tokens (exit code 0)."
-    reasons = "; ".join(f"{r.account}: {failures_text(r, whole=False)}" for r in failed)
+    each = [f"{r.account}: {failures_text(r, whole=False)}" for r in failed]
+    # "; " parts a sentence's clauses: a reason's closing period stays only on the last one.
+    reasons = "; ".join([*(text.rstrip(".") for text in each[:-1]), each[-1]])
     return (
         f"✗ {len(failed)} of {plural(len(results), 'account')} failed (exit code {code}): {reasons}"
     )

@@ -79,9 +79,19 @@ def closing_meaning(code: int, command: str, since: float, args: Sequence[str]) 
 def account_meaning(code: int, command: str, settings: Settings) -> str:
     """What ``code`` means for the account of ``settings``: its broker first when the failure
     concerns it, its own settings file in the advice."""
-    from .errors import broker_concerned, exit_meaning
+    from .errors import LoginRefusedError, broker_concerned, exit_meaning
+    from .settings import BROWSER_LOGIN
 
     meaning = exit_meaning(code, command, settings.shown_env_file)
+    holder_signs_in = settings.login == BROWSER_LOGIN and command in ("refresh", "login")
+    if holder_signs_in and code == LoginRefusedError.exit_code:
+        from .browser_login import login_command_text
+
+        # Most often nobody signed in; a refused market-data key or user is the rarer case.
+        meaning = (
+            f"its holder must sign in on the broker's page: run {login_command_text(settings)} "
+            f"(a refused key or user: check them in {settings.shown_env_file})"
+        )
     return f"broker {settings.broker}: {meaning}" if broker_concerned(code, command) else meaning
 
 
