@@ -465,6 +465,39 @@ def test_a_holder_signed_in_as_another_user_saves_nothing(
     assert project.token_file.read_bytes() == before
 
 
+def test_a_finished_session_claiming_the_holder_for_another_users_token_saves_nothing(
+    project: Project, live: list[LiveRun]
+) -> None:
+    """A finished session is the page's claim: one carrying a real token XTS issued to another
+    user, under this account's userID, is refused (the token's own userID says whose it is):
+    exit 1, no proof call, the browser not told it is logged in, the token file unchanged."""
+    browser_account(project)
+    project.sim.thirdparty.session_shape = "token"
+    before = previous_token(project)
+    project.sim.add_account("evil-key-FAKE-0001", "evil-secret-FAKE-0001", "EVIL9", "interactive")
+    answer = requests.post(
+        f"{project.sim.url}/interactive/user/session",
+        json={"appKey": "evil-key-FAKE-0001", "secretKey": "evil-secret-FAKE-0001",
+              "source": "WEBAPI"},
+        timeout=10,
+    )  # fmt: skip
+    others_token = answer.json()["result"]["token"]
+    live.append(LiveRun(project, "login", "--wait", "30s"))
+    callback, session = hand_over(live[0].link())
+    forged = {**json.loads(session), "token": others_token, "userID": TP_USER}
+    project.sim.clear()
+
+    page = deliver(callback, json.dumps(forged))
+    run = live[0].finish()
+
+    assert page.status_code >= 400 and "logged in as" not in page.text
+    assert run.code == 1, run.output
+    assert "belongs to user EVIL9" in run.stdout
+    assert others_token not in run.output + run.log
+    assert project.sim.requests() == []
+    assert project.token_file.read_bytes() == before
+
+
 def test_market_data_logs_in_with_its_key_in_the_same_run(
     project: Project, live: list[LiveRun]
 ) -> None:

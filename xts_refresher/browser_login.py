@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from .answers import LoginResult, one_line
 from .errors import HolderLoginError, XtsRefreshError
 from .sessions import INTERACTIVE
-from .store import is_token_text
+from .store import base_user, is_token_text, jwt_claims
 from .values import Frozen
 
 if TYPE_CHECKING:
@@ -164,6 +164,14 @@ def session_login(handed: HandedSession, client: XtsClient) -> LoginResult:
         return client.exchange_access_token(handed.access_token)
     result = dict(handed.result or {})
     raw_user = str(result.get("userID") or "").encode("utf-8", "backslashreplace").decode()
+    # The page's userID is only its claim; the token's own (XTS signed it, and the proof call
+    # puts it to XTS) says whose session it is. Unsigned JSON must not pair them otherwise.
+    token_user = str(jwt_claims(result["token"]).get("userID") or "")
+    if raw_user and token_user and base_user(token_user) != base_user(raw_user):
+        raise unusable(
+            f"The session token handed over belongs to user {one_line(base_user(token_user))}, "
+            f"not to the userID {one_line(raw_user)} it came with"
+        )
     return LoginResult(
         INTERACTIVE.name, result["token"], one_line(raw_user), client.settings.api_root, result
     )
