@@ -40,6 +40,7 @@ from xts_refresher.callback import (
 from xts_refresher.errors import ConfigError
 
 PATH = "/xts/callback"
+FORM = "application/x-www-form-urlencoded"
 # A session as a page hands it over; none of it may ever reach the log.
 SESSION = '{"accessToken": "at-FAKE-5d1e0c-access-token", "userID": "CK68"}'
 SESSION_MARKERS = ("at-FAKE-5d1e0c-access-token", "accessToken")
@@ -401,6 +402,28 @@ def test_a_post_that_is_not_a_form_with_one_session_is_refused(
         assert post(listener, state).status_code == 200
     assert answer.status_code == status
     assert_refused_and_logged(logged, status, reason)
+    assert arrivals.sessions == [SESSION]
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"1\xb9", b"-1", b"+3", b"0x10", b" 3 3"])
+def test_a_content_length_that_is_not_ascii_digits_is_refused(
+    logged: Logged, length: bytes
+) -> None:
+    """A declared length that is not plain ASCII digits (``²`` passes str.isdigit() but not
+    int()): 400 with a ⚠ line like any malformed request, never a request left unanswered."""
+    state = new_state()
+    with listening(logged) as listener:
+        arrivals = Arrivals()
+        listener.expect("alice", state, PATH, arrivals)
+        answer = raw(
+            listener,
+            f"POST {PATH}?state={state} HTTP/1.1\r\nContent-Type: {FORM}\r\n".encode()
+            + b"Content-Length: " + length + b"\r\n\r\nsession=x",
+        )  # fmt: skip
+        assert post(listener, state).status_code == 200
+    assert status_of(answer) == 400
+    assert_refused_and_logged(logged, status_of(answer), "malformed request")
+    assert not any("failed on a request" in line for line in logged.warnings())
     assert arrivals.sessions == [SESSION]
 
 

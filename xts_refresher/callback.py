@@ -470,7 +470,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "Transfer-Encoding" in self.headers or "Content-Length" not in self.headers:
             raise _RefusedError(411, "no declared length")
         declared = self.headers.get("Content-Length", "").strip()
-        if not declared.isdigit() or len(self.headers.get_all("Content-Length", [])) != 1:
+        # isascii too: "²" is a digit to str.isdigit() but not to int().
+        if (
+            not (declared.isascii() and declared.isdigit())
+            or len(self.headers.get_all("Content-Length", [])) != 1
+        ):
             raise _RefusedError(400, "malformed request")
         length = int(declared)
         if length > MAX_BODY:
