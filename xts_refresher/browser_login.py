@@ -240,5 +240,5 @@ def holder_session(run: RefreshRun, client: XtsClient) -> SessionOutcome:
         paste = login is not None and login.paste
         return wait_for_holder(run, client, wait, paste=paste)
     except XtsRefreshError as exc:
-        run.report(INTERACTIVE.title, exc, whole=True)
+        run.log.error("✗ %s", exc)
         return SessionOutcome(INTERACTIVE, error=exc)

@@ -180,7 +180,7 @@ def nobody_came(run: RefreshRun, wait: float) -> SessionOutcome:
         f"Run {login_command_text(run.settings)} when the holder can sign in, and open the "
         "link it prints.",
     )
-    run.report(INTERACTIVE.title, failure, whole=True)
+    run.log.error("✗ %s", failure)
     return SessionOutcome(INTERACTIVE, error=failure)
 
 
