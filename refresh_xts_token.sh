@@ -211,7 +211,8 @@ probe(sys.argv[1:])' "$@" 2>&1)" || probe_code=$?
   echo "${RULE}"
   local now
   # bash's own clock saves a date process; bash 3 (macOS) has none and falls back to date.
-  printf -v now '%(%Y-%m-%d %H:%M:%S)T' -1 2>/dev/null || now="$(date '+%Y-%m-%d %H:%M:%S')"
+  # The machine's time, so its zone is named: the program's lines below use XTS_DISPLAY_TZ.
+  printf -v now '%(%Y-%m-%d %H:%M:%S %Z)T' -1 2>/dev/null || now="$(date '+%Y-%m-%d %H:%M:%S %Z')"
   echo "XTS Token Refresh - ${now}"
   echo "Working Directory: ${dir}"
   echo "${RULE}"

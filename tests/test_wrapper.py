@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -309,6 +310,21 @@ def test_arguments_are_passed_on(project: Project, tmp_path: Path) -> None:
     assert "✓ xts_token_refresh.py cron completed successfully (exit code: 0)" in usage.stdout
     for done in (before, refresh, after, usage):
         assert_clean(project, done)
+
+
+def test_the_header_names_the_zone_of_its_time(project: Project, tmp_path: Path) -> None:
+    """The wrapper's header shows the machine's time with its zone's abbreviation, so that in
+    cron_output.log it is not taken for a time of XTS_DISPLAY_TZ like the banner's below it."""
+    env_file = project.write_env()
+
+    done = run_wrapper(
+        WRAPPER, "status", "--env-file", str(env_file), home=tmp_path, env={"TZ": "Asia/Tokyo"}
+    )
+
+    header = next(line for line in done.stdout.splitlines() if line.startswith(BANNER[1]))
+    assert re.fullmatch(r"XTS Token Refresh - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d JST", header), (
+        output_of(done)
+    )
 
 
 def test_a_program_killed_by_a_signal_is_an_unexpected_failure(
