@@ -636,10 +636,15 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
 @pytest.mark.slow
 def test_a_hanging_token_command_is_stopped_with_its_children(project: Project) -> None:
     """A command that outlives its time (here the run's 3 s deadline) is killed with its
-    whole process group: exit 1, nothing sent."""
+    whole process group: exit 1, nothing sent; its last error line is shown with what it
+    printed on standard output (a token, before it hung) masked."""
     browser_account(project, XTS_DEADLINE="3")
     pid_file = project.folder / "child.pid"
-    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = f"sleep 60 & echo $! > {pid_file}; sleep 60"
+    token = "at-FAKE-printed-then-hung-0123456789"
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = (
+        f"echo {token}; echo 'handed over {token}, waiting for the browser' >&2; "
+        f"sleep 60 & echo $! > {pid_file}; sleep 60"
+    )
     project.sim.clear()
 
     started = time.monotonic()
@@ -648,12 +653,68 @@ def test_a_hanging_token_command_is_stopped_with_its_children(project: Project) 
     assert run.code == 1, run.output
     assert time.monotonic() - started < 15
     assert "XTS_ACCESS_TOKEN_COMMAND did not finish within 3 s and was stopped" in run.stdout
+    assert "waiting for the browser" in run.stdout
+    assert token not in run.output + run.log
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{child}").exists()
     assert project.sim.requests() == []
+
+
+def test_a_token_command_printing_without_end_is_stopped_at_once(project: Project) -> None:
+    """A command that pours out more than a session could be (a debug loop printing to
+    standard output): stopped with its process group as soon as its output passes 64 KiB,
+    not when its time is up (what it printed fills a file meanwhile): exit 1, nothing sent."""
+    browser_account(project, XTS_DEADLINE="20")
+    before = previous_token(project)
+    project.sim.clear()
+    body = "import sys, time\nsys.stdout.write('x' * 8_000_000)\nsys.stdout.flush()\ntime.sleep(60)"
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = token_command(project, body)
+
+    started = time.monotonic()
+    run = project.run()
+
+    assert run.code == 1, run.output
+    assert time.monotonic() - started < 10
+    assert "XTS_ACCESS_TOKEN_COMMAND printed more than 64 KiB on standard output" in run.stdout
+    assert project.sim.requests() == []
+    assert project.token_file.read_bytes() == before
+
+
+def test_a_token_command_leaves_no_process_behind(project: Project) -> None:
+    """A command that signs in but leaves a child running (a headless browser it did not
+    close, holding its standard output): the session is saved and the child is stopped with
+    the command's process group."""
+    browser_account(project)
+    pid_file = project.folder / "child.pid"
+    body = (
+        "import subprocess\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n" + signing_in()
+    )
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = token_command(project, body)
+
+    run = project.run()
+
+    assert run.code == 0, run.output
+    assert token_json(project.token_file)["userID"] == TP_USER
+    assert wait_for_end(int(pid_file.read_text()))
+
+
+def wait_for_end(pid: int, seconds: float = 5.0) -> bool:
+    """Whether process ``pid`` is gone (or a zombie awaiting its reaper) within ``seconds``."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 # -- the exchange -----------------------------------------------------------------------------
@@ -685,6 +746,32 @@ def test_an_exchange_is_retried_only_where_the_access_token_cannot_be_spent(
     if code:
         assert "is not tried again: what it carries is good for one use" in run.stdout
         assert not project.token_file.exists()
+
+
+def test_an_access_token_echoed_by_a_refusing_xts_is_masked_everywhere(project: Project) -> None:
+    """XTS's refusal of the exchange quotes the access token it was given: the token is
+    masked in the console, the log, Telegram, the ping, the run record and status."""
+    echoed = "at-FAKE-echoed-by-xts-0123456789abcdef"
+    browser_account(project)
+    project.with_telegram()
+    with_healthcheck(project)
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = f"echo {echoed}"
+    project.sim.add_fault(
+        "interactive_exchange",
+        Fault.xts_error("e-session-0001", f"Invalid accessToken: {echoed}", status=400),
+    )
+
+    run = project.run()
+    status = project.run("status", "--json")
+
+    assert run.code == 1, run.output
+    assert "Invalid accessToken" in run.stdout
+    record = [p.read_text("utf-8") for p in project.folder.rglob("*.run")]
+    pings = [p.body.decode("utf-8", "replace") for p in project.sim.requests("healthcheck")]
+    texts = (run.output, run.log, status.output, *telegram_texts(project), *pings, *record)
+    assert telegram_texts(project) and pings and "Invalid accessToken" in record[0]
+    for text in texts:
+        assert echoed not in text
 
 
 def test_a_refused_access_token_is_exit_1_and_not_retried(project: Project) -> None:

@@ -2,15 +2,19 @@
 without a person (typically a headless browser and a TOTP generator) and prints the session.
 
 It runs as the post-refresh hook does (hook.py): through ``/bin/sh`` in the program's folder,
-in a process group of its own that is killed when it outlives TOKEN_COMMAND_SECONDS, with no
-secret of ours in its environment. What it prints on standard output is a secret: it is never
-logged, and is added to the redactor before anything could show it. On failure the last line
-of its standard error is shown, redacted.
+in a process group of its own that is killed when it outlives TOKEN_COMMAND_SECONDS, when it
+prints more than a session could be, and once it has exited (nothing it started outlives it),
+with no secret of ours in its environment. What it prints on standard output is a secret: it
+is never logged, and is added to the redactor before anything could show it. On failure the
+last line of its standard error is shown, redacted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import time
 from typing import IO, TYPE_CHECKING
 
 from .browser_login import MAX_SESSION_BYTES, login_command_text, parse_session
@@ -24,6 +28,11 @@ if TYPE_CHECKING:
 
 # How much of the command's standard error is read for its last line.
 STDERR_TAIL_BYTES = 8192
+# How much standard error a command may write (a browser's own messages can be many): beyond
+# that it is a runaway, stopped before it fills the disk.
+MAX_STDERR_BYTES = 16 * 2**20
+# How often the command's output is measured while it runs.
+OUTPUT_POLL_SECONDS = 0.05
 
 
 def command_environment(settings: Settings) -> dict[str, str]:
@@ -51,7 +60,6 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
     or outlived its time (its process group is then killed): TOKEN_COMMAND_SECONDS, and no
     more than the run's deadline leaves (the session must still be exchanged)."""
     import signal
-    import subprocess
     import tempfile
 
     command = settings.access_token_command or ""
@@ -80,17 +88,22 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
                 f"XTS_ACCESS_TOKEN_COMMAND could not start: {exc.strerror}.", hint
             ) from None
         try:
-            process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            stopped = _stopped_or_finished(process, limit, stdout, stderr)
+        finally:
+            # Whatever it left running (a headless browser holding its output files, writing
+            # on) goes with it: nothing of a sign-in outlives it.
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            raise HolderLoginError(
-                f"XTS_ACCESS_TOKEN_COMMAND did not finish within {limit:.0f} s and was "
-                f"stopped{_last_line(stderr, redactor)}.",
-                hint,
-            ) from None
+        # Hidden before any failure is told: its standard error may quote it.
         output = _read_output(stdout)
         _hide(output, redactor)
+        if stopped is not None:
+            raise HolderLoginError(
+                f"XTS_ACCESS_TOKEN_COMMAND {stopped} and was stopped"
+                f"{_last_line(stderr, redactor)}.",
+                hint,
+            )
         if process.returncode != 0:
             raise HolderLoginError(
                 f"XTS_ACCESS_TOKEN_COMMAND failed with exit code {process.returncode}"
@@ -105,6 +118,25 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
             )
     log.info("✓ XTS_ACCESS_TOKEN_COMMAND handed over a session.")
     return output
+
+
+def _stopped_or_finished(
+    process: subprocess.Popen[bytes], limit: float, stdout: IO[bytes], stderr: IO[bytes]
+) -> str | None:
+    """None once the command has exited within ``limit`` seconds; else why it must be
+    stopped: its time is up, or it printed more than a session could be (checked as it goes:
+    a command pouring out output would otherwise fill the disk until its time is up)."""
+    end = time.monotonic() + limit
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, min(OUTPUT_POLL_SECONDS, end - time.monotonic())))
+            return None
+        if os.fstat(stdout.fileno()).st_size > MAX_SESSION_BYTES:
+            return f"printed more than {MAX_SESSION_BYTES // 1024} KiB on standard output"
+        if os.fstat(stderr.fileno()).st_size > MAX_STDERR_BYTES:
+            return f"printed more than {MAX_STDERR_BYTES // 2**20} MiB on standard error"
+        if time.monotonic() >= end:
+            return f"did not finish within {limit:.0f} s"
 
 
 def _hide(output: str, redactor: Redactor) -> None:
