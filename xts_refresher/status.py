@@ -28,6 +28,7 @@ from .settings import BROWSER_LOGIN, KEY_LOGIN, Settings, foreign_token, warn_ab
 from .shown_time import shown_time
 from .store import DEFAULT_RENEW_BEFORE, StoredToken, format_duration, read_token_file
 from .timebox import Deadline
+from .values import plural
 
 STATUS_QUICK_SECONDS = 5.0
 # The keys of one `sessions` entry of `status --json`, in the documented order.
@@ -408,8 +409,7 @@ def closing_status_text(
     why = {**{name: ["settings not valid"] for name in broken}, **reasons}
     not_ready = [name for name, found in why.items() if found]
     if not not_ready:
-        accounts = f"{total} account{'s' if total != 1 else ''}"
-        return f"✓ {accounts}, {usable} token{'s' if usable != 1 else ''} usable."
+        return f"✓ {plural(total, 'account')}, {plural(usable, 'token')} usable."
     unchecked_only = all(
         all(reason.endswith("(XTS could not be asked)") for reason in why[name])
         for name in not_ready
@@ -427,5 +427,4 @@ def closing_status_text(
     if not labelled:
         return f"✗ Not ready: {'; '.join(why[not_ready[0]])}. {advice}"
     listed = "; ".join(f"{name} ({', '.join(why[name])})" for name in not_ready)
-    accounts = f"{total} account{'s' if total != 1 else ''}"
-    return f"✗ {len(not_ready)} of {accounts} not ready: {listed}. {advice}"
+    return f"✗ {len(not_ready)} of {plural(total, 'account')} not ready: {listed}. {advice}"
