@@ -618,7 +618,8 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
     project: Project, body: str, said: str
 ) -> None:
     """A command that fails (its last error line shown, redacted), or prints nothing usable:
-    exit 1, nothing sent to XTS, the previous token intact."""
+    exit 1 (a failing or silent one's advice names the account's file that holds it), nothing
+    sent to XTS, the previous token intact."""
     browser_account(project)
     before = previous_token(project)
     project.sim.clear()
@@ -628,6 +629,8 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
 
     assert run.code == 1, run.output
     assert said in run.stdout
+    if "neither" not in said:  # what it printed is judged as any handed-over session is
+        assert f"Fix XTS_ACCESS_TOKEN_COMMAND in {project.env_file} (run it by hand" in run.stdout
     assert "at-FAKE-0123456789abcdef" not in run.output + run.log
     assert project.sim.requests() == []
     assert project.token_file.read_bytes() == before

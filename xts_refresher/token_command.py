@@ -18,7 +18,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from .browser_login import MAX_SESSION_BYTES, login_command_text, parse_session
-from .errors import HolderLoginError
+from .errors import SETTINGS_FILE, HolderLoginError
 from .paths import APP_DIR
 from .settings import SECRET_VARIABLES, TOKEN_COMMAND_SECONDS, Settings
 
@@ -64,8 +64,8 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
 
     command = settings.access_token_command or ""
     hint = (
-        "Fix XTS_ACCESS_TOKEN_COMMAND (run it by hand to see what it prints), or let the "
-        f"holder sign in: {login_command_text(settings)}"
+        f"Fix XTS_ACCESS_TOKEN_COMMAND in {SETTINGS_FILE} (run it by hand to see what it "
+        f"prints), or let the holder sign in: {login_command_text(settings)}"
     )
     limit = min(TOKEN_COMMAND_SECONDS, deadline.remaining())
     log.info("Running XTS_ACCESS_TOKEN_COMMAND to sign in on the broker's page...")
