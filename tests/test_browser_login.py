@@ -30,6 +30,7 @@ from conftest import (
     assert_no_secrets,
     closed_port,
     run_process,
+    skip_or_fail,
     telegram_texts,
     token_json,
     with_healthcheck,
@@ -868,6 +869,49 @@ def test_a_listen_address_in_use_is_exit_2(project: Project) -> None:
     assert run.code == 2, run.output
     assert f"127.0.0.1:{port}" in run.stdout
     assert project.sim.requests() == []
+
+
+def ipv6_loopback_or_skip() -> None:
+    """Skip (fail under CI) when this machine has no IPv6 loopback address."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        skip_or_fail("this machine has no IPv6 loopback (::1)")
+
+
+def test_a_localhost_return_url_is_served_on_both_loopback_addresses(
+    project: Project, live: list[LiveRun]
+) -> None:
+    """A return URL at the name `localhost`: a browser may resolve it to ::1 as readily as to
+    127.0.0.1, so the run listens on both. Another program holding [::1]:PORT (a neighbour
+    waiting for the session the page would send it) is exit 2 naming it, before any link is
+    shown; else a request to [::1]:PORT reaches the run's own listener."""
+    import socket
+
+    ipv6_loopback_or_skip()
+    browser_account(project)
+    port = closed_port()
+    project.settings["XTS_RETURN_URL"] = f"http://localhost:{port}/xts/callback"
+    with socket.socket(socket.AF_INET6) as neighbour:
+        neighbour.bind(("::1", port))
+        neighbour.listen()
+        held = project.run("login", "--wait", "5s")
+
+    live.append(LiveRun(project, "login", "--wait", "30s"))
+    link = live[0].link()
+    with requests.Session() as browser:
+        browser.trust_env = False
+        other_address = browser.get(f"http://[::1]:{port}/xts/callback?state=x", timeout=5)
+    answer = sign_in(link)
+    run = live[0].finish()
+
+    assert held.code == 2, held.output
+    assert f"[::1]:{port}" in held.stdout and LINK_LINE not in held.stdout
+    assert other_address.headers.get("Server", "").startswith("xts-token-refresher")
+    assert answer.status_code == 200 and run.code == 0, run.output
 
 
 def test_over_ssh_the_tunnel_command_is_printed(project: Project) -> None:

@@ -115,6 +115,33 @@ def listen_address(setting: str | None, return_url: str) -> tuple[str, int]:
     return ("127.0.0.1" if host == "localhost" else host), port
 
 
+def listen_addresses(setting: str | None, return_url: str) -> list[tuple[str, int]]:
+    """Every address to listen on: listen_address's, and, for a return URL at the name
+    ``localhost`` with no XTS_CALLBACK_LISTEN, ``::1`` on the same port too when this machine
+    has it. A browser may resolve the name to either loopback address; the one left unbound
+    would be free for any user of this machine to take, and the session would go there."""
+    first = listen_address(setting, return_url)
+    if setting is not None and setting.strip():
+        return [first]
+    try:
+        named = (urlsplit(return_url).hostname or "").rstrip(".") == "localhost"
+    except ValueError:
+        named = False
+    if not named or not _has_ipv6_loopback():
+        return [first]
+    return [first, ("::1", first[1])]
+
+
+def _has_ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (not on a machine without IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def _host_and_port(text: str) -> tuple[str, int]:
     """The host and port of ``text`` (``host:port`` or ``[v6 address]:port``), or ConfigError."""
     refusal = ConfigError(

@@ -211,7 +211,7 @@ def wait_for_holder(
         if text is None:
             return nobody_came(run, wait)
         return accept_session(run, client, text, expected_state=state)
-    host, port = callback.listen_address(settings.callback_listen, settings.return_url)
+    addresses = callback.listen_addresses(settings.callback_listen, settings.return_url)
     path = urlsplit(settings.return_url).path or "/"
     arrival = _Arrival()
 
@@ -233,10 +233,15 @@ def wait_for_holder(
         )
 
     base_log = run.log.logger if isinstance(run.log, AccountLog) else run.log
-    with shared_listener(host, port, base_log) as listener:
-        listener.expect(settings.account, state, path, handle)
+    with contextlib.ExitStack() as listening:
+        listeners = [
+            listening.enter_context(shared_listener(host, port, base_log))
+            for host, port in addresses
+        ]
+        for listener in listeners:
+            listener.expect(settings.account, state, path, handle)
         console_line(run, f"Open this link to log in {settings.account}: {link}")
-        tunnel = ssh_tunnel_line(settings, listener.port)
+        tunnel = ssh_tunnel_line(settings, listeners[0].port)
         if tunnel is not None:
             tell_now(
                 run,
