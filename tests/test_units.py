@@ -2780,6 +2780,23 @@ def test_the_run_lock_never_opens_through_a_symlink(tmp_path: Path) -> None:
     assert target.read_text() == "keep me\n"
 
 
+def test_the_run_lock_names_its_holders_start_in_the_display_zone(tmp_path: Path) -> None:
+    """The lock file says since when its holder runs as people are shown times (the display
+    zone, named), since a waiting run's line and ``status`` show it."""
+    from xts_refresher.shown_time import use_display_zone
+
+    use_display_zone("Asia/Tokyo")
+    lock = locks.RunLock(tmp_path / "token.json.lock")
+    try:
+        lock.acquire(0)
+        holder = locks.lock_holder(tmp_path / "token.json.lock")
+    finally:
+        lock.release()
+        use_display_zone("Asia/Kolkata")
+    assert holder is not None
+    assert re.fullmatch(rf"pid {os.getpid()} since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d JST", holder)
+
+
 @pytest.mark.parametrize(
     ("raw", "chats"),
     [

@@ -11,7 +11,6 @@ import fcntl
 import os
 import stat
 import time
-from datetime import datetime
 
 from .errors import LockTimeoutError, TokenSaveError, XtsRefreshError
 
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 # bots of the group read the token file without it (each save is an atomic rename), so the group
 # gains nothing from the lock file but the refresher's pid.
 LOCK_FILE_MODE = 0o600
-# How much of a lock file names its holder ("pid N since YYYY-MM-DD HH:MM:SS").
+# How much of a lock file names its holder ("pid N since YYYY-MM-DD HH:MM:SS IST").
 HOLDER_BYTES = 200
 # Tells a refresh that a post-refresh hook started it: "<pid of the hook's refresh>:<its lock>".
 LOCK_HELD_VARIABLE = "XTS_REFRESH_LOCK_HELD"
@@ -111,9 +110,11 @@ class RunLock:
                     ) from None
                 time.sleep(self.POLL_SECONDS)
         self._fd = fd
+        from .shown_time import shown_time  # loaded by then: the banner showed the run's start
+
         try:
             os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+            os.write(fd, f"pid {os.getpid()} since {shown_time(time.time())}\n".encode())
         except OSError:
             pass  # naming the holder is a courtesy; a full disk must not stop the run here
 
