@@ -982,8 +982,34 @@ def test_check_config_refuses_a_busy_listen_address_and_a_missing_command(
         run = project.run("check-config")
 
     assert run.code == 2, run.output
-    assert f"✗ The refresher cannot listen on 127.0.0.1:{port}" in run.stdout
-    assert "✗ XTS_ACCESS_TOKEN_COMMAND: /nonexistent/sign-in does not exist" in run.stdout
+    assert (
+        f"✗ The refresher cannot listen on 127.0.0.1:{port} (XTS_CALLBACK_LISTEN in "
+        f"{project.env_file}): " in run.stdout
+    )
+    assert (
+        f"✗ XTS_ACCESS_TOKEN_COMMAND in {project.env_file}: /nonexistent/sign-in does not exist"
+        in run.stdout
+    )
+
+
+def test_check_config_names_the_file_to_fix_when_the_login_page_refuses_the_apps_link(
+    project: Project,
+) -> None:
+    """check-config for a browser account whose app key the broker's page does not know: a ✗
+    line naming the page, its answer and the account's file that holds the settings to check;
+    exit 2, nobody signed in."""
+    browser_account(project)
+    project.settings["XTS_INTERACTIVE_API_KEY"] = "tp-FAKE-unknown-app-key"
+
+    run = project.run("check-config")
+
+    assert run.code == 2, run.output
+    assert (
+        f"✗ The broker's login page {project.sim.url}/interactive/thirdparty answered HTTP 400 "
+        "to this app's link: check XTS_LOGIN_URL and XTS_INTERACTIVE_API_KEY (in "
+        f"{project.env_file}) with your broker." in run.stdout
+    ), run.output
+    assert not [r for r in project.sim.requests() if r.method == "POST"]
 
 
 @pytest.mark.parametrize(

@@ -233,9 +233,10 @@ def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
         else:
             log.error(
                 "✗ The broker's login page %s answered HTTP %d to this app's link: check "
-                "XTS_LOGIN_URL and XTS_INTERACTIVE_API_KEY with your broker.",
+                "XTS_LOGIN_URL and XTS_INTERACTIVE_API_KEY (in %s) with your broker.",
                 without_credentials(page),
                 status,
+                settings.shown_env_file,
             )
             code = 2
     log.info(
@@ -249,14 +250,23 @@ def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
         with CallbackListener(host, port, log):
             pass
     except XtsRefreshError as exc:
-        log.error("✗ The refresher cannot listen on %s (XTS_CALLBACK_LISTEN): %s", shown, exc)
+        log.error(
+            "✗ The refresher cannot listen on %s (XTS_CALLBACK_LISTEN in %s): %s",
+            shown,
+            settings.shown_env_file,
+            exc,
+        )
         code = max(code, 2)
     else:
         log.info("✓ The refresher can listen on %s for the callback (bound and closed).", shown)
     if settings.access_token_command:
         problem = command_problem(settings.access_token_command)
         if problem:
-            log.error("✗ XTS_ACCESS_TOKEN_COMMAND: %s (it was not run).", problem)
+            log.error(
+                "✗ XTS_ACCESS_TOKEN_COMMAND in %s: %s (it was not run).",
+                settings.shown_env_file,
+                problem,
+            )
             code = max(code, 2)
         else:
             log.info("✓ XTS_ACCESS_TOKEN_COMMAND names a program that may be run (not run).")
