@@ -1025,6 +1025,10 @@ def test_check_config_names_the_file_to_fix_when_the_login_page_refuses_the_apps
         ({"XTS_LOGIN_WAIT": "soon"}, "XTS_LOGIN_WAIT must be a duration such as 30m"),
         ({"XTS_LOGIN_WAIT": "25h"}, "XTS_LOGIN_WAIT must be at most 24h"),
         ({"XTS_RETURN_URL": "ftp://host/cb"}, "XTS_RETURN_URL must be an http(s) URL"),
+        (
+            {"XTS_RETURN_URL": "http://127.0.0.1:0/xts/callback"},
+            "XTS_RETURN_URL is not a valid URL (check the brackets and the port)",
+        ),
         ({"XTS_RETURN_URL": "https://u:p@host/cb"}, "XTS_RETURN_URL must not hold a user"),
         ({"XTS_CALLBACK_LISTEN": "8765"}, "XTS_CALLBACK_LISTEN must be host:port"),
         (

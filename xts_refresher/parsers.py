@@ -52,7 +52,8 @@ def url_parser(*, base: bool = False, no_user: bool = False) -> Callable[[str], 
             return None
         try:
             parts = urlsplit(value)
-            _ = parts.port
+            if parts.port == 0:  # no server listens there, nor could the callback's listener
+                raise ValueError
         except ValueError:
             problem = "is not a valid URL (check the brackets and the port)."
             raise InvalidSettingError(problem) from None
