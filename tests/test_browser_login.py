@@ -602,6 +602,29 @@ def test_the_token_command_signs_in_without_a_person(project: Project) -> None:
     assert_browser_secrets_kept(project, run)
 
 
+def test_the_token_command_gets_no_url_credentials_of_ours(project: Project) -> None:
+    """A URL setting of ours holding a user and password (a health-check server behind basic
+    authentication), set in the environment: it is a secret as much as a key is, so it is
+    left out of the command's environment."""
+    browser_account(project)
+    prefix = with_healthcheck(project)
+    del project.settings["HEALTHCHECK_URL"]
+    password = "pw-FAKE-ping-basic-auth-77e1"
+    ping_url = project.sim.url.replace("://", f"://pinger:{password}@") + prefix
+    seen = project.folder / "command_env.json"
+    body = f"import json, os\njson.dump(dict(os.environ), open({str(seen)!r}, 'w'))\n"
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = token_command(project, body + signing_in())
+
+    run = project.run(env={"HEALTHCHECK_URL": ping_url})
+
+    assert run.code == 0, run.output
+    assert project.sim.requests("healthcheck"), "the ping URL was not the one set"
+    environment = json.loads(seen.read_text())
+    assert environment["XTS_ACCOUNT"] == "default"
+    assert password not in json.dumps(environment)
+    assert environment["XTS_LOG_FILE"] == str(project.log_file)  # the others of ours stay
+
+
 @pytest.mark.parametrize(
     ("body", "said"),
     [

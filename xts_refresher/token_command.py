@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 from .browser_login import MAX_SESSION_BYTES, login_command_text, parse_session
 from .errors import SETTINGS_FILE, HolderLoginError
 from .paths import APP_DIR
-from .settings import SECRET_VARIABLES, TOKEN_COMMAND_SECONDS, Settings
+from .settings import ROWS, SECRET_VARIABLES, TOKEN_COMMAND_SECONDS, Settings
 
 if TYPE_CHECKING:
     from .console import Log, Redactor
@@ -42,7 +42,14 @@ def command_environment(settings: Settings) -> dict[str, str]:
     from .callback import login_link
 
     credentials = settings.credentials["interactive"]
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    # By name (keys, secrets, the bot token), and by value: a URL setting of ours holding a
+    # user and password (a server behind basic authentication) is as secret.
+    hidden = [secret for secret in settings.secrets() if secret]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SECRET_VARIABLES and not (k in ROWS and any(s in v for s in hidden))
+    }
     env.update(
         XTS_ACCOUNT=settings.account,
         XTS_LOGIN_URL=settings.login_url or "",
