@@ -241,6 +241,25 @@ def test_a_refresh_with_no_way_to_the_session_fails_at_once_naming_login(project
     assert_browser_secrets_kept(project, run)
 
 
+def test_refresh_if_needed_keeps_a_browser_accounts_good_token_without_its_holder(
+    project: Project,
+) -> None:
+    """`refresh --if-needed` (the 09:00 line after a `login` by hand): a stored token that is
+    still good is kept, as for any account: exit 0, no link, nothing sent to XTS, the file
+    byte-identical."""
+    browser_account(project)
+    before = previous_token(project)
+    project.sim.clear()
+
+    run = project.run("--if-needed")
+
+    assert run.code == 0, run.output
+    assert "Open this link" not in run.output
+    assert "needs its holder" not in run.output
+    assert project.sim.requests() == []
+    assert project.token_file.read_bytes() == before
+
+
 @pytest.mark.parametrize("shape", ["accessToken", "token"])
 @pytest.mark.parametrize("get", [False, True], ids=["form-post", "get"])
 def test_login_saves_the_session_the_page_hands_over(
@@ -499,9 +518,13 @@ def test_market_data_logs_in_with_its_key_in_the_same_run(
     project: Project, live: list[LiveRun]
 ) -> None:
     """A browser account with market data: once the holder signed in, the market-data session
-    logs in with its own key and secret, and both tokens are saved."""
+    logs in with its own key and secret, both tokens are saved, and then the post-refresh hook
+    runs, told of both sessions, as after a refresh."""
     browser_account(project)
     project.with_marketdata()
+    hook_saw = project.folder / "hook-saw.txt"
+    project.settings["XTS_POST_REFRESH_HOOK"] = f'echo "$XTS_REFRESHED_SESSIONS" > {hook_saw}'
+
     project.sim.add_account(
         project.settings["XTS_MARKETDATA_API_KEY"],
         project.settings["XTS_MARKETDATA_API_SECRET"],
@@ -518,6 +541,7 @@ def test_market_data_logs_in_with_its_key_in_the_same_run(
     assert token_json(project.md_token_file)["session"] == "marketdata"
     routes = [r.route for r in project.sim.requests() if r.route != "unknown"]
     assert routes.index("marketdata_login") > routes.index("interactive_balance")
+    assert hook_saw.read_text(encoding="utf-8").split() == ["interactive,marketdata"]
 
 
 def test_a_key_account_is_not_delayed_by_a_browser_account_waiting(
