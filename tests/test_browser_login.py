@@ -1132,6 +1132,31 @@ def test_sigterm_ends_the_wait_for_the_holder(project: Project, live: list[LiveR
     assert not project.token_file.exists()
 
 
+def test_sigterm_stops_the_token_command_at_once(project: Project, live: list[LiveRun]) -> None:
+    """SIGTERM while the token command runs: it is stopped with its process group at once
+    (not when its 120 s are up, with the run's service manager killing the run meanwhile and
+    the command left behind): exit 143, nothing sent, nothing saved."""
+    browser_account(project, XTS_DEADLINE="60")
+    pid_file = project.folder / "child.pid"
+    project.settings["XTS_ACCESS_TOKEN_COMMAND"] = f"sleep 60 & echo $! > {pid_file}; sleep 60"
+    project.sim.clear()
+    live.append(LiveRun(project))
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the token command did not start"
+        time.sleep(0.05)
+
+    os.kill(live[0].process.pid, signal.SIGTERM)
+    started = time.monotonic()
+    run = live[0].finish(timeout=90)
+
+    assert run.code == 143, run.output
+    assert time.monotonic() - started < 10
+    assert wait_for_end(int(pid_file.read_text()))
+    assert project.sim.requests() == []
+    assert not project.token_file.exists()
+
+
 def test_a_key_account_at_a_broker_whose_holder_must_sign_in_is_refused_exit_1(
     project: Project,
 ) -> None:

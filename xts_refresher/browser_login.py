@@ -230,7 +230,7 @@ def holder_session(run: RefreshRun, client: XtsClient) -> SessionOutcome:
         if login is None and settings.access_token_command:
             from .token_command import run_token_command
 
-            text = run_token_command(settings, run.deadline, run.redactor, run.log)
+            text = run_token_command(settings, run.deadline, run.redactor, run.log, run.stop)
             return accept_session(run, client, text)
         if login is None and settings.login_wait <= 0:
             raise holder_needed(settings)

@@ -24,6 +24,7 @@ from .settings import ROWS, SECRET_VARIABLES, TOKEN_COMMAND_SECONDS, Settings
 
 if TYPE_CHECKING:
     from .console import Log, Redactor
+    from .interrupt import StopRequest
     from .timebox import Deadline
 
 # How much of the command's standard error is read for its last line.
@@ -61,11 +62,14 @@ def command_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor, log: Log) -> str:
+def run_token_command(
+    settings: Settings, deadline: Deadline, redactor: Redactor, log: Log, stop: StopRequest
+) -> str:
     """What XTS_ACCESS_TOKEN_COMMAND printed on standard output (a secret, already added to
     ``redactor``); HolderLoginError (exit 1) when it could not start, failed, printed nothing
     or outlived its time (its process group is then killed): TOKEN_COMMAND_SECONDS, and no
-    more than the run's deadline leaves (the session must still be exchanged)."""
+    more than the run's deadline leaves (the session must still be exchanged). A signal that
+    asks the run to stop stops the command at once (the signal's InterruptedRunError)."""
     import signal
     import tempfile
 
@@ -95,7 +99,7 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
                 f"XTS_ACCESS_TOKEN_COMMAND could not start: {exc.strerror}.", hint
             ) from None
         try:
-            stopped = _stopped_or_finished(process, limit, stdout, stderr)
+            stopped = _stopped_or_finished(process, limit, stdout, stderr, stop)
         finally:
             # Whatever it left running (a headless browser holding its output files, writing
             # on) goes with it: nothing of a sign-in outlives it.
@@ -105,6 +109,10 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
         # Hidden before any failure is told: its standard error may quote it.
         output = _read_output(stdout)
         _hide(output, redactor)
+        if stop.requested:
+            raise stop.error(
+                "XTS_ACCESS_TOKEN_COMMAND was stopped with the run; nothing was saved."
+            )
         if stopped is not None:
             raise HolderLoginError(
                 f"XTS_ACCESS_TOKEN_COMMAND {stopped} and was stopped"
@@ -128,16 +136,23 @@ def run_token_command(settings: Settings, deadline: Deadline, redactor: Redactor
 
 
 def _stopped_or_finished(
-    process: subprocess.Popen[bytes], limit: float, stdout: IO[bytes], stderr: IO[bytes]
+    process: subprocess.Popen[bytes],
+    limit: float,
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    stop: StopRequest,
 ) -> str | None:
     """None once the command has exited within ``limit`` seconds; else why it must be
-    stopped: its time is up, or it printed more than a session could be (checked as it goes:
-    a command pouring out output would otherwise fill the disk until its time is up)."""
+    stopped: a signal asked the run to stop, its time is up, or it printed more than a session
+    could be (checked as it goes: a command pouring out output would otherwise fill the disk
+    until its time is up)."""
     end = time.monotonic() + limit
     while True:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.0, min(OUTPUT_POLL_SECONDS, end - time.monotonic())))
             return None
+        if stop.requested:
+            return "was stopped with the run"  # told by the caller as the signal's failure
         if os.fstat(stdout.fileno()).st_size > MAX_SESSION_BYTES:
             return f"printed more than {MAX_SESSION_BYTES // 1024} KiB on standard output"
         if os.fstat(stderr.fileno()).st_size > MAX_STDERR_BYTES:
