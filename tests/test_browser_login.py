@@ -339,6 +339,26 @@ def test_a_refresh_waits_for_the_holder_and_sends_the_link_to_telegram(
         assert secret not in body
 
 
+@pytest.mark.slow
+def test_a_waiting_refreshs_deadline_is_extended_by_the_wait(
+    project: Project, live: list[LiveRun]
+) -> None:
+    """XTS_DEADLINE=2 with XTS_LOGIN_WAIT=30s: the holder signs in after the 2 s a refresh
+    alone may take, and the session is still exchanged, proven and saved (exit 0)."""
+    browser_account(project, XTS_LOGIN_WAIT="30s", XTS_DEADLINE="2")
+    live.append(LiveRun(project))
+    link = live[0].link()
+    started = time.monotonic()
+
+    while time.monotonic() - started < 2.5:  # past the deadline without the wait
+        time.sleep(0.1)
+    answer = sign_in(link)
+    run = live[0].finish()
+
+    assert answer.status_code == 200 and run.code == 0, run.output
+    assert token_json(project.token_file)["token"] == project.sim.issued_tokens("interactive")[-1]
+
+
 def test_nobody_signs_in_in_time(project: Project) -> None:
     """`login --wait 1s` with nobody signing in: exit 1 saying so, the token file unchanged,
     nothing sent to XTS."""
@@ -679,7 +699,8 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
     assert run.code == 1, run.output
     assert said in run.stdout
     if "neither" not in said:  # what it printed is judged as any handed-over session is
-        assert f"Fix XTS_ACCESS_TOKEN_COMMAND in {project.env_file} (run it by hand" in run.stdout
+        advice = f"Fix XTS_ACCESS_TOKEN_COMMAND in {project.env_file} (run it by hand"
+        assert run.stdout.count(advice) == 2, run.stdout  # its ✗ line and the closing line
     assert "at-FAKE-0123456789abcdef" not in run.output + run.log
     assert project.sim.requests() == []
     assert project.token_file.read_bytes() == before

@@ -526,7 +526,9 @@ class RefreshRun:
 
     def report(self, what: str, failure: XtsRefreshError, whole: bool = False) -> None:
         """Log the ✗ line of ``what`` (a session) failing: its message (``whole``: and its
-        hint), naming the account's broker when the failure concerns it."""
+        hint), naming the account's broker when the failure concerns it; its hint names the
+        account's own settings file, as the closing line's will."""
+        failure.place(self.settings.broker, self.settings.shown_env_file)
         broker = self.settings.broker if failure.concerns_broker else None
         text = str(failure) if whole else failure.message
         self.log.error("%s", session_failure_line(what, broker, text))

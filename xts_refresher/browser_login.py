@@ -240,5 +240,6 @@ def holder_session(run: RefreshRun, client: XtsClient) -> SessionOutcome:
         paste = login is not None and login.paste
         return wait_for_holder(run, client, wait, paste=paste)
     except XtsRefreshError as exc:
+        exc.place(settings.broker, settings.shown_env_file)  # its hint names the account's file
         run.log.error("✗ %s", exc)
         return SessionOutcome(INTERACTIVE, error=exc)
