@@ -957,7 +957,8 @@ def test_a_localhost_return_url_is_served_on_both_loopback_addresses(
     """A return URL at the name `localhost`: a browser may resolve it to ::1 as readily as to
     127.0.0.1, so the run listens on both. Another program holding [::1]:PORT (a neighbour
     waiting for the session the page would send it) is exit 2 naming it, before any link is
-    shown; else a request to [::1]:PORT reaches the run's own listener."""
+    shown (and a ✗ line of check-config); else a request to [::1]:PORT reaches the run's own
+    listener."""
     import socket
 
     ipv6_loopback_or_skip()
@@ -968,6 +969,7 @@ def test_a_localhost_return_url_is_served_on_both_loopback_addresses(
         neighbour.bind(("::1", port))
         neighbour.listen()
         held = project.run("login", "--wait", "5s")
+        checked = project.run("check-config")
 
     live.append(LiveRun(project, "login", "--wait", "30s"))
     link = live[0].link()
@@ -979,6 +981,9 @@ def test_a_localhost_return_url_is_served_on_both_loopback_addresses(
 
     assert held.code == 2, held.output
     assert f"[::1]:{port}" in held.stdout and LINK_LINE not in held.stdout
+    assert checked.code == 2, checked.output
+    assert f"✓ The refresher can listen on 127.0.0.1:{port}" in checked.stdout
+    assert f"✗ The refresher cannot listen on [::1]:{port}" in checked.stdout
     assert other_address.headers.get("Server", "").startswith("xts-token-refresher")
     assert answer.status_code == 200 and run.code == 0, run.output
 

@@ -212,7 +212,7 @@ def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
     answers a GET, the return URL is an http(s) URL, the refresher can listen on the callback
     address (bound and closed at once), and the token command, when set, is a program that
     exists and may be run (it is not run). 0, 2 (a setting) or 3 (the page cannot be reached)."""
-    from .callback import CallbackListener, listen_address, login_link
+    from .callback import CallbackListener, listen_addresses, login_link
 
     code = 0
     page = settings.login_url or ""
@@ -244,21 +244,21 @@ def check_browser_login(settings: Settings, client: XtsClient, log: Log) -> int:
         settings.return_url,
         urlsplit(settings.return_url).scheme,
     )
-    host, port = listen_address(settings.callback_listen, settings.return_url)
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        with CallbackListener(host, port, log):
-            pass
-    except XtsRefreshError as exc:
-        log.error(
-            "✗ The refresher cannot listen on %s (XTS_CALLBACK_LISTEN in %s): %s",
-            shown,
-            settings.shown_env_file,
-            exc,
-        )
-        code = max(code, 2)
-    else:
-        log.info("✓ The refresher can listen on %s for the callback (bound and closed).", shown)
+    for host, port in listen_addresses(settings.callback_listen, settings.return_url):
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            with CallbackListener(host, port, log):
+                pass
+        except XtsRefreshError as exc:
+            log.error(
+                "✗ The refresher cannot listen on %s (XTS_CALLBACK_LISTEN in %s): %s",
+                shown,
+                settings.shown_env_file,
+                exc,
+            )
+            code = max(code, 2)
+        else:
+            log.info("✓ The refresher can listen on %s for the callback (bound and closed).", shown)
     if settings.access_token_command:
         problem = command_problem(settings.access_token_command)
         if problem:
