@@ -174,11 +174,11 @@ def check_account(
         code = reach_xts(settings, client, log)
     code = max(code, check_notifications(settings, log, answers))
     if code == 0:
-        command = (
-            f"xts_token_refresh.py login --account {settings.account}"
-            if settings.login == BROWSER_LOGIN
-            else "xts_token_refresh.py"
-        )
+        command = "xts_token_refresh.py"
+        if settings.login == BROWSER_LOGIN:
+            from .browser_login import login_command_text
+
+            command = login_command_text(settings)
         log.info("✓ Ready: run `%s` to log in (check-config never logs in).", command)
     else:
         log.error(
