@@ -687,8 +687,8 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
     project: Project, body: str, said: str
 ) -> None:
     """A command that fails (its last error line shown, redacted), or prints nothing usable:
-    exit 1 (a failing or silent one's advice names the account's file that holds it), nothing
-    sent to XTS, the previous token intact."""
+    exit 1, the advice to fix the command in the account's file that holds it (not to sign in
+    on the broker's page again), nothing sent to XTS, the previous token intact."""
     browser_account(project)
     before = previous_token(project)
     project.sim.clear()
@@ -698,9 +698,9 @@ def test_a_token_command_that_fails_or_prints_junk_is_exit_1(
 
     assert run.code == 1, run.output
     assert said in run.stdout
-    if "neither" not in said:  # what it printed is judged as any handed-over session is
-        advice = f"Fix XTS_ACCESS_TOKEN_COMMAND in {project.env_file} (run it by hand"
-        assert run.stdout.count(advice) == 2, run.stdout  # its ✗ line and the closing line
+    advice = f"Fix XTS_ACCESS_TOKEN_COMMAND in {project.env_file} (run it by hand"
+    assert run.stdout.count(advice) == 2, run.stdout  # its ✗ line and the closing line
+    assert "Sign in on the broker's page again" not in run.stdout
     assert "at-FAKE-0123456789abcdef" not in run.output + run.log
     assert project.sim.requests() == []
     assert project.token_file.read_bytes() == before
@@ -1109,6 +1109,12 @@ def test_check_config_names_the_file_to_fix_when_the_login_page_refuses_the_apps
             "XTS_HOSTLOOKUP_URL cannot be used with XTS_LOGIN=browser",
         ),
         ({"XTS_CALLBACK_LISTEN": "[::1]:99999"}, "XTS_CALLBACK_LISTEN must be host:port"),
+        (
+            {"XTS_CALLBACK_LISTEN": "user@127.0.0.1:8765"},
+            "XTS_CALLBACK_LISTEN must be host:port",
+        ),
+        ({"XTS_CALLBACK_LISTEN": "127.0.0.1:8765/x"}, "XTS_CALLBACK_LISTEN must be host:port"),
+        ({"XTS_CALLBACK_LISTEN": "[127.0.0.1]:8765"}, "XTS_CALLBACK_LISTEN must be host:port"),
     ],
 )  # fmt: skip
 def test_browser_login_settings_are_checked_before_anything_is_sent(

@@ -719,7 +719,19 @@ def test_a_loopback_return_url_with_a_port_out_of_range_is_a_config_error() -> N
 
 
 @pytest.mark.parametrize(
-    "setting", ["8765", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "::1:8765", "h:p", "a:1/x"]
+    "setting",
+    [
+        "8765",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:99999",
+        "::1:8765",
+        "h:p",
+        "a:1/x",
+        "user@127.0.0.1:8765",
+        "[127.0.0.1]:8765",
+        "127.0.0.1:+1",
+    ],
 )
 def test_a_listen_setting_that_is_not_host_and_port_is_a_config_error(setting: str) -> None:
     with pytest.raises(ConfigError) as refused:

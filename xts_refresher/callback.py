@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import io
-import ipaddress
-import re
 import secrets
 import socket
 import socketserver
@@ -32,11 +30,15 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, quote, unquote_plus, urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .parsers import InvalidSettingError, listen_host_port
+from .settings import DEFAULT_RETURN_URL
 
 if TYPE_CHECKING:
     from .console import Log
 
-DEFAULT_LISTEN = ("127.0.0.1", 8765)
+# Where a return URL that is not on this machine is listened for: the default return URL's
+# address (the user's proxy forwards to it).
+DEFAULT_LISTEN = listen_host_port(urlsplit(DEFAULT_RETURN_URL).netloc)
 MAX_BODY = 64 * 1024  # a session (even a whole login answer) is a few KiB
 MAX_REQUEST_LINE = 65536  # a GET carries the session in its query
 REQUEST_SECONDS = 10.0  # the whole request, from connecting to its last byte
@@ -63,7 +65,6 @@ LISTEN_HINT = (
     "Stop what listens there, or set XTS_CALLBACK_LISTEN (and XTS_RETURN_URL with it) to a "
     "free address of this machine, then run again."
 )
-HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def new_state() -> str:
@@ -95,12 +96,15 @@ def login_link(login_url: str, app_key: str, return_url: str) -> str:
 
 def listen_address(setting: str | None, return_url: str) -> tuple[str, int]:
     """Where to listen: XTS_CALLBACK_LISTEN (``host:port``, ``[::1]:port``) when set; else the
-    return URL's host and port when it is a loopback URL; else 127.0.0.1:8765 (the user's proxy
+    return URL's host and port when it is a loopback URL; else DEFAULT_LISTEN (the user's proxy
     forwards to it). ConfigError when the setting is not a host and port."""
     from .urls import is_loopback_url
 
     if setting is not None and setting.strip():
-        return _host_and_port(setting.strip())
+        try:
+            return listen_host_port(setting.strip())
+        except InvalidSettingError as exc:
+            raise ConfigError(f"XTS_CALLBACK_LISTEN {exc}") from None
     if not is_loopback_url(return_url):
         return DEFAULT_LISTEN
     split = urlsplit(return_url)
@@ -140,32 +144,6 @@ def _has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
-
-
-def _host_and_port(text: str) -> tuple[str, int]:
-    """The host and port of ``text`` (``host:port`` or ``[v6 address]:port``), or ConfigError."""
-    refusal = ConfigError(
-        f"XTS_CALLBACK_LISTEN={text!r} is not a host and port, such as 127.0.0.1:8765 or "
-        "[::1]:8765."
-    )
-    try:
-        split = urlsplit("//" + text)
-        host, port = split.hostname, split.port
-    except ValueError:
-        raise refusal from None
-    if host is None or port is None or port == 0 or split.netloc != text:
-        raise refusal
-    if split.username is not None or (split.path, split.query, split.fragment) != ("", "", ""):
-        raise refusal
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if text.startswith("[") or not HOST_NAME.fullmatch(host):
-            raise refusal from None
-    else:
-        if (address.version == 6) != text.startswith("["):
-            raise refusal
-    return host, port
 
 
 def _shown_address(host: str, port: int) -> str:

@@ -214,18 +214,48 @@ def return_url_parser(default: str) -> Callable[[str], str | None]:
 
 
 def parse_listen_address(raw: str) -> str | None:
-    """``host:port`` or ``[IPv6]:port`` of the callback listener, as written."""
+    """``host:port`` or ``[IPv6]:port`` of the callback listener, as written (listen_host_port
+    reads it); InvalidSettingError for anything else."""
     value = raw.strip()
     if not value:
         return None
-    host, colon, port = value.rpartition(":")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    good_port = port.isascii() and port.isdigit() and 0 < int(port) < 65536
-    if not colon or not bare or not good_port or (":" in bare and bare == host):
-        raise InvalidSettingError(
-            f"must be host:port, e.g. 127.0.0.1:8765 or [::1]:8765, not {value!r}."
-        )
+    listen_host_port(value)
     return value
+
+
+def listen_host_port(text: str) -> tuple[str, int]:
+    """The host and port of ``text``: ``host:port`` (an IPv4 address or a host name) or
+    ``[IPv6 address]:port``, port 1-65535, nothing else (no user, no path); else
+    InvalidSettingError."""
+    import ipaddress
+    import re
+
+    refusal = InvalidSettingError(
+        f"must be host:port, e.g. 127.0.0.1:8765 or [::1]:8765, not {text!r}."
+    )
+    try:
+        split = urlsplit("//" + text)
+        host, port = split.hostname, split.port
+    except ValueError:
+        raise refusal from None
+    digits = text.rpartition(":")[2]  # int() would also take "+1" or "8_765" on old Pythons
+    if not host or not port or split.netloc != text or split.username is not None:
+        raise refusal
+    if not (digits.isascii() and digits.isdigit()):
+        raise refusal
+    if (split.path, split.query, split.fragment) != ("", "", ""):
+        raise refusal
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if text.startswith("[") or not re.fullmatch(
+            r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host
+        ):
+            raise refusal from None
+    else:
+        if (address.version == 6) != text.startswith("["):
+            raise refusal
+    return host, port
 
 
 class TokenGroup(Frozen):

@@ -67,8 +67,9 @@ def run_token_command(
 ) -> str:
     """What XTS_ACCESS_TOKEN_COMMAND printed on standard output (a secret, already added to
     ``redactor``); HolderLoginError (exit 1) when it could not start, failed, printed nothing
-    or outlived its time (its process group is then killed): TOKEN_COMMAND_SECONDS, and no
-    more than the run's deadline leaves (the session must still be exchanged). A signal that
+    or nothing a session can be read from, or outlived its time (its process group is then
+    killed): TOKEN_COMMAND_SECONDS, and no more than the run's deadline leaves (the session
+    must still be exchanged). A signal that
     asks the run to stop stops the command at once (the signal's InterruptedRunError)."""
     import signal
     import tempfile
@@ -131,6 +132,10 @@ def run_token_command(
                 f"{_last_line(stderr, redactor)}.",
                 hint,
             )
+    try:
+        parse_session(output)  # junk it printed is the command's to fix, not the holder's
+    except HolderLoginError as exc:
+        raise HolderLoginError(exc.message, hint) from None
     log.info("✓ XTS_ACCESS_TOKEN_COMMAND handed over a session.")
     return output
 
