@@ -34,6 +34,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import (
     APP_DIR,
+    INTERACTIVE_KEY,
+    INTERACTIVE_SECRET,
     PYTHON,
     SCRIPT,
     USER_ID,
@@ -434,6 +436,41 @@ def test_cron_print_for_an_account(program_copy: Path, before_the_command: bool)
     )
     assert several.returncode == 0, several.stdout + several.stderr
     assert several.stdout == expected_line(30, 3, "*", program_copy, ["alice", "carol"]) + "\n"
+
+
+def browser_account(wait: str = "0") -> str:
+    """An account file that signs in on the broker's page, waiting ``wait`` for its holder."""
+    return (
+        f"XTS_LOGIN=browser\nXTS_LOGIN_WAIT={wait}\nXTS_API_ROOT=http://127.0.0.1:9\n"
+        f"XTS_INTERACTIVE_API_KEY={INTERACTIVE_KEY}\n"
+        f"XTS_INTERACTIVE_API_SECRET={INTERACTIVE_SECRET}\nXTS_USER_ID={USER_ID}\n"
+    )
+
+
+def test_cron_print_warns_of_a_browser_account_no_run_can_sign_in(program_copy: Path) -> None:
+    """A line without --if-needed that covers a browser account with neither XTS_LOGIN_WAIT
+    nor XTS_ACCESS_TOKEN_COMMAND gets one warning naming it and the two ways out; one that
+    waits for its holder is not named, nor one whose settings cannot be read (carol's)."""
+    accounts = program_copy / "accounts"
+    (accounts / "alice.env").write_text(browser_account(), encoding="utf-8")
+    (accounts / "bob.env").write_text(browser_account("30m"), encoding="utf-8")
+    script = program_copy / SCRIPT.name
+
+    done = cron_cli("print", script=script)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == expected_line(30, 3, "*", program_copy) + "\n"
+    warned = [line for line in done.stderr.splitlines() if "XTS_LOGIN=browser" in line]
+    assert len(warned) == 1 and warned[0].startswith("# WARNING: account alice "), done.stderr
+    assert "bob" not in warned[0] and "carol" not in warned[0]
+    assert "`xts_token_refresh.py cron install --account alice --at 08:30`" in warned[0]
+    assert "`xts_token_refresh.py login --account alice`" in warned[0]
+    assert "--if-needed" in warned[0]
+    assert INTERACTIVE_KEY not in done.stdout + done.stderr
+    assert INTERACTIVE_SECRET not in done.stdout + done.stderr
+    for args in (["--account", "bob"], ["--account", "carol"]):
+        quiet = cron_cli("print", *args, script=script)
+        assert quiet.returncode == 0 and "XTS_LOGIN=browser" not in quiet.stderr, quiet.stderr
 
 
 # -- install / uninstall against the real crontab ----------------------------------------------

@@ -299,6 +299,26 @@ def test_the_timer_fires_at_the_time_in_its_zone(
     assert len({when.date() for when in elapses}) == 7
 
 
+def test_print_warns_of_a_browser_account_no_run_can_sign_in(program_copy: Path) -> None:
+    """A timer without --if-needed over a browser account that neither waits for its holder
+    nor has a token command gets the warning, naming the way to give it a timer of its own."""
+    (program_copy / "accounts" / "self.env").write_text(
+        "XTS_LOGIN=browser\nXTS_API_ROOT=http://127.0.0.1:9\nXTS_USER_ID=CK68\n"
+        "XTS_INTERACTIVE_API_KEY=ik-FAKE-7f3a9c-interactive-key\n"
+        "XTS_INTERACTIVE_API_SECRET=is-FAKE-Qx81Zr-interactive-secret\n",
+        encoding="utf-8",
+    )
+    done = systemd_cli("print", script=program_copy / SCRIPT.name)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    warned = [line for line in done.stderr.splitlines() if "XTS_LOGIN=browser" in line]
+    assert len(warned) == 1 and warned[0].startswith("# WARNING: account self "), done.stderr
+    assert "`xts_token_refresh.py systemd install --account self --at 08:30`" in warned[0]
+    assert "ik-FAKE" not in done.stdout + done.stderr
+    huf = systemd_cli("print", "--account", "huf", script=program_copy / SCRIPT.name)
+    assert huf.returncode == 0 and "XTS_LOGIN=browser" not in huf.stderr, huf.stderr
+
+
 def test_path_flags_are_passed_on_quoted_for_systemd(tmp_path: Path) -> None:
     """Path flags given to ``systemd`` reach ExecStart= as absolute paths; a word with a space,
     ``%`` or ``$`` is double-quoted, ``%`` and ``$`` doubled, as systemd reads them back."""

@@ -348,6 +348,9 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
     if args.command in ("cron", "systemd"):
         overrides = PathOverrides(args.env_file, args.token_file, args.log_file)
         arguments, accounts = _job_arguments(args, overrides)
+        from .schedule import unattended_browser_accounts
+
+        holders = unattended_browser_accounts(overrides, os.environ, accounts)
         if args.command == "cron":
             from .cron import cron_command
 
@@ -359,6 +362,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
                 environ=os.environ,
                 arguments=arguments,
                 accounts=accounts,
+                holders=holders,
             )
         from .systemd import systemd_command
 
@@ -371,6 +375,7 @@ def run(args: argparse.Namespace, log: logging.Logger, redactor: Redactor) -> in
             arguments=arguments,
             accounts=accounts,
             unit_dir=args.dir,
+            holders=holders,
         )
     if args.command == "demo":
         from .demo import demo

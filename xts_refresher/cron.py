@@ -147,6 +147,7 @@ def cron_command(
     environ: Mapping[str, str],
     arguments: tuple[str, ...] = (),
     accounts: tuple[str, ...] = (),
+    holders: tuple[str, ...] = (),
 ) -> int:
     """``cron print|install|uninstall`` for ``accounts`` (() is the line for all accounts);
     exit 0, or ConfigError (2). ``install`` puts the line in place of its own earlier one,
@@ -170,7 +171,8 @@ def cron_command(
     when = schedule.convert(at, zone, days, machine, machine_name)
     line = crontab_line(when, arguments=arguments, accounts=selection)
     existing = read_crontab() if action == "install" else []
-    for note in filter(None, [*when.notes, *_warnings(action, selection, existing, environ)]):
+    notes = [*when.notes, *_warnings(action, selection, existing, environ)]
+    for note in filter(None, [*notes, schedule.holder_warning("cron", arguments, holders)]):
         print(f"# {note}", file=sys.stderr)
     if action == "print":
         print(line)

@@ -16,10 +16,13 @@ from datetime import date, datetime, timezone, tzinfo
 from itertools import groupby
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import ConfigError
+from .errors import ConfigError, XtsRefreshError
 from .paths import APP_DIR, is_account_name
+
+if TYPE_CHECKING:
+    from .settings import PathOverrides
 
 APP = Path(APP_DIR)
 MARKER = "# xts-token-refresh:"
@@ -246,6 +249,47 @@ def runs_as_root(command: str, lead: str, example: str) -> str:
         "unprivileged user that owns this folder, .env and the token files: run "
         f"`xts_token_refresh.py {command} install` as that user ({example}), and "
         f"`xts_token_refresh.py {command} uninstall` here as root."
+    )
+
+
+def unattended_browser_accounts(
+    overrides: PathOverrides, environ: Mapping[str, str], accounts: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The accounts of ``accounts`` (() is all) that sign in on the broker's page with nothing
+    to wait for their holder (XTS_LOGIN_WAIT 0) or sign in for them (no XTS_ACCESS_TOKEN_COMMAND);
+    an account whose settings cannot be read is not among them."""
+    from .accounts import account_settings, find_install
+    from .settings import BROWSER_LOGIN
+
+    found: list[str] = []
+    with contextlib.suppress(XtsRefreshError, OSError):
+        install = find_install(overrides, environ)
+        for name in accounts or install.names:
+            with contextlib.suppress(XtsRefreshError, OSError):
+                settings = account_settings(install, name, overrides)
+                signed_in = settings.access_token_command or settings.login_wait > 0
+                if settings.login == BROWSER_LOGIN and not signed_in:
+                    found.append(name)
+    return tuple(found)
+
+
+def holder_warning(command: str, arguments: tuple[str, ...], holders: tuple[str, ...]) -> str:
+    """The warning that a job without --if-needed logs ``holders`` (browser accounts no run can
+    sign in) in anew every day, with the two ways CRON_SETUP.md gives; "" when none is."""
+    if not holders or "--if-needed" in arguments:
+        return ""
+    flags = account_flags(holders)
+    return (
+        f"WARNING: {describe(holders)} {'signs' if len(holders) == 1 else 'sign'} in on the "
+        "broker's page (XTS_LOGIN=browser) with neither XTS_LOGIN_WAIT nor "
+        "XTS_ACCESS_TOKEN_COMMAND, and this job runs without --if-needed: it fails for "
+        f"{'it' if len(holders) == 1 else 'them'} every day, or replaces the session made by "
+        f"hand with `login`. Give {'it' if len(holders) == 1 else 'each'} a job of its own: "
+        "set XTS_LOGIN_WAIT=30m and run "
+        f"`xts_token_refresh.py {command} install{flags} --at 08:30`; or sign in before the open "
+        f"with `xts_token_refresh.py login{flags}` and add a crontab line of your own with "
+        f'`refresh_xts_token.sh{flags} --if-needed` at 09:00 IST (CRON_SETUP.md, "Accounts '
+        'that need their holder").'
     )
 
 

@@ -495,6 +495,7 @@ def systemd_command(
     accounts: tuple[str, ...] = (),
     unit_dir: str | None = None,
     euid: int | None = None,
+    holders: tuple[str, ...] = (),
 ) -> int:
     """``systemd print|install|uninstall`` for ``accounts`` (() is the units for all
     accounts); exit 0, ConfigError (2) or LocalError (4)."""
@@ -504,10 +505,10 @@ def systemd_command(
     if action == "uninstall":
         return _uninstall(scope, selection, systemctl)
     units = render(at, zone, days, scope, arguments=arguments, accounts=selection)
-    notes = _notes(scope, at, zone)
+    notes = [*_notes(scope, at, zone), schedule.holder_warning("systemd", arguments, holders)]
     if action == "install":
         notes += _overlap_warnings(selection, scope.folder, units.name)
-    for note in notes:
+    for note in filter(None, notes):
         print(f"# {note}", file=sys.stderr)
     if action == "print":
         print(f"# file: {units.service_path}\n{units.service}")
