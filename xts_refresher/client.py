@@ -445,6 +445,10 @@ class XtsClient:
             raise RetryableError(f"no complete answer within {seconds_text(budget)} s") from None
         except requests.RequestException as exc:
             reason = explain_transport_failure(exc)
+            if isinstance(exc, requests.exceptions.Timeout):
+                # requests' socket time-out and run_within's bound are the same budget: either
+                # may fire first, and the run says the same of both.
+                reason = f"no complete answer within {seconds_text(budget)} s"
             raise RetryableError(reason, replay_safe=never_sent(exc)) from None
         return decode_answer(status, answer_headers, raw, request.rate_limit_is_answer)
 
