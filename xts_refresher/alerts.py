@@ -81,7 +81,9 @@ def deliver(
             timeout = min(timeout, pacing.deadline.remaining())
         try:
             # run_within bounds the whole exchange: requests' timeout bounds each read only.
-            return run_within(timeout, functools.partial(attempt, timeout))
+            # requests gets a second more, so that a server that does not answer is always
+            # told by this bound ("no answer within N s"), never by whichever fired first.
+            return run_within(timeout, functools.partial(attempt, timeout + 1))
         except TimeoutError:
             raise NotificationUnavailableError(
                 f"no answer within {seconds_text(timeout)} s"
