@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone, tzinfo
+from types import MappingProxyType
 
 from .paths import read_small_file
 
@@ -27,11 +28,13 @@ DEFAULT_DISPLAY_TZ = "Asia/Kolkata"
 # Where the fast path looks for a zone's TZif file (zoneinfo's first folder on Linux).
 SYSTEM_ZONE_FOLDER = "/usr/share/zoneinfo"
 # The zones that matter most, for a machine with no zone database (nor the tzdata package).
-FALLBACK_ZONES = {
-    "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30), "IST"),
-    "UTC": timezone.utc,
-    "Etc/UTC": timezone.utc,
-}
+FALLBACK_ZONES = MappingProxyType(
+    {
+        "Asia/Kolkata": timezone(timedelta(hours=5, minutes=30), "IST"),
+        "UTC": timezone.utc,
+        "Etc/UTC": timezone.utc,
+    }
+)
 # A zone name's characters (zoneinfo's keys are paths below the zone folder).
 ZONE_NAME_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+-"
