@@ -239,25 +239,37 @@ def test_nobody_coming_ends_the_wait_at_its_deadline(logged: Logged) -> None:
     assert 0.3 <= waited < 2
 
 
-def test_a_session_accepted_before_the_deadline_is_waited_for_to_the_end(logged: Logged) -> None:
-    """The holder came in time: the exchange under way is not cut off by the deadline."""
-    release = threading.Event()
-    sessions: list[str] = []
-    state = new_state()
+class HeldHandler:
+    """A handler that keeps the first session's request open until ``release`` is set, its
+    session posted from a thread of its own: a callback whose exchange is still under way."""
 
-    def slow_handle(session: str) -> str:
-        sessions.append(session)
-        release.wait(5)
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sessions: list[str] = []
+        self.sender: threading.Thread | None = None
+
+    def __call__(self, session: str) -> str:
+        self.sessions.append(session)
+        self.release.wait(5)
         return LOGGED_IN
 
+    def hold(self, listener: CallbackListener, state: str) -> None:
+        """Expect ``state`` for alice, post its session, and return once it is being handled."""
+        listener.expect("alice", state, PATH, self)
+        self.sender = threading.Thread(target=post, args=(listener, state), daemon=True)
+        self.sender.start()
+        assert wait_until(lambda: self.sessions == [SESSION])
+
+
+def test_a_session_accepted_before_the_deadline_is_waited_for_to_the_end(logged: Logged) -> None:
+    """The holder came in time: the exchange under way is not cut off by the deadline."""
+    held = HeldHandler()
     with listening(logged) as listener:
-        listener.expect("alice", state, PATH, slow_handle)
-        sender = threading.Thread(target=post, args=(listener, state), daemon=True)
-        sender.start()
-        assert wait_until(lambda: sessions == [SESSION])
-        threading.Timer(0.3, release.set).start()
+        held.hold(listener, new_state())
+        threading.Timer(0.3, held.release.set).start()
         results = listener.wait(time.monotonic() + 0.05)
-        sender.join(5)
+        assert held.sender is not None
+        held.sender.join(5)
     assert results == {"alice": None}
 
 
@@ -312,25 +324,16 @@ def test_a_replayed_state_is_refused(logged: Logged) -> None:
 def test_a_second_callback_arriving_while_the_first_is_handled_is_refused(
     logged: Logged,
 ) -> None:
-    release = threading.Event()
-    sessions: list[str] = []
+    held = HeldHandler()
     state = new_state()
-
-    def slow_handle(session: str) -> str:
-        sessions.append(session)
-        release.wait(5)
-        return LOGGED_IN
-
     with listening(logged) as listener:
-        listener.expect("alice", state, PATH, slow_handle)
-        sender = threading.Thread(target=post, args=(listener, state), daemon=True)
-        sender.start()
-        assert wait_until(lambda: sessions == [SESSION])
+        held.hold(listener, state)
         second = post(listener, state, '{"accessToken": "second"}')
-        release.set()
-        sender.join(5)
+        held.release.set()
+        assert held.sender is not None
+        held.sender.join(5)
     assert second.status_code == 409
-    assert sessions == [SESSION]
+    assert held.sessions == [SESSION]
 
 
 def test_a_wrong_path_is_refused(logged: Logged) -> None:
