@@ -38,6 +38,7 @@ from conftest import (
     SCRIPT,
     USER_ID,
     Project,
+    Run,
     assert_no_secrets,
     run_on_a_full_tmpfs,
     run_process,
@@ -147,6 +148,21 @@ def test_two_runs_sharing_a_market_data_file_never_log_in_to_it_at_once(
         assert token_json(path)["userID"]
 
 
+def run_while_locked(project: Project, holder_text: str, seconds: float) -> Run:
+    """A refresh of ``project`` run while another process seems to hold its run lock (whose
+    file says ``holder_text``) for ``seconds`` from the start."""
+    with Path(f"{project.token_file}.lock").open("w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        holder.write(f"{holder_text}\n")
+        holder.flush()
+        release = threading.Timer(seconds, lambda: fcntl.flock(holder, fcntl.LOCK_UN))
+        release.start()
+        try:
+            return project.run()
+        finally:
+            release.cancel()
+
+
 @pytest.mark.slow
 def test_a_run_that_waited_for_the_lock_sends_no_login_it_cannot_finish(project: Project) -> None:
     """Another run holds the run lock for 2 s; XTS_DEADLINE=3 then leaves about 1 s, less than
@@ -162,17 +178,7 @@ def test_a_run_that_waited_for_the_lock_sends_no_login_it_cannot_finish(project:
     project.sim.clear()
     project.sim.login_delay = 1.5
     project.settings.update(XTS_DEADLINE="3", XTS_TIMEOUT="2")
-    lock_path = Path(f"{project.token_file}.lock")
-    with lock_path.open("w") as holder:
-        fcntl.flock(holder, fcntl.LOCK_EX)
-        holder.write("pid 424242 since 2024-10-13 09:00:00\n")
-        holder.flush()
-        release = threading.Timer(2.0, lambda: fcntl.flock(holder, fcntl.LOCK_UN))
-        release.start()
-        try:
-            run = project.run()
-        finally:
-            release.cancel()
+    run = run_while_locked(project, "pid 424242 since 2024-10-13 09:00:00", seconds=2.0)
 
     assert run.code == 4, run.output
     closing = run.stdout.rstrip().splitlines()[-1]
@@ -190,16 +196,7 @@ def test_a_run_waiting_for_the_lock_says_so_and_names_the_holder(project: Projec
     """Another run holds the lock for a second: this run says it waits, for which pid and how
     long at most, then takes the lock and refreshes (exit 0)."""
     lock_path = Path(f"{project.token_file}.lock")
-    with lock_path.open("w") as holder:
-        fcntl.flock(holder, fcntl.LOCK_EX)
-        holder.write("pid 515151 since 2024-10-13 09:00:00\n")
-        holder.flush()
-        timer = threading.Timer(1.5, lambda: fcntl.flock(holder, fcntl.LOCK_UN))
-        timer.start()
-        try:
-            run = project.run()
-        finally:
-            timer.cancel()
+    run = run_while_locked(project, "pid 515151 since 2024-10-13 09:00:00", seconds=1.5)
     assert run.code == 0, run.output
     assert (
         f"Another refresh (pid 515151 since 2024-10-13 09:00:00) holds the lock {lock_path}; "
